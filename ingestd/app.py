@@ -1,0 +1,93 @@
+"""The parts every entry point shares, built once from a Config: plugins, credential
+registry, stores, pipeline and one connector per enabled source.
+
+The CLI's one-shot commands and the daemon both run jobs through `App.run_job`, so a
+job started by hand and one started by a watcher take exactly the same path.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from . import config as config_mod
+from .config import Config
+from .connector import Connector
+from .credentials import Registry
+from .errors import Code, ConfigError, UsageError
+from .jobs import JobError, JobStore, Manifest, Trigger
+from .pipeline import Pipeline
+from .plugins import Plugins
+from .store import Store
+
+
+def load_config(path: Path, plugins: Plugins) -> Config:
+    return config_mod.load(path, plugins.option_models())
+
+
+class App:
+    def __init__(self, config: Config, plugins: Plugins):
+        self.config = config
+        self.plugins = plugins
+        self.state_dir: Path = config.daemon.state_dir
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        self.registry = Registry(config.credentials.registry)
+        self.store = Store(self.state_dir)
+        self.jobs = JobStore(self.state_dir)
+        self.pipeline = Pipeline(self.store, self.jobs, self.state_dir, hooks=plugins)
+        self.connectors: dict[str, Connector] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        for connector in self.connectors.values():
+            connector.close()
+        self.pipeline.close()
+        self.store.close()
+
+    def connector(self, name: str) -> Connector:
+        """The connector for a configured source, built on first use."""
+        with self._lock:
+            if name in self.connectors:
+                return self.connectors[name]
+            source = self.config.source(name)
+            if source is None:
+                known = ", ".join(s.name for s in self.config.sources) or "none"
+                raise UsageError(f"unknown source {name!r} (configured: {known})")
+            cls = self.plugins.connectors[source.kind]
+            reason = cls.unavailable_reason()
+            if reason:
+                raise ConfigError(f'sources "{name}": connector {source.kind!r} is unavailable: {reason}')
+            connector = self.connectors[name] = cls(source, self.registry, self.state_dir)
+            return connector
+
+    def run_job(self, source: str, trigger: Trigger, *, hint=None, stop: threading.Event | None = None,
+                manifest: Manifest | None = None) -> Manifest:
+        connector = self.connector(source)
+        manifest = manifest or self.jobs.create(source, connector.kind, trigger)
+        return self.pipeline.run(manifest, connector, stop=stop, hint=hint)
+
+    def failed_before_start(self, manifest: Manifest, code: Code, message: str) -> Manifest:
+        manifest.add_error(JobError(code=code, message=message))
+        return self.jobs.transition(manifest, "failed")
+
+
+def check(config: Config, plugins: Plugins) -> list[str]:
+    """Everything `check-config` verifies beyond the file's own validity; writes nothing."""
+    registry = Registry(config.credentials.registry)
+    problems: list[str] = []
+    for source in config.sources:
+        cls = plugins.connectors[source.kind]
+        reason = cls.unavailable_reason()
+        if reason:
+            problems.append(f'sources "{source.name}": connector {source.kind!r} is unavailable: {reason}')
+            continue
+        credential = getattr(source.options, "credentials", None)
+        if credential:
+            try:
+                registry.resolve(credential)
+            except ConfigError as exc:
+                problems.extend(exc.lines)
+                continue
+        if source.enabled:
+            problems.extend(cls(source, registry, config.daemon.state_dir).check())
+    return problems

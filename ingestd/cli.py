@@ -1,0 +1,197 @@
+"""Command line: parse arguments, run one command, map errors to exit codes.
+
+The only module that prints. Exit status: 0 ok, 1 job partial/failed or not found,
+2 usage, 78 configuration (EX_CONFIG, which systemd is told not to restart on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__, app, config as config_mod, logs
+from .errors import ConfigError, IngestdError, NotFoundError, UsageError
+from .jobs import JobStore, Manifest
+from .paths import is_valid_id
+from .plugins import Plugins
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="config file (default: $INGESTD_CONFIG, else /etc/ingestd/ingestd.toml)")
+    parser = argparse.ArgumentParser(prog="ingestd", parents=[common], description="Ingest documents from drop folders, S3 and SharePoint.")
+    parser.add_argument("--version", action="version", version=f"ingestd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("run", parents=[common], help="run the daemon (watch, schedule, serve HTTP)")
+    p = sub.add_parser("ingest", parents=[common], help="run one job for a source now, in the foreground")
+    p.add_argument("source")
+    p.add_argument("--json", action="store_true")
+    sub.add_parser("check-config", parents=[common], help="validate the config file and its credential references")
+    p = sub.add_parser("status", parents=[common], help="show one job's manifest")
+    p.add_argument("job_id")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("jobs", parents=[common], help="list jobs, newest first")
+    p.add_argument("--source")
+    p.add_argument("--status", choices=["queued", "running", "succeeded", "partial", "failed"])
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("document", parents=[common], help="show a document's record, provenance and versions")
+    p.add_argument("doc_id")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("plugins", parents=[common], help="list plugins and connector kinds")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) and 2
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return exc.exit_code
+    except NotFoundError as exc:
+        print(f"ingestd: {exc}", file=sys.stderr)
+        return 1
+    except IngestdError as exc:
+        print(f"ingestd: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _setup(args, *, quiet: bool = False):
+    plugins = Plugins().load()
+    cfg = app.load_config(config_mod.locate(args.config), plugins)
+    logs.setup(level="warning" if quiet else cfg.daemon.log_level, fmt=cfg.daemon.log_format)
+    return cfg, plugins
+
+
+def cmd_run(args) -> int:
+    from .daemon import run_daemon
+
+    cfg, plugins = _setup(args)
+    return run_daemon(cfg, plugins, config_mod.locate(args.config))
+
+
+def cmd_ingest(args) -> int:
+    cfg, plugins = _setup(args, quiet=args.json)
+    application = app.App(cfg, plugins)
+    try:
+        application.jobs.load_all()
+        manifest = application.run_job(args.source, "cli")
+    finally:
+        application.close()
+    _print_manifest(manifest, args.json)
+    return 0 if manifest.status == "succeeded" else 1
+
+
+def cmd_check_config(args) -> int:
+    plugins = Plugins().load()
+    cfg = app.load_config(config_mod.locate(args.config), plugins)
+    problems = app.check(cfg, plugins)
+    if problems:
+        raise ConfigError(problems)
+    print("ok")
+    return 0
+
+
+def _jobs(args) -> JobStore:
+    cfg, _ = _setup(args, quiet=True)
+    return JobStore(cfg.daemon.state_dir)
+
+
+def cmd_status(args) -> int:
+    if not is_valid_id(args.job_id):
+        raise UsageError(f"malformed job id {args.job_id[:80]!r}")
+    _print_manifest(_jobs(args).get(args.job_id), args.json)
+    return 0
+
+
+def cmd_jobs(args) -> int:
+    store = _jobs(args)
+    store.load_all()
+    rows = store.list(source=args.source, status=args.status, limit=max(1, args.limit))
+    if args.json:
+        print(json.dumps([m.to_json() for m in rows], indent=2))
+        return 0
+    for m in rows:
+        c = m.counters
+        print(f"{m.job_id}  {m.source:<16} {m.status:<9} {m.trigger:<8} "
+              f"ingested={c.ingested} unchanged={c.unchanged} failed={c.failed} skipped={c.skipped} deleted={c.deleted}")
+    return 0
+
+
+def cmd_document(args) -> int:
+    from .store import Store
+
+    if not is_valid_id(args.doc_id):
+        raise UsageError(f"malformed document id {args.doc_id[:80]!r}")
+    cfg, _ = _setup(args, quiet=True)
+    store = Store(cfg.daemon.state_dir)
+    try:
+        doc = store.get(args.doc_id)
+    finally:
+        store.close()
+    if args.json:
+        print(doc.model_dump_json(indent=2))
+        return 0
+    print(f"{doc.doc_id}  {doc.origin_uri}")
+    print(f"  source {doc.source}  job {doc.job_id}  ingested {doc.ingested_at}")
+    print(f"  sha256 {doc.sha256}  size {doc.size}  mime {doc.mime}")
+    if doc.deleted_at:
+        print(f"  deleted at {doc.deleted_at} by job {doc.deleted_job}")
+    for v in doc.versions:
+        print(f"  earlier: {v.ingested_at} sha256 {v.sha256} size {v.size} job {v.job_id}")
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    plugins = Plugins().load()
+    rows = []
+    for info in plugins.info.values():
+        kinds = []
+        for kind in info.kinds:
+            reason = plugins.connectors[kind].unavailable_reason() if kind in plugins.connectors else None
+            kinds.append({"kind": kind, "available": reason is None, "remediation": reason})
+        rows.append({"name": info.name, "module": info.module, "version": info.version,
+                     "status": info.status, "error": info.error, "connectors": kinds})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['name']:<12} {row['version'] or '-':<8} {row['status']}" + (f": {row['error']}" if row["error"] else ""))
+        for k in row["connectors"]:
+            state = "available" if k["available"] else f"unavailable ({k['remediation']})"
+            print(f"  connector {k['kind']}: {state}")
+    return 0
+
+
+def _print_manifest(m: Manifest, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(m.to_json(), indent=2, ensure_ascii=False))
+        return
+    c = m.counters
+    print(f"job {m.job_id}  source {m.source} ({m.kind})  {m.status}")
+    print(f"  created {m.created_at}  started {m.started_at or '-'}  finished {m.finished_at or '-'}  "
+          f"duration {m.duration_s() if m.duration_s() is not None else '-'}s")
+    print(f"  discovered {c.discovered}  ingested {c.ingested}  unchanged {c.unchanged}  skipped {c.skipped}  "
+          f"failed {c.failed}  deleted {c.deleted}  bytes {c.bytes}")
+    for e in m.errors:
+        print(f"  {e.code.value}: {e.message}" + (f"  [{e.item}]" if e.item else ""))
+    if m.errors_dropped:
+        print(f"  … and {m.errors_dropped} more errors in {m.items_file}")
+
+
+COMMANDS = {
+    "run": cmd_run, "ingest": cmd_ingest, "check-config": cmd_check_config, "status": cmd_status,
+    "jobs": cmd_jobs, "document": cmd_document, "plugins": cmd_plugins,
+}

@@ -1,0 +1,278 @@
+"""Loading `ingestd.toml`: parse → validate core tables → validate each source with its
+connector's option model, collecting every problem before reporting any.
+
+Errors come out one per line as `FILE: KEY.PATH: message`, which is what an operator
+reading journal output after a failed start needs to fix the file in one pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+)
+
+from .errors import ConfigError
+
+DEFAULT_PATH = Path("/etc/ingestd/ingestd.toml")
+SOURCE_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    value = value.expanduser()
+    base = (info.context or {}).get("base_dir")
+    if base is not None and not value.is_absolute():
+        value = Path(os.path.normpath(Path(base) / value))
+    return value
+
+
+ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
+"""A path option: relative values resolve against the config file's directory."""
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DaemonConfig(Strict):
+    state_dir: ConfigPath = Path("/var/lib/ingestd")
+    workers: int = Field(default=2, ge=1, le=64)
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    shutdown_timeout: float = Field(default=30.0, gt=0, le=3600)
+
+
+class HttpConfig(Strict):
+    enabled: bool = True
+    listen: str = Field(default="127.0.0.1:8765", pattern=r"^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$")
+    token_file: ConfigPath | None = None
+
+
+class CredentialsConfig(Strict):
+    registry: ConfigPath | None = None
+
+
+class _Top(Strict):
+    daemon: DaemonConfig = DaemonConfig()
+    http: HttpConfig = HttpConfig()
+    credentials: CredentialsConfig = CredentialsConfig()
+    sources: list[dict[str, Any]] = []
+
+
+class _SourceHead(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(pattern=SOURCE_NAME)
+    kind: str
+    enabled: bool = True
+
+
+class Source(BaseModel):
+    """One configured source: the keys every source has, plus its connector's options."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    name: str
+    kind: str
+    enabled: bool
+    options: Any
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    path: Path | None
+    daemon: DaemonConfig
+    http: HttpConfig
+    credentials: CredentialsConfig
+    sources: tuple[Source, ...]
+
+    def source(self, name: str) -> Source | None:
+        return next((s for s in self.sources if s.name == name), None)
+
+
+def locate(explicit: str | os.PathLike[str] | None) -> Path:
+    """`--config`, else `$INGESTD_CONFIG`, else the system path."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("INGESTD_CONFIG")
+    return Path(env) if env else DEFAULT_PATH
+
+
+def load(path: Path, option_models: Mapping[str, type[BaseModel]]) -> Config:
+    """Read and validate `path`; raise ConfigError listing every problem."""
+    label = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: file not found (pass --config or set INGESTD_CONFIG)") from None
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{label}: not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(_toml_error(label, exc)) from None
+    return parse(data, option_models, base_dir=path.resolve().parent, label=label)
+
+
+def parse(
+    data: dict[str, Any],
+    option_models: Mapping[str, type[BaseModel]],
+    *,
+    base_dir: Path,
+    label: str = "<config>",
+) -> Config:
+    context = {"base_dir": base_dir}
+    errors: list[str] = []
+    try:
+        top = _Top.model_validate(data, context=context)
+    except ValidationError as exc:
+        errors.extend(_format(label, exc, _Top))
+        top = None
+    raw_sources = data.get("sources", []) if isinstance(data, dict) else []
+    sources = _sources(raw_sources, option_models, context, label, errors) if isinstance(raw_sources, list) else []
+    if errors or top is None:
+        raise ConfigError(errors)
+    return Config(
+        path=base_dir, daemon=top.daemon, http=top.http, credentials=top.credentials, sources=tuple(sources)
+    )
+
+
+def _sources(raw, option_models, context, label, errors) -> list[Source]:
+    sources: list[Source] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            continue  # already reported by _Top
+        name = item.get("name")
+        where = f'sources[{index}]' + (f' "{name}"' if isinstance(name, str) else "")
+        try:
+            head = _SourceHead.model_validate(item)
+        except ValidationError as exc:
+            errors.extend(_format(label, exc, _SourceHead, prefix=where, only=("name", "kind", "enabled")))
+            continue
+        if head.name in seen:
+            errors.append(f"{label}: {where}: name: duplicate source name; every source needs its own")
+        seen.add(head.name)
+        model = option_models.get(head.kind)
+        if model is None:
+            known = ", ".join(sorted(option_models)) or "none installed"
+            errors.append(f"{label}: {where}: kind: unknown connector {head.kind!r} (available: {known})")
+            continue
+        options = {k: v for k, v in item.items() if k not in ("name", "kind", "enabled")}
+        try:
+            parsed = model.model_validate(options, context=context)
+        except ValidationError as exc:
+            errors.extend(_format(label, exc, model, prefix=where))
+            continue
+        sources.append(Source(name=head.name, kind=head.kind, enabled=head.enabled, options=parsed))
+    return sources
+
+
+def _format(label, exc: ValidationError, model, *, prefix: str = "", only=None) -> list[str]:
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = err["loc"]
+        if only is not None and (not loc or loc[0] not in only):
+            continue
+        path = _dotted(loc)
+        message = _message(err, model, loc)
+        where = ": ".join(p for p in (prefix, path) if p)
+        lines.append(f"{label}: {where}: {message}")
+    return lines
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _message(err: dict, model, loc: tuple) -> str:
+    kind = err["type"]
+    if kind == "missing":
+        return "field required"
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, loc)
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown key{hint} (allowed: {', '.join(allowed)})"
+    if kind == "string_pattern_mismatch" and loc and loc[-1] == "name":
+        return "must match [a-z0-9][a-z0-9_-]* (lower case, digits, '_' and '-')"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return msg[:1].lower() + msg[1:]
+
+
+def _allowed_keys(model, loc: tuple) -> list[str]:
+    """Walk the model along `loc` to list the keys valid at that level."""
+    current = model
+    for part in loc[:-1]:
+        if isinstance(part, int) or current is None:
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        annotation = getattr(field, "annotation", None)
+        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    if current is None:
+        return []
+    keys = list(getattr(current, "model_fields", {}))
+    if current is _SourceHead:
+        return keys
+    if model is not _Top and current is model:
+        keys = ["name", "kind", "enabled", *keys]
+    return keys
+
+
+_TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+def _toml_error(label: str, exc: tomllib.TOMLDecodeError) -> str:
+    text = str(exc)
+    match = _TOML_POS.search(text)
+    if match:
+        reason = _TOML_POS.sub("", text).strip()
+        return f"{label}:{match.group(1)}:{match.group(2)}: invalid TOML: {reason}"
+    return f"{label}: invalid TOML: {text}"
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: str | int | float) -> float:
+    """`"30s"`, `"5m"`, `"1h"`, `"1d"` or plain seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like '30s', '5m', '1h'")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a duration; write e.g. '30s', '5m', '1h', '1d'")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""A duration option: `"30s"`, `"5m"`, `"1h"` or a number of seconds."""

@@ -1,0 +1,102 @@
+"""What ingestd learns from a file's bytes: its sha256 while copying, its MIME type.
+
+The MIME type comes from the content (libmagic); the extension is only consulted when
+the content says nothing more specific than "some bytes" or "some text".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import threading
+
+CHUNK = 1 << 20
+HEAD = 8192
+_GENERIC = {"application/octet-stream", "text/plain", "inode/x-empty", "application/x-empty"}
+_local = threading.local()
+
+try:  # libmagic is a system library; without it we still run, on extensions alone
+    import magic as _magic
+except (ImportError, OSError):  # pragma: no cover - depends on the machine
+    _magic = None
+
+
+def _detector():
+    det = getattr(_local, "magic", None)
+    if det is None and _magic is not None:
+        det = _local.magic = _magic.Magic(mime=True)
+    return det
+
+
+_TEXTUAL = {
+    "application/json", "application/xml", "application/javascript", "application/x-yaml",
+    "application/yaml", "application/toml", "application/x-sh", "image/svg+xml", "application/sql",
+}
+SNIFF = 2048  # libmagic's text tests cost grows with the buffer; 2 KiB decides as well as 8
+
+
+def detect_mime(head: bytes, name: str) -> str:
+    """MIME type from content, refined by the extension only where content cannot tell.
+
+    For text, libmagic can say "text" but rarely which text (CSV, Markdown, JSON lines),
+    and its text tests are the slow ones; so when the bytes are plainly text and the
+    extension names a textual type, that type is used without asking libmagic.
+    """
+    by_name, _ = mimetypes.guess_type(name, strict=False)
+    if not head:
+        return "application/x-empty"
+    if by_name and (by_name.startswith("text/") or by_name in _TEXTUAL) and _is_text(head):
+        return by_name
+    by_content = None
+    det = _detector()
+    if det is not None:
+        try:
+            by_content = det.from_buffer(head[:SNIFF])
+        except Exception:  # libmagic gives up on odd input; the extension still can answer
+            by_content = None
+    if by_content and by_content not in _GENERIC:
+        return by_content
+    if by_name and by_content in (None, "application/octet-stream") and not by_name.startswith("text/"):
+        return by_name
+    return by_content or by_name or "application/octet-stream"
+
+
+def _is_text(head: bytes) -> bool:
+    if b"\0" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3  # a character cut off by the sniff window
+    return True
+
+
+def copy_hashing(src_fd: int, dst_fd: int, limit: int | None = None) -> tuple[str, int, bytes]:
+    """Copy src to dst, returning (sha256 hex, size, first bytes for MIME sniffing).
+
+    Raises ValueError once more than `limit` bytes have been read.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    while True:
+        chunk = os.read(src_fd, CHUNK)
+        if not chunk:
+            break
+        if not head:
+            head = chunk[:HEAD]
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise ValueError(f"larger than the {limit}-byte limit")
+        digest.update(chunk)
+        view = memoryview(chunk)
+        while view:
+            written = os.write(dst_fd, view)
+            view = view[written:]
+    return digest.hexdigest(), size, head
+
+
+def read_head(path: str | os.PathLike[str]) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(HEAD)

@@ -1,0 +1,102 @@
+"""The error vocabulary shared by core, connectors and the CLI.
+
+Connectors raise these instead of library exceptions so that a job manifest only ever
+carries a typed code and a message written for the operator, never a traceback.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Code(StrEnum):
+    """Typed error codes recorded in manifests and item files."""
+
+    INVALID_NAME = "invalid_name"
+    NOT_FOUND = "not_found"
+    AUTH = "auth"
+    PERMISSION = "permission"
+    THROTTLED = "throttled"
+    TRANSIENT = "transient"
+    TOO_LARGE = "too_large"
+    IO = "io"
+    DISK_FULL = "disk_full"
+    INTERRUPTED = "interrupted"
+    INTEGRITY = "integrity"
+    EMPTY = "empty"
+    SYMLINK = "symlink"
+    DELETE_LIMIT = "delete_limit"
+    CONFIG = "config"
+    UNAVAILABLE = "unavailable"
+    INTERNAL = "internal"
+
+
+class IngestdError(Exception):
+    """Base of every error ingestd raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(IngestdError):
+    exit_code = 2
+
+
+class ConfigError(IngestdError):
+    """Invalid configuration; carries one line per problem so all are shown at once."""
+
+    exit_code = 78  # EX_CONFIG: systemd's RestartPreventExitStatus keys on it
+
+    def __init__(self, lines: list[str] | str):
+        self.lines = [lines] if isinstance(lines, str) else list(lines)
+        super().__init__("\n".join(self.lines))
+
+
+class PluginError(IngestdError):
+    pass
+
+
+class StoreError(IngestdError):
+    pass
+
+
+class NotFoundError(IngestdError):
+    """A job or document id that does not exist."""
+
+
+class ConnectorError(IngestdError):
+    """A failure talking to a source, with a typed code and whether retrying may help.
+
+    `item` is the origin the error concerns (None for the job as a whole); `request_id`
+    is the remote service's id for the failed request, so support tickets can cite it.
+    """
+
+    def __init__(
+        self,
+        code: Code | str,
+        message: str,
+        *,
+        item: str | None = None,
+        retryable: bool = False,
+        request_id: str | None = None,
+    ):
+        self.code = Code(code)
+        self.message = message
+        self.item = item
+        self.retryable = retryable
+        self.request_id = request_id
+        super().__init__(message)
+
+
+def io_error_code(exc: OSError) -> Code:
+    """Map an OSError to the code an operator can act on."""
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return Code.DISK_FULL
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return Code.PERMISSION
+    if exc.errno == errno.ENOENT:
+        return Code.NOT_FOUND
+    if exc.errno in (errno.ENAMETOOLONG, errno.EILSEQ):
+        return Code.INVALID_NAME
+    return Code.IO

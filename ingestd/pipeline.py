@@ -1,0 +1,252 @@
+"""One job, start to finish: connector stages → enrich → store → manifest → finish.
+
+This is the error boundary: whatever a connector or the disk does, the job ends in a
+terminal state with typed errors, and a crash at any instant leaves what was committed
+consistent. Results are committed in groups (flush blobs once, one transaction, one
+manifest write) because a per-file fsync would cost more than the ingest itself.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import logs
+from .connector import Connector, Deleted, Event, Failed, JobContext, Outcome, Staged
+from .errors import Code, ConnectorError, IngestdError, io_error_code
+from .jobs import ItemsWriter, JobError, JobStore, Manifest
+from .locks import source_lock
+from .store import Change, Store, doc_id_for
+
+BATCH_ITEMS = 1000
+BATCH_SECONDS = 2.0
+MAX_IN_FLIGHT = 64
+
+
+class Interrupted(Exception):
+    """The daemon is stopping and this job ran past its shutdown timeout."""
+
+
+@dataclass
+class _Batch:
+    """Results waiting for the next group commit, in arrival order."""
+
+    changes: list[tuple[Staged, Change]] = field(default_factory=list)
+    deletes: list[tuple[Deleted, str]] = field(default_factory=list)
+    failures: list[Failed] = field(default_factory=list)
+    opened: float = field(default_factory=time.monotonic)
+
+    def __len__(self) -> int:
+        return len(self.changes) + len(self.deletes) + len(self.failures)
+
+    def due(self) -> bool:
+        return len(self) >= BATCH_ITEMS or time.monotonic() - self.opened >= BATCH_SECONDS
+
+
+class NoHooks:
+    def document_stored(self, document, job) -> None:
+        pass
+
+    def job_finished(self, manifest) -> None:
+        pass
+
+
+class Pipeline:
+    def __init__(self, store: Store, jobs: JobStore, state_dir: Path, hooks=None, threads: int = 4):
+        self.store = store
+        self.jobs = jobs
+        self.state_dir = state_dir
+        self.hooks = hooks or NoHooks()
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="enrich")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def run(self, manifest: Manifest, connector: Connector, *, stop: threading.Event | None = None,
+            hint: list[Path] | None = None) -> Manifest:
+        log = logs.get(job_id=manifest.job_id, source=manifest.source)
+        stop = stop or threading.Event()
+        ctx = JobContext(job_id=manifest.job_id, source=connector.source, state_dir=self.state_dir,
+                         stop=stop, log=log, hint=hint)
+        self.jobs.transition(manifest, "running")
+        log.info("job started", kind=manifest.kind, trigger=manifest.trigger)
+        run = _Run(self, manifest, ctx, log)
+        try:
+            with source_lock(self.state_dir, manifest.source):
+                run.consume(connector.stage(ctx))
+        except Interrupted:
+            run.job_error = JobError(code=Code.INTERRUPTED, message="stopped by shutdown before the job finished")
+        except ConnectorError as exc:
+            run.job_error = JobError(code=exc.code, message=exc.message, item=exc.item, request_id=exc.request_id)
+        except OSError as exc:
+            run.job_error = JobError(code=io_error_code(exc), message=f"{exc.strerror or exc}")
+        except IngestdError as exc:
+            run.job_error = JobError(code=Code.INTERNAL, message=str(exc))
+        except Exception:
+            log.exception("job crashed")
+            run.job_error = JobError(code=Code.INTERNAL, message="internal error; the daemon log has the traceback")
+        return run.close(connector)
+
+
+class _Run:
+    """The mutable state of one job while it runs."""
+
+    def __init__(self, pipeline: Pipeline, manifest: Manifest, ctx: JobContext, log):
+        self.p = pipeline
+        self.manifest = manifest
+        self.ctx = ctx
+        self.log = log
+        self.batch = _Batch()
+        self.outcomes: list[Outcome] = []
+        self.items = ItemsWriter(pipeline.jobs.items_path(manifest))
+        self.job_error: JobError | None = None
+
+    def consume(self, events) -> None:
+        pending: deque[Future | Event] = deque()
+        for event in events:
+            self.manifest.counters.discovered += 1
+            if isinstance(event, Staged):
+                pending.append(self.p._pool.submit(self._enrich, event))
+            else:
+                pending.append(event)
+            while len(pending) > MAX_IN_FLIGHT or (pending and _ready(pending[0])):
+                self._take(pending.popleft())
+            if self.ctx.stop.is_set():
+                break
+        while pending:
+            self._take(pending.popleft())
+        if self.ctx.stop.is_set():
+            raise Interrupted
+
+    def _take(self, item) -> None:
+        result = item.result() if isinstance(item, Future) else item
+        if isinstance(result, Failed):
+            self.batch.failures.append(result)
+        elif isinstance(result, Deleted):
+            doc_id = doc_id_for(self.manifest.source, result.identity or result.origin_uri)
+            self.batch.deletes.append((result, doc_id))
+        else:
+            self.batch.changes.append(result)
+        if self.batch.due():
+            self.commit()
+
+    def _enrich(self, ev: Staged) -> tuple[Staged, Change] | Failed:
+        try:
+            if ev.owned and ev.sha256 is not None:
+                blob = self.p.store.adopt(ev.path, ev.sha256, ev.size or 0, ev.name)
+            else:
+                blob = self._copy_in(ev)
+        except ConnectorError as exc:
+            return Failed(ev.origin_uri, exc.code, exc.message, token=ev.token)
+        except OSError as exc:
+            return Failed(ev.origin_uri, io_error_code(exc), exc.strerror or str(exc), token=ev.token)
+        change = Change(
+            doc_id=doc_id_for(self.manifest.source, ev.identity or ev.origin_uri), source=self.manifest.source,
+            origin_uri=ev.origin_uri, blob=blob, job_id=self.manifest.job_id,
+            source_modified_at=ev.source_modified_at, metadata=ev.metadata,
+        )
+        return ev, change
+
+    def _copy_in(self, ev: Staged):
+        fd = os.open(ev.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ConnectorError(Code.INVALID_NAME, "not a regular file")
+            before = os.fstat(fd)
+            try:
+                blob = self.p.store.put_file(fd, ev.name, limit=ev.max_size)
+            except ValueError as exc:
+                raise ConnectorError(Code.TOO_LARGE, str(exc)) from None
+        finally:
+            os.close(fd)
+        _unchanged_since(ev.path, before)
+        return blob
+
+    def commit(self) -> None:
+        batch, self.batch = self.batch, _Batch()
+        if not len(batch):
+            return
+        if batch.changes:
+            self.p.store.flush()  # blobs durable before any record names them
+        done, gone = self.p.store.commit(
+            [c for _, c in batch.changes], [(d, self.manifest.job_id) for _, d in batch.deletes]
+        )
+        stored = []
+        for (ev, change), result in zip(batch.changes, done):
+            self._record(Outcome(ev, result, change.doc_id, change.blob.sha256), change)
+            if result == "ingested":
+                stored.append(change)
+        for (ev, doc_id), result in zip(batch.deletes, gone):
+            self._record(Outcome(ev, "deleted" if result == "deleted" else "unchanged", doc_id))
+        for ev in batch.failures:
+            self._record(Outcome(ev, "skipped" if ev.skip else "failed", code=ev.code, message=ev.message))
+        self.items.flush()
+        self.p.jobs.save(self.manifest)
+        for change in stored:
+            self.p.hooks.document_stored(change, self.manifest)
+
+    def _record(self, outcome: Outcome, change: Change | None = None) -> None:
+        c = self.manifest.counters
+        setattr(c, outcome.outcome, getattr(c, outcome.outcome) + 1)
+        self.outcomes.append(outcome)
+        ev = outcome.event
+        if outcome.outcome == "unchanged":
+            self.log.debug("document unchanged", origin_uri=ev.origin_uri, doc_id=outcome.doc_id)
+            return
+        record = {"origin_uri": ev.origin_uri, "doc_id": outcome.doc_id, "outcome": outcome.outcome}
+        if change is not None:
+            c.bytes += change.blob.size
+            record.update(sha256=change.blob.sha256, size=change.blob.size, mime=change.blob.mime)
+            self.log.info("document stored", **record)
+        elif isinstance(ev, Failed):
+            record.update(error=ev.code.value, message=ev.message)
+            self.manifest.add_error(JobError(code=ev.code, message=ev.message, item=ev.origin_uri,
+                                             request_id=ev.request_id))
+            self.log.warning("document failed" if not ev.skip else "document skipped", **record)
+        else:
+            self.log.info("document deleted", **record)
+        self.items.write(record)
+
+    def close(self, connector: Connector) -> Manifest:
+        m = self.manifest
+        committed = True
+        try:
+            self.commit()
+        except (OSError, IngestdError) as exc:
+            committed = False
+            code = io_error_code(exc) if isinstance(exc, OSError) else Code.IO
+            self.job_error = self.job_error or JobError(code=code, message=f"could not commit results: {exc}")
+        finally:
+            self.items.close()
+        if self.job_error is not None:
+            m.add_error(self.job_error)
+        status = "failed" if self.job_error else ("partial" if m.counters.failed else "succeeded")
+        self.p.jobs.transition(m, status)
+        if committed:
+            try:
+                connector.finish(self.ctx, self.outcomes, status)
+            except Exception:
+                self.log.exception("connector finish failed")
+        self.log.info("job finished", status=status, counters=m.counters.model_dump(), duration_s=m.duration_s())
+        self.p.hooks.job_finished(m)
+        return m
+
+
+def _unchanged_since(path: Path, before: os.stat_result) -> None:
+    """The re-check after staging: a file still being written is not taken half-done."""
+    try:
+        after = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        raise ConnectorError(Code.TRANSIENT, "file vanished while being read") from None
+    if (after.st_ino, after.st_size, after.st_mtime_ns) != (before.st_ino, before.st_size, before.st_mtime_ns):
+        raise ConnectorError(Code.TRANSIENT, "file changed while being read; it will be taken when it settles")
+
+
+def _ready(item) -> bool:
+    return not isinstance(item, Future) or item.done()

@@ -1,0 +1,300 @@
+"""The document store: content-addressed blobs plus one record per origin, with versions.
+
+Blobs live at `blobs/sha256/<2 hex>/<64 hex>`, written once per distinct content.
+Records live in SQLite (`documents.sqlite`, WAL, synchronous=FULL): a job's records are
+committed in one transaction, after the blobs they name are flushed, so a crash never
+leaves a record pointing at missing bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from .atomic import remove_stale_temps, syncfs
+from .enrich import copy_hashing, detect_mime, read_head
+from .errors import NotFoundError, StoreError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    origin_uri TEXT NOT NULL,
+    current_seq INTEGER NOT NULL,
+    deleted_at TEXT,
+    deleted_job TEXT
+);
+CREATE INDEX IF NOT EXISTS documents_source ON documents(source);
+CREATE TABLE IF NOT EXISTS versions (
+    doc_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mime TEXT NOT NULL,
+    origin_uri TEXT NOT NULL,
+    source_modified_at TEXT,
+    ingested_at TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    PRIMARY KEY (doc_id, seq)
+);
+CREATE INDEX IF NOT EXISTS versions_sha256 ON versions(sha256);
+"""
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def doc_id_for(source: str, identity: str) -> str:
+    """Stable across runs and machines: the same origin always names the same document."""
+    return hashlib.sha256(f"{source}\0{identity}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+class Version(BaseModel):
+    sha256: str
+    size: int
+    mime: str
+    origin_uri: str
+    source_modified_at: str | None = None
+    ingested_at: str
+    job_id: str
+    metadata: dict[str, Any] = {}
+
+
+class Document(BaseModel):
+    """A document as served by `ingestd document` and the API: current state + history."""
+
+    doc_id: str
+    source: str
+    origin_uri: str
+    sha256: str
+    size: int
+    mime: str
+    source_modified_at: str | None = None
+    ingested_at: str
+    job_id: str
+    metadata: dict[str, Any] = {}
+    deleted_at: str | None = None
+    deleted_job: str | None = None
+    blob_path: str
+    versions: list[Version] = []
+
+
+@dataclass
+class Blob:
+    """Bytes already in the blob store, ready to be named by a record."""
+
+    sha256: str
+    size: int
+    mime: str
+
+
+@dataclass
+class Change:
+    """One record to write: a new version of a document (or a confirmation it is unchanged)."""
+
+    doc_id: str
+    source: str
+    origin_uri: str
+    blob: Blob
+    job_id: str
+    source_modified_at: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Store:
+    def __init__(self, state_dir: Path):
+        self.root = state_dir
+        self.blob_root = state_dir / "blobs" / "sha256"
+        self.tmp_dir = state_dir / "blobs" / "tmp"
+        self.blob_root.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._made_dirs: set[str] = set()
+        self._db = sqlite3.connect(state_dir / "documents.sqlite", check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- blobs ------------------------------------------------------------------------
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.blob_root / sha256[:2] / sha256
+
+    def clean_temps(self) -> int:
+        """Temp blobs left by a crash are garbage: their content was never committed."""
+        removed = 0
+        for entry in os.scandir(self.tmp_dir):
+            os.unlink(entry.path)
+            removed += 1
+        return removed
+
+    def put_file(self, src_fd: int, name: str, limit: int | None = None) -> Blob:
+        """Copy an open file into the store while hashing it; dedupe by content."""
+        fd, tmp = self._temp()
+        try:
+            try:
+                sha, size, head = copy_hashing(src_fd, fd, limit)
+            finally:
+                os.close(fd)
+            self._place(tmp, sha)
+        except BaseException:
+            _unlink(tmp)
+            raise
+        return Blob(sha, size, detect_mime(head, name))
+
+    def adopt(self, path: Path, sha256: str, size: int, name: str) -> Blob:
+        """Move a file a connector already hashed (in the workspace) into the store."""
+        mime = detect_mime(read_head(path), name)
+        self._place(str(path), sha256)
+        return Blob(sha256, size, mime)
+
+    def _temp(self) -> tuple[int, str]:
+        name = f"{os.getpid()}-{threading.get_ident()}-{os.urandom(6).hex()}"
+        path = str(self.tmp_dir / name)
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640), path
+
+    def _place(self, tmp: str, sha256: str) -> None:
+        final = self.blob_path(sha256)
+        if final.exists():
+            _unlink(tmp)
+            return
+        prefix = sha256[:2]
+        if prefix not in self._made_dirs:
+            final.parent.mkdir(exist_ok=True)
+            self._made_dirs.add(prefix)
+        os.replace(tmp, final)
+
+    def flush(self) -> None:
+        """Make every blob written so far durable before records name them."""
+        syncfs(self.root)
+
+    # -- records ----------------------------------------------------------------------
+
+    def commit(self, changes: list[Change], tombstones: list[tuple[str, str]] = ()) -> tuple[list[str], list[str]]:
+        """Write records in one transaction; return the outcome of each change and tombstone.
+
+        A change whose content equals the document's current version is 'unchanged': no
+        new version, though a new origin URI or metadata (a rename) is recorded. A
+        tombstone is 'deleted', or 'unchanged' when the document was already gone.
+        """
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                done = [self._apply(change) for change in changes]
+                gone = [self._tombstone(doc_id, job_id) for doc_id, job_id in tombstones]
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._db.execute("ROLLBACK")
+                raise StoreError(f"document store: {exc}") from exc
+        return done, gone
+
+    def _tombstone(self, doc_id: str, job_id: str) -> str:
+        cur = self._db.execute(
+            "UPDATE documents SET deleted_at=?, deleted_job=? WHERE doc_id=? AND deleted_at IS NULL",
+            (now_iso(), job_id, doc_id),
+        )
+        return "deleted" if cur.rowcount else "unchanged"
+
+    def _apply(self, c: Change) -> str:
+        row = self._db.execute(
+            "SELECT d.current_seq, v.sha256, d.deleted_at FROM documents d JOIN versions v "
+            "ON v.doc_id = d.doc_id AND v.seq = d.current_seq WHERE d.doc_id=?",
+            (c.doc_id,),
+        ).fetchone()
+        meta = json.dumps(c.metadata, ensure_ascii=False, default=str)
+        if row and row[1] == c.blob.sha256 and row[2] is None:
+            self._db.execute(
+                "UPDATE versions SET origin_uri=?, metadata=? WHERE doc_id=? AND seq=?",
+                (c.origin_uri, meta, c.doc_id, row[0]),
+            )
+            self._db.execute("UPDATE documents SET origin_uri=? WHERE doc_id=?", (c.origin_uri, c.doc_id))
+            return "unchanged"
+        seq = (row[0] + 1) if row else 1
+        self._db.execute(
+            "INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (c.doc_id, seq, c.blob.sha256, c.blob.size, c.blob.mime, c.origin_uri,
+             c.source_modified_at, now_iso(), c.job_id, meta),
+        )
+        self._db.execute(
+            "INSERT INTO documents (doc_id, source, origin_uri, current_seq) VALUES (?,?,?,?) "
+            "ON CONFLICT(doc_id) DO UPDATE SET origin_uri=excluded.origin_uri, "
+            "current_seq=excluded.current_seq, deleted_at=NULL, deleted_job=NULL",
+            (c.doc_id, c.source, c.origin_uri, seq),
+        )
+        return "ingested"
+
+    def current_sha(self, doc_id: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT v.sha256 FROM documents d JOIN versions v ON v.doc_id=d.doc_id AND v.seq=d.current_seq "
+                "WHERE d.doc_id=? AND d.deleted_at IS NULL",
+                (doc_id,),
+            ).fetchone()
+        return row[0] if row else None
+
+    def get(self, doc_id: str) -> Document:
+        with self._lock:
+            head = self._db.execute(
+                "SELECT source, origin_uri, current_seq, deleted_at, deleted_job FROM documents WHERE doc_id=?",
+                (doc_id,),
+            ).fetchone()
+            if head is None:
+                raise NotFoundError(f"no document {doc_id}")
+            rows = self._db.execute(
+                "SELECT seq, sha256, size, mime, origin_uri, source_modified_at, ingested_at, job_id, metadata "
+                "FROM versions WHERE doc_id=? ORDER BY seq DESC",
+                (doc_id,),
+            ).fetchall()
+        versions = {r[0]: _version(r) for r in rows}
+        current = versions[head[2]]
+        return Document(
+            doc_id=doc_id, source=head[0], origin_uri=head[1], deleted_at=head[3], deleted_job=head[4],
+            blob_path=str(self.blob_path(current.sha256)),
+            versions=[v for seq, v in versions.items() if seq != head[2]],
+            **current.model_dump(exclude={"origin_uri"}),
+        )
+
+    def count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+
+    def live_ids(self, source: str) -> set[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT doc_id FROM documents WHERE source=? AND deleted_at IS NULL", (source,)
+            ).fetchall()
+        return {r[0] for r in rows}
+
+
+def _version(row) -> Version:
+    return Version(
+        sha256=row[1], size=row[2], mime=row[3], origin_uri=row[4], source_modified_at=row[5],
+        ingested_at=row[6], job_id=row[7], metadata=json.loads(row[8]),
+    )
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+__all__ = ["Store", "Document", "Version", "Blob", "Change", "doc_id_for", "now_iso", "remove_stale_temps"]

@@ -1,0 +1,159 @@
+"""Drop-folder ingestion: take each settled regular file, then move it out of the way.
+
+The original is only moved (or deleted) in `finish`, after its blob, record and the
+job manifest are durable, so a crash at any point leaves the file ingested or still
+waiting in the folder, never lost.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ingestd.atomic import write_json
+from ingestd.connector import Connector, Failed, JobContext, Outcome, Staged
+from ingestd.errors import Code, ConnectorError
+from ingestd.paths import display, file_uri, safe_join
+
+from .options import LocalOptions
+
+RETRY_LATER = {Code.TRANSIENT, Code.DISK_FULL, Code.INTERRUPTED, Code.IO}
+
+
+class LocalConnector(Connector):
+    kind = "local"
+    Options = LocalOptions
+    watched = True
+    description = "a drop folder on local disk"
+
+    @property
+    def root(self) -> Path:
+        return self.options.path
+
+    def check(self) -> list[str]:
+        problems = []
+        if not self.root.is_dir():
+            problems.append(f'sources "{self.source.name}": path: {self.root} is not a directory (create it)')
+        state = os.path.realpath(self.state_dir)
+        root = os.path.realpath(self.root)
+        if state == root or state.startswith(root + os.sep) or root.startswith(state + os.sep):
+            problems.append(
+                f'sources "{self.source.name}": path: {self.root} overlaps daemon.state_dir {self.state_dir}; '
+                "the daemon must never write inside a watched folder"
+            )
+        return problems
+
+    # -- staging ----------------------------------------------------------------------
+
+    def stage(self, ctx: JobContext):
+        if not self.root.is_dir():
+            raise ConnectorError(Code.NOT_FOUND, f"drop folder {self.root} does not exist")
+        paths = ctx.hint if ctx.hint is not None else self.scan()
+        for path in paths:
+            if ctx.stop.is_set():
+                return
+            event = self.describe(path)
+            if event is not None:
+                yield event
+
+    def scan(self):
+        """Every candidate under the root, depth first; symlinks reported, not followed."""
+        stack = [self.root]
+        skip = os.path.realpath(self.state_dir)
+        while stack:
+            folder = stack.pop()
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except FileNotFoundError:
+                continue
+            except PermissionError:
+                continue
+            for entry in entries:
+                if self.options.ignored(entry.name):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    if os.path.realpath(entry.path) != skip:
+                        stack.append(Path(entry.path))
+                else:
+                    yield Path(entry.path)
+
+    def describe(self, path: Path):
+        """The event for one path: Staged, a typed refusal, or None for nothing to do."""
+        uri = file_uri(path)
+        try:
+            rel = path.relative_to(self.root)
+        except ValueError:
+            return Failed(uri, Code.INVALID_NAME, "outside the drop folder", skip=True)
+        token = str(rel)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return None  # gone before we got to it: nothing was lost, nothing to do
+        except OSError as exc:
+            return Failed(uri, Code.PERMISSION, exc.strerror or "cannot stat", token=token)
+        if stat.S_ISLNK(st.st_mode):
+            return Failed(uri, Code.SYMLINK, "symlinks are not followed out of the drop folder", skip=True, token=token)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        if st.st_size == 0:
+            return Failed(uri, Code.EMPTY, "zero-byte file", skip=True, token=token)
+        limit = self.options.max_file_size
+        if limit is not None and st.st_size > limit:
+            return Failed(uri, Code.TOO_LARGE, f"{st.st_size} bytes is over max_file_size {limit}", token=token)
+        if not os.access(path, os.R_OK):
+            return Failed(uri, Code.PERMISSION, "not readable by the ingestd user", token=token)
+        modified = datetime.fromtimestamp(st.st_mtime, timezone.utc).isoformat(timespec="milliseconds")
+        return Staged(
+            origin_uri=uri, path=path, name=path.name, source_modified_at=modified.replace("+00:00", "Z"),
+            metadata={"relpath": display(token)}, max_size=limit, token=token,
+        )
+
+    # -- after the commit -------------------------------------------------------------
+
+    def finish(self, ctx: JobContext, outcomes: list[Outcome], status: str) -> None:
+        after = self.options.after
+        for out in outcomes:
+            rel = out.event.token
+            if rel is None:
+                continue
+            path = self.root / rel
+            if out.outcome in ("ingested", "unchanged"):
+                if after == "move":
+                    self._move(ctx, path, rel, "processed")
+                elif after == "delete":
+                    _unlink(path)
+            elif out.code not in RETRY_LATER and after != "keep" and out.code != Code.NOT_FOUND:
+                target = self._move(ctx, path, rel, "failed")
+                if target is not None:
+                    write_json(target.with_name(target.name + ".error.json"),
+                               {"job_id": ctx.job_id, "code": out.code.value, "message": out.message}, durable=False)
+
+    def _move(self, ctx: JobContext, path: Path, rel: str, area: str) -> Path | None:
+        root = self.state_dir / area / self.source.name
+        try:
+            target = safe_join(root, ctx.job_id, *Path(rel).parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(path, target)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                shutil.move(path, target)
+            return target
+        except FileNotFoundError:
+            return None
+        except (OSError, ConnectorError) as exc:
+            ctx.log.warning("could not move file after ingest", path=display(str(path)), area=area, error=str(exc))
+            return None
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+

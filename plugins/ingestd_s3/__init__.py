@@ -1,0 +1,1 @@
+"""The `s3` connector (being built; registers nothing yet)."""

@@ -1,0 +1,1 @@
+"""The `sharepoint` connector (being built; registers nothing yet)."""

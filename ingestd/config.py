@@ -43,6 +43,30 @@ ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
 """A path option: relative values resolve against the config file's directory."""
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: str | int | float) -> float:
+    """`"30s"`, `"5m"`, `"1h"`, `"1d"` or plain seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like '30s', '5m', '1h'")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a duration; write e.g. '30s', '5m', '1h', '1d'")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""A duration option: `"30s"`, `"5m"`, `"1h"` or a number of seconds."""
+
+
 class Strict(BaseModel):
     """Base of every config model: unknown keys are errors, values are immutable."""
 
@@ -55,6 +79,7 @@ class DaemonConfig(Strict):
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_timeout: float = Field(default=30.0, gt=0, le=3600)
+    workspace_retention: Duration = 7 * 86400.0
 
 
 class HttpConfig(Strict):
@@ -254,25 +279,3 @@ def _toml_error(label: str, exc: tomllib.TOMLDecodeError) -> str:
     return f"{label}: invalid TOML: {text}"
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
-
-def parse_duration(value: str | int | float) -> float:
-    """`"30s"`, `"5m"`, `"1h"`, `"1d"` or plain seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like '30s', '5m', '1h'")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"{value!r} is not a duration; write e.g. '30s', '5m', '1h', '1d'")
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-"""A duration option: `"30s"`, `"5m"`, `"1h"` or a number of seconds."""

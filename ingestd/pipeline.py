@@ -9,6 +9,7 @@ manifest write) because a per-file fsync would cost more than the ingest itself.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import threading
 import time
@@ -233,9 +234,32 @@ class _Run:
                 connector.finish(self.ctx, self.outcomes, status)
             except Exception:
                 self.log.exception("connector finish failed")
+        _tidy_workspace(self.ctx, status)
         self.log.info("job finished", status=status, counters=m.counters.model_dump(), duration_s=m.duration_s())
         self.p.hooks.job_finished(m)
         return m
+
+
+def _tidy_workspace(ctx: JobContext, status: str) -> None:
+    """A succeeded job's workspace is garbage; a failed one's is kept for inspection
+    (and swept after `daemon.workspace_retention`)."""
+    path = ctx.state_dir / "workspace" / ctx.job_id
+    if status == "succeeded" and path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def sweep_workspaces(state_dir: Path, retention_s: float) -> int:
+    """Remove kept workspaces older than the retention period; returns how many."""
+    root = state_dir / "workspace"
+    if not root.is_dir():
+        return 0
+    cutoff = time.time() - retention_s
+    removed = 0
+    for entry in os.scandir(root):
+        if entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def _unchanged_since(path: Path, before: os.stat_result) -> None:

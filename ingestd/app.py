@@ -60,6 +60,15 @@ class App:
             connector = self.connectors[name] = cls(source, self.registry, self.state_dir)
             return connector
 
+    def forget_connector(self, name: str) -> None:
+        """Drop a source's connector (on reload); a job still using it keeps its reference."""
+        with self._lock:
+            self.connectors.pop(name, None)
+
+    def replace_config(self, config: Config) -> None:
+        with self._lock:
+            self.config = config
+
     def run_job(self, source: str, trigger: Trigger, *, hint=None, stop: threading.Event | None = None,
                 manifest: Manifest | None = None) -> Manifest:
         connector = self.connector(source)

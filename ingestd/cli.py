@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0) and 2
+    logs.setup()  # JSON on stderr until the config says otherwise: stdout is for results only
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:

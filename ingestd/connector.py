@@ -9,7 +9,7 @@ then may the connector act on them: move originals, save a cursor or delta link.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -114,7 +114,14 @@ class Requirement:
     install: str
 
     def missing(self) -> list[str]:
-        return [m for m in self.modules if importlib.util.find_spec(m) is None]
+        """Modules that cannot be imported (absent, or installed but broken)."""
+        out = []
+        for module in self.modules:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                out.append(module)
+        return out
 
 
 class Connector:

@@ -60,9 +60,9 @@ class LocalConnector(Connector):
             if event is not None:
                 yield event
 
-    def scan(self):
-        """Every candidate under the root, depth first; symlinks reported, not followed."""
-        stack = [self.root]
+    def scan(self, start: Path | None = None):
+        """Every candidate under `start` (default: the root); symlinks reported, not followed."""
+        stack = [start or self.root]
         skip = os.path.realpath(self.state_dir)
         while stack:
             folder = stack.pop()

@@ -1,0 +1,203 @@
+"""The composition root: builds every part from the Config, starts them in order, stops
+them in reverse, and turns signals into actions.
+
+Signal handlers only set a flag and wake the main loop; all real work (reload, stop,
+watchdog keep-alives) happens on the main thread, outside signal context.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from . import __version__, logs, notify
+from .app import App, load_config
+from .atomic import write_json
+from .config import Config, Source
+from .errors import ConfigError
+from .jobs import Manifest
+from .pipeline import sweep_workspaces
+from .plugins import Plugins
+from .schedule import Schedule
+from .watch import Watcher
+from .workers import Workers
+
+
+class Daemon:
+    def __init__(self, config: Config, plugins: Plugins, config_path: Path):
+        self.config_path = config_path
+        self.plugins = plugins
+        self.app = App(config, plugins)
+        self.version = __version__
+        self.started_at = time.time()
+        self.workers = Workers(self.app, config.daemon.workers, on_done=self._job_done)
+        self.watcher = Watcher(self.submit, self.workers.busy)
+        self.schedule = Schedule(self.submit)
+        self.unavailable: dict[str, str] = {}
+        self.http = None
+        self.reloads = 0
+        self._flags: set[str] = set()
+        self._wake = threading.Event()
+        self.log = logs.get("ingestd.daemon")
+
+    @property
+    def config(self) -> Config:
+        return self.app.config
+
+    def submit(self, source: str, trigger: str, hint=None) -> Manifest:
+        return self.workers.submit(source, trigger, hint)
+
+    # -- start ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        state = self.app.state_dir
+        self.app.store.clean_temps()
+        sweep_workspaces(state, self.config.daemon.workspace_retention)
+        self.app.jobs.load_all()
+        interrupted = {m.source for m in self.app.jobs.recover()}
+        if interrupted:
+            self.log.warning("recovered interrupted jobs", sources=sorted(interrupted))
+        self.workers.start()
+        self.watcher.start()
+        self.schedule.start()
+        for source in self.config.sources:
+            if source.enabled:
+                self._start_source(source, recovering=source.name in interrupted)
+        if self.config.http.enabled:
+            from .api import ApiServer
+
+            self.http = ApiServer(self)
+            self.http.start()
+        write_json(state / "daemon.json", self.runtime_info())
+        notify.ready(self.status_line())
+        self.log.info("ingestd ready", version=self.version, pid=os.getpid(),
+                      http=self.http.address if self.http else None, sources=[s.name for s in self.config.sources])
+
+    def _start_source(self, source: Source, recovering: bool = False) -> None:
+        cls = self.plugins.connectors[source.kind]
+        reason = cls.unavailable_reason()
+        if reason:
+            self.unavailable[source.name] = reason
+            self.log.error("source unavailable", source=source.name, kind=source.kind, remediation=reason)
+            return
+        self.unavailable.pop(source.name, None)
+        connector = self.app.connector(source.name)
+        if cls.watched:
+            self.watcher.add(source.name, connector, trigger="recovery" if recovering else "watch")
+        else:
+            self.schedule.add(source.name, source.options)
+
+    def _stop_source(self, name: str) -> None:
+        self.watcher.remove(name)
+        self.schedule.remove(name)
+        self.unavailable.pop(name, None)
+        self.app.forget_connector(name)
+
+    def _job_done(self, manifest: Manifest, hint) -> None:
+        self.watcher.job_done(manifest.source, hint)
+        notify.status(self.status_line())
+
+    # -- main loop --------------------------------------------------------------------
+
+    def run(self) -> int:
+        for sig, flag in ((signal.SIGTERM, "stop"), (signal.SIGINT, "stop"), (signal.SIGHUP, "reload")):
+            signal.signal(sig, lambda _s, _f, flag=flag: self._signal(flag))
+        self.start()
+        interval = notify.watchdog_interval()
+        while True:
+            self._wake.wait(timeout=interval or 1.0)
+            self._wake.clear()
+            flags, self._flags = self._flags, set()
+            if "stop" in flags:
+                break
+            if "reload" in flags:
+                self.reload()
+            if interval and self.healthy():
+                notify.watchdog()
+        self.shutdown()
+        return 0
+
+    def _signal(self, flag: str) -> None:
+        self._flags.add(flag)
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        self._signal("stop")
+
+    # -- reload -----------------------------------------------------------------------
+
+    def reload(self) -> None:
+        notify.reloading()
+        try:
+            new = load_config(self.config_path, self.plugins)
+        except ConfigError as exc:
+            for line in exc.lines:
+                self.log.error("reload rejected; keeping the running config", error=line)
+            notify.ready(self.status_line())
+            return
+        old = {s.name: s for s in self.config.sources}
+        fresh = {s.name: s for s in new.sources}
+        for key in ("state_dir", "workers"):
+            if getattr(new.daemon, key) != getattr(self.config.daemon, key):
+                self.log.warning("setting needs a restart to take effect", key=f"daemon.{key}")
+        if new.http != self.config.http:
+            self.log.warning("setting needs a restart to take effect", key="http")
+        changed = [n for n in old if n not in fresh or fresh[n] != old[n]]
+        for name in changed:
+            self._stop_source(name)
+        self.app.replace_config(new)
+        for name, source in fresh.items():
+            if source.enabled and (name not in old or name in changed):
+                self._start_source(source)
+        self.reloads += 1
+        self.log.info("config reloaded", added=sorted(set(fresh) - set(old)), removed=sorted(set(old) - set(fresh)),
+                      changed=sorted(n for n in changed if n in fresh))
+        notify.ready(self.status_line())
+
+    # -- stop -------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        notify.stopping()
+        self.log.info("stopping", running_jobs=self.workers.running)
+        self.watcher.stop()
+        self.schedule.stop()
+        self.workers.shutdown(self.config.daemon.shutdown_timeout)
+        if self.http is not None:
+            self.http.stop()
+        self.app.close()
+        try:
+            (self.app.state_dir / "daemon.json").unlink()
+        except FileNotFoundError:
+            pass
+        self.log.info("stopped")
+
+    # -- health -----------------------------------------------------------------------
+
+    def health(self) -> dict:
+        watchers = self.watcher.health()
+        checks = {
+            "workers": {"ok": self.workers.alive(), "running": self.workers.running, "queued": self.workers.depth()},
+            "scheduler": {"ok": self.schedule.running(), "sources": sorted(self.schedule.names())},
+            "watchers": {"ok": all(w["alive"] for w in watchers.values()), "sources": watchers},
+            "settle_loop": {"ok": self.watcher.alive() or not watchers},
+        }
+        return checks
+
+    def healthy(self) -> bool:
+        return all(check["ok"] for check in self.health().values())
+
+    def status_line(self) -> str:
+        return (f"watching {len(self.watcher.names())} folder(s), {len(self.schedule.names())} scheduled source(s); "
+                f"{self.workers.running} job(s) running")
+
+    def runtime_info(self) -> dict:
+        return {"pid": os.getpid(), "version": self.version, "http": self.http.address if self.http else None,
+                "started_at": self.started_at}
+
+
+def run_daemon(config: Config, plugins: Plugins, config_path: Path) -> int:
+    daemon = Daemon(config, plugins, config_path)
+    return daemon.run()

@@ -1,0 +1,83 @@
+"""Plugins load by entry point exactly as a third-party package would."""
+
+import json
+import os
+import sys
+
+from tests.helpers import run_cli, wait_for, write_config
+from tests.procs import THIRDPARTY, plugin_site
+
+PLUGINS = {"testplugin": "ingestd_testplugin", "broken": "ingestd_brokenplugin", "typo": "ingestd_typoplugin"}
+
+
+def plugin_env(tmp_path, plugins=PLUGINS):
+    site = plugin_site(tmp_path, plugins)
+    return {"PYTHONPATH": os.pathsep.join([str(site), str(THIRDPARTY), *sys.path])}
+
+
+def test_plugins_listing_quarantines_broken_ones(tmp_path):
+    result = run_cli("plugins", "--json", env=plugin_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["local"]["status"] == "loaded"
+    assert rows["local"]["connectors"] == [{"kind": "local", "available": True, "remediation": None}]
+    assert rows["testplugin"]["status"] == "loaded" and rows["testplugin"]["version"] == "0.1"
+    assert rows["testplugin"]["connectors"][0]["kind"] == "fixture"
+    assert rows["broken"]["status"] == "quarantined" and "broken on purpose" in rows["broken"]["error"]
+    assert rows["typo"]["status"] == "quarantined" and "document_stord" in rows["typo"]["error"]
+
+
+def test_missing_dependency_is_reported_with_the_remedy(tmp_path):
+    code = ("import sys; sys.modules['boto3'] = None; from ingestd.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    import subprocess
+
+    config = write_config(tmp_path / "c.toml", daemon={"state_dir": "state"},
+                          sources=[{"name": "bucket", "kind": "s3", "bucket": "b"}])
+    listing = subprocess.run([sys.executable, "-c", code, "plugins"], capture_output=True, text=True)
+    if "connector s3" not in listing.stdout:
+        import pytest
+
+        pytest.skip("the s3 connector is not registered yet")
+    assert "connector s3: unavailable" in listing.stdout and "pip install 'ingestd[s3]'" in listing.stdout
+    check = subprocess.run([sys.executable, "-c", code, "check-config", "--config", str(config)],
+                           capture_output=True, text=True)
+    assert check.returncode == 78
+    assert "sources \"bucket\": connector 's3' is unavailable" in check.stderr
+    assert "pip install 'ingestd[s3]'" in check.stderr and "Traceback" not in check.stderr
+
+
+def test_third_party_connector_and_document_stored_hook(tmp_path):
+    folder = tmp_path / "fixture-data"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"f{i}.txt").write_text(f"fixture {i}\n")
+    config = write_config(tmp_path / "c.toml", daemon={"state_dir": "state"},
+                          sources=[{"name": "fx", "kind": "fixture", "folder": str(folder)}])
+    hook_log = tmp_path / "hook.log"
+    env = {**plugin_env(tmp_path, {"testplugin": "ingestd_testplugin"}), "INGESTD_TEST_HOOK_LOG": str(hook_log)}
+    result = run_cli("ingest", "fx", "--json", "--config", config, env=env)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads(result.stdout)
+    assert manifest["kind"] == "fixture" and manifest["counters"]["ingested"] == 3
+    lines = hook_log.read_text().splitlines()
+    assert len(lines) == 3 and all(line.startswith(manifest["job_id"]) for line in lines)
+
+
+def test_scheduled_source_runs_and_overlaps_are_skipped(daemon_env):
+    folder = daemon_env.root / "fixture-data"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a\n")
+    hold = daemon_env.root / "hold"
+    hold.write_text("")
+    daemon_env.write(extra_sources=[{"name": "fx", "kind": "fixture", "folder": str(folder),
+                                     "every": "1s", "hold_while": str(hold)}])
+    env = plugin_env(daemon_env.root, {"testplugin": "ingestd_testplugin"})
+    d = daemon_env.daemon(env=env).start()
+    wait_for(lambda: "scheduled run skipped" in d.log_text(), timeout=20, message="an overlapping run")
+    running = [m for m in d.manifests() if m["source"] == "fx"]
+    assert len(running) == 1 and running[0]["trigger"] == "schedule" and running[0]["status"] == "running"
+    hold.unlink()
+    wait_for(lambda: sum(1 for m in d.manifests() if m["source"] == "fx" and m["status"] == "succeeded") >= 2,
+             timeout=20, message="two scheduled runs")
+    assert d.stop() == 0

@@ -1,0 +1,46 @@
+"""A third-party plugin, installed the way pip would (a dist-info with an entry point),
+used by the tests to prove plugins work without touching core.
+
+Connector `fixture`: a scheduled source that ingests every file in `folder`. With
+`hold_while` set, a job waits while that path exists (to make runs overlap on purpose).
+Hook `document_stored`: appends each stored document's id to $INGESTD_TEST_HOOK_LOG.
+"""
+
+import os
+import time
+
+from ingestd import Connector, Staged, hookimpl
+from ingestd.config import ConfigPath
+from ingestd.options import ScheduleOptions
+
+
+class FixtureOptions(ScheduleOptions):
+    folder: ConfigPath
+    hold_while: ConfigPath | None = None
+
+
+class FixtureConnector(Connector):
+    kind = "fixture"
+    Options = FixtureOptions
+    description = "test connector: every file in a folder"
+
+    def stage(self, ctx):
+        hold = self.options.hold_while
+        deadline = time.monotonic() + 30
+        while hold is not None and hold.exists() and time.monotonic() < deadline and not ctx.stop.is_set():
+            time.sleep(0.02)
+        for path in sorted(self.options.folder.iterdir()):
+            yield Staged(origin_uri=f"fixture://{path.name}", path=path, name=path.name)
+
+
+@hookimpl
+def register_connectors(register):
+    register(FixtureConnector)
+
+
+@hookimpl
+def document_stored(document, job):
+    log = os.environ.get("INGESTD_TEST_HOOK_LOG")
+    if log:
+        with open(log, "a") as fh:
+            fh.write(f"{job.job_id} {document.doc_id} {document.blob.sha256}\n")

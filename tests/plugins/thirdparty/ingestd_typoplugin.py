@@ -1,0 +1,8 @@
+"""A plugin implementing a hook that does not exist (a typo): quarantined by check_pending."""
+
+from ingestd import hookimpl
+
+
+@hookimpl
+def document_stord(document, job):
+    pass

@@ -22,5 +22,10 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# Not part of `make test` (a smoke variant is): compares ingestd with cp+sync, openssl,
+# rclone and aws s3 sync on generated corpora and writes bench/RESULTS.md.
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) var build *.egg-info

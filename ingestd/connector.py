@@ -32,7 +32,9 @@ class Staged:
     `identity` is what makes two deliveries the same document (defaults to the origin
     URI; SharePoint uses its item id so a rename keeps the document). With `owned`, the
     file sits in the job workspace and core may move it into the blob store; `sha256`
-    and `size` are then the values the connector computed while downloading.
+    and `size` are then the values the connector computed while downloading. Otherwise
+    core opens `path` itself (never through a symlink) and refuses what is not a regular
+    file, is over `max_size`, or is empty when `allow_empty` is false.
     """
 
     origin_uri: str
@@ -45,6 +47,7 @@ class Staged:
     sha256: str | None = None
     size: int | None = None
     max_size: int | None = None
+    allow_empty: bool = True
     token: Any = None
 
 

@@ -85,10 +85,19 @@ class Daemon:
             return
         self.unavailable.pop(source.name, None)
         connector = self.app.connector(source.name)
-        if cls.watched:
-            self.watcher.add(source.name, connector, trigger="recovery" if recovering else "watch")
-        else:
-            self.schedule.add(source.name, source.options)
+        problems = connector.check() if cls.watched else []
+        try:
+            if problems:
+                raise ConfigError(problems)
+            if cls.watched:
+                self.watcher.add(source.name, connector, trigger="recovery" if recovering else "watch")
+            else:
+                self.schedule.add(source.name, source.options)
+        except (ConfigError, OSError) as exc:
+            # one bad source must not keep the others from running; health reports it
+            reason = "; ".join(exc.lines) if isinstance(exc, ConfigError) else f"{exc.strerror}: {exc.filename}"
+            self.unavailable[source.name] = reason
+            self.log.error("source not started", source=source.name, reason=reason)
 
     def _stop_source(self, name: str) -> None:
         self.watcher.remove(name)
@@ -183,6 +192,9 @@ class Daemon:
             "scheduler": {"ok": self.schedule.running(), "sources": sorted(self.schedule.names())},
             "watchers": {"ok": all(w["alive"] for w in watchers.values()), "sources": watchers},
             "settle_loop": {"ok": self.watcher.alive() or not watchers},
+            # informational: a misconfigured source is reported, but restarting the daemon
+            # (which is what an unhealthy watchdog leads to) would not fix it
+            "sources": {"ok": True, "unavailable": dict(self.unavailable)},
         }
         return checks
 

@@ -25,6 +25,7 @@ class Code(StrEnum):
     INTEGRITY = "integrity"
     EMPTY = "empty"
     SYMLINK = "symlink"
+    UNSUPPORTED = "unsupported"
     DELETE_LIMIT = "delete_limit"
     CONFIG = "config"
     UNAVAILABLE = "unavailable"

@@ -50,7 +50,8 @@ def setup(level: str = "info", fmt: str = "json", stream=None) -> None:
         # botocore at DEBUG prints Authorization headers; never below WARNING
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # filter first: a suppressed debug line must cost nothing on the per-file path
+        processors=[structlog.stdlib.filter_by_level, *shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

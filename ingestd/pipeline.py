@@ -8,6 +8,7 @@ manifest write) because a per-file fsync would cost more than the ingest itself.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -16,6 +17,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from . import logs
@@ -142,7 +144,10 @@ class _Run:
             if ev.owned and ev.sha256 is not None:
                 blob = self.p.store.adopt(ev.path, ev.sha256, ev.size or 0, ev.name)
             else:
-                blob = self._copy_in(ev)
+                blob, modified = self._copy_in(ev)
+                ev.source_modified_at = ev.source_modified_at or modified
+        except _Refused as exc:
+            return Failed(ev.origin_uri, exc.code, exc.message, skip=exc.skip, token=ev.token)
         except ConnectorError as exc:
             return Failed(ev.origin_uri, exc.code, exc.message, token=ev.token)
         except OSError as exc:
@@ -155,19 +160,26 @@ class _Run:
         return ev, change
 
     def _copy_in(self, ev: Staged):
-        fd = os.open(ev.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        """Open without following symlinks or blocking on FIFOs, check, copy, re-check."""
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ConnectorError(Code.INVALID_NAME, "not a regular file")
+            fd = os.open(ev.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise _Refused(Code.NOT_FOUND, "vanished before it could be read", skip=True) from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _Refused(Code.SYMLINK, "symlinks are not followed", skip=True) from None
+            raise
+        try:
             before = os.fstat(fd)
+            _admit(ev, before)
             try:
                 blob = self.p.store.put_file(fd, ev.name, limit=ev.max_size)
             except ValueError as exc:
-                raise ConnectorError(Code.TOO_LARGE, str(exc)) from None
+                raise _Refused(Code.TOO_LARGE, str(exc)) from None
         finally:
             os.close(fd)
         _unchanged_since(ev.path, before)
-        return blob
+        return blob, _rfc3339(before.st_mtime)
 
     def commit(self) -> None:
         batch, self.batch = self.batch, _Batch()
@@ -238,6 +250,27 @@ class _Run:
         self.log.info("job finished", status=status, counters=m.counters.model_dump(), duration_s=m.duration_s())
         self.p.hooks.job_finished(m)
         return m
+
+
+class _Refused(Exception):
+    """A staged file core will not take; `skip` marks a deliberate refusal, not a failure."""
+
+    def __init__(self, code: Code, message: str, skip: bool = False):
+        self.code, self.message, self.skip = code, message, skip
+        super().__init__(message)
+
+
+def _admit(ev: Staged, st: os.stat_result) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise _Refused(Code.UNSUPPORTED, "not a regular file", skip=True)
+    if st.st_size == 0 and not ev.allow_empty:
+        raise _Refused(Code.EMPTY, "zero-byte file", skip=True)
+    if ev.max_size is not None and st.st_size > ev.max_size:
+        raise _Refused(Code.TOO_LARGE, f"{st.st_size} bytes is over the {ev.max_size}-byte limit")
+
+
+def _rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _tidy_workspace(ctx: JobContext, status: str) -> None:

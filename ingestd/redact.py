@@ -6,6 +6,7 @@ Credential values are remembered when resolved; `scrub` replaces any remembered 
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from typing import Any
@@ -34,12 +35,17 @@ def scrub_text(text: str) -> str:
 
 def scrub(obj: Any, key: str | None = None) -> Any:
     """Recursively scrub a JSON-like structure."""
-    if key is not None and _SECRET_KEYS.search(key) and isinstance(obj, (str, bytes)) and obj:
+    if key is not None and _secret_key(key) and isinstance(obj, (str, bytes)) and obj:
         return MASK
     if isinstance(obj, str):
-        return scrub_text(obj)
+        return scrub_text(obj) if _values else obj
     if isinstance(obj, dict):
-        return {k: scrub(v, str(k)) for k, v in obj.items()}
+        return {k: scrub(v, k if isinstance(k, str) else str(k)) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [scrub(v) for v in obj]
     return obj
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    return _SECRET_KEYS.search(key) is not None

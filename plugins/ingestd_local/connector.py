@@ -10,8 +10,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import stat
-from datetime import datetime, timezone
 from pathlib import Path
 
 from ingestd.atomic import write_json
@@ -56,9 +54,7 @@ class LocalConnector(Connector):
         for path in paths:
             if ctx.stop.is_set():
                 return
-            event = self.describe(path)
-            if event is not None:
-                yield event
+            yield self.describe(path)
 
     def scan(self, start: Path | None = None):
         """Every candidate under `start` (default: the root); symlinks reported, not followed."""
@@ -82,34 +78,17 @@ class LocalConnector(Connector):
                     yield Path(entry.path)
 
     def describe(self, path: Path):
-        """The event for one path: Staged, a typed refusal, or None for nothing to do."""
+        """The event for one path. Core opens the file itself (in its worker threads) and
+        refuses symlinks, non-regular, empty and oversized files, so this stays pure."""
         uri = file_uri(path)
         try:
             rel = path.relative_to(self.root)
         except ValueError:
             return Failed(uri, Code.INVALID_NAME, "outside the drop folder", skip=True)
         token = str(rel)
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            return None  # gone before we got to it: nothing was lost, nothing to do
-        except OSError as exc:
-            return Failed(uri, Code.PERMISSION, exc.strerror or "cannot stat", token=token)
-        if stat.S_ISLNK(st.st_mode):
-            return Failed(uri, Code.SYMLINK, "symlinks are not followed out of the drop folder", skip=True, token=token)
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        if st.st_size == 0:
-            return Failed(uri, Code.EMPTY, "zero-byte file", skip=True, token=token)
-        limit = self.options.max_file_size
-        if limit is not None and st.st_size > limit:
-            return Failed(uri, Code.TOO_LARGE, f"{st.st_size} bytes is over max_file_size {limit}", token=token)
-        if not os.access(path, os.R_OK):
-            return Failed(uri, Code.PERMISSION, "not readable by the ingestd user", token=token)
-        modified = datetime.fromtimestamp(st.st_mtime, timezone.utc).isoformat(timespec="milliseconds")
         return Staged(
-            origin_uri=uri, path=path, name=path.name, source_modified_at=modified.replace("+00:00", "Z"),
-            metadata={"relpath": display(token)}, max_size=limit, token=token,
+            origin_uri=uri, path=path, name=path.name, metadata={"relpath": display(token)},
+            max_size=self.options.max_file_size, allow_empty=False, token=token,
         )
 
     # -- after the commit -------------------------------------------------------------

@@ -212,3 +212,18 @@ def test_every_log_line_is_json_and_job_lines_carry_ids(daemon_env):
     assert events and all(e["event"] != "<not json>" for e in events)
     job_lines = [e for e in events if e["event"] in ("job started", "document stored", "job finished")]
     assert len(job_lines) == 3 and all(e.get("job_id") and e.get("source") == "inbox" for e in job_lines)
+
+
+def test_a_broken_source_does_not_stop_the_others(daemon_env):
+    daemon_env.write(extra_sources=[{"name": "gone", "kind": "local", "path": "does-not-exist"},
+                                    {"name": "inside", "kind": "local", "path": "state/inner"}])
+    (daemon_env.state / "inner").mkdir(parents=True)
+    d = daemon_env.daemon().start()
+    status, health = d.get("/healthz")
+    assert status == 200
+    unavailable = health["checks"]["sources"]["unavailable"]
+    assert "is not a directory" in unavailable["gone"]
+    assert "must never write inside a watched folder" in unavailable["inside"]
+    (daemon_env.inbox / "a.txt").write_bytes(b"a")
+    wait_for(lambda: drained(d, daemon_env.inbox), timeout=20)
+    assert d.stop() == 0

@@ -81,3 +81,20 @@ def test_scheduled_source_runs_and_overlaps_are_skipped(daemon_env):
     wait_for(lambda: sum(1 for m in d.manifests() if m["source"] == "fx" and m["status"] == "succeeded") >= 2,
              timeout=20, message="two scheduled runs")
     assert d.stop() == 0
+
+
+def test_shutdown_timeout_interrupts_a_running_job(daemon_env):
+    folder = daemon_env.root / "fixture-data"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a\n")
+    hold = daemon_env.root / "hold"
+    hold.write_text("")
+    daemon_env.write(extra_sources=[{"name": "fx", "kind": "fixture", "folder": str(folder),
+                                     "every": "1h", "hold_while": str(hold)}])
+    text = daemon_env.config.read_text().replace("shutdown_timeout = 10", "shutdown_timeout = 0.5")
+    daemon_env.config.write_text(text)
+    d = daemon_env.daemon(env=plugin_env(daemon_env.root, {"testplugin": "ingestd_testplugin"})).start()
+    wait_for(lambda: any(m["source"] == "fx" and m["status"] == "running" for m in d.manifests()), timeout=20)
+    assert d.stop(timeout=20) == 0
+    job = next(m for m in d.manifests() if m["source"] == "fx")
+    assert job["status"] == "failed" and job["errors"][-1]["code"] == "interrupted"

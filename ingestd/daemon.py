@@ -106,7 +106,7 @@ class Daemon:
         self.app.forget_connector(name)
 
     def _job_done(self, manifest: Manifest, hint) -> None:
-        self.watcher.job_done(manifest.source, hint)
+        self.watcher.job_done(manifest.source, hint, ok=manifest.status == "succeeded")
         notify.status(self.status_line())
 
     # -- main loop --------------------------------------------------------------------

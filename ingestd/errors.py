@@ -57,7 +57,11 @@ class PluginError(IngestdError):
 
 
 class StoreError(IngestdError):
-    pass
+    """The document or job store could not be written; `code` says whether space ran out."""
+
+    def __init__(self, message: str, code: Code | None = None):
+        self.code = code or Code.IO
+        super().__init__(message)
 
 
 class NotFoundError(IngestdError):

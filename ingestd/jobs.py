@@ -113,6 +113,7 @@ class JobStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._index: dict[str, Manifest] = {}
+        self._unsaved: dict[str, Manifest] = {}
         self.unreadable: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------------
@@ -138,9 +139,28 @@ class JobStore:
         return manifest
 
     def save(self, manifest: Manifest) -> None:
-        write_json(self.path(manifest.job_id), manifest.to_json())
+        """Persist a manifest. If the disk refuses (full), the in-memory index still moves
+        on, so status stays truthful, and the write is retried with the next save."""
+        copy = manifest.model_copy(deep=True)
         with self._lock:
-            self._index[manifest.job_id] = manifest.model_copy(deep=True)
+            self._index[manifest.job_id] = copy
+        try:
+            write_json(self.path(manifest.job_id), manifest.to_json())
+        except OSError:
+            with self._lock:
+                self._unsaved[manifest.job_id] = copy
+            raise
+        with self._lock:
+            self._unsaved.pop(manifest.job_id, None)
+            pending = list(self._unsaved.values())
+        for stale in pending:
+            try:
+                write_json(self.path(stale.job_id), stale.to_json())
+            except OSError:
+                return
+            with self._lock:
+                if self._unsaved.get(stale.job_id) is stale:
+                    del self._unsaved[stale.job_id]
 
     def path(self, job_id: str) -> Path:
         if not is_valid_id(job_id):

@@ -233,14 +233,20 @@ class _Run:
             self.commit()
         except (OSError, IngestdError) as exc:
             committed = False
-            code = io_error_code(exc) if isinstance(exc, OSError) else Code.IO
+            code = io_error_code(exc) if isinstance(exc, OSError) else getattr(exc, "code", Code.IO)
             self.job_error = self.job_error or JobError(code=code, message=f"could not commit results: {exc}")
         finally:
             self.items.close()
         if self.job_error is not None:
             m.add_error(self.job_error)
         status = "failed" if self.job_error else ("partial" if m.counters.failed else "succeeded")
-        self.p.jobs.transition(m, status)
+        try:
+            self.p.jobs.transition(m, status)
+        except OSError as exc:
+            # the index has the final state; the file is rewritten with the next save that
+            # succeeds, and until then the connector must not act on the job's results
+            committed = False
+            self.log.error("manifest could not be written", error=exc.strerror, code=io_error_code(exc).value)
         if committed:
             try:
                 connector.finish(self.ctx, self.outcomes, status)

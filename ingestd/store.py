@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from .atomic import remove_stale_temps, syncfs
 from .enrich import copy_hashing, detect_mime, read_head
-from .errors import NotFoundError, StoreError
+from .errors import Code, NotFoundError, StoreError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -201,8 +201,10 @@ class Store:
                 gone = [self._tombstone(doc_id, job_id) for doc_id, job_id in tombstones]
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                self._db.execute("ROLLBACK")
-                raise StoreError(f"document store: {exc}") from exc
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                raise StoreError(f"document store: {exc}", Code.DISK_FULL if full else Code.IO) from exc
         return done, gone
 
     def _tombstone(self, doc_id: str, job_id: str) -> str:

@@ -37,6 +37,7 @@ from watchdog.observers.polling import PollingObserver
 from . import logs
 from .workers import Busy
 
+RETRY_MAX_SECONDS = 300.0  # longest wait before retrying a file whose job did not succeed
 GATHER_SECONDS = 0.01  # wait at most this long for files about to settle, so a burst is fewer jobs
 
 
@@ -74,6 +75,7 @@ class _Folder:
     trigger: str = "watch"
     scan_dirs: list[str] = field(default_factory=list)
     ready_since: float = 0.0
+    retries: dict[str, int] = field(default_factory=dict)
 
     @property
     def options(self):
@@ -198,8 +200,8 @@ class Watcher:
         else:  # created, modified, attrib
             self.touch(name, os.fsdecode(event.src_path))
 
-    def touch(self, name: str, path: str, opened: int = 0) -> None:
-        """Something happened to `path`: (re)start its quiet period."""
+    def touch(self, name: str, path: str, opened: int = 0, delay: float = 0.0) -> None:
+        """Something happened to `path`: (re)start its quiet period (plus `delay`)."""
         with self._cond:
             folder = self._folders.get(name)
             if folder is None or path in folder.held or not self._wanted(folder, path):
@@ -209,7 +211,7 @@ class Watcher:
             if entry is None:
                 entry = folder.pending[path] = _Pending(due=0.0, snap=None)
             entry.opens = max(0, entry.opens + opened)
-            entry.due = now + folder.options.settle_seconds
+            entry.due = max(entry.due, now + folder.options.settle_seconds + delay)
             entry.snap = _snap(path)
             if not entry.queued:
                 self._push(entry.due, name, path)
@@ -351,8 +353,10 @@ class Watcher:
                 folder.ready = [p for p in folder.ready if p not in done]
                 folder.held |= done
 
-    def job_done(self, source: str, hint) -> None:
-        """Release a finished job's files; anything still at those paths is looked at again."""
+    def job_done(self, source: str, hint, ok: bool = True) -> None:
+        """Release a finished job's files; anything still at those paths is looked at again,
+        after a growing delay when the job did not succeed (a full disk must not turn into
+        a hot retry loop)."""
         if not hint:
             return
         with self._cond:
@@ -365,12 +369,19 @@ class Watcher:
         for path in paths:
             snap = _snap(path)
             if snap is None:
+                with self._cond:
+                    folder.retries.pop(path, None)
                 continue
-            if keep:
+            if keep and ok:
                 with self._cond:
                     folder.seen[path] = snap
                 continue
-            self.touch(source, path)
+            delay = 0.0
+            if not ok:
+                with self._cond:
+                    attempt = folder.retries[path] = folder.retries.get(path, 0) + 1
+                delay = min(RETRY_MAX_SECONDS, folder.options.settle_seconds * (2 ** attempt))
+            self.touch(source, path, delay=delay)
         with self._cond:
             self._cond.notify_all()
 

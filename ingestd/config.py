@@ -8,6 +8,8 @@ reading journal output after a failed start needs to fix the file in one pass.
 from __future__ import annotations
 
 import difflib
+import json
+import ipaddress
 import os
 import re
 import tomllib
@@ -23,6 +25,8 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    field_validator,
+    model_validator,
 )
 
 from .errors import ConfigError
@@ -86,6 +90,49 @@ class HttpConfig(Strict):
     enabled: bool = True
     listen: str = Field(default="127.0.0.1:8765", pattern=r"^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$")
     token_file: ConfigPath | None = None
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @model_validator(mode="after")
+    def _public_needs_token(self):
+        """Anyone who can reach a non-loopback port could trigger jobs and read records:
+        refuse that without a token, here, so `check-config` and startup both say so."""
+        if not self.enabled:
+            return self
+        if self.port > 65535:
+            raise ValueError(f"listen: port {self.port} is out of range (0-65535)")
+        if self.token_file is None and not is_loopback(self.host):
+            raise ValueError(
+                f"listen address {self.listen!r} is not loopback, so the API needs a token: set "
+                "http.token_file to a file holding one (e.g. `openssl rand -hex 32 > /etc/ingestd/http-token`), "
+                "or listen on 127.0.0.1"
+            )
+        return self
+
+    @field_validator("token_file")
+    @classmethod
+    def _token_readable(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and info.data.get("enabled", True):
+            from .api_auth import read_token
+
+            read_token(value)  # ValueError names the file and the fix
+        return value
+
+
+def is_loopback(host: str) -> bool:
+    """Only literal loopback addresses and `localhost` count: any other name may resolve anywhere."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class CredentialsConfig(Strict):
@@ -184,7 +231,7 @@ def _sources(raw, option_models, context, label, errors) -> list[Source]:
         if not isinstance(item, dict):
             continue  # already reported by _Top
         name = item.get("name")
-        where = f'sources[{index}]' + (f' "{name}"' if isinstance(name, str) else "")
+        where = f'sources[{index}]' + (f" {_quoted(name)}" if isinstance(name, str) else "")
         try:
             head = _SourceHead.model_validate(item)
         except ValidationError as exc:
@@ -227,8 +274,17 @@ def _dotted(loc: tuple) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            text = str(part)
+            out += ("." if out else "") + (text if _PLAIN_KEY.fullmatch(text) else _quoted(text))
     return out
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _quoted(text: str) -> str:
+    """A key or name from the file, safe to print on one line (no control characters)."""
+    return json.dumps(text[:64] + ("…" if len(text) > 64 else ""), ensure_ascii=True)
 
 
 def _message(err: dict, model, loc: tuple) -> str:

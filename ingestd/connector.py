@@ -35,10 +35,14 @@ class Staged:
     and `size` are then the values the connector computed while downloading. Otherwise
     core opens `path` itself (never through a symlink) and refuses what is not a regular
     file, is over `max_size`, or is empty when `allow_empty` is false.
+
+    `path` is None for content the store already holds under `sha256` (a remote item
+    renamed or moved): the document is re-pointed to the new origin and metadata without
+    any bytes being fetched or copied.
     """
 
     origin_uri: str
-    path: Path
+    path: str | Path | None
     name: str
     identity: str | None = None
     source_modified_at: str | None = None

@@ -102,6 +102,8 @@ def file_uri(path: str | os.PathLike[str]) -> str:
 
 def display(name: str) -> str:
     """A name safe to print in a log line or error: no control characters, bounded."""
+    if len(name) <= 300 and name.isprintable():
+        return name  # the common case, without the per-character walk
     text = _fold_surrogates(name)
     text = "".join(ch if unicodedata.category(ch)[0] != "C" else f"\\x{ord(ch):02x}" for ch in text)
     return text if len(text) <= 300 else text[:300] + "…"

@@ -9,6 +9,7 @@ manifest write) because a per-file fsync would cost more than the ingest itself.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import stat
@@ -29,7 +30,9 @@ from .store import Change, Store, doc_id_for
 
 BATCH_ITEMS = 1000
 BATCH_SECONDS = 2.0
-MAX_IN_FLIGHT = 64
+MAX_IN_FLIGHT = 16  # chunks waiting for their results: bounds memory and open files
+CHUNK = 16
+CHUNK_SECONDS = 0.05  # a slow connector's files are not held back waiting for a full chunk
 
 
 class Interrupted(Exception):
@@ -109,26 +112,50 @@ class _Run:
         self.outcomes: list[Outcome] = []
         self.items = ItemsWriter(pipeline.jobs.items_path(manifest))
         self.job_error: JobError | None = None
+        self.verbose = logging.getLogger("ingestd").isEnabledFor(logging.INFO)  # per-item lines
 
     def consume(self, events) -> None:
+        """Feed staged files to the enrich threads in small chunks (fewer hand-offs than
+        one task per file), keep results in arrival order, commit in groups."""
         pending: deque[Future | Event] = deque()
+        chunk: list[Staged] = []
+        opened = 0.0
+
+        def flush() -> None:
+            if chunk:
+                pending.append(self.p._pool.submit(self._enrich_many, list(chunk)))
+                chunk.clear()
+
         for event in events:
             self.manifest.counters.discovered += 1
             if isinstance(event, Staged):
-                pending.append(self.p._pool.submit(self._enrich, event))
+                if not chunk:
+                    opened = time.monotonic()
+                chunk.append(event)
+                if len(chunk) >= CHUNK or time.monotonic() - opened > CHUNK_SECONDS:
+                    flush()
             else:
+                flush()
                 pending.append(event)
             while len(pending) > MAX_IN_FLIGHT or (pending and _ready(pending[0])):
                 self._take(pending.popleft())
             if self.ctx.stop.is_set():
                 break
+        flush()
         while pending:
             self._take(pending.popleft())
         if self.ctx.stop.is_set():
             raise Interrupted
 
+    def _enrich_many(self, events: list[Staged]) -> list:
+        return [self._enrich(ev) for ev in events]
+
     def _take(self, item) -> None:
-        result = item.result() if isinstance(item, Future) else item
+        if isinstance(item, Future):
+            for result in item.result():
+                self._take(result)
+            return
+        result = item
         if isinstance(result, Failed):
             self.batch.failures.append(result)
         elif isinstance(result, Deleted):
@@ -141,7 +168,9 @@ class _Run:
 
     def _enrich(self, ev: Staged) -> tuple[Staged, Change] | Failed:
         try:
-            if ev.owned and ev.sha256 is not None:
+            if ev.path is None:  # re-point: the bytes are already in the store
+                blob = self.p.store.existing(ev.sha256 or "", ev.name)
+            elif ev.owned and ev.sha256 is not None:
                 blob = self.p.store.adopt(ev.path, ev.sha256, ev.size or 0, ev.name)
             else:
                 blob, modified = self._copy_in(ev)
@@ -173,12 +202,12 @@ class _Run:
             before = os.fstat(fd)
             _admit(ev, before)
             try:
-                blob = self.p.store.put_file(fd, ev.name, limit=ev.max_size)
+                blob = self.p.store.put_file(fd, ev.name, limit=ev.max_size, size_hint=before.st_size)
             except ValueError as exc:
                 raise _Refused(Code.TOO_LARGE, str(exc)) from None
+            _unchanged_since(fd, before)
         finally:
             os.close(fd)
-        _unchanged_since(ev.path, before)
         return blob, _rfc3339(before.st_mtime)
 
     def commit(self) -> None:
@@ -209,20 +238,22 @@ class _Run:
         setattr(c, outcome.outcome, getattr(c, outcome.outcome) + 1)
         self.outcomes.append(outcome)
         ev = outcome.event
-        if outcome.outcome == "unchanged":
-            self.log.debug("document unchanged", origin_uri=ev.origin_uri, doc_id=outcome.doc_id)
+        if outcome.outcome == "unchanged":  # counted, not listed in the items file
+            if self.verbose:
+                self.log.info("document unchanged", origin_uri=ev.origin_uri, doc_id=outcome.doc_id)
             return
         record = {"origin_uri": ev.origin_uri, "doc_id": outcome.doc_id, "outcome": outcome.outcome}
         if change is not None:
             c.bytes += change.blob.size
             record.update(sha256=change.blob.sha256, size=change.blob.size, mime=change.blob.mime)
-            self.log.info("document stored", **record)
+            if self.verbose:
+                self.log.info("document stored", **record)
         elif isinstance(ev, Failed):
             record.update(error=ev.code.value, message=ev.message)
             self.manifest.add_error(JobError(code=ev.code, message=ev.message, item=ev.origin_uri,
                                              request_id=ev.request_id))
             self.log.warning("document failed" if not ev.skip else "document skipped", **record)
-        else:
+        elif self.verbose:
             self.log.info("document deleted", **record)
         self.items.write(record)
 
@@ -301,13 +332,11 @@ def sweep_workspaces(state_dir: Path, retention_s: float) -> int:
     return removed
 
 
-def _unchanged_since(path: Path, before: os.stat_result) -> None:
-    """The re-check after staging: a file still being written is not taken half-done."""
-    try:
-        after = os.stat(path, follow_symlinks=False)
-    except FileNotFoundError:
-        raise ConnectorError(Code.TRANSIENT, "file vanished while being read") from None
-    if (after.st_ino, after.st_size, after.st_mtime_ns) != (before.st_ino, before.st_size, before.st_mtime_ns):
+def _unchanged_since(fd: int, before: os.stat_result) -> None:
+    """The re-check after staging: a file written to while we read it is not taken
+    half-done; it is left in place and taken once it settles."""
+    after = os.fstat(fd)
+    if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (before.st_size, before.st_mtime_ns, before.st_ctime_ns):
         raise ConnectorError(Code.TRANSIENT, "file changed while being read; it will be taken when it settles")
 
 

@@ -8,6 +8,7 @@ leaves a record pointing at missing bytes.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -22,8 +23,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from .atomic import remove_stale_temps, syncfs
-from .enrich import copy_hashing, detect_mime, read_head
+from .enrich import CHUNK, HEAD, copy_hashing, detect_mime, read_head
 from .errors import Code, NotFoundError, StoreError
+
+SMALL_FILE = 1 << 20  # read whole, hash, then write only if the content is new
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -145,8 +148,26 @@ class Store:
             removed += 1
         return removed
 
-    def put_file(self, src_fd: int, name: str, limit: int | None = None) -> Blob:
-        """Copy an open file into the store while hashing it; dedupe by content."""
+    def put_file(self, src_fd: int, name: str, limit: int | None = None, size_hint: int | None = None) -> Blob:
+        """Copy an open file into the store while hashing it; dedupe by content.
+
+        Small files are read whole first, so content already in the store costs no write.
+        """
+        if size_hint is not None and size_hint <= SMALL_FILE:
+            data = _read_all(src_fd, limit)
+            sha = hashlib.sha256(data).hexdigest()
+            if not os.path.exists(self.blob_path(sha)):
+                fd, tmp = self._temp()
+                try:
+                    try:
+                        _write_all(fd, data)
+                    finally:
+                        os.close(fd)
+                    self._place(tmp, sha)
+                except BaseException:
+                    _unlink(tmp)
+                    raise
+            return Blob(sha, len(data), detect_mime(data[:HEAD], name))
         fd, tmp = self._temp()
         try:
             try:
@@ -165,6 +186,14 @@ class Store:
         self._place(str(path), sha256)
         return Blob(sha256, size, mime)
 
+    def existing(self, sha256: str, name: str) -> Blob:
+        """A blob already in the store, for a document re-pointed without new bytes
+        (a renamed remote item); FileNotFoundError when the store does not hold it."""
+        if len(sha256) != 64 or sha256.strip("0123456789abcdef"):
+            raise FileNotFoundError(errno.ENOENT, "no such content in the blob store", sha256[:80])
+        path = self.blob_path(sha256)
+        return Blob(sha256, os.stat(path).st_size, detect_mime(read_head(path), name))
+
     def _temp(self) -> tuple[int, str]:
         name = f"{os.getpid()}-{threading.get_ident()}-{os.urandom(6).hex()}"
         path = str(self.tmp_dir / name)
@@ -172,7 +201,7 @@ class Store:
 
     def _place(self, tmp: str, sha256: str) -> None:
         final = self.blob_path(sha256)
-        if final.exists():
+        if os.path.exists(final):
             _unlink(tmp)
             return
         prefix = sha256[:2]
@@ -197,7 +226,7 @@ class Store:
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                done = [self._apply(change) for change in changes]
+                done = self._apply_all(changes)
                 gone = [self._tombstone(doc_id, job_id) for doc_id, job_id in tombstones]
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -207,40 +236,55 @@ class Store:
                 raise StoreError(f"document store: {exc}", Code.DISK_FULL if full else Code.IO) from exc
         return done, gone
 
+    def _apply_all(self, changes: list[Change]) -> list[str]:
+        """One lookup for the whole batch, then bulk writes: per-row round trips were the
+        largest cost of a small-file ingest."""
+        current = self._current({c.doc_id for c in changes})
+        results, versions, heads, renames = [], [], [], []
+        stamp = now_iso()
+        for c in changes:
+            meta = json.dumps(c.metadata, ensure_ascii=False, default=str)
+            seq, sha, deleted = current.get(c.doc_id, (0, None, None))
+            if sha == c.blob.sha256 and deleted is None:
+                renames.append((c.origin_uri, meta, c.doc_id, seq))
+                results.append("unchanged")
+                continue
+            seq += 1
+            versions.append((c.doc_id, seq, c.blob.sha256, c.blob.size, c.blob.mime, c.origin_uri,
+                             c.source_modified_at, stamp, c.job_id, meta))
+            heads.append((c.doc_id, c.source, c.origin_uri, seq))
+            current[c.doc_id] = (seq, c.blob.sha256, None)
+            results.append("ingested")
+        self._db.executemany("UPDATE versions SET origin_uri=?, metadata=? WHERE doc_id=? AND seq=?", renames)
+        self._db.executemany("UPDATE documents SET origin_uri=? WHERE doc_id=?", [(r[0], r[2]) for r in renames])
+        self._db.executemany("INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?)", versions)
+        self._db.executemany(
+            "INSERT INTO documents (doc_id, source, origin_uri, current_seq) VALUES (?,?,?,?) "
+            "ON CONFLICT(doc_id) DO UPDATE SET origin_uri=excluded.origin_uri, "
+            "current_seq=excluded.current_seq, deleted_at=NULL, deleted_job=NULL",
+            heads,
+        )
+        return results
+
+    def _current(self, doc_ids: set[str]) -> dict[str, tuple]:
+        found: dict[str, tuple] = {}
+        ids = list(doc_ids)
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            rows = self._db.execute(
+                "SELECT d.doc_id, d.current_seq, v.sha256, d.deleted_at FROM documents d JOIN versions v "
+                f"ON v.doc_id = d.doc_id AND v.seq = d.current_seq WHERE d.doc_id IN ({','.join('?' * len(part))})",
+                part,
+            ).fetchall()
+            found.update((r[0], (r[1], r[2], r[3])) for r in rows)
+        return found
+
     def _tombstone(self, doc_id: str, job_id: str) -> str:
         cur = self._db.execute(
             "UPDATE documents SET deleted_at=?, deleted_job=? WHERE doc_id=? AND deleted_at IS NULL",
             (now_iso(), job_id, doc_id),
         )
         return "deleted" if cur.rowcount else "unchanged"
-
-    def _apply(self, c: Change) -> str:
-        row = self._db.execute(
-            "SELECT d.current_seq, v.sha256, d.deleted_at FROM documents d JOIN versions v "
-            "ON v.doc_id = d.doc_id AND v.seq = d.current_seq WHERE d.doc_id=?",
-            (c.doc_id,),
-        ).fetchone()
-        meta = json.dumps(c.metadata, ensure_ascii=False, default=str)
-        if row and row[1] == c.blob.sha256 and row[2] is None:
-            self._db.execute(
-                "UPDATE versions SET origin_uri=?, metadata=? WHERE doc_id=? AND seq=?",
-                (c.origin_uri, meta, c.doc_id, row[0]),
-            )
-            self._db.execute("UPDATE documents SET origin_uri=? WHERE doc_id=?", (c.origin_uri, c.doc_id))
-            return "unchanged"
-        seq = (row[0] + 1) if row else 1
-        self._db.execute(
-            "INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (c.doc_id, seq, c.blob.sha256, c.blob.size, c.blob.mime, c.origin_uri,
-             c.source_modified_at, now_iso(), c.job_id, meta),
-        )
-        self._db.execute(
-            "INSERT INTO documents (doc_id, source, origin_uri, current_seq) VALUES (?,?,?,?) "
-            "ON CONFLICT(doc_id) DO UPDATE SET origin_uri=excluded.origin_uri, "
-            "current_seq=excluded.current_seq, deleted_at=NULL, deleted_job=NULL",
-            (c.doc_id, c.source, c.origin_uri, seq),
-        )
-        return "ingested"
 
     def current_sha(self, doc_id: str) -> str | None:
         with self._lock:
@@ -290,6 +334,25 @@ def _version(row) -> Version:
         sha256=row[1], size=row[2], mime=row[3], origin_uri=row[4], source_modified_at=row[5],
         ingested_at=row[6], job_id=row[7], metadata=json.loads(row[8]),
     )
+
+
+def _read_all(fd: int, limit: int | None) -> bytes:
+    parts = []
+    size = 0
+    while True:
+        chunk = os.read(fd, CHUNK)
+        if not chunk:
+            return b"".join(parts)
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise ValueError(f"larger than the {limit}-byte limit")
+        parts.append(chunk)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _unlink(path: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import heapq
+import itertools
 import logging
 import os
 import threading
@@ -64,7 +65,7 @@ class _Folder:
     name: str
     connector: object
     pending: dict[str, _Pending] = field(default_factory=dict)
-    ready: list[str] = field(default_factory=list)
+    ready: dict[str, None] = field(default_factory=dict)  # settled, in arrival order
     held: set[str] = field(default_factory=set)
     seen: dict[str, tuple] = field(default_factory=dict)  # after = "keep": what was taken already
     observer: object | None = None
@@ -206,6 +207,7 @@ class Watcher:
             folder = self._folders.get(name)
             if folder is None or path in folder.held or not self._wanted(folder, path):
                 return
+            folder.ready.pop(path, None)  # settled, then written again: back to waiting
             now = time.monotonic()
             entry = folder.pending.get(path)
             if entry is None:
@@ -295,7 +297,7 @@ class Watcher:
                     del folder.pending[path]
                     if not folder.ready:
                         folder.ready_since = now
-                    folder.ready.append(path)
+                    folder.ready[path] = None
 
     def _scans(self, now: float) -> None:
         with self._cond:
@@ -337,21 +339,22 @@ class Watcher:
                 if now - folder.ready_since < GATHER_SECONDS and len(folder.ready) < folder.options.batch_max \
                         and any(p.due <= folder.ready_since + GATHER_SECONDS for p in folder.pending.values()):
                     continue  # more of the same burst is about to settle: take them together
-                batch = folder.ready[: folder.options.batch_max]
+                batch = list(itertools.islice(folder.ready, folder.options.batch_max))
+                # held before the job can start: its own reads must not re-queue these files
+                for path in batch:
+                    del folder.ready[path]
+                folder.held.update(batch)
                 batches.append((folder, batch))
         for folder, batch in batches:
             try:
                 self._submit(folder.name, folder.trigger, [Path(p) for p in batch])
-            except Busy:
-                continue
-            except Exception:
-                self.log.exception("could not queue a watch job", source=folder.name)
-                continue
-            with self._cond:
                 folder.trigger = "watch"
-                done = set(batch)
-                folder.ready = [p for p in folder.ready if p not in done]
-                folder.held |= done
+            except Exception as exc:
+                if not isinstance(exc, Busy):
+                    self.log.exception("could not queue a watch job", source=folder.name)
+                with self._cond:
+                    folder.held.difference_update(batch)
+                    folder.ready = {**dict.fromkeys(batch), **folder.ready}
 
     def job_done(self, source: str, hint, ok: bool = True) -> None:
         """Release a finished job's files; anything still at those paths is looked at again,

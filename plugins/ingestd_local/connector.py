@@ -57,38 +57,38 @@ class LocalConnector(Connector):
             yield self.describe(path)
 
     def scan(self, start: Path | None = None):
-        """Every candidate under `start` (default: the root); symlinks reported, not followed."""
-        stack = [start or self.root]
+        """Every candidate path (a str) under `start` (default: the root); symlinks are
+        yielded too, for core to refuse, but never followed."""
+        stack = [str(start or self.root)]
         skip = os.path.realpath(self.state_dir)
+        ignored = self.options.ignored
         while stack:
             folder = stack.pop()
             try:
                 entries = sorted(os.scandir(folder), key=lambda e: e.name)
-            except FileNotFoundError:
-                continue
-            except PermissionError:
+            except (FileNotFoundError, NotADirectoryError, PermissionError):
                 continue
             for entry in entries:
-                if self.options.ignored(entry.name):
+                if ignored(entry.name):
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     if os.path.realpath(entry.path) != skip:
-                        stack.append(Path(entry.path))
+                        stack.append(entry.path)
                 else:
-                    yield Path(entry.path)
+                    yield entry.path
 
-    def describe(self, path: Path):
+    def describe(self, path):
         """The event for one path. Core opens the file itself (in its worker threads) and
-        refuses symlinks, non-regular, empty and oversized files, so this stays pure."""
+        refuses symlinks, non-regular, empty and oversized files, so this stays cheap."""
+        path = str(path)
         uri = file_uri(path)
-        try:
-            rel = path.relative_to(self.root)
-        except ValueError:
+        root = str(self.root)
+        if not path.startswith(root + os.sep):
             return Failed(uri, Code.INVALID_NAME, "outside the drop folder", skip=True)
-        token = str(rel)
+        rel = path[len(root) + 1:]
         return Staged(
-            origin_uri=uri, path=path, name=path.name, metadata={"relpath": display(token)},
-            max_size=self.options.max_file_size, allow_empty=False, token=token,
+            origin_uri=uri, path=path, name=os.path.basename(path), metadata={"relpath": display(rel)},
+            max_size=self.options.max_file_size, allow_empty=False, token=rel,
         )
 
     # -- after the commit -------------------------------------------------------------

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import fnmatch
+import functools
+import re
+
 from typing import Literal
 
 from pydantic import Field
@@ -20,7 +24,14 @@ class LocalOptions(Strict):
     batch_max: int = Field(default=1000, ge=1, le=100_000)
 
     def ignored(self, name: str) -> bool:
-        from fnmatch import fnmatchcase
+        """Whether a file or folder name matches one of the `ignore` globs."""
+        return _matcher(tuple(self.ignore))(name) is not None
 
-        return any(fnmatchcase(name, pattern) for pattern in self.ignore)
+
+@functools.lru_cache(maxsize=64)
+def _matcher(patterns: tuple[str, ...]):
+    """All globs compiled into one regex: the check runs once per file per scan."""
+    if not patterns:
+        return lambda name: None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns), re.DOTALL).match
 

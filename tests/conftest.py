@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,38 @@ def daemon_env(tmp_path: Path):
     yield e
     for d in e.daemons:
         d.close()
+
+
+# -- secrets: no test secret may appear in anything ingestd wrote --------------------------
+#
+# Tests that need a secret value build it with `make_secret()`, so every secret carries the
+# marker. At the end of the session every file under the session's temp directory (logs,
+# manifests, item files, recorded HTTP responses, state) is scanned for the marker, except
+# the files that are supposed to hold secrets (registries, key files).
+
+SECRET_MARKER = "TSECRETx9"
+SECRET_HOLDERS = ("credentials", "registry", ".pem", ".key", ".secret", "secret-", "creds")
+
+
+def make_secret(name: str = "value") -> str:
+    """A secret value for tests; the session-end scan fails the run if it leaks anywhere."""
+    return f"{name}-{SECRET_MARKER}-{os.urandom(4).hex()}"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    base = session.config._tmp_path_factory.getbasetemp() if hasattr(session.config, "_tmp_path_factory") else None
+    if base is None or not Path(base).exists():
+        return
+    hits = []
+    for path in Path(base).rglob("*"):
+        if not path.is_file() or path.is_symlink() or any(h in path.name.lower() for h in SECRET_HOLDERS):
+            continue
+        try:
+            if SECRET_MARKER.encode() in path.read_bytes():
+                hits.append(str(path))
+        except OSError:
+            continue
+    if hits:
+        session.config.get_terminal_writer().line(
+            f"SECRET LEAK: a test secret appears in {len(hits)} file(s): " + ", ".join(hits[:10]), red=True)
+        session.exitstatus = 1

@@ -1,0 +1,170 @@
+"""App-only access tokens for Microsoft Graph, through MSAL's client-credentials flow.
+
+The MSAL app is built here rather than by the Office 365 client because its own
+`with_client_secret`/`with_certificate` do not pass `instance_discovery=False` (MSAL
+would otherwise ask login.microsoftonline.com about any authority, national clouds and
+test servers included), and because MSAL's HTTP must carry an explicit `verify=`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ingestd.credentials import Credential
+from ingestd.errors import Code, ConnectorError
+
+from . import credential as creds
+
+REFRESH_MARGIN = 300.0  # seconds before expiry at which a cached token is replaced
+
+# What the common AADSTS codes mean for an operator, and what to do about each.
+_HINTS = {
+    "AADSTS7000215": "the client secret is wrong: use the secret's Value (not its Secret ID)",
+    "AADSTS7000222": "the client secret has expired: create a new one and update the registry",
+    "AADSTS700016": "no app with this client_id exists in the tenant: check client_id and tenant_id",
+    "AADSTS90002": "the tenant does not exist: check tenant_id",
+    "AADSTS700027": "the certificate is not registered on the app (or the key does not match it)",
+    "AADSTS700024": "the client assertion is outside its validity window: check the system clock",
+    "AADSTS1002012": "the requested scope is invalid: check graph_url",
+}
+
+
+class _MsalHttp:
+    """The HTTP client handed to MSAL: a requests session with `verify`, a timeout and
+    our User-Agent on every call, so neither environment variables nor MSAL's defaults
+    decide which CAs are trusted or how long a login may hang."""
+
+    def __init__(self, trust: str, timeout: tuple[float, float], user_agent: str):
+        import requests
+
+        self._session = requests.Session()
+        self._trust = trust
+        self._timeout = timeout
+        self._user_agent = user_agent
+
+    def _headers(self, headers) -> dict:
+        return {**(headers or {}), "User-Agent": self._user_agent}
+
+    def get(self, url, params=None, headers=None, **_):
+        return self._session.get(url, params=params, headers=self._headers(headers), verify=self._trust,
+                                 timeout=self._timeout)
+
+    def post(self, url, params=None, data=None, headers=None, **_):
+        return self._session.post(url, params=params, data=data, headers=self._headers(headers),
+                                  verify=self._trust, timeout=self._timeout)
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class TokenSource:
+    """Tokens for one credential, reused until `REFRESH_MARGIN` before they expire."""
+
+    def __init__(self, cred: Credential, *, authority_url: str, graph_url: str, trust: str,
+                 timeout: tuple[float, float], user_agent: str):
+        self.credential_name = cred.name
+        self.fingerprint = creds.fingerprint(cred)
+        self.tenant_id = cred.require("tenant_id")
+        self._client_id = cred.require("client_id")
+        self._secret = cred.get("client_secret") if cred.type == creds.SECRET else None
+        self._certificate = creds.load_certificate(cred) if cred.type == creds.CERTIFICATE else None
+        self.authority = f"{authority_url}/{self.tenant_id}"
+        self.scope = f"{graph_url}/.default"
+        self.trust = trust
+        self._timeout = timeout
+        self._user_agent = user_agent
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._renew_at = 0.0
+
+    def token(self) -> str:
+        with self._lock:
+            if self._token is None or time.monotonic() >= self._renew_at:
+                self._fetch()
+            return self._token
+
+    def cached(self) -> str:
+        """The current token without fetching one ('' if none): for callers that must
+        not fail, like the Office 365 client's token callback."""
+        with self._lock:
+            return self._token or ""
+
+    def invalidate(self, rejected: str | None = None) -> None:
+        """Graph refused a token before its expiry (revoked, or clocks disagree)."""
+        with self._lock:
+            if rejected is None or rejected == self._token:
+                self._token = None
+
+    def retarget(self, trust: str) -> None:
+        """Use a different CA file from the next token request on."""
+        with self._lock:
+            self.trust = trust
+
+    def close(self) -> None:
+        with self._lock:
+            self._token = None
+
+    # -- internals --------------------------------------------------------------------
+
+    def _fetch(self) -> None:
+        """A token from the endpoint. A fresh MSAL app each time (about hourly): MSAL's
+        own cache would otherwise hand back the very token being replaced or refused."""
+        http = _MsalHttp(self.trust, self._timeout, self._user_agent)
+        try:
+            app = self._build_app(http)
+            try:
+                result = app.acquire_token_for_client(scopes=[self.scope])
+            except Exception as exc:
+                raise _transport_error(exc, self.authority) from None
+        finally:
+            http.close()
+        if "access_token" not in result:
+            raise self._refused(result)
+        lifetime = float(result.get("expires_in") or 0)
+        self._token = result["access_token"]  # never logged; not added to redact (one an hour, forever)
+        self._renew_at = time.monotonic() + lifetime - min(REFRESH_MARGIN, lifetime / 2)
+
+    def _build_app(self, http: "_MsalHttp"):
+        import msal
+
+        if self._certificate is not None:
+            client_credential = {
+                "private_key": self._certificate.private_key_pem,
+                "public_certificate": self._certificate.certificate_pem,
+                "passphrase": self._certificate.password,
+            }
+        else:
+            client_credential = self._secret
+        try:
+            return msal.ConfidentialClientApplication(
+                self._client_id, client_credential=client_credential, authority=self.authority,
+                instance_discovery=False, http_client=http, timeout=self._timeout[1],
+            )
+        except Exception as exc:
+            raise _transport_error(exc, self.authority) from None
+
+    def _refused(self, result: dict) -> ConnectorError:
+        error = str(result.get("error") or "error")
+        description = str(result.get("error_description") or "").strip()
+        first = description.splitlines()[0] if description else ""
+        code = first.split(":", 1)[0] if first.startswith("AADSTS") else ""
+        hint = _HINTS.get(code, "check tenant_id, client_id and the secret or certificate")
+        message = (f"authentication failed for credential {self.credential_name!r}: Entra ID refused the "
+                   f"client credentials ({error}{': ' + first[:300] if first else ''}); {hint}")
+        return ConnectorError(Code.AUTH, message, request_id=result.get("correlation_id") or result.get("trace_id"))
+
+
+def _transport_error(exc: Exception, authority: str) -> ConnectorError:
+    """Map what MSAL or requests raised while talking to the authority."""
+    import requests
+
+    if isinstance(exc, requests.exceptions.SSLError):
+        return ConnectorError(Code.CONFIG, f"TLS verification of {authority} failed; if a TLS-inspecting proxy or "
+                              "a private CA is in the way, set ca_bundle to its CA certificate(s)")
+    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
+        return ConnectorError(Code.TRANSIENT, f"cannot reach {authority}: {type(exc).__name__}", retryable=True)
+    if isinstance(exc, ValueError):  # MSAL's OpenID discovery got a 4xx: unknown tenant or wrong authority
+        return ConnectorError(Code.AUTH, f"OpenID discovery at {authority} failed (unknown tenant_id, or a "
+                              f"wrong authority_url): {str(exc)[:300]}")
+    return ConnectorError(Code.AUTH, f"token request to {authority} failed: {type(exc).__name__}: {str(exc)[:300]}")

@@ -1,0 +1,175 @@
+"""The `sharepoint` connector: a SharePoint Online document library, kept in sync
+through Microsoft Graph's drive delta.
+
+The class holds what outlives a job (the HTTP session, the token cache, the job's sync
+object until `finish`); `sync.Sync` does the work of one job. office365, msal and
+requests are imported only when a job runs, so the options validate without them.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ingestd.connector import Connector, JobContext, Outcome, Requirement
+from ingestd.errors import Code, ConfigError, ConnectorError
+from ingestd.throttle import Stopped, gate
+
+from . import credential as creds
+from . import trust
+from .options import SharePointOptions
+
+FINISH_WAIT = 10.0  # seconds a new job waits for the previous job's finish to save its state
+
+
+class SharePointConnector(Connector):
+    kind = "sharepoint"
+    Options = SharePointOptions
+    requires = Requirement(("office365", "msal"), "pip install 'ingestd[sharepoint]'")
+    description = "a SharePoint Online document library, synced through Microsoft Graph delta"
+
+    def __init__(self, source, credentials, state_dir):
+        super().__init__(source, credentials, state_dir)
+        self._lock = threading.Lock()
+        self._session = None
+        self._tokens = None
+        self._runs: dict[str, object] = {}
+
+    # -- check-config -----------------------------------------------------------------
+
+    def check(self) -> list[str]:
+        where = f'sources "{self.source.name}"'
+        problems = []
+        try:
+            cred = self.credentials.resolve(self.options.credentials)
+        except ConfigError:
+            cred = None  # core's check has already reported the missing credential
+        if cred is not None:
+            problems += [f"{where}: credentials: {line}" for line in creds.problems(cred)]
+        if self.options.ca_bundle is not None:
+            problem = trust.extra_problem(self.options.ca_bundle)
+            if problem:
+                problems.append(f"{where}: ca_bundle: {problem}")
+        return problems
+
+    # -- one job ----------------------------------------------------------------------
+
+    def stage(self, ctx: JobContext):
+        try:
+            yield from self._begin(ctx).events()
+        except Stopped:  # the daemon is stopping: core records the job as interrupted
+            return
+
+    def finish(self, ctx: JobContext, outcomes: list[Outcome], status: str) -> None:
+        with self._lock:
+            run = self._runs.pop(ctx.job_id, None)
+        if run is None:
+            return
+        try:
+            run.finish(outcomes, status)
+        finally:
+            run.state.close()
+            run.done.set()
+
+    def close(self) -> None:
+        with self._lock:
+            runs, self._runs = list(self._runs.values()), {}
+            session, self._session = self._session, None
+            tokens, self._tokens = self._tokens, None
+        for run in runs:
+            run.state.close()
+        if tokens is not None:
+            tokens.close()
+        if session is not None:
+            session.close()
+
+    def _begin(self, ctx: JobContext):
+        """Credentials, trust, tokens, the target library and the state, for one job."""
+        from .http import Http
+        from .state import State
+        from .sync import Sync
+
+        opts = self.options
+        cred = self._credential(ctx)
+        trust_path = trust.trust_file(opts.ca_bundle, ctx.source_state)
+        tokens = self._token_source(cred, trust_path)
+        tokens.token()  # authentication problems surface first, before any Graph call
+        http = Http(self._http_session(), tokens, gate(f"graph:{opts.authority_url}/{tokens.tenant_id}"),
+                    trust=trust_path, timeout=(opts.connect_timeout, opts.timeout), stop=ctx.stop, log=ctx.log)
+        self._settle_previous_runs()
+        state = State(ctx.source_state / "sharepoint.sqlite")
+        try:
+            target = self._target(state, http)
+            run = Sync(opts, ctx, http, state, target, graph_url=opts.graph_url)
+        except BaseException:
+            state.close()
+            raise
+        with self._lock:
+            self._runs[ctx.job_id] = run
+        return run
+
+    def _credential(self, ctx: JobContext):
+        try:
+            cred = self.credentials.resolve(self.options.credentials)
+        except ConfigError as exc:
+            raise ConnectorError(Code.CONFIG, "; ".join(exc.lines)) from None
+        for line in creds.problems(cred):
+            if not line.startswith("warning:"):
+                raise ConnectorError(Code.AUTH, f"credential {cred.name!r}: {line}")
+            ctx.log.warning("sharepoint credential", credential=cred.name, problem=line)
+        return cred
+
+    def _token_source(self, cred, trust_path: str):
+        from .auth import TokenSource
+        from .http import USER_AGENT
+
+        opts = self.options
+        with self._lock:
+            tokens = self._tokens
+            if tokens is None or tokens.fingerprint != creds.fingerprint(cred):
+                if tokens is not None:
+                    tokens.close()
+                tokens = self._tokens = TokenSource(
+                    cred, authority_url=opts.authority_url, graph_url=opts.graph_url, trust=trust_path,
+                    timeout=(opts.connect_timeout, opts.timeout), user_agent=USER_AGENT,
+                )
+            tokens.retarget(trust_path)
+            return tokens
+
+    def _http_session(self):
+        import requests
+
+        with self._lock:
+            if self._session is None:
+                self._session = requests.Session()
+            return self._session
+
+    def _settle_previous_runs(self) -> None:
+        """Core calls `finish` after releasing the source lock, so the next job of this
+        source can start before the previous one has saved its state: wait for that. A
+        job whose results never committed gets no `finish`; its scratch is dropped."""
+        with self._lock:
+            previous = list(self._runs.items())
+        for job_id, run in previous:
+            if not run.done.wait(FINISH_WAIT):
+                with self._lock:
+                    self._runs.pop(job_id, None)
+                run.state.close()
+
+    def _target(self, state, http):
+        """Site and drive ids: from the state when they were resolved for this same
+        site, library and Graph endpoint, else looked up (and saved in finish)."""
+        import json
+        from dataclasses import asdict
+
+        from .graph import Client, Target, resolve
+
+        opts = self.options
+        key = [opts.site_url.lower(), opts.library.lower(), opts.graph_url.lower()]
+        cached = state.meta("target")
+        if cached:
+            data = json.loads(cached)
+            if data.get("key") == key:
+                return Target(**data["target"])
+        target = resolve(Client(http, opts.graph_url), opts.site_url, opts.site_host, opts.site_path, opts.library)
+        state.pending_meta["target"] = json.dumps({"key": key, "target": asdict(target)})
+        return target

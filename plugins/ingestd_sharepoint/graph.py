@@ -1,0 +1,103 @@
+"""Site and library lookup through Office365-REST-Python-Client's `GraphClient`.
+
+Two things are changed in the client, both by subclassing rather than patching:
+
+- the service root (fixed per national cloud inside the library) becomes
+  `{graph_url}/v1.0`, so sovereign clouds and a local test server work;
+- its transport sends every request through `http.Http`, so the library's calls get the
+  same CA file, timeouts, User-Agent, throttle and typed errors as ours.
+
+The client is used where it fits (site by URL, the site's drives with paging). Delta,
+child listings and downloads are requested directly (`delta.py`, `download.py`): 3.3.0
+drops `@odata.deltaLink` from delta responses and buffers downloads in memory.
+Imported only when a job runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from office365.graph_client import GraphClient
+from office365.graph_request import GraphRequest
+from office365.runtime.transport.base import BaseTransport
+
+from ingestd.errors import Code, ConnectorError
+
+
+class _Request(GraphRequest):
+    def __init__(self, root: str):
+        super().__init__()
+        self._root = root
+
+    @property
+    def service_root_url(self) -> str:
+        return self._root
+
+
+class _Transport(BaseTransport):
+    """Hands the library's requests to our request policy."""
+
+    def __init__(self, http):
+        self.http = http
+
+    def execute(self, request):
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+        method = request.method.value
+        body = request.data if method in ("POST", "PATCH", "PUT") else None
+        return self.http.request(method, request.url, headers=headers, json_body=body)
+
+
+class Client(GraphClient):
+    """A GraphClient bound to `{graph_url}/v1.0` and to our transport and tokens."""
+
+    def __init__(self, http, graph_url: str):
+        # The callback hands over the cached token and never fetches: an exception inside
+        # the library's request hooks is logged there with a traceback. The transport then
+        # sets the header itself, renewing the token when due or after a 401.
+        super().__init__(token_callback=lambda: {"access_token": http.tokens.cached(), "token_type": "Bearer"})
+        self._http = http
+        self._root = f"{graph_url}/v1.0"
+
+    def pending_request(self) -> GraphRequest:
+        if self._pending_request is None:
+            request = _Request(self._root)
+            request.with_access_token(self._token_callback)
+            request.transport = _Transport(self._http)
+            self._pending_request = request
+        return self._pending_request
+
+
+@dataclass(frozen=True)
+class Target:
+    site_id: str
+    site_url: str
+    drive_id: str
+    drive_name: str
+    drive_url: str | None
+
+
+def resolve(client: Client, site_url: str, host: str, path: str, library: str) -> Target:
+    """Site by URL, then its document library by name (or by the last part of its URL,
+    e.g. "Shared Documents"), case-insensitively."""
+    site = client.sites[host] if path in ("", "/") else client.sites.get_by_url(site_url)
+    if path in ("", "/"):
+        site.get()
+    try:
+        client.execute_query()
+    except ConnectorError as exc:
+        if exc.code == Code.NOT_FOUND:
+            exc.message = f"site {site_url} not found ({exc.message})"
+        raise
+    if not site.id:
+        raise ConnectorError(Code.NOT_FOUND, f"site {site_url} not found")
+    drives = client.sites[site.id].drives.get_all().execute_query()
+    choices = []
+    for drive in drives:
+        name = drive.name or ""
+        url_name = unquote(urlsplit(drive.web_url or "").path.rstrip("/").rsplit("/", 1)[-1])
+        choices.append(name)
+        if library.casefold() in (name.casefold(), url_name.casefold()):
+            return Target(site.id, site.web_url or site_url, drive.id, name, drive.web_url)
+    known = ", ".join(repr(c) for c in choices) or "none visible to this app"
+    raise ConnectorError(Code.NOT_FOUND, f"library {library!r} not found in {site_url} (libraries: {known})")

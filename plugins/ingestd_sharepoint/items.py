@@ -1,0 +1,102 @@
+"""The part of a Graph `driveItem` a sync needs, in one flat record.
+
+Delta responses are partial by design: OneDrive for Business omits `cTag` on changes and
+`name` on deletes, and never sends `parentReference.path`. So an item is kept by id with
+its parent id and name, and paths are rebuilt from the folder tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+
+ROOT, FOLDER, FILE, OTHER, UNKNOWN = "root", "folder", "file", "other", "unknown"
+
+
+@dataclass
+class Item:
+    id: str
+    kind: str
+    parent: str | None = None
+    name: str | None = None
+    deleted: bool = False
+    size: int | None = None
+    etag: str | None = None
+    ctag: str | None = None
+    qxh: str | None = None  # file.hashes.quickXorHash (base64)
+    sha256: str | None = None  # file.hashes.sha256Hash, where Graph gives one (hex)
+    web_url: str | None = None
+    modified: str | None = None
+    modified_by: str | None = None
+    mime: str | None = None
+
+    @classmethod
+    def from_graph(cls, raw: dict) -> "Item":
+        parent = raw.get("parentReference") or {}
+        file = raw.get("file") or {}
+        hashes = file.get("hashes") or {}
+        size = raw.get("size")
+        return cls(
+            id=str(raw["id"]), kind=_kind(raw), parent=parent.get("id"), name=raw.get("name"),
+            deleted="deleted" in raw, size=size if isinstance(size, int) else None,
+            etag=raw.get("eTag"), ctag=raw.get("cTag"), qxh=hashes.get("quickXorHash"),
+            sha256=(hashes.get("sha256Hash") or None), web_url=raw.get("webUrl"),
+            modified=rfc3339(raw.get("lastModifiedDateTime")), modified_by=_who(raw.get("lastModifiedBy")),
+            mime=file.get("mimeType"),
+        )
+
+    @classmethod
+    def from_row(cls, row) -> "Item":
+        names = {f.name for f in fields(cls)}
+        values = {k: row[k] for k in row.keys() if k in names}
+        values["deleted"] = bool(int(values.get("deleted") or 0))
+        return cls(**values)
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind == FILE
+
+    @property
+    def in_tree(self) -> bool:
+        """Kept in the folder tree: folders, and packages (whose contents are skipped)."""
+        return self.kind in (ROOT, FOLDER, OTHER)
+
+
+COLUMNS = [f.name for f in fields(Item)]
+
+
+def _kind(raw: dict) -> str:
+    if "root" in raw:
+        return ROOT
+    if "folder" in raw:
+        return FOLDER
+    if "file" in raw:
+        return FILE
+    if "package" in raw:  # OneNote notebooks and the like: not plain files, not walked into
+        return OTHER
+    return UNKNOWN  # a deleted item often carries no facet but `deleted`
+
+
+def _who(identity_set) -> str | None:
+    if not isinstance(identity_set, dict):
+        return None
+    for key in ("user", "application", "device"):
+        who = identity_set.get(key)
+        if isinstance(who, dict):
+            return who.get("email") or who.get("displayName") or who.get("id")
+    return None
+
+
+def rfc3339(value) -> str | None:
+    """Graph timestamps normalised to `YYYY-MM-DDTHH:MM:SS[.mmm]Z`."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    when = when.astimezone(timezone.utc)
+    spec = "milliseconds" if when.microsecond else "seconds"
+    return when.isoformat(timespec=spec).replace("+00:00", "Z")

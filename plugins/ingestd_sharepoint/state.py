@@ -1,0 +1,233 @@
+"""A source's sync state: one SQLite file in its state directory.
+
+- `meta`: the delta link, the resolved site and drive ids, the scope they were made for.
+- `items`: every item of the drive seen so far, by id (folders too: paths are rebuilt
+  from them), with the origin and sha256 of the document delivered for it, if any.
+- `retry`: items whose last attempt failed; fetched again by id on the next run, since
+  the delta link moves past them.
+
+A job's scratch (the items this run saw, and what to do with each) lives in TEMP tables
+of the same connection, so a first sync of a large library costs disk, not memory, and
+vanishes with the connection. Nothing in the persistent tables changes until `finish`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .items import COLUMNS, FILE, FOLDER, OTHER, ROOT, Item
+
+_ITEM_COLS = [c for c in COLUMNS if c != "deleted"]
+_TYPES = {"size": "INTEGER", "deleted": "INTEGER"}
+
+
+def _coldefs(cols) -> str:
+    return ", ".join(f"{c} {_TYPES.get(c, 'TEXT')}" + (" PRIMARY KEY" if c == "id" else "") for c in cols)
+
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items ({_coldefs(_ITEM_COLS)}, doc_origin TEXT, doc_sha256 TEXT);
+CREATE INDEX IF NOT EXISTS items_parent ON items(parent);
+CREATE TABLE IF NOT EXISTS retry (id TEXT PRIMARY KEY);
+"""
+_SCRATCH = f"""
+DROP TABLE IF EXISTS temp.seen;
+DROP TABLE IF EXISTS temp.plan;
+CREATE TEMP TABLE seen ({_coldefs(COLUMNS)});
+CREATE TEMP TABLE plan (id TEXT PRIMARY KEY, action TEXT NOT NULL, path TEXT);
+CREATE INDEX temp.plan_action ON plan(action);
+"""
+BATCH = 500
+
+
+class State:
+    def __init__(self, path: Path):
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA busy_timeout=10000")
+        self.db.execute("PRAGMA temp_store=FILE")
+        self.db.executescript(_SCHEMA)
+        self.db.executescript(_SCRATCH)
+        self.pending_meta: dict[str, str | None] = {}  # facts to save in finish whatever the outcome
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- persistent state -------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def row(self, item_id: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM items WHERE id=?", (item_id,)).fetchone()
+
+    def containers(self) -> Iterator[Item]:
+        for row in self.db.execute("SELECT * FROM items WHERE kind IN (?, ?, ?)", (ROOT, FOLDER, OTHER)):
+            yield Item.from_row(row)
+
+    def files_under(self, parents: set[str]) -> Iterator[sqlite3.Row]:
+        """Tracked files directly inside any of `parents` that this run did not see."""
+        ids = sorted(parents)
+        for start in range(0, len(ids), BATCH):
+            chunk = ids[start:start + BATCH]
+            marks = ",".join("?" * len(chunk))
+            yield from self.db.execute(
+                f"SELECT * FROM items WHERE kind=? AND parent IN ({marks}) AND id NOT IN (SELECT id FROM seen)",
+                (FILE, *chunk),
+            ).fetchall()
+
+    def unseen_files(self) -> Iterator[sqlite3.Row]:
+        """Tracked files a full enumeration did not return: gone from the drive."""
+        yield from self._batched("SELECT * FROM items WHERE kind=? AND id NOT IN (SELECT id FROM seen)", (FILE,))
+
+    def live_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM items WHERE doc_origin IS NOT NULL").fetchone()[0]
+
+    def retry_ids(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT id FROM retry ORDER BY id")]
+
+    # -- this job's scratch -----------------------------------------------------------
+
+    def see(self, items: Iterable[Item]) -> None:
+        """Record items as this run saw them; a later sighting of the same id wins."""
+        rows = [tuple(getattr(i, c) for c in COLUMNS) for i in items]
+        if not rows:
+            return
+        marks = ",".join("?" * len(COLUMNS))
+        self.db.execute("BEGIN")
+        self.db.executemany(f"INSERT OR REPLACE INTO seen ({','.join(COLUMNS)}) VALUES ({marks})", rows)
+        self.db.execute("COMMIT")
+
+    def forget_seen(self) -> None:
+        """A resync starts the enumeration over."""
+        self.db.executescript(_SCRATCH)
+
+    def seen(self, item_id: str) -> Item | None:
+        row = self.db.execute("SELECT * FROM seen WHERE id=?", (item_id,)).fetchone()
+        return Item.from_row(row) if row else None
+
+    def seen_containers(self) -> Iterator[Item]:
+        for row in self.db.execute("SELECT * FROM seen WHERE kind IN (?, ?, ?) OR deleted=1", (ROOT, FOLDER, OTHER)):
+            yield Item.from_row(row)
+
+    def seen_files(self) -> Iterator[Item]:
+        """Files seen this run, plus deletions (whose kind the delta may not say)."""
+        for row in self._batched("SELECT * FROM seen WHERE (kind=? OR deleted=1)", (FILE,)):
+            yield Item.from_row(row)
+
+    def seen_live(self) -> Iterator[Item]:
+        """Everything seen this run that still exists."""
+        for row in self._batched("SELECT * FROM seen WHERE deleted=0", ()):
+            yield Item.from_row(row)
+
+    def _batched(self, sql: str, params: tuple) -> Iterator[sqlite3.Row]:
+        """Rows of `sql` (a SELECT with a WHERE) in id order, a batch at a time, so the
+        caller may write to the database between rows without a cursor held open."""
+        last = ""
+        while True:
+            rows = self.db.execute(f"{sql} AND id>? ORDER BY id LIMIT {BATCH}", (*params, last)).fetchall()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1]["id"]
+
+    def plan(self, decisions: Iterable[tuple[str, str, str | None]]) -> None:
+        self.db.execute("BEGIN")
+        self.db.executemany("INSERT OR REPLACE INTO plan (id, action, path) VALUES (?,?,?)", decisions)
+        self.db.execute("COMMIT")
+
+    def count(self, action: str) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM plan WHERE action=?", (action,)).fetchone()[0]
+
+    def planned(self, action: str) -> Iterator[tuple[str, str | None]]:
+        """(id, path) of every item planned for `action`, read in batches so the
+        caller may write to other tables between them."""
+        last = ""
+        while True:
+            rows = self.db.execute("SELECT id, path FROM plan WHERE action=? AND id>? ORDER BY id LIMIT ?",
+                                   (action, last, BATCH)).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield row[0], row[1]
+            last = rows[-1][0]
+
+    # -- commits (only from finish) ---------------------------------------------------
+
+    def transaction(self):
+        return _Transaction(self.db)
+
+    def put_item(self, item: Item, *, doc: tuple[str | None, str | None] | None = None) -> None:
+        """Upsert an item's remote fields; with `doc`, also its delivered (origin, sha256)."""
+        cols = ",".join(_ITEM_COLS)
+        marks = ",".join("?" * len(_ITEM_COLS))
+        updates = ",".join(f"{c}=excluded.{c}" for c in _ITEM_COLS if c != "id")
+        values = [getattr(item, c) for c in _ITEM_COLS]
+        if doc is None:
+            self.db.execute(f"INSERT INTO items ({cols}) VALUES ({marks}) ON CONFLICT(id) DO UPDATE SET {updates}",
+                            values)
+        else:
+            self.db.execute(
+                f"INSERT INTO items ({cols}, doc_origin, doc_sha256) VALUES ({marks},?,?) "
+                f"ON CONFLICT(id) DO UPDATE SET {updates}, doc_origin=excluded.doc_origin, "
+                "doc_sha256=excluded.doc_sha256", [*values, *doc],
+            )
+
+    def drop_item(self, item_id: str) -> None:
+        self.db.execute("DELETE FROM items WHERE id=?", (item_id,))
+
+    def forget_content(self, item_id: str) -> None:
+        """The stored sha256 is not to be trusted: the next run downloads the item again."""
+        self.db.execute("UPDATE items SET doc_sha256=NULL WHERE id=?", (item_id,))
+
+    def mark_retry(self, item_id: str, failed: bool) -> None:
+        if failed:
+            self.db.execute("INSERT OR IGNORE INTO retry (id) VALUES (?)", (item_id,))
+        else:
+            self.db.execute("DELETE FROM retry WHERE id=?", (item_id,))
+
+    def apply_quiet(self, *, full: bool) -> None:
+        """Everything the run learnt that needed no document event: folders, untouched
+        or out-of-scope files, items gone that never had a document."""
+        cols = ",".join(_ITEM_COLS)
+        updates = ",".join(f"{c}=excluded.{c}" for c in _ITEM_COLS if c != "id")
+        db = self.db
+        db.execute(f"INSERT INTO items ({cols}) SELECT {cols} FROM seen WHERE deleted=0 AND kind != ? "
+                   f"ON CONFLICT(id) DO UPDATE SET {updates}", (FILE,))
+        db.execute(f"INSERT INTO items ({cols}) SELECT {','.join('s.' + c for c in _ITEM_COLS)} FROM seen s "
+                   "JOIN plan p ON p.id=s.id WHERE s.deleted=0 AND p.action IN ('keep', 'forget') "
+                   f"ON CONFLICT(id) DO UPDATE SET {updates}")
+        db.execute("UPDATE items SET doc_origin=NULL, doc_sha256=NULL WHERE id IN "
+                   "(SELECT id FROM plan WHERE action='forget')")
+        db.execute("DELETE FROM items WHERE id IN (SELECT id FROM plan WHERE action='drop')")
+        db.execute("DELETE FROM items WHERE kind != ? AND id IN (SELECT id FROM seen WHERE deleted=1)", (FILE,))
+        if full:
+            db.execute("DELETE FROM items WHERE kind != ? AND id NOT IN (SELECT id FROM seen)", (FILE,))
+        db.execute("DELETE FROM retry WHERE id IN (SELECT id FROM plan WHERE action IN ('keep', 'drop', 'forget'))")
+
+    def set_meta(self, values: dict[str, str | None]) -> None:
+        for key, value in values.items():
+            if value is None:
+                self.db.execute("DELETE FROM meta WHERE key=?", (key,))
+            else:
+                self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?,?)", (key, value))
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        return False

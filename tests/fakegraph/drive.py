@@ -1,0 +1,259 @@
+"""An in-memory SharePoint document library with a change log, shaped like Graph.
+
+Items are kept by id with parent id and name, as SharePoint does. Each change appends a
+snapshot of the item to the log; delta from a token replays the log after it, so an item
+changed twice shows up twice (old state, then new: the client must let the last win).
+Ancestors of changed items come first, as Graph sends them. Like OneDrive for Business,
+delta leaves out `cTag` on changes and `name` on deletes, and never sends
+`parentReference.path`; a plain item GET has both.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
+
+from .hashes import quick_xor_b64
+
+USERS = {
+    "megan": {"email": "megan@contoso.com", "id": "48d31887-5fad-4d73-a9f5-3c356e68a038", "displayName": "Megan Bowen"},
+    "alex": {"email": "alex@contoso.com", "id": "0aa2d5d6-b4a1-4d4f-9cd8-5a7ad5c5d0e1", "displayName": "Alex Wilber"},
+}
+
+
+def new_item_id() -> str:
+    """SharePoint driveItem ids look like 01 + 32 base32 characters."""
+    return "01" + base64.b32encode(os.urandom(20)).decode()[:32]
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Node:
+    id: str
+    name: str
+    parent: str | None
+    kind: str  # root | folder | file
+    guid: str = field(default_factory=lambda: str(uuid.uuid4()).upper())
+    content: bytes = b""
+    version: int = 1  # eTag counter: any change
+    content_version: int = 1  # cTag counter: content changes only
+    created: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    modified: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    modified_by: str = "megan"
+    deleted: bool = False
+    qxh_override: str | None = None  # report this quickXorHash instead of the true one
+    served: bytes | None = None  # serve these bytes instead of the content (corruption)
+    _qxh: str | None = None
+
+    def touch(self, content_changed: bool) -> None:
+        self.version += 1
+        if content_changed:
+            self.content_version += 1
+            self._qxh = None
+        self.modified = max(datetime.now(timezone.utc), self.modified + timedelta(seconds=1))
+
+    def quick_xor(self) -> str:
+        if self.qxh_override:
+            return self.qxh_override
+        if self._qxh is None:
+            self._qxh = quick_xor_b64(self.content)
+        return self._qxh
+
+
+class Drive:
+    def __init__(self, site, name: str = "Documents", url_name: str = "Shared Documents"):
+        self.site = site
+        self.id = "b!" + base64.urlsafe_b64encode(os.urandom(48)).decode().rstrip("=")
+        self.name = name
+        self.url_name = url_name
+        self.lock = threading.RLock()
+        self.nodes: dict[str, Node] = {}
+        self.log: list[tuple[int, dict]] = []  # (seq, snapshot as delta shows it)
+        self.seq = 0
+        self.oldest_valid = 0  # delta tokens older than this answer 410
+        root = Node(id=new_item_id(), name="root", parent=None, kind="root")
+        self.root_id = root.id
+        self.nodes[root.id] = root
+
+    # -- building and changing the library -------------------------------------------
+
+    def add(self, path: str, content: bytes = b"", *, by: str = "megan") -> str:
+        """Create a file (and any missing folders); returns its id."""
+        parent = self.folder(path.rsplit("/", 1)[0] if "/" in path else "", create=True)
+        with self.lock:
+            node = Node(id=new_item_id(), name=path.rsplit("/", 1)[-1], parent=parent, kind="file",
+                        content=content, modified_by=by)
+            self.nodes[node.id] = node
+            self._changed(node)
+            return node.id
+
+    def folder(self, path: str, create: bool = False) -> str:
+        with self.lock:
+            current = self.root_id
+            for part in [p for p in path.split("/") if p]:
+                found = self._child(current, part)
+                if found is None:
+                    if not create:
+                        raise KeyError(path)
+                    node = Node(id=new_item_id(), name=part, parent=current, kind="folder")
+                    self.nodes[node.id] = node
+                    self._changed(node)
+                    found = node.id
+                current = found
+            return current
+
+    def edit(self, path: str, content: bytes, *, by: str = "alex") -> str:
+        with self.lock:
+            node = self.nodes[self.id_of(path)]
+            node.content = content
+            node.modified_by = by
+            node.touch(content_changed=True)
+            self._changed(node)
+            return node.id
+
+    def rename(self, path: str, new_name: str) -> str:
+        with self.lock:
+            node = self.nodes[self.id_of(path)]
+            node.name = new_name
+            node.touch(content_changed=False)
+            self._changed(node)
+            return node.id
+
+    def move(self, path: str, new_folder: str) -> str:
+        with self.lock:
+            node = self.nodes[self.id_of(path)]
+            node.parent = self.folder(new_folder, create=True)
+            node.touch(content_changed=False)
+            self._changed(node)
+            return node.id
+
+    def delete(self, path: str) -> str:
+        """Delete an item; a folder takes its descendants with it (each logged)."""
+        with self.lock:
+            node = self.nodes[self.id_of(path)]
+            for child in [n for n in self.nodes.values() if n.parent == node.id and not n.deleted]:
+                self.delete(self.path_of(child.id))
+            node.deleted = True
+            self._changed(node)
+            return node.id
+
+    def invalidate_tokens(self) -> None:
+        """Every delta link issued so far now answers 410 Gone."""
+        with self.lock:
+            self.oldest_valid = self.seq + 1
+
+    def _changed(self, node: Node) -> None:
+        self.seq += 1
+        self.log.append((self.seq, self.delta_json(node)))
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _child(self, parent: str, name: str) -> str | None:
+        for node in self.nodes.values():
+            if node.parent == parent and not node.deleted and node.name.casefold() == name.casefold():
+                return node.id
+        return None
+
+    def id_of(self, path: str) -> str:
+        with self.lock:
+            parent = self.folder(path.rsplit("/", 1)[0] if "/" in path else "")
+            found = self._child(parent, path.rsplit("/", 1)[-1])
+            if found is None:
+                raise KeyError(path)
+            return found
+
+    def path_of(self, item_id: str) -> str:
+        parts, node = [], self.nodes[item_id]
+        while node.kind != "root":
+            parts.append(node.name)
+            node = self.nodes[node.parent]
+        return "/".join(reversed(parts))
+
+    def live(self) -> list[Node]:
+        """Every existing item, parents before children (a full enumeration's order)."""
+        out, stack = [], [self.root_id]
+        while stack:
+            node = self.nodes[stack.pop()]
+            out.append(node)
+            children = sorted((n for n in self.nodes.values() if n.parent == node.id and not n.deleted),
+                              key=lambda n: n.name, reverse=True)
+            stack.extend(n.id for n in children)
+        return out
+
+    def web_url(self, node: Node) -> str:
+        base = f"{self.site.web_url}/{quote(self.url_name)}"
+        path = self.path_of(node.id) if node.kind != "root" else ""
+        return f"{base}/{quote(path)}" if path else base
+
+    # -- JSON as Graph shows it ------------------------------------------------------
+
+    def parent_reference(self, node: Node, with_path: bool = False) -> dict:
+        ref = {"driveType": "documentLibrary", "driveId": self.id, "siteId": self.site.id}
+        if node.parent is not None:
+            ref["id"] = node.parent
+            if with_path:
+                parent_path = self.path_of(node.parent) if self.nodes[node.parent].kind != "root" else ""
+                ref["path"] = f"/drives/{self.id}/root:" + (f"/{parent_path}" if parent_path else "")
+        return ref
+
+    def item_json(self, node: Node, *, in_delta: bool = False) -> dict:
+        out = {
+            "createdDateTime": _stamp(node.created), "eTag": f'"{{{node.guid}}},{node.version}"',
+            "id": node.id, "lastModifiedDateTime": _stamp(node.modified), "name": node.name,
+            "webUrl": self.web_url(node), "cTag": f'"c:{{{node.guid}}},{node.content_version}"',
+            "createdBy": {"user": USERS["megan"]}, "lastModifiedBy": {"user": USERS[node.modified_by]},
+            "parentReference": self.parent_reference(node, with_path=not in_delta),
+            "fileSystemInfo": {"createdDateTime": _stamp(node.created), "lastModifiedDateTime": _stamp(node.modified)},
+        }
+        if in_delta:
+            del out["cTag"]  # OneDrive for Business leaves cTag out of delta changes
+        if node.kind == "root":
+            out["root"] = {}
+        if node.kind in ("root", "folder"):
+            out["folder"] = {"childCount": sum(1 for n in self.nodes.values() if n.parent == node.id and not n.deleted)}
+            out["size"] = 0
+        else:
+            out["size"] = len(node.content)
+            out["file"] = {"mimeType": _mime(node.name), "hashes": {"quickXorHash": node.quick_xor()}}
+        return out
+
+    def delta_json(self, node: Node) -> dict:
+        if node.deleted:  # delete: no name, no cTag
+            return {"id": node.id, "parentReference": self.parent_reference(node), "deleted": {"state": "deleted"}}
+        return self.item_json(node, in_delta=True)
+
+    def ancestors(self, item_id: str) -> list[Node]:
+        chain, node = [], self.nodes[item_id]
+        while node.parent is not None:
+            node = self.nodes[node.parent]
+            chain.append(node)
+        return list(reversed(chain))
+
+    def changes_since(self, token: int) -> list[dict]:
+        """The delta after `token`: each change's snapshot, its live ancestors first."""
+        out: list[dict] = []
+        for _, snapshot in [entry for entry in self.log if entry[0] > token]:
+            for ancestor in self.ancestors(snapshot["id"]):
+                if not ancestor.deleted:
+                    out.append(self.item_json(ancestor, in_delta=True))
+            out.append(snapshot)
+        return out
+
+
+def _mime(name: str) -> str:
+    import mimetypes
+
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,492 @@
+"""A fake Microsoft Graph + Entra ID token endpoint, over real HTTPS on 127.0.0.1.
+
+Serves what the SharePoint connector and MSAL use, in the shapes Microsoft documents:
+OpenID configuration and `/{tenant}/oauth2/v2.0/token` (client secret, or a certificate
+JWT assertion it verifies), site by path, a site's drives, drive delta with pages, next
+and delta links, `410 Gone` for invalidated links, items, children, and `/content`
+redirecting to a pre-authenticated download URL (with `Range` support).
+
+Tests script it: add apps, sites and files, inject 429/503 with `Retry-After`, revoke
+tokens (then Graph answers 401), cut a download short, serve corrupt bytes. Every
+request is recorded with monotonic timestamps taken by the server, so a test can check
+from this side of the wire how long the client really waited.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import socket
+import ssl
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from .drive import Drive
+from .entra import EntraEndpoints
+from .tls import CA, issue_server_cert
+
+MAX_BODY = 64 * 1024
+GRAPH_APP = "00000003-0000-0000-c000-000000000000"
+
+
+@dataclass
+class Record:
+    method: str
+    path: str
+    query: dict
+    headers: dict
+    started: float
+    kind: str = "other"  # openid | token | graph | download | other
+    status: int | None = None
+    ended: float | None = None
+    token: str | None = None  # bearer token presented, if any
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    body: dict | None = None  # the JSON answered, for tests that look at what was served
+
+
+@dataclass
+class Fault:
+    """Answer matching requests with `status` (and `Retry-After`), `count` times."""
+
+    status: int
+    count: int
+    retry_after: str | None = None
+    match: object = None  # callable(Record) -> bool; None matches Graph and downloads
+    used: int = 0
+
+
+@dataclass
+class App:
+    client_id: str
+    secret: str | None = None
+    certificates: list = field(default_factory=list)  # cryptography x509 certificates
+
+
+@dataclass
+class Site:
+    id: str
+    host: str
+    path: str
+    web_url: str
+    title: str
+    drives: list[Drive] = field(default_factory=list)
+
+    def add_drive(self, name: str = "Documents", url_name: str = "Shared Documents") -> Drive:
+        drive = Drive(self, name, url_name)
+        self.drives.append(drive)
+        return drive
+
+    def json(self) -> dict:
+        return {
+            "createdDateTime": "2021-03-01T09:00:00Z", "description": "", "id": self.id,
+            "lastModifiedDateTime": "2024-05-02T10:11:12Z", "name": self.path.rsplit("/", 1)[-1] or self.host,
+            "webUrl": self.web_url, "displayName": self.title, "root": {},
+            "siteCollection": {"hostname": self.host},
+        }
+
+
+class FakeGraph(EntraEndpoints):
+    def __init__(self, ca: CA, directory: Path, tenant: str = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"):
+        self.ca = ca
+        self.directory = directory
+        self.tenant = tenant
+        self.apps: dict[str, App] = {}
+        self.sites: list[Site] = []
+        self.tokens: dict[str, tuple[str, float]] = {}
+        self.revoked: set[str] = set()
+        self.records: list[Record] = []
+        self.faults: list[Fault] = []
+        self.cursors: dict[str, tuple[list[dict], str]] = {}
+        self.downloads: dict[str, tuple[Drive, str]] = {}
+        self.cuts: dict[str, int] = {}  # item id -> bytes to send before dropping the connection (once)
+        self.cut_expires_url = False  # a cut download's URL stops working too (as an hour-old one does)
+        self.page_size = 3
+        self.token_lifetime = 3599
+        self.revoke_after: int | None = None  # revoke every token after this many more Graph requests
+        self.lock = threading.RLock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> "FakeGraph":
+        cert, key = issue_server_cert(self.ca, self.directory)
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(cert, key)
+        self._server = _Server(("127.0.0.1", 0), _Handler, fake=self, tls=tls)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fakegraph", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(10)
+
+    @property
+    def base_url(self) -> str:
+        return f"https://127.0.0.1:{self._server.server_address[1]}"
+
+    # -- scripting --------------------------------------------------------------------
+
+    def add_app(self, client_id: str, secret: str | None = None, certificate=None) -> App:
+        app = self.apps[client_id] = App(client_id, secret, [certificate] if certificate is not None else [])
+        return app
+
+    def add_site(self, host: str = "contoso.sharepoint.com", path: str = "/sites/legal", title: str = "Legal") -> Site:
+        site_id = f"{host},{uuid.uuid4()},{uuid.uuid4()}"
+        site = Site(site_id, host, path, f"https://{host}{quote(path)}", title)
+        self.sites.append(site)
+        return site
+
+    def fail(self, status: int = 429, count: int = 1, retry_after: str | None = "1", match=None) -> Fault:
+        fault = Fault(status, count, retry_after, match)
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    def revoke_tokens(self) -> None:
+        with self.lock:
+            self.revoked.update(self.tokens)
+
+    def graph(self) -> list[Record]:
+        return [r for r in self.records if r.kind == "graph"]
+
+    def of_kind(self, kind: str) -> list[Record]:
+        return [r for r in self.records if r.kind == kind]
+
+    # -- dispatch ---------------------------------------------------------------------
+
+    def handle(self, h: "_Handler", method: str) -> None:
+        parts = urlsplit(h.path)
+        path = unquote(parts.path)
+        headers = {k.lower(): v for k, v in h.headers.items()}
+        rec = Record(method, path, parse_qs(parts.query), headers, time.monotonic())
+        with self.lock:
+            self.records.append(rec)
+        h.record = rec
+        try:
+            self._route(h, rec, method, path)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            h.close_connection = True
+
+    def _route(self, h, rec: Record, method: str, path: str) -> None:
+        if match := re.fullmatch(r"/([^/]+)/v2\.0/\.well-known/openid-configuration", path):
+            rec.kind = "openid"
+            return self._openid(h, match.group(1))
+        if method == "POST" and (match := re.fullmatch(r"/([^/]+)/oauth2/v2\.0/token", path)):
+            rec.kind = "token"
+            return self._token(h, match.group(1))
+        if path.startswith("/v1.0/"):
+            rec.kind = "graph"
+        elif path.endswith("/_layouts/15/download.aspx"):
+            rec.kind = "download"
+        else:
+            return h.send_json(404, {"error": {"code": "itemNotFound", "message": "no such endpoint"}})
+        if self._faulted(h, rec):
+            return
+        if rec.kind == "download":
+            return self._download(h, rec)
+        if not self._authorized(h, rec):
+            return
+        return self._graph(h, rec, path[len("/v1.0"):])
+
+    def _faulted(self, h, rec: Record) -> bool:
+        with self.lock:
+            fault = next((f for f in self.faults if f.used < f.count
+                          and (f.match(rec) if f.match else True)), None)
+            if fault is None:
+                return False
+            fault.used += 1
+        code = "TooManyRequests" if fault.status == 429 else "serviceNotAvailable"
+        extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+        h.send_json(fault.status, graph_error(code, "Please retry after the time in Retry-After.", rec), extra)
+        return True
+
+    # -- Graph ------------------------------------------------------------------------
+
+    def _authorized(self, h, rec: Record) -> bool:
+        auth = rec.headers.get("authorization", "")
+        token = auth[7:] if auth.startswith("Bearer ") else None
+        rec.token = token
+        with self.lock:
+            if self.revoke_after is not None:
+                self.revoke_after -= 1
+                if self.revoke_after < 0:
+                    self.revoked.update(self.tokens)
+                    self.revoke_after = None
+            known = self.tokens.get(token or "")
+            valid = known is not None and known[1] > time.monotonic() and token not in self.revoked
+        if valid:
+            return True
+        h.send_json(401, graph_error("InvalidAuthenticationToken", "Access token has expired or is not yet valid.", rec),
+                    {"WWW-Authenticate": 'Bearer realm="", authorization_uri="https://login.microsoftonline.com/'
+                                         f'common/oauth2/authorize", client_id="{GRAPH_APP}"'})
+        return False
+
+    def _graph(self, h, rec: Record, path: str) -> None:
+        if rec.method != "GET":
+            return h.send_json(405, graph_error("invalidRequest", "only GET is faked", rec))
+        routes = [
+            (r"/sites/([^/:]+):(/.*?):?", self._site_by_path),
+            (r"/sites/([^/]+)/drives", self._drives),
+            (r"/sites/([^/]+)", self._site_by_id),
+            (r"/drives/([^/]+)/root/delta", self._delta),
+            (r"/drives/([^/]+)/items/([^/]+)/children", self._children),
+            (r"/drives/([^/]+)/items/([^/]+)/content", self._content),
+            (r"/drives/([^/]+)/items/([^/]+)", self._item),
+        ]
+        for pattern, handler in routes:
+            if match := re.fullmatch(pattern, path):
+                return handler(h, rec, *match.groups())
+        h.send_json(400, graph_error("invalidRequest", f"Invalid request: {path}", rec))
+
+    def _site_by_path(self, h, rec, host: str, path: str) -> None:
+        for site in self.sites:
+            if site.host.lower() == host.lower() and site.path.lower() == path.rstrip("/").lower():
+                return h.send_json(200, {"@odata.context": f"{self.base_url}/v1.0/$metadata#sites/$entity", **site.json()})
+        h.send_json(404, graph_error("itemNotFound", "Requested site could not be found", rec))
+
+    def _site_by_id(self, h, rec, site_id: str) -> None:
+        for site in self.sites:
+            if site.id == site_id or (site.host == site_id and site.path in ("", "/")):
+                return h.send_json(200, site.json())
+        h.send_json(404, graph_error("itemNotFound", "Requested site could not be found", rec))
+
+    def _drives(self, h, rec, site_id: str) -> None:
+        site = next((s for s in self.sites if s.id == site_id), None)
+        if site is None:
+            return h.send_json(404, graph_error("itemNotFound", "Requested site could not be found", rec))
+        value = [{
+            "createdDateTime": "2021-03-01T09:00:00Z", "description": "", "id": d.id,
+            "lastModifiedDateTime": "2024-05-02T10:11:12Z", "name": d.name,
+            "webUrl": f"{site.web_url}/{quote(d.url_name)}", "driveType": "documentLibrary",
+            "createdBy": {"user": {"displayName": "System Account"}},
+        } for d in site.drives]
+        h.send_json(200, {"@odata.context": f"{self.base_url}/v1.0/$metadata#drives", "value": value})
+
+    def _drive(self, drive_id: str) -> Drive | None:
+        return next((d for s in self.sites for d in s.drives if d.id == drive_id), None)
+
+    def _delta(self, h, rec, drive_id: str) -> None:
+        drive = self._drive(drive_id)
+        if drive is None:
+            return h.send_json(404, graph_error("itemNotFound", "The resource could not be found.", rec))
+        with drive.lock:
+            skip = rec.query.get("$skiptoken", [None])[0]
+            if skip is not None:
+                cursor, _, offset = skip.partition(".")
+                items, end = self.cursors[cursor]
+                offset = int(offset)
+            else:
+                token = rec.query.get("token", [None])[0]
+                if token is None:
+                    items = [drive.item_json(n, in_delta=True) for n in drive.live()]
+                else:
+                    seq = _decode_token(token)
+                    if seq < drive.oldest_valid:
+                        return h.send_json(410, graph_error(
+                            "resyncRequired", "Resync required. Replace any local items with the server's version "
+                            "(including deletes) if you're sure that the service was up to date with your local "
+                            "changes when you last sync'd. Upload any local changes that the server doesn't know "
+                            "about.", rec, inner_code="resyncChangesApplyDifferences"),
+                            {"Location": f"{self.base_url}/v1.0/drives/{drive.id}/root/delta"})
+                    items = drive.changes_since(seq)
+                end = _encode_token(drive.seq)
+                cursor, offset = secrets.token_hex(8), 0
+                self.cursors[cursor] = (items, end)
+        page = items[offset:offset + self.page_size]
+        body = {"@odata.context": f"{self.base_url}/v1.0/$metadata#Collection(driveItem)", "value": page}
+        link = f"{self.base_url}/v1.0/drives/{drive.id}/root/delta"
+        if offset + self.page_size < len(items):
+            body["@odata.nextLink"] = f"{link}?$skiptoken={cursor}.{offset + self.page_size}"
+        else:
+            body["@odata.deltaLink"] = f"{link}?token={end}"
+        h.send_json(200, body)
+
+    def _node(self, h, rec, drive_id: str, item_id: str):
+        drive = self._drive(drive_id)
+        node = drive.nodes.get(item_id) if drive else None
+        if node is None or node.deleted:
+            h.send_json(404, graph_error("itemNotFound", "The resource could not be found.", rec))
+            return None, None
+        return drive, node
+
+    def _item(self, h, rec, drive_id: str, item_id: str) -> None:
+        drive, node = self._node(h, rec, drive_id, item_id)
+        if node is not None:
+            h.send_json(200, drive.item_json(node))
+
+    def _children(self, h, rec, drive_id: str, item_id: str) -> None:
+        drive, node = self._node(h, rec, drive_id, item_id)
+        if node is None:
+            return
+        kids = sorted((n for n in drive.nodes.values() if n.parent == node.id and not n.deleted), key=lambda n: n.name)
+        offset = int(rec.query.get("$skiptoken", ["0"])[0])
+        page = [drive.item_json(n) for n in kids[offset:offset + self.page_size]]
+        body = {"@odata.context": f"{self.base_url}/v1.0/$metadata#Collection(driveItem)", "value": page}
+        if offset + self.page_size < len(kids):
+            body["@odata.nextLink"] = (f"{self.base_url}/v1.0/drives/{drive.id}/items/{node.id}/children"
+                                       f"?$skiptoken={offset + self.page_size}")
+        h.send_json(200, body)
+
+    def _content(self, h, rec, drive_id: str, item_id: str) -> None:
+        drive, node = self._node(h, rec, drive_id, item_id)
+        if node is None:
+            return
+        tempauth = secrets.token_urlsafe(24)
+        with self.lock:
+            self.downloads[tempauth] = (drive, node.id)
+        location = (f"{self.base_url}{quote(drive.site.path)}/_layouts/15/download.aspx?UniqueId={node.guid}"
+                    f"&Translate=false&tempauth={tempauth}&ApiVersion=2.0")
+        h.send_empty(302, {"Location": location})
+
+    def _download(self, h, rec: Record) -> None:
+        found = self.downloads.get(rec.query.get("tempauth", [""])[0])
+        if found is None:
+            return h.send_json(401, {"error": {"code": "-2147024891, System.UnauthorizedAccessException",
+                                               "message": {"lang": "en-US", "value": "Access denied."}}})
+        drive, item_id = found
+        node = drive.nodes.get(item_id)
+        if node is None or node.deleted:
+            return h.send_json(404, {"error": {"code": "-2130575338", "message": "File Not Found."}})
+        data = node.served if node.served is not None else node.content
+        start = 0
+        ranged = re.fullmatch(r"bytes=(\d+)-", rec.headers.get("range", ""))
+        if ranged and int(ranged.group(1)) < len(data):
+            start = int(ranged.group(1))
+        headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes",
+                   "ETag": f'"{{{node.guid}}},{node.version}"'}
+        if start:
+            headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        with self.lock:
+            cut = self.cuts.pop(item_id, None)
+            if cut is not None and self.cut_expires_url:
+                self.downloads.pop(rec.query.get("tempauth", [""])[0], None)
+        h.send_bytes(206 if start else 200, memoryview(data)[start:], headers, cut_after=cut)
+
+
+def _encode_token(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"MzslMjM0;{seq}".encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> int:
+    try:
+        return int(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().split(";")[1])
+    except (ValueError, IndexError):
+        return -1
+
+
+def graph_error(code: str, message: str, rec: Record, inner_code: str | None = None) -> dict:
+    inner = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+             "request-id": rec.request_id,
+             "client-request-id": rec.headers.get("client-request-id", "")}
+    if inner_code:
+        inner["code"] = inner_code
+    return {"error": {"code": code, "message": message, "innerError": inner}}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address, handler, *, fake: FakeGraph, tls: ssl.SSLContext):
+        self.fake = fake
+        self.tls = tls
+        super().__init__(address, handler)
+
+    def finish_request(self, request, client_address):
+        """The TLS handshake happens here, in the connection's own thread: a client that
+        rejects our certificate must not stall the accept loop."""
+        try:
+            wrapped = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        try:
+            self.RequestHandlerClass(wrapped, client_address, self)
+        finally:
+            try:
+                wrapped.close()
+            except OSError:
+                pass
+
+    def handle_error(self, request, client_address):  # a client hanging up is not news
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 10
+    server: _Server
+
+    def log_message(self, format, *args):  # keep pytest output clean
+        pass
+
+    def do_GET(self):
+        self.server.fake.handle(self, "GET")
+
+    def do_POST(self):
+        self.server.fake.handle(self, "POST")
+
+    def read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            raise ValueError("body too large")
+        return self.rfile.read(length)
+
+    def _head(self, status: int, headers: dict, length: int) -> str:
+        rec = getattr(self, "record", None)
+        request_id = rec.request_id if rec is not None else str(uuid.uuid4())
+        self.send_response(status)
+        self.send_header("request-id", request_id)
+        self.send_header("client-request-id", self.headers.get("client-request-id") or request_id)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        return request_id
+
+    def send_json(self, status: int, body: dict, headers: dict | None = None) -> None:
+        data = json.dumps(body).encode()
+        if getattr(self, "record", None) is not None:
+            self.record.body = body
+        self._head(status, {"Content-Type": "application/json;odata.metadata=minimal;odata.streaming=true;"
+                                            "IEEE754Compatible=false;charset=utf-8", **(headers or {})}, len(data))
+        self.wfile.write(data)
+        self.wfile.flush()
+        self._done(status)
+
+    def send_empty(self, status: int, headers: dict) -> None:
+        self._head(status, headers, 0)
+        self.wfile.flush()
+        self._done(status)
+
+    def send_bytes(self, status: int, data: memoryview, headers: dict, cut_after: int | None = None) -> None:
+        self._head(status, headers, len(data))
+        limit = len(data) if cut_after is None else min(cut_after, len(data))
+        for start in range(0, limit, 1 << 20):
+            self.wfile.write(data[start:min(start + (1 << 20), limit)])
+        self.wfile.flush()
+        if cut_after is not None:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._done(status)
+
+    def _done(self, status: int) -> None:
+        rec = getattr(self, "record", None)
+        if rec is not None:
+            rec.status = status
+            rec.ended = time.monotonic()

@@ -1,0 +1,126 @@
+"""Fixtures: a test CA (once per session), a fake Graph per test, and `sp`, a source
+named `docs` of kind sharepoint pointed at the fake, runnable in-process or as a CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ingestd.app import App, load_config
+from ingestd.plugins import Plugins
+from ingestd.store import Store, doc_id_for
+from tests.conftest import make_secret
+from tests.fakegraph import FakeGraph, make_ca
+from tests.helpers import run_cli, write_config
+
+CLIENT_ID = "6731de76-14a6-49ae-97bc-6eba6914391e"
+SECRET = make_secret("sp-client")  # the session-end scan fails the run if it leaks into any file
+
+
+@pytest.fixture(scope="session")
+def ca(tmp_path_factory):
+    return make_ca(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture
+def fake(ca, tmp_path):
+    server = FakeGraph(ca, tmp_path).start()
+    yield server
+    server.stop()
+
+
+class SP:
+    """One SharePoint source against the fake, with helpers to run and inspect it."""
+
+    def __init__(self, root: Path, fake: FakeGraph, ca):
+        self.root = root
+        self.fake = fake
+        self.ca = ca
+        self.state = root / "state"
+        self.config = root / "ingestd.toml"
+        self.registry = root / "credentials.json"
+        self.site = fake.add_site()
+        self.drive = self.site.add_drive()
+        fake.add_app(CLIENT_ID, SECRET)
+        self.credentials = {"sp": {"type": "azure_client_secret", "tenant_id": fake.tenant,
+                                   "client_id": CLIENT_ID, "client_secret": SECRET}}
+        self._app: App | None = None
+        self.options: dict = {}
+        self.write()
+
+    def source(self, **options) -> dict:
+        base = {"name": "docs", "kind": "sharepoint", "site_url": self.site.web_url, "credentials": "sp",
+                "graph_url": self.fake.base_url, "authority_url": self.fake.base_url,
+                "ca_bundle": str(self.ca.cert_path), "every": "15m"}
+        base.update(options)
+        return {k: v for k, v in base.items() if v is not None}
+
+    def write(self, *, extra_sources=(), **options) -> Path:
+        self.options = options
+        self.registry.write_text(json.dumps(self.credentials))
+        os.chmod(self.registry, 0o600)
+        write_config(self.config, daemon={"state_dir": "state", "log_format": "json"},
+                     credentials={"registry": str(self.registry)},
+                     sources=[self.source(**options), *extra_sources])
+        self.close()
+        return self.config
+
+    # -- running ----------------------------------------------------------------------
+
+    def app(self) -> App:
+        if self._app is None:
+            plugins = Plugins().load()
+            self._app = App(load_config(self.config, plugins), plugins)
+        return self._app
+
+    def run(self, source: str = "docs"):
+        """One job in this process (the app, its token cache and throttle persist)."""
+        return self.app().run_job(source, "cli")
+
+    def cli(self, *args, env=None, timeout=120):
+        result = run_cli("ingest", "docs", "--json", "--config", self.config, *args, env=env, timeout=timeout)
+        assert "Traceback" not in result.stderr, result.stderr
+        manifest = json.loads(result.stdout) if result.stdout.strip() else None
+        return result, manifest
+
+    def cli_plain(self, env=None, timeout=120):
+        """`ingestd ingest` without --json: JSON log lines on stderr, a summary on stdout."""
+        result = run_cli("ingest", "docs", "--config", self.config, env=env, timeout=timeout)
+        assert "Traceback" not in result.stderr, result.stderr
+        return result
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
+            self._app = None
+
+    # -- inspecting -------------------------------------------------------------------
+
+    def items(self, manifest) -> list[dict]:
+        items_file = manifest.items_file if hasattr(manifest, "items_file") else manifest["items_file"]
+        path = self.state / "jobs" / items_file
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def doc(self, item_id: str, source: str = "docs"):
+        store = Store(self.state)
+        try:
+            return store.get(doc_id_for(source, item_id))
+        finally:
+            store.close()
+
+    def blob(self, sha256: str) -> bytes:
+        return (self.state / "blobs" / "sha256" / sha256[:2] / sha256).read_bytes()
+
+    def downloads(self) -> list[str]:
+        """Item ids whose content was requested, in order."""
+        return [r.path.split("/")[-2] for r in self.fake.graph() if r.path.endswith("/content")]
+
+
+@pytest.fixture
+def sp(tmp_path, fake, ca):
+    env = SP(tmp_path, fake, ca)
+    yield env
+    env.close()

@@ -84,20 +84,35 @@ class Pipeline:
         log.info("job started", kind=manifest.kind, trigger=manifest.trigger)
         run = _Run(self, manifest, ctx, log)
         try:
-            with source_lock(self.state_dir, manifest.source):
-                run.consume(connector.stage(ctx))
-        except Interrupted:
-            run.job_error = JobError(code=Code.INTERRUPTED, message="stopped by shutdown before the job finished")
-        except ConnectorError as exc:
-            run.job_error = JobError(code=exc.code, message=exc.message, item=exc.item, request_id=exc.request_id)
-        except OSError as exc:
-            run.job_error = JobError(code=io_error_code(exc), message=f"{exc.strerror or exc}")
-        except IngestdError as exc:
-            run.job_error = JobError(code=Code.INTERNAL, message=str(exc))
-        except Exception:
-            log.exception("job crashed")
-            run.job_error = JobError(code=Code.INTERNAL, message="internal error; the daemon log has the traceback")
-        return run.close(connector)
+            lock = source_lock(self.state_dir, manifest.source)
+            lock.__enter__()
+        except ConnectorError as exc:  # another process holds the source
+            run.job_error = JobError(code=exc.code, message=exc.message)
+            return run.close(connector, staged=False)
+        try:
+            _guarded(run, lambda: run.consume(connector.stage(ctx)))
+            # finish runs under the lock too: the next job of this source must see the
+            # cursor this one saves
+            return run.close(connector)
+        finally:
+            lock.__exit__(None, None, None)
+
+
+def _guarded(run: "_Run", step) -> None:
+    """Run a step, turning whatever it raises into the job's typed error."""
+    try:
+        step()
+    except Interrupted:
+        run.job_error = JobError(code=Code.INTERRUPTED, message="stopped by shutdown before the job finished")
+    except ConnectorError as exc:
+        run.job_error = JobError(code=exc.code, message=exc.message, item=exc.item, request_id=exc.request_id)
+    except OSError as exc:
+        run.job_error = JobError(code=io_error_code(exc), message=f"{exc.strerror or exc}")
+    except IngestdError as exc:
+        run.job_error = JobError(code=getattr(exc, "code", Code.INTERNAL), message=str(exc))
+    except Exception:
+        run.log.exception("job crashed")
+        run.job_error = JobError(code=Code.INTERNAL, message="internal error; the daemon log has the traceback")
 
 
 class _Run:
@@ -257,9 +272,9 @@ class _Run:
             self.log.info("document deleted", **record)
         self.items.write(record)
 
-    def close(self, connector: Connector) -> Manifest:
+    def close(self, connector: Connector, staged: bool = True) -> Manifest:
         m = self.manifest
-        committed = True
+        committed = staged
         try:
             self.commit()
         except (OSError, IngestdError) as exc:
@@ -284,7 +299,8 @@ class _Run:
             except Exception:
                 self.log.exception("connector finish failed")
         _tidy_workspace(self.ctx, status)
-        self.log.info("job finished", status=status, counters=m.counters.model_dump(), duration_s=m.duration_s())
+        self.log.info("job finished", status=status, counters=m.counters.model_dump(), duration_s=m.duration_s(),
+                      **({"error": self.job_error.code.value, "message": self.job_error.message} if self.job_error else {}))
         self.p.hooks.job_finished(m)
         return m
 

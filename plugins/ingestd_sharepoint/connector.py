@@ -18,7 +18,6 @@ from . import credential as creds
 from . import trust
 from .options import SharePointOptions
 
-FINISH_WAIT = 10.0  # seconds a new job waits for the previous job's finish to save its state
 
 
 class SharePointConnector(Connector):
@@ -144,16 +143,13 @@ class SharePointConnector(Connector):
             return self._session
 
     def _settle_previous_runs(self) -> None:
-        """Core calls `finish` after releasing the source lock, so the next job of this
-        source can start before the previous one has saved its state: wait for that. A
-        job whose results never committed gets no `finish`; its scratch is dropped."""
+        """Core calls `finish` before it releases the source lock, so by the time a new
+        job of this source starts, a previous run still listed never committed (it gets
+        no `finish`): drop its scratch."""
         with self._lock:
-            previous = list(self._runs.items())
-        for job_id, run in previous:
-            if not run.done.wait(FINISH_WAIT):
-                with self._lock:
-                    self._runs.pop(job_id, None)
-                run.state.close()
+            previous, self._runs = list(self._runs.values()), {}
+        for run in previous:
+            run.state.close()
 
     def _target(self, state, http):
         """Site and drive ids: from the state when they were resolved for this same

@@ -152,3 +152,15 @@ def test_the_package_and_its_options_need_none_of_the_sharepoint_extra():
 
     result = subprocess.run([sys.executable, "-c", BLOCKED], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "importable", result.stderr
+
+
+def test_check_config_prints_an_expiry_warning_but_passes(sp, tmp_path):
+    cert = make_client_cert(days_valid=10)
+    pem = tmp_path / "app.pem"
+    pem.write_bytes(cert.combined())
+    sp.credentials["sp"] = {"type": "azure_certificate", "tenant_id": sp.fake.tenant, "client_id": "c",
+                            "certificate": str(pem)}
+    sp.write()
+    result = run_cli("check-config", "--config", sp.config)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+    assert "warning: certificate expires" in result.stderr

@@ -1,0 +1,128 @@
+"""Per-source sync state: what each key looked like when it was last ingested.
+
+One SQLite file in the source's state directory, a row per key (ETag, size, LastModified,
+version id, doc id), scoped by bucket so repointing a source never confuses two buckets.
+A job only reads it while staging: listed keys go to a temporary table, so unchanged
+objects and vanished ones are found with indexed queries instead of a dict of every key
+in memory. It is written once, in `finish`, in one transaction, after core has made the
+job's documents durable; a crash before that only means the next run fetches again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+
+from ingestd.errors import Code, ConnectorError
+
+from .objects import Listed, Token
+
+FILE = "s3-objects.sqlite"
+LOOKUP_CHUNK = 500  # well under SQLite's bound-parameter limit
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    modified TEXT NOT NULL,
+    version_id TEXT,
+    doc_id TEXT,
+    PRIMARY KEY (bucket, key)
+) WITHOUT ROWID;
+"""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA busy_timeout=10000")
+    db.executescript(_SCHEMA)
+    return db
+
+
+class Snapshot:
+    """The state as a job sees it while staging: read-only, plus the set of keys listed."""
+
+    def __init__(self, directory: Path, bucket: str):
+        self.bucket = bucket
+        path = directory / FILE
+        try:
+            self._db = _connect(path)
+        except sqlite3.DatabaseError as exc:
+            raise ConnectorError(Code.IO, f"{path}: unreadable sync state ({exc}); move the file away and the "
+                                          "next run compares every object again (content already stored is "
+                                          "not duplicated)") from None
+        self._db.execute("PRAGMA temp_store=FILE")
+        self._db.execute("CREATE TEMP TABLE seen (key TEXT PRIMARY KEY) WITHOUT ROWID")
+        self._db.execute("CREATE TEMP TABLE parked (key TEXT, etag TEXT, size INTEGER, modified TEXT, class TEXT)")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Snapshot":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def known_count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM objects WHERE bucket=?", (self.bucket,)).fetchone()[0]
+
+    def observe(self, keys: list[str]) -> dict[str, Token]:
+        """Record `keys` as present in the bucket; return the stored token of those known."""
+        self._db.executemany("INSERT OR IGNORE INTO temp.seen (key) VALUES (?)", ((k,) for k in keys))
+        known: dict[str, Token] = {}
+        for start in range(0, len(keys), LOOKUP_CHUNK):
+            chunk = keys[start:start + LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT key, etag, size, modified, version_id FROM objects WHERE bucket=? AND key IN ({marks})",
+                (self.bucket, *chunk),
+            )
+            for key, etag, size, modified, version_id in rows:
+                known[key] = Token(key, etag, size, modified, version_id)
+        return known
+
+    def park(self, obj: Listed) -> None:
+        """Keep an object to fetch until the run is known to be allowed (disk, not memory)."""
+        self._db.execute("INSERT INTO temp.parked VALUES (?,?,?,?,?)",
+                         (obj.key, obj.etag, obj.size, obj.modified.isoformat(), obj.storage_class))
+
+    def parked(self) -> Iterator[Listed]:
+        for key, etag, size, modified, storage_class in self._db.execute("SELECT * FROM temp.parked ORDER BY rowid"):
+            yield Listed(key, etag, size, datetime.fromisoformat(modified), storage_class)
+
+    def vanished(self) -> list[str]:
+        """Known keys the listing did not show: deleted at the source (or out of scope now)."""
+        rows = self._db.execute(
+            "SELECT key FROM objects o WHERE bucket=? AND NOT EXISTS (SELECT 1 FROM temp.seen s WHERE s.key=o.key)",
+            (self.bucket,),
+        )
+        return [r[0] for r in rows]
+
+
+def record(directory: Path, bucket: str, synced: Iterable[tuple[Token, str | None]], gone: Iterable[str]) -> int:
+    """Store the tokens of objects now durable in the document store, and forget the keys
+    whose tombstones are; one transaction. Returns the number of rows touched."""
+    rows = [(bucket, t.key, t.etag, t.size, t.modified, t.version_id, doc_id) for t, doc_id in synced]
+    dead = [(bucket, key) for key in gone]
+    if not rows and not dead:
+        return 0
+    db = _connect(directory / FILE)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?)", rows)
+            db.executemany("DELETE FROM objects WHERE bucket=? AND key=?", dead)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    finally:
+        db.close()
+    return len(rows) + len(dead)

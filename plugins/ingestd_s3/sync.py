@@ -1,0 +1,173 @@
+"""One sync job: list the prefix, compare each page with the stored state, fetch what is
+new or changed in parallel, then report what vanished.
+
+Unchanged objects cost nothing but their line in the listing: no GET, no HEAD. Objects
+to fetch wait either in the download window or on disk in the snapshot, never in a list
+that grows with the bucket.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+from ingestd.connector import Deleted, Event, Failed, JobContext
+from ingestd.errors import Code, ConnectorError
+
+from .download import Fetcher
+from .keys import file_name, is_folder_marker, is_utf8, origin_uri, plain_etag, relpath
+from .objects import Listed
+from .options import S3Options
+from .pool import Pool
+from .remote import translate
+from .state import Snapshot
+
+LIST_PAGE_SIZE = 1000  # the S3 maximum: fewest requests
+
+
+@dataclass
+class Tally:
+    pages: int = 0
+    listed: int = 0
+    unchanged: int = 0
+    fetched: int = 0
+    deferred: int = 0
+    filtered: int = 0
+    folders: int = 0
+    refused: int = 0
+    vanished: int = 0
+
+
+class Sync:
+    def __init__(self, client, options: S3Options, ctx: JobContext):
+        self.client = client
+        self.options = options
+        self.ctx = ctx
+        self.tally = Tally()
+
+    @property
+    def where(self) -> str:
+        return f"s3://{self.options.bucket}/{self.options.prefix}"
+
+    def events(self) -> Iterator[Event]:
+        """List, compare, fetch, then tombstone.
+
+        When tombstones are possible (known objects, `on_delete = "tombstone"`), fetches
+        are parked in the snapshot until the listing is complete and the delete valve has
+        passed: a refused run then changes nothing at all. A first sync cannot delete
+        anything, so there fetches overlap with listing.
+        """
+        with Snapshot(self.ctx.source_state, self.options.bucket) as snapshot:
+            known = snapshot.known_count()
+            guarded = known > 0 and self.options.on_delete == "tombstone"
+            with Pool(self._fetcher(), self.options.concurrency, self.ctx.stop) as pool:
+                for page in self._pages():
+                    for item in self._plan(page, snapshot):
+                        if isinstance(item, Failed):
+                            yield item
+                        elif guarded:
+                            snapshot.park(item)
+                        else:
+                            yield from pool.fetch(item)
+                    yield from pool.ready()
+                    if self.ctx.stop.is_set():
+                        return
+                gone = snapshot.vanished()
+                self._valve(gone, known)
+                for item in snapshot.parked():
+                    yield from pool.fetch(item)
+                    if self.ctx.stop.is_set():
+                        return
+                yield from pool.drain()
+            if self.ctx.stop.is_set():
+                return
+            yield from self._tombstones(gone)
+        self.ctx.log.info("s3 sync compared", where=self.where, **asdict(self.tally))
+
+    def _fetcher(self) -> Fetcher:
+        return Fetcher(self.client, self.options.bucket, self.ctx.workspace, limit=self.options.max_object_size,
+                       min_age=self.options.min_age_seconds, stop=self.ctx.stop, abort=threading.Event())
+
+    def _pages(self) -> Iterator[list[dict]]:
+        pages = iter(self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.options.bucket, Prefix=self.options.prefix, PaginationConfig={"PageSize": LIST_PAGE_SIZE}))
+        while True:
+            try:
+                page = next(pages)
+            except StopIteration:
+                return
+            except Exception as exc:
+                err = translate(exc, f"listing {self.where}")
+                if err is None:
+                    raise
+                raise err from None
+            self.tally.pages += 1
+            yield page.get("Contents", [])  # an empty page has no Contents at all
+
+    def _plan(self, page: list[dict], snapshot: Snapshot) -> Iterator[Failed | Listed]:
+        """For each listed object: nothing (unchanged, filtered, ...), a refusal, or itself
+        when it has to be fetched."""
+        self.tally.listed += len(page)
+        known = snapshot.observe([o["Key"] for o in page if is_utf8(o["Key"])])
+        now = time.time()
+        for item in page:
+            obj = Listed(item["Key"], plain_etag(item.get("ETag")), int(item.get("Size", 0)),
+                         item["LastModified"], item.get("StorageClass"))
+            verdict = self._verdict(obj, known.get(obj.key), now)
+            if isinstance(verdict, Failed):
+                self.tally.refused += 1
+                yield verdict
+            elif verdict:
+                self.tally.fetched += 1
+                yield obj
+
+    def _verdict(self, obj: Listed, previous, now: float) -> Failed | bool:
+        """True to fetch, False to leave alone, or a Failed refusal."""
+        uri = origin_uri(self.options.bucket, obj.key) if is_utf8(obj.key) else None
+        if uri is None:
+            return Failed(f"s3://{self.options.bucket}/", Code.INVALID_NAME, "key is not valid UTF-8", skip=True)
+        if is_folder_marker(obj.key):
+            self.tally.folders += 1
+            if obj.size == 0:
+                return False
+            return Failed(uri, Code.INVALID_NAME, f"a folder-marker key holding {obj.size} bytes; not ingested",
+                          skip=True, token=obj.key)
+        if not self.options.wanted(relpath(obj.key, self.options.prefix)):
+            self.tally.filtered += 1
+            return False
+        if previous is not None and previous.same(obj.etag, obj.size, obj.token.modified):
+            self.tally.unchanged += 1
+            return False
+        if self.options.min_age_seconds and now - obj.modified.timestamp() < self.options.min_age_seconds:
+            self.tally.deferred += 1
+            return False
+        if file_name(obj.key) is None:
+            return Failed(uri, Code.INVALID_NAME, "the key ends in '.' or '..' and names no file", skip=True,
+                          token=obj.key)
+        limit = self.options.max_object_size
+        if limit is not None and obj.size > limit:
+            return Failed(uri, Code.TOO_LARGE, f"{obj.size} bytes is over max_object_size {limit}", skip=True,
+                          token=obj.key)
+        return True
+
+    def _valve(self, gone: list[str], known: int) -> None:
+        """Refuse, before anything is fetched or tombstoned, a run that would tombstone
+        more than `max_delete_fraction` of the known objects."""
+        self.tally.vanished = len(gone)
+        if not gone or self.options.on_delete == "ignore":
+            return
+        fraction = self.options.max_delete_fraction
+        if len(gone) > fraction * known:
+            raise ConnectorError(Code.DELETE_LIMIT, (
+                f"{len(gone)} of {known} known objects are gone from {self.where} ({len(gone) / known:.0%}), "
+                f"more than max_delete_fraction = {fraction}; nothing was fetched or tombstoned. Check 'bucket' "
+                "and 'prefix'; if the deletions are real, raise max_delete_fraction for one run"))
+
+    def _tombstones(self, gone: list[str]) -> Iterator[Event]:
+        if gone and self.options.on_delete == "ignore":
+            self.ctx.log.info("s3 objects vanished; on_delete = ignore", where=self.where, count=len(gone))
+            return
+        for key in gone:
+            yield Deleted(origin_uri(self.options.bucket, key), token=key)

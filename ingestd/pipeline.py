@@ -141,24 +141,27 @@ class _Run:
                 pending.append(self.p._pool.submit(self._enrich_many, list(chunk)))
                 chunk.clear()
 
-        for event in events:
-            self.manifest.counters.discovered += 1
-            if isinstance(event, Staged):
-                if not chunk:
-                    opened = time.monotonic()
-                chunk.append(event)
-                if len(chunk) >= CHUNK or time.monotonic() - opened > CHUNK_SECONDS:
+        try:
+            for event in events:
+                self.manifest.counters.discovered += 1
+                if isinstance(event, Staged):
+                    if not chunk:
+                        opened = time.monotonic()
+                    chunk.append(event)
+                    if len(chunk) >= CHUNK or time.monotonic() - opened > CHUNK_SECONDS:
+                        flush()
+                else:
                     flush()
-            else:
-                flush()
-                pending.append(event)
-            while len(pending) > MAX_IN_FLIGHT or (pending and _ready(pending[0])):
+                    pending.append(event)
+                while len(pending) > MAX_IN_FLIGHT or (pending and _ready(pending[0])):
+                    self._take(pending.popleft())
+                if self.ctx.stop.is_set():
+                    break
+        finally:
+            # even when the connector raises, what it staged before is recorded, not dropped
+            flush()
+            while pending:
                 self._take(pending.popleft())
-            if self.ctx.stop.is_set():
-                break
-        flush()
-        while pending:
-            self._take(pending.popleft())
         if self.ctx.stop.is_set():
             raise Interrupted
 

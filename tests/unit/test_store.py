@@ -71,3 +71,35 @@ def test_mime_by_content_not_extension(tmp_path):
     assert put(store, tmp_path, png, name="photo.txt").mime == "image/png"
     assert put(store, tmp_path, b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n" + os.urandom(64), name="noext").mime == "application/pdf"
     assert put(store, tmp_path, b"a,b\n1,2\n", name="t.csv").mime == "text/csv"
+
+
+def test_files_staged_before_a_connector_error_are_recorded(tmp_path):
+    import threading
+
+    from ingestd.config import Source
+    from ingestd.connector import Connector, Staged
+    from ingestd.errors import Code, ConnectorError
+    from ingestd.jobs import JobStore
+    from ingestd.pipeline import Pipeline
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(5):
+        (src / f"f{i}").write_bytes(b"x%d" % i)
+
+    class Breaks(Connector):
+        kind = "breaks"
+
+        def stage(self, ctx):
+            for i in range(5):
+                yield Staged(origin_uri=f"t://{i}", path=src / f"f{i}", name=f"f{i}")
+            raise ConnectorError(Code.TRANSIENT, "listing broke halfway")
+
+    state = tmp_path / "state"
+    store, jobs = Store(state), JobStore(state)
+    pipeline = Pipeline(store, jobs, state)
+    connector = Breaks(Source(name="t", kind="breaks", enabled=True, options=None), None, state)
+    manifest = pipeline.run(jobs.create("t", "breaks", "cli"), connector, stop=threading.Event())
+    assert manifest.status == "failed" and manifest.errors[-1].code == "transient"
+    assert manifest.counters.ingested == 5 and store.count() == 5
+    pipeline.close()

@@ -121,7 +121,10 @@ class HttpConfig(Strict):
         if value is not None and info.data.get("enabled", True):
             from .api_auth import read_token
 
-            read_token(value)  # ValueError names the file and the fix
+            try:
+                read_token(value)  # ValueError names the file and the fix
+            except PermissionError:
+                pass  # another user's `ingestd status`: the daemon checks it again at start
         return value
 
 

@@ -37,6 +37,7 @@ class Daemon:
         self.watcher = Watcher(self.submit, self.workers.busy)
         self.schedule = Schedule(self.submit)
         self.unavailable: dict[str, str] = {}
+        self.job_listeners: list = []  # called with each finished job's manifest (the API's metrics)
         self.http = None
         self.reloads = 0
         self._flags: set[str] = set()
@@ -60,16 +61,19 @@ class Daemon:
         interrupted = {m.source for m in self.app.jobs.recover()}
         if interrupted:
             self.log.warning("recovered interrupted jobs", sources=sorted(interrupted))
+        if self.config.http.enabled:
+            from .api import ApiServer
+
+            # bound (and its token read) before any job can run: a busy port or a bad token
+            # stops the start cleanly, and the metrics see every job from the first one
+            self.http = ApiServer(self)
         self.workers.start()
         self.watcher.start()
         self.schedule.start()
         for source in self.config.sources:
             if source.enabled:
                 self._start_source(source, recovering=source.name in interrupted)
-        if self.config.http.enabled:
-            from .api import ApiServer
-
-            self.http = ApiServer(self)
+        if self.http is not None:
             self.http.start()
         write_json(state / "daemon.json", self.runtime_info())
         notify.ready(self.status_line())
@@ -107,6 +111,11 @@ class Daemon:
 
     def _job_done(self, manifest: Manifest, hint) -> None:
         self.watcher.job_done(manifest.source, hint, ok=manifest.status == "succeeded")
+        for listener in self.job_listeners:
+            try:
+                listener(manifest)
+            except Exception:
+                self.log.exception("job listener failed", job_id=manifest.job_id)
         notify.status(self.status_line())
 
     # -- main loop --------------------------------------------------------------------
@@ -140,6 +149,8 @@ class Daemon:
 
     def reload(self) -> None:
         notify.reloading()
+        if self.http is not None:
+            self.http.reload()  # token rotation works even when the new config is rejected
         try:
             new = load_config(self.config_path, self.plugins)
         except ConfigError as exc:
@@ -171,6 +182,8 @@ class Daemon:
     def shutdown(self) -> None:
         notify.stopping()
         self.log.info("stopping", running_jobs=self.workers.running)
+        if self.http is not None:
+            self.http.drain()  # no new jobs over HTTP; status stays readable while jobs finish
         self.watcher.stop()
         self.schedule.stop()
         self.workers.shutdown(self.config.daemon.shutdown_timeout)

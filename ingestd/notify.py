@@ -24,7 +24,9 @@ def send(*lines: str) -> bool:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
             sock.connect(addr)
-            sock.sendall("\n".join(lines).encode())
+            # never block a worker on a reader that is slow or gone: a lost STATUS= line
+            # is harmless, a hung job queue is not
+            sock.send("\n".join(lines).encode(), socket.MSG_DONTWAIT)
         return True
     except OSError:
         return False

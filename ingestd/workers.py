@@ -40,16 +40,21 @@ class Workers:
             thread.start()
 
     def submit(self, source: str, trigger: Trigger, hint=None) -> Manifest:
-        """Queue a job for `source`; raises Busy if one is already queued or running."""
+        """Queue a job for `source`; raises Busy if one is already queued or running.
+
+        Returns a copy of the job as queued: from `put` on, the manifest belongs to the
+        worker thread, and a caller reading it (the API answering 202) must not race it.
+        """
         connector = self.app.connector(source)  # raises for unknown or unavailable sources
         with self._lock:
-            if source in self._active:
+            if source in self._active:  # until its worker is done, finish included
                 raise Busy(self._active[source].model_copy())
             manifest = self.app.jobs.create(source, connector.kind, trigger)
             self._active[source] = manifest
         self._log.info("job queued", job_id=manifest.job_id, source=source, trigger=trigger)
+        queued = manifest.model_copy(deep=True)
         self._queue.put((manifest, hint))
-        return manifest
+        return queued
 
     def busy(self, source: str) -> Manifest | None:
         with self._lock:

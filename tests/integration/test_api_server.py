@@ -1,0 +1,135 @@
+"""The API server's own behaviour, over real HTTP against a real Daemon object run in
+this process, where a check can be made to fail or a handler made to block on purpose:
+health 503, graceful stop with a request in flight, idle clients, connection limit,
+internal errors, refusing new jobs while stopping."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from ingestd.api import ApiServer
+from ingestd.app import load_config
+from ingestd.daemon import Daemon
+from ingestd.plugins import Plugins
+from tests.helpers import wait_for
+from tests.integration.test_api_support import Client, Setup
+
+
+@pytest.fixture
+def live(tmp_path):
+    setup = Setup(tmp_path).write()
+    plugins = Plugins().load()
+    d = Daemon(load_config(setup.config, plugins), plugins, setup.config)
+    d.start()
+    yield d
+    d.shutdown()
+
+
+def client_for(server: ApiServer) -> Client:
+    return Client(f"http://{server.address}")
+
+
+def blocking_health(d: Daemon):
+    """Make /healthz block until `release` is set; `entered` says a request is inside."""
+    entered, release = threading.Event(), threading.Event()
+    real = d.health
+
+    def slow():
+        entered.set()
+        release.wait(20)
+        return real()
+
+    d.health = slow
+    return entered, release
+
+
+def test_healthz_is_503_and_names_the_failing_check(live):
+    client = client_for(live.http)
+    assert client.get("/healthz").status == 200
+    live.schedule.stop()
+    body = client.get("/healthz").error(503, "unhealthy")
+    assert body["status"] == "unhealthy" and body["failing"] == ["scheduler"] and "scheduler" in body["message"]
+    assert body["checks"]["scheduler"]["ok"] is False and body["checks"]["workers"]["ok"] is True
+    assert 'ingestd_health_check_ok{check="scheduler"} 0.0' in client.get("/metrics").data.decode()
+
+
+def test_stop_lets_a_request_in_flight_finish(live):
+    server = live.http
+    entered, release = blocking_health(live)
+    result = {}
+    request = threading.Thread(target=lambda: result.update(r=client_for(server).get("/healthz")))
+    request.start()
+    assert entered.wait(10)
+    stopper = threading.Thread(target=server.stop)
+    stopper.start()
+    stopper.join(timeout=0.5)
+    assert stopper.is_alive(), "stop() returned while a request was still being answered"
+    release.set()
+    request.join(timeout=10)
+    stopper.join(timeout=10)
+    assert not stopper.is_alive() and result["r"].status == 200 and result["r"].json["status"] == "ok"
+    assert result["r"].headers["Connection"] == "close"
+    host, port = server.address.split(":")
+    with pytest.raises(OSError):
+        socket.create_connection((host, int(port)), timeout=2).close()
+
+
+def test_idle_and_stalling_clients_are_dropped_after_the_socket_timeout(live):
+    server = ApiServer(live, socket_timeout=0.3)
+    server.start()
+    host, port = server.address.split(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=10) as stalled:
+            stalled.sendall(b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: 40\r\n\r\n{\"source\"")
+            reply = _read_all(stalled)  # the server answers, then closes: no thread is held
+        assert reply.startswith(b"HTTP/1.1 408 ") and b'"request_timeout"' in reply
+        assert b"Connection: close" in reply
+        with socket.create_connection((host, int(port)), timeout=10) as idle:
+            assert _read_all(idle) == b""  # closed by the server without a word
+    finally:
+        server.stop()
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while data := sock.recv(65536):
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+def test_connections_past_the_limit_get_503_without_a_thread(live):
+    server = ApiServer(live, max_connections=2)
+    server.start()
+    host, port = server.address.split(":")
+    idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(2)]
+    try:
+        extra = client_for(server).get("/healthz")
+        extra.error(503, "overloaded")
+        assert extra.headers["Retry-After"] == "1"
+    finally:
+        for sock in idle:
+            sock.close()
+    wait_for(lambda: client_for(server).get("/healthz").status == 200, message="slots to free up")
+    server.stop()
+
+
+def test_an_internal_error_is_500_json_without_detail(live):
+    def broken(**_):
+        raise RuntimeError("db password hunter2 in a traceback")
+
+    live.app.jobs.list = broken
+    r = client_for(live.http).get("/jobs")
+    body = r.error(500, "internal")
+    assert "hunter2" not in r.data.decode() and "Traceback" not in r.data.decode()
+    assert body["message"] == "internal error; see the daemon log"
+
+
+def test_draining_refuses_new_jobs_but_still_answers_status(live):
+    client = client_for(live.http)
+    live.http.drain()
+    client.post("/ingest", {"source": "inbox"}).error(503, "shutting_down")
+    assert client.get("/jobs").status == 200 and client.get("/healthz").status == 200

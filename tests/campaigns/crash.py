@@ -1,5 +1,7 @@
 """Crash-consistency campaign: SIGKILL the daemon at random moments while files keep
-arriving, restart it each time, then check that nothing was lost or stored twice.
+arriving in a drop folder and objects keep arriving in an S3 bucket (moto's server) that
+the daemon syncs every second; restart it each time, then check that nothing was lost or
+stored twice, and that the S3 sync state is consistent (one more sync fetches nothing).
 
     python -m tests.campaigns.crash --kills 100        # the full form (a few minutes)
 
@@ -19,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from tests.conftest import make_secret
 from tests.helpers import wait_for, write_config
 from tests.procs import Daemon
 
@@ -50,40 +53,118 @@ class Writer(threading.Thread):
             self.halt.wait(1.0 / self.rate)
 
 
+class Uploader(threading.Thread):
+    """Puts objects into the bucket at a steady pace, until stopped."""
+
+    def __init__(self, moto, rng: random.Random, rate: float = 20.0):
+        super().__init__(daemon=True)
+        self.moto, self.rng, self.rate = moto, rng, rate
+        self.expected: dict[str, bytes] = {}
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        n = 0
+        while not self.halt.is_set():
+            key = f"in/{n % 4}/obj-{n:06d}.dat"
+            data = self.rng.randbytes(self.rng.randint(1, 32 * 1024))
+            self.moto.put(key, data)
+            self.expected[f"s3://docs/{key}"] = data
+            n += 1
+            self.halt.wait(1.0 / self.rate)
+
+
 def drained(d: Daemon, inbox: Path) -> bool:
     left = [p for p in inbox.rglob("*") if p.is_file() and not p.name.startswith(".")]
     return not left and d.idle()
 
 
-def run(kills: int, seed: int, workdir: Path, max_delay: float = 1.5) -> dict:
+def run(kills: int, seed: int, workdir: Path, max_delay: float = 1.5, s3: bool = True) -> dict:
     rng = random.Random(seed)
     inbox, state = workdir / "inbox", workdir / "state"
     inbox.mkdir(parents=True)
+    moto = _moto() if s3 else None
+    sources = [{"name": "inbox", "kind": "local", "path": "inbox", "settle_seconds": 0.1, "batch_max": 50}]
+    credentials = None
+    if moto is not None:
+        registry = workdir / "credentials.json"
+        registry.write_text(json.dumps({"s3": {"type": "aws", "access_key_id": "AKIACRASHCAMPAIGN001",
+                                               "secret_access_key": make_secret("crash")}}))
+        registry.chmod(0o600)
+        credentials = {"registry": str(registry)}
+        sources.append({"name": "bucket", "kind": "s3", "bucket": "docs", "endpoint_url": moto.url,
+                        "addressing_style": "path", "region": "us-east-1", "credentials": "s3", "every": "1s"})
     config = write_config(
         workdir / "ingestd.toml",
         daemon={"state_dir": "state", "log_format": "json", "shutdown_timeout": 5},
-        http={"listen": "127.0.0.1:0"},
-        sources=[{"name": "inbox", "kind": "local", "path": "inbox", "settle_seconds": 0.1, "batch_max": 50}],
+        http={"listen": "127.0.0.1:0"}, credentials=credentials, sources=sources,
     )
     writer = Writer(inbox, rng)
-    daemon = Daemon(config, state, workdir)
+    uploader = Uploader(moto, random.Random(seed + 1)) if moto is not None else None
+    daemon = Daemon(config, state, workdir, env=_aws_isolation(workdir))
     started = time.monotonic()
-    writer.start()
+    for thread in (writer, uploader):
+        if thread is not None:
+            thread.start()
     try:
         for _ in range(kills):
             daemon.start()
             time.sleep(rng.uniform(0.0, max_delay))  # the kill point is the experiment, not a wait
             daemon.kill()
-        writer.halt.set()
-        writer.join()
+        for thread in (writer, uploader):
+            if thread is not None:
+                thread.halt.set()
+                thread.join()
         daemon.start()
-        wait_for(lambda: drained(daemon, inbox), timeout=120, message="the inbox to drain after the last restart")
-        report = verify(daemon, state, writer.expected)
-        assert daemon.stop() == 0
+        expected = dict(writer.expected)
+        if uploader is not None:
+            expected.update(uploader.expected)
+        wait_for(lambda: drained(daemon, inbox) and set(expected) <= set(daemon.documents()), timeout=180,
+                 message="every file and object stored after the last restart")
+        noop_gets = _noop_resync(daemon, moto) if moto is not None else None
+        assert daemon.stop() == 0  # a clean stop: scheduled syncs may be mid-run until now
+        report = verify(daemon, state, expected)
+        if moto is not None:
+            report.update(s3_noop_gets=noop_gets, objects=len(uploader.expected))
     finally:
         daemon.close()
-    report.update(kills=kills, seed=seed, seconds=round(time.monotonic() - started, 1))
+        if moto is not None:
+            moto.stop()
+    report.update(kills=kills, seed=seed, seconds=round(time.monotonic() - started, 1),
+                  dropped_files=len(writer.expected))
     return report
+
+
+def _moto():
+    try:
+        from tests.plugins.s3.kit import BUCKET, MotoS3
+    except ImportError:  # boto3/moto absent: the drop-folder half still runs
+        return None
+    moto = MotoS3()
+    moto.s3.create_bucket(Bucket=BUCKET)
+    return moto
+
+
+def _aws_isolation(workdir: Path) -> dict:
+    return {"AWS_CONFIG_FILE": str(workdir / "aws-config"), "AWS_SHARED_CREDENTIALS_FILE": str(workdir / "aws-creds"),
+            "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+def _noop_resync(daemon: Daemon, moto) -> int:
+    """After everything is stored, the next scheduled sync must fetch nothing."""
+    moto.log.clear()
+    before = {m["job_id"] for m in daemon.manifests() if m["source"] == "bucket"}
+
+    def next_sync():
+        fresh = [m for m in daemon.manifests() if m["source"] == "bucket" and m["job_id"] not in before
+                 and m["status"] not in ("queued", "running")]
+        return fresh[0] if fresh else None
+
+    job = wait_for(next_sync, timeout=30, message="one more scheduled S3 sync")
+    assert job["status"] == "succeeded", job
+    assert job["counters"]["ingested"] == 0 and job["counters"]["deleted"] == 0, job["counters"]
+    gets = moto.log.count("GET", per_object=True)
+    assert gets == 0, f"a no-op resync fetched {gets} objects"
+    return gets
 
 
 def verify(daemon: Daemon, state: Path, expected: dict[str, bytes]) -> dict:
@@ -107,7 +188,7 @@ def verify(daemon: Daemon, state: Path, expected: dict[str, bytes]) -> dict:
     orphans = [p for p in (state / "blobs" / "tmp").iterdir()] + list((state / "jobs").glob(".*.tmp"))
     assert not orphans, f"orphan temp files: {orphans[:3]}"
     interrupted = sum(1 for m in manifests if any(e["code"] == "interrupted" for e in m["errors"]))
-    return {"files": len(expected), "jobs": len(manifests), "interrupted_jobs": interrupted,
+    return {"items": len(expected), "jobs": len(manifests), "interrupted_jobs": interrupted,
             "documents": len(stored), "lost": 0, "duplicated": 0}
 
 
@@ -115,9 +196,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=100)
     parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--no-s3", action="store_true", help="drop folder only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ingestd-crash-") as tmp:
-        print(json.dumps(run(args.kills, args.seed, Path(tmp)), indent=2))
+        print(json.dumps(run(args.kills, args.seed, Path(tmp), s3=not args.no_s3), indent=2))
 
 
 if __name__ == "__main__":

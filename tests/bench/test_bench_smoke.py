@@ -1,0 +1,78 @@
+"""The benchmark harness, run in its smoke variant by `make test` so it cannot rot: every
+case must run end to end on tiny corpora and give a well-formed result, and nothing may
+be written into the repository."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import tools
+from bench.cases import ALL
+from bench.cases.s3 import Tools
+from bench.context import Bench
+from tests.helpers import ROOT
+
+CASE_NAMES = [case.name for case in ALL]
+NEEDS_S3 = {case.name for case in ALL if case.needs_s3}
+
+
+def repo_files() -> set[Path]:
+    return {p for p in (ROOT / "bench").rglob("*") if "__pycache__" not in p.parts}
+
+
+@pytest.mark.slow
+def test_smoke_gives_a_well_formed_result_for_every_case(tmp_path: Path):
+    before = repo_files()
+    out = tmp_path / "smoke.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--quiet", "--json", str(out), "--workdir", str(tmp_path / "w")],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    record = json.loads(out.read_text())
+    assert [r["case"] for r in record["cases"]] == CASE_NAMES
+    for result in record["cases"]:
+        check_result(result)
+    assert record["machine"]["cores"]
+    assert record["settings"] == {"runs": 1, "warmup": 0, "smoke": True, "after": "move"}
+    assert "| case | ingestd | reference | ratio | job-only | target | met |" in done.stdout
+    assert repo_files() == before, "the smoke run wrote into the repository"
+
+
+def check_result(r: dict) -> None:
+    name = r["case"]
+    if r["status"] == "skipped":
+        assert name in NEEDS_S3 and "s3 connector" in r["reason"], r
+        return
+    assert r["status"] == "ok", f"{name}: {r.get('reason')}\n{r.get('traceback', '')}"
+    assert len(r["runs"]) == 1 and isinstance(r["met"], bool | None), r
+    subject = r["summary"]["ingestd"]
+    assert subject["cpu_s"] >= 0 and subject["wall_s"] > 0, r
+    if name == "drop-latency":
+        assert 0 < r["p50_s"] <= r["p99_s"] and r["settle_s"] > 0
+    elif name == "idle":
+        assert subject["current_rss_mib"] > 0 and r["ratio"] is None
+    elif name in NEEDS_S3 and (name != "s3-changed" or tools.rclone().missing):
+        assert r["ratio"] is None and r["met"] is None, r  # the smoke variant runs peers in s3-changed only
+    else:
+        assert isinstance(r["ratio"], float) and r["ratio"] > 0, r
+    if name in NEEDS_S3:
+        assert subject["per_object_requests"] >= 0 and subject["moto_cpu_s"] >= 0
+    if name == "s3-changed":
+        assert r["caught"]["ingestd"]["missed"] == 0, r["caught"]
+
+
+def test_missing_peers_drop_only_their_columns(tmp_path: Path, monkeypatch):
+    """Without rclone and aws the S3 cases still run ingestd, and say how to install them."""
+    monkeypatch.setenv("BENCH_RCLONE", str(tmp_path / "no-rclone"))
+    monkeypatch.setenv("BENCH_AWS", str(tmp_path / "no-aws"))
+    bench = Bench(tmp_path, runs=1, warmup=0, smoke=True, quiet=True)
+    sides = Tools(bench, "bucket").sides({}, fresh=True)
+    assert list(sides) == ["ingestd"]
+    for name in ("rclone", "aws"):
+        assert bench.tool(name).missing == f"{name} not found; install it with: {tools.INSTALL}"

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+# the running process already has libc loaded; find_library would spawn ldconfig at import
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def fsync_dir(path: Path) -> None:

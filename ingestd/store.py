@@ -125,6 +125,7 @@ class Store:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._made_dirs: set[str] = set()
+        self._proc_fd = _probe_tmpfile(self.tmp_dir)
         self._db = sqlite3.connect(state_dir / "documents.sqlite", check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -134,6 +135,9 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        if self._proc_fd is not None:
+            os.close(self._proc_fd)
+            self._proc_fd = None
 
     # -- blobs ------------------------------------------------------------------------
 
@@ -157,27 +161,13 @@ class Store:
             data = _read_all(src_fd, limit)
             sha = hashlib.sha256(data).hexdigest()
             if not os.path.exists(self.blob_path(sha)):
-                fd, tmp = self._temp()
-                try:
-                    try:
-                        _write_all(fd, data)
-                    finally:
-                        os.close(fd)
-                    self._place(tmp, sha)
-                except BaseException:
-                    _unlink(tmp)
-                    raise
+                with self._unnamed() as blob:
+                    _write_all(blob.fd, data)
+                    blob.name_as(sha)
             return Blob(sha, len(data), detect_mime(data[:HEAD], name))
-        fd, tmp = self._temp()
-        try:
-            try:
-                sha, size, head = copy_hashing(src_fd, fd, limit)
-            finally:
-                os.close(fd)
-            self._place(tmp, sha)
-        except BaseException:
-            _unlink(tmp)
-            raise
+        with self._unnamed() as blob:
+            sha, size, head = copy_hashing(src_fd, blob.fd, limit)
+            blob.name_as(sha)
         return Blob(sha, size, detect_mime(head, name))
 
     def adopt(self, path: Path, sha256: str, size: int, name: str) -> Blob:
@@ -194,20 +184,27 @@ class Store:
         path = self.blob_path(sha256)
         return Blob(sha256, os.stat(path).st_size, detect_mime(read_head(path), name))
 
+    def _unnamed(self) -> "_NewBlob":
+        return _NewBlob(self)
+
     def _temp(self) -> tuple[int, str]:
         name = f"{os.getpid()}-{threading.get_ident()}-{os.urandom(6).hex()}"
         path = str(self.tmp_dir / name)
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640), path
 
-    def _place(self, tmp: str, sha256: str) -> None:
+    def _prefix_dir(self, sha256: str) -> Path:
         final = self.blob_path(sha256)
-        if os.path.exists(final):
-            _unlink(tmp)
-            return
         prefix = sha256[:2]
         if prefix not in self._made_dirs:
             final.parent.mkdir(exist_ok=True)
             self._made_dirs.add(prefix)
+        return final
+
+    def _place(self, tmp: str, sha256: str) -> None:
+        final = self._prefix_dir(sha256)
+        if os.path.exists(final):
+            _unlink(tmp)
+            return
         os.replace(tmp, final)
 
     def flush(self) -> None:
@@ -334,6 +331,67 @@ def _version(row) -> Version:
         sha256=row[1], size=row[2], mime=row[3], origin_uri=row[4], source_modified_at=row[5],
         ingested_at=row[6], job_id=row[7], metadata=json.loads(row[8]),
     )
+
+
+class _NewBlob:
+    """A blob being written. It has no name until its hash is known: an O_TMPFILE inode
+    linked into place, so a crash leaves nothing to clean and parallel writers do not
+    queue on one temp directory. Where that is unavailable (no O_TMPFILE, no /proc), a
+    named temp file and a rename do the same job."""
+
+    def __init__(self, store: "Store"):
+        self.store = store
+        self.fd = -1
+        self.tmp: str | None = None
+
+    def __enter__(self) -> "_NewBlob":
+        if self.store._proc_fd is not None:
+            self.fd = os.open(self.store.tmp_dir, os.O_TMPFILE | os.O_WRONLY, 0o640)
+        else:
+            self.fd, self.tmp = self.store._temp()
+        return self
+
+    def name_as(self, sha256: str) -> None:
+        if self.tmp is not None:
+            os.close(self.fd)
+            self.fd = -1
+            self.store._place(self.tmp, sha256)
+            self.tmp = None
+            return
+        final = self.store._prefix_dir(sha256)
+        try:
+            # linkat(AT_SYMLINK_FOLLOW) through /proc/self/fd names the unnamed inode
+            os.link(str(self.fd), final, src_dir_fd=self.store._proc_fd, follow_symlinks=True)
+        except FileExistsError:
+            pass  # the same content, written by another job meanwhile
+
+    def __exit__(self, *exc) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+        if self.tmp is not None:
+            _unlink(self.tmp)
+
+
+def _probe_tmpfile(directory: Path) -> int | None:
+    """The /proc/self/fd directory fd when unnamed temp files can be linked here, else None."""
+    if not hasattr(os, "O_TMPFILE"):
+        return None
+    try:
+        proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    probe = directory / f".probe-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        fd = os.open(directory, os.O_TMPFILE | os.O_WRONLY, 0o600)
+        try:
+            os.link(str(fd), probe, src_dir_fd=proc, follow_symlinks=True)
+        finally:
+            os.close(fd)
+        os.unlink(probe)
+        return proc
+    except OSError:
+        os.close(proc)
+        return None
 
 
 def _read_all(fd: int, limit: int | None) -> bytes:

@@ -15,7 +15,7 @@ from pathlib import Path
 from ingestd.atomic import write_json
 from ingestd.connector import Connector, Failed, JobContext, Outcome, Staged
 from ingestd.errors import Code, ConnectorError
-from ingestd.paths import display, file_uri, safe_join
+from ingestd.paths import display, file_uri, safe_parts
 
 from .options import LocalOptions
 
@@ -95,6 +95,7 @@ class LocalConnector(Connector):
 
     def finish(self, ctx: JobContext, outcomes: list[Outcome], status: str) -> None:
         after = self.options.after
+        mover = _Mover(self.state_dir, self.source.name, ctx)
         for out in outcomes:
             rel = out.event.token
             if rel is None:
@@ -102,32 +103,57 @@ class LocalConnector(Connector):
             path = self.root / rel
             if out.outcome in ("ingested", "unchanged"):
                 if after == "move":
-                    self._move(ctx, path, rel, "processed")
+                    mover.move(path, rel, "processed")
                 elif after == "delete":
                     _unlink(path)
             elif out.code not in RETRY_LATER and after != "keep" and out.code != Code.NOT_FOUND:
-                target = self._move(ctx, path, rel, "failed")
+                target = mover.move(path, rel, "failed")
                 if target is not None:
                     write_json(target.with_name(target.name + ".error.json"),
                                {"job_id": ctx.job_id, "code": out.code.value, "message": out.message}, durable=False)
 
-    def _move(self, ctx: JobContext, path: Path, rel: str, area: str) -> Path | None:
-        root = self.state_dir / area / self.source.name
+
+class _Mover:
+    """Moves originals out of the drop folder into `<area>/<source>/<job_id>/<rel>`.
+
+    The job folder is created by us, inside the state directory, so sanitising each
+    relative path is enough: no per-file realpath. Originals leave by link + unlink, not
+    rename: inotify reports a rename out of a watched tree as a half move, and watchdog
+    holds every later event for half a second waiting for its other half, which would
+    delay the next dropped file by as much.
+    """
+
+    def __init__(self, state_dir: Path, source: str, ctx: JobContext):
+        self.state_dir, self.source, self.ctx = state_dir, source, ctx
+        self._made: set[Path] = set()
+
+    def move(self, path: Path, rel: str, area: str) -> Path | None:
         try:
-            target = safe_join(root, ctx.job_id, *Path(rel).parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.rename(path, target)
-            except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    raise
-                shutil.move(path, target)
+            target = self.state_dir.joinpath(area, self.source, self.ctx.job_id, *safe_parts(rel.split(os.sep)))
+            if target.parent not in self._made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._made.add(target.parent)
+            _relocate(path, target)
             return target
         except FileNotFoundError:
             return None
         except (OSError, ConnectorError) as exc:
-            ctx.log.warning("could not move file after ingest", path=display(str(path)), area=area, error=str(exc))
+            self.ctx.log.warning("could not move file after ingest", path=display(str(path)), area=area, error=str(exc))
             return None
+
+
+def _relocate(path: Path, target: Path) -> None:
+    try:
+        os.link(path, target, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno == errno.EXDEV:  # another filesystem: copy, then remove
+            shutil.copy2(path, target, follow_symlinks=False)
+        elif exc.errno in (errno.EPERM, errno.EACCES, errno.EMLINK, errno.ENOTSUP):
+            os.rename(path, target)  # hard links refused here: a rename still moves it
+            return
+        else:
+            raise
+    os.unlink(path)
 
 
 def _unlink(path: Path) -> None:

@@ -14,6 +14,7 @@ import functools
 import json
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -37,6 +38,32 @@ ACTIVE_REQUESTS = 2  # requests being computed at once; the rest wait without us
 STOP_GRACE = 15.0  # how long stop() waits for requests in flight
 
 
+class Pacer:
+    """Spaces requests out to at most `rate` a second (with a short burst allowance).
+
+    Under the GIL, every busy handler thread takes CPU from ingestion in proportion to
+    their number, whatever else limits them; a client waiting its turn here sleeps and
+    costs nothing. So 100 clients in a tight loop slow each other down, not the daemon.
+    """
+
+    BURST = 0.25  # seconds' worth of requests served without waiting
+
+    def __init__(self, rate: float):
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            slot = max(self._next, now - self.BURST)
+            self._next = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
 class ApiServer:
     """Serves the API for one daemon on `http.listen` from a background thread."""
 
@@ -57,6 +84,7 @@ class ApiServer:
         self._inflight = 0
         self._idle = threading.Condition()
         self.slots = threading.BoundedSemaphore(active_requests)
+        self.pacer = Pacer(cfg.max_requests_per_second)
         self.server = bind(cfg.host, cfg.port, max_connections)
         self.server.api = self
         serve = functools.partial(self.server.serve_forever, poll_interval=0.1)  # stop() waits at most this

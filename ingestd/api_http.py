@@ -71,6 +71,7 @@ class Handler(BaseHTTPRequestHandler):
         return self.server_version
 
     def parse_request(self) -> bool:
+        self.server.api.pacer.wait()  # a request line has arrived: take its turn first
         self._started = time.monotonic()
         self._body, self._body_error = None, None
         if len(self.raw_requestline) > MAX_REQUEST_LINE:

@@ -90,6 +90,7 @@ class HttpConfig(Strict):
     enabled: bool = True
     listen: str = Field(default="127.0.0.1:8765", pattern=r"^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$")
     token_file: ConfigPath | None = None
+    max_requests_per_second: float = Field(default=200.0, ge=0)
 
     @property
     def host(self) -> str:

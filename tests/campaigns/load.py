@@ -91,6 +91,8 @@ def run(seconds: float, pollers: int, size: int, workdir: Path, seed: int = 1) -
     samples: list[tuple[float, float]] = []
     drains: list[float] = []
     started = time.monotonic()
+    sampler = threading.Thread(target=_sample, args=(daemon.proc.pid, started, samples, halt), daemon=True)
+    sampler.start()
     rounds = 0
     try:
         while rounds < 2 or time.monotonic() - started < seconds:
@@ -101,12 +103,12 @@ def run(seconds: float, pollers: int, size: int, workdir: Path, seed: int = 1) -
             drains.append(time.monotonic() - t0)
             jobs = daemon.manifests()
             latest[:] = [jobs[-1]["job_id"]] if jobs else []
-            samples.append((time.monotonic() - started, rss_mib(daemon.proc.pid)))
             rounds += 1
     finally:
         halt.set()
         for client in clients:
             client.join(timeout=30)
+        sampler.join(timeout=10)
     manifests = daemon.manifests()
     code = daemon.stop()
     daemon.close()
@@ -120,6 +122,14 @@ def run(seconds: float, pollers: int, size: int, workdir: Path, seed: int = 1) -
         "exit_code": code, "failures_sample": failures[:5],
     }
     return report
+
+
+def _sample(pid: int, started: float, samples: list, halt: threading.Event, every: float = 2.0) -> None:
+    """The daemon's RSS every couple of seconds, for the whole run."""
+    while True:
+        samples.append((time.monotonic() - started, rss_mib(pid)))
+        if halt.wait(every):
+            return
 
 
 def _window(samples: list[tuple[float, float]], first: bool) -> float:

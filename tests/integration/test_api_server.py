@@ -133,3 +133,22 @@ def test_draining_refuses_new_jobs_but_still_answers_status(live):
     live.http.drain()
     client.post("/ingest", {"source": "inbox"}).error(503, "shutting_down")
     assert client.get("/jobs").status == 200 and client.get("/healthz").status == 200
+
+
+def test_pacer_spaces_requests_after_a_short_burst(monkeypatch):
+    """Clients beyond `max_requests_per_second` wait their turn (asleep), they are not refused."""
+    from ingestd import api
+
+    clock = {"now": 100.0}
+    slept = []
+    monkeypatch.setattr(api.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(api.time, "sleep", lambda s: slept.append(s))
+    pacer = api.Pacer(rate=10)  # one request per 0.1 s, 0.25 s of burst
+    for _ in range(12):
+        pacer.wait()
+    assert slept == [] or min(slept) > 0
+    assert len(slept) == 12 - 3  # the burst allowance lets the first 3 through at once
+    assert abs(max(slept) - 0.85) < 1e-6  # the 12th waits until 11 intervals after the burst start
+    unlimited = api.Pacer(rate=0)
+    unlimited.wait()
+    assert len(slept) == 9

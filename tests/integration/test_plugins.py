@@ -60,14 +60,20 @@ def test_third_party_connector_and_document_stored_hook(tmp_path):
     assert len(lines) == 3 and all(line.startswith(manifest["job_id"]) for line in lines)
 
 
-def test_scheduled_source_runs_and_overlaps_are_skipped(daemon_env):
+def held_fixture_source(daemon_env, every: str):
+    """A daemon config with a `fixture` source whose jobs wait while the returned file exists."""
     folder = daemon_env.root / "fixture-data"
     folder.mkdir()
     (folder / "a.txt").write_text("a\n")
     hold = daemon_env.root / "hold"
     hold.write_text("")
     daemon_env.write(extra_sources=[{"name": "fx", "kind": "fixture", "folder": str(folder),
-                                     "every": "1s", "hold_while": str(hold)}])
+                                     "every": every, "hold_while": str(hold)}])
+    return hold
+
+
+def test_scheduled_source_runs_and_overlaps_are_skipped(daemon_env):
+    hold = held_fixture_source(daemon_env, "1s")
     env = plugin_env(daemon_env.root, {"testplugin": "ingestd_testplugin"})
     d = daemon_env.daemon(env=env).start()
     wait_for(lambda: "scheduled run skipped" in d.log_text(), timeout=20, message="an overlapping run")
@@ -80,13 +86,7 @@ def test_scheduled_source_runs_and_overlaps_are_skipped(daemon_env):
 
 
 def test_shutdown_timeout_interrupts_a_running_job(daemon_env):
-    folder = daemon_env.root / "fixture-data"
-    folder.mkdir()
-    (folder / "a.txt").write_text("a\n")
-    hold = daemon_env.root / "hold"
-    hold.write_text("")
-    daemon_env.write(extra_sources=[{"name": "fx", "kind": "fixture", "folder": str(folder),
-                                     "every": "1h", "hold_while": str(hold)}])
+    held_fixture_source(daemon_env, "1h")
     text = daemon_env.config.read_text().replace("shutdown_timeout = 10", "shutdown_timeout = 0.5")
     daemon_env.config.write_text(text)
     d = daemon_env.daemon(env=plugin_env(daemon_env.root, {"testplugin": "ingestd_testplugin"})).start()

@@ -120,6 +120,7 @@ def run(seconds: float, pollers: int, size: int, workdir: Path, seed: int = 1) -
         "drain_s_median": round(statistics.median(drains), 2), "drain_s_max": round(max(drains), 2),
         "rss_mib_first": round(_window(samples, first=True), 1), "rss_mib_last": round(_window(samples, first=False), 1),
         "exit_code": code, "failures_sample": failures[:5],
+        "rss_mib_by_minute": _by_minute(samples),
     }
     return report
 
@@ -130,6 +131,14 @@ def _sample(pid: int, started: float, samples: list, halt: threading.Event, ever
         samples.append((time.monotonic() - started, rss_mib(pid)))
         if halt.wait(every):
             return
+
+
+def _by_minute(samples: list[tuple[float, float]]) -> list[float]:
+    """Median RSS of each minute of the run: growth shows as a trend, not a single pair."""
+    minutes: dict[int, list[float]] = {}
+    for t, rss in samples:
+        minutes.setdefault(int(t // 60), []).append(rss)
+    return [round(statistics.median(v), 1) for _, v in sorted(minutes.items())]
 
 
 def _window(samples: list[tuple[float, float]], first: bool) -> float:

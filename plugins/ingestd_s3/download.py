@@ -119,6 +119,9 @@ class Fetcher:
             return Failed(uri, Code.TOO_LARGE, f"larger than max_object_size {self.limit}", skip=True, token=obj.key)
         except OSError as exc:
             _unlink(path)
+            remote = translate(exc, f"GET {uri}")  # botocore's read timeout is an OSError too
+            if remote is not None:
+                return Failed(uri, remote.code, remote.message, request_id=remote.request_id, token=obj.key)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise ConnectorError(Code.DISK_FULL, f"workspace full while fetching {uri}") from None
             return Failed(uri, io_error_code(exc), f"workspace: {exc.strerror or exc}", token=obj.key)

@@ -42,17 +42,22 @@ class _MsalHttp:
         self._trust = trust
         self._timeout = timeout
         self._user_agent = user_agent
+        self.last_status: int | None = None  # of the latest response: tells an outage from a refusal
 
     def _headers(self, headers) -> dict:
         return {**(headers or {}), "User-Agent": self._user_agent}
 
     def get(self, url, params=None, headers=None, **_):
-        return self._session.get(url, params=params, headers=self._headers(headers), verify=self._trust,
-                                 timeout=self._timeout)
+        return self._seen(self._session.get(url, params=params, headers=self._headers(headers), verify=self._trust,
+                                            timeout=self._timeout))
 
     def post(self, url, params=None, data=None, headers=None, **_):
-        return self._session.post(url, params=params, data=data, headers=self._headers(headers),
-                                  verify=self._trust, timeout=self._timeout)
+        return self._seen(self._session.post(url, params=params, data=data, headers=self._headers(headers),
+                                             verify=self._trust, timeout=self._timeout))
+
+    def _seen(self, resp):
+        self.last_status = resp.status_code
+        return resp
 
     def close(self) -> None:
         self._session.close()
@@ -116,11 +121,11 @@ class TokenSource:
             try:
                 result = app.acquire_token_for_client(scopes=[self.scope])
             except Exception as exc:
-                raise _transport_error(exc, self.authority) from None
+                raise _outage(http.last_status, self.authority) or _transport_error(exc, self.authority) from None
         finally:
             http.close()
         if "access_token" not in result:
-            raise self._refused(result)
+            raise _outage(http.last_status, self.authority) or self._refused(result)
         lifetime = float(result.get("expires_in") or 0)
         self._token = result["access_token"]  # never logged; not added to redact (one an hour, forever)
         self._renew_at = time.monotonic() + lifetime - min(REFRESH_MARGIN, lifetime / 2)
@@ -142,7 +147,7 @@ class TokenSource:
                 instance_discovery=False, http_client=http, timeout=self._timeout[1],
             )
         except Exception as exc:
-            raise _transport_error(exc, self.authority) from None
+            raise _outage(http.last_status, self.authority) or _transport_error(exc, self.authority) from None
 
     def _refused(self, result: dict) -> ConnectorError:
         error = str(result.get("error") or "error")
@@ -155,6 +160,17 @@ class TokenSource:
         return ConnectorError(Code.AUTH, message, request_id=result.get("correlation_id") or result.get("trace_id"))
 
 
+def _outage(status: int | None, authority: str) -> ConnectorError | None:
+    """The sign-in service itself failing (429, 5xx) is not a verdict on the credentials."""
+    if status in (429, 503):
+        return ConnectorError(Code.THROTTLED, f"{authority} is throttling sign-ins (HTTP {status}); the next run "
+                              "will carry on", retryable=True)
+    if status is not None and status >= 500:
+        return ConnectorError(Code.TRANSIENT, f"{authority} failed the sign-in (HTTP {status}); the next run will "
+                              "carry on", retryable=True)
+    return None
+
+
 def _transport_error(exc: Exception, authority: str) -> ConnectorError:
     """Map what MSAL or requests raised while talking to the authority."""
     import requests
@@ -162,7 +178,8 @@ def _transport_error(exc: Exception, authority: str) -> ConnectorError:
     if isinstance(exc, requests.exceptions.SSLError):
         return ConnectorError(Code.CONFIG, f"TLS verification of {authority} failed; if a TLS-inspecting proxy or "
                               "a private CA is in the way, set ca_bundle to its CA certificate(s)")
-    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
+    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                        requests.exceptions.ChunkedEncodingError)):  # the last: an answer cut short
         return ConnectorError(Code.TRANSIENT, f"cannot reach {authority}: {type(exc).__name__}", retryable=True)
     if isinstance(exc, ValueError):  # MSAL's OpenID discovery got a 4xx: unknown tenant or wrong authority
         return ConnectorError(Code.AUTH, f"OpenID discovery at {authority} failed (unknown tenant_id, or a "

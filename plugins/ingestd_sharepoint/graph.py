@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 from office365.graph_client import GraphClient
 from office365.graph_request import GraphRequest
+from office365.runtime.client_request_exception import ClientRequestException
 from office365.runtime.transport.base import BaseTransport
 
 from ingestd.errors import Code, ConnectorError
@@ -84,14 +85,14 @@ def resolve(client: Client, site_url: str, host: str, path: str, library: str) -
     if path in ("", "/"):
         site.get()
     try:
-        client.execute_query()
+        _execute(client.execute_query, f"looking up site {site_url}")
     except ConnectorError as exc:
         if exc.code == Code.NOT_FOUND:
             exc.message = f"site {site_url} not found ({exc.message})"
         raise
     if not site.id:
         raise ConnectorError(Code.NOT_FOUND, f"site {site_url} not found")
-    drives = client.sites[site.id].drives.get_all().execute_query()
+    drives = _execute(client.sites[site.id].drives.get_all().execute_query, f"listing the libraries of {site_url}")
     choices = []
     for drive in drives:
         name = drive.name or ""
@@ -101,3 +102,15 @@ def resolve(client: Client, site_url: str, host: str, path: str, library: str) -
             return Target(site.id, site.web_url or site_url, drive.id, name, drive.web_url)
     known = ", ".join(repr(c) for c in choices) or "none visible to this app"
     raise ConnectorError(Code.NOT_FOUND, f"library {library!r} not found in {site_url} (libraries: {known})")
+
+
+def _execute(query, what: str):
+    """Run a library query. Our transport has already turned HTTP errors into typed ones,
+    so what the library still raises is its JSON parsing failing on a body cut short or
+    garbled on the way (wrapped as ClientRequestException, an OSError, which core would
+    take for a local I/O error): a passing failure of the service."""
+    try:
+        return query()
+    except (ClientRequestException, ValueError) as exc:
+        raise ConnectorError(Code.TRANSIENT, f"{what}: Graph's response is not valid JSON ({type(exc).__name__})",
+                             retryable=True) from None

@@ -112,7 +112,8 @@ class Http:
         except requests.exceptions.SSLError:
             raise ConnectorError(Code.CONFIG, f"TLS verification of {where(url)} failed; if a TLS-inspecting proxy "
                                  "or a private CA is in the way, set ca_bundle to its CA certificate(s)") from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                requests.exceptions.ChunkedEncodingError) as exc:  # the last: a body cut short
             if transient >= MAX_TRANSIENT:
                 raise ConnectorError(Code.TRANSIENT, f"{method} {where(url)}: {type(exc).__name__} after "
                                      f"{transient + 1} attempts", retryable=True) from None

@@ -93,6 +93,21 @@ class Tree:
             current = node[0]
         return None
 
+    def bad_name(self, parent: str | None, name: str | None) -> str | None:
+        """The first of `name` and the names of the folders above it that cannot be one
+        component of a path (see `usable_name`), or None when all can."""
+        if not usable_name(name):
+            return name or ""
+        current = parent
+        for _ in range(MAX_DEPTH):
+            node = self.nodes.get(current)
+            if node is None or node[2] in (ROOT, OTHER):
+                return None
+            if not usable_name(node[1]):
+                return node[1] or ""
+            current = node[0]
+        return None
+
     def has_folder(self, path: str) -> bool:
         wanted = path.casefold()
         return any(kind == FOLDER and (self.folder_path(i) or "").casefold() == wanted
@@ -111,6 +126,13 @@ class Tree:
             out.add(current)
             stack.extend(children.get(current, ()))
         return out
+
+
+def usable_name(name: str | None) -> bool:
+    """SharePoint names are never empty, `.` or `..`, and never hold `/`; a name that does
+    comes from a broken or hostile server, and the path built from it would lie (`a/b`
+    posing as file `b` in folder `a`, `..` as the parent folder, `` as the folder itself)."""
+    return bool(name) and name not in (".", "..") and "/" not in name
 
 
 @dataclass(frozen=True)

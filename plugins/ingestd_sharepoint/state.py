@@ -36,8 +36,10 @@ CREATE TABLE IF NOT EXISTS retry (id TEXT PRIMARY KEY);
 _SCRATCH = f"""
 DROP TABLE IF EXISTS temp.seen;
 DROP TABLE IF EXISTS temp.plan;
+DROP TABLE IF EXISTS temp.refused;
 CREATE TEMP TABLE seen ({_coldefs(COLUMNS)});
 CREATE TEMP TABLE plan (id TEXT PRIMARY KEY, action TEXT NOT NULL, path TEXT);
+CREATE TEMP TABLE refused (id TEXT PRIMARY KEY, name TEXT NOT NULL);
 CREATE INDEX temp.plan_action ON plan(action);
 """
 BATCH = 500
@@ -142,6 +144,21 @@ class State:
         self.db.execute("BEGIN")
         self.db.executemany("INSERT OR REPLACE INTO plan (id, action, path) VALUES (?,?,?)", decisions)
         self.db.execute("COMMIT")
+
+    def refuse(self, refusals: Iterable[tuple[str, str]]) -> None:
+        """Files to report as `invalid_name`, with the name at fault (their plan treats
+        them as out of scope)."""
+        self.db.executemany("INSERT OR REPLACE INTO refused (id, name) VALUES (?,?)", refusals)
+
+    def refused(self) -> Iterator[tuple[str, str]]:
+        last = ""
+        while True:
+            rows = self.db.execute("SELECT id, name FROM refused WHERE id>? ORDER BY id LIMIT ?",
+                                   (last, BATCH)).fetchall()
+            if not rows:
+                return
+            yield from ((r[0], r[1]) for r in rows)
+            last = rows[-1][0]
 
     def count(self, action: str) -> int:
         return self.db.execute("SELECT COUNT(*) FROM plan WHERE action=?", (action,)).fetchone()[0]

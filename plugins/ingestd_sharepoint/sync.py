@@ -67,6 +67,7 @@ class Sync:
         leftovers = self._under_moved(base, tree, moved)
         self._plan(tree, leftovers)
         self._check_deletes()
+        yield from self._refusals()
         yield from self._deletes()
         yield from self._repoints()
         yield from self._downloads()
@@ -169,6 +170,7 @@ class Sync:
 
     def _plan(self, tree: plan.Tree, leftovers: list) -> None:
         decisions: list[tuple[str, str, str | None]] = []
+        refused: list[tuple[str, str]] = []  # (item id, the name that cannot be a path component)
 
         def add(item_id, new, old, path):
             action = plan.decide(self.scope, new, old, path)
@@ -176,7 +178,9 @@ class Sync:
                 decisions.append((item_id, action, path))
             if len(decisions) >= 500:
                 self.state.plan(decisions)
+                self.state.refuse(refused)
                 decisions.clear()
+                refused.clear()
 
         for item in self.state.seen_files():
             old = self.state.row(item.id)
@@ -186,13 +190,21 @@ class Sync:
                 elif old["kind"] == FILE:
                     add(item.id, None, old, None)
             elif item.is_file:
-                add(item.id, item, old, tree.path_of(item.parent, item.name))
+                path = tree.path_of(item.parent, item.name)
+                bad = tree.bad_name(item.parent, item.name)
+                if bad is not None:
+                    base = tree.folder_path(item.parent)
+                    if base is not None and self.scope.wants(f"{base}/{item.name or ''}".lstrip("/")):
+                        refused.append((item.id, bad))
+                    path = None  # out of scope: never stored under a path that lies
+                add(item.id, item, old, path)
         for row, path in leftovers:
             add(row["id"], plan.file_item(row) if path is not None else None, row, path)
         if self.full:
             for row in self.state.unseen_files():
                 add(row["id"], None, row, None)
         self.state.plan(decisions)
+        self.state.refuse(refused)
 
     def _check_deletes(self) -> None:
         deletes, live = self.state.count("delete"), self.state.live_count()
@@ -208,6 +220,12 @@ class Sync:
                       renames=self.state.count("repoint"), deletes=deletes, documents=live)
 
     # -- events -----------------------------------------------------------------------
+
+    def _refusals(self):
+        for item_id, bad in self.state.refused():
+            yield Failed(self._origin(self.state.seen(item_id)), Code.INVALID_NAME,
+                         f"item {item_id}: the name \"{display(bad)}\" on its path cannot be a path component "
+                         "(SharePoint allows no empty name, '.', '..' or '/'); not ingested", skip=True)
 
     def _deletes(self):
         for item_id, _ in self.state.planned("delete"):

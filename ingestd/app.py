@@ -54,9 +54,9 @@ class App:
                 known = ", ".join(s.name for s in self.config.sources) or "none"
                 raise UsageError(f"unknown source {name!r} (configured: {known})")
             cls = self.plugins.connectors[source.kind]
-            reason = cls.unavailable_reason()
-            if reason:
-                raise ConfigError(f'sources "{name}": connector {source.kind!r} is unavailable: {reason}')
+            problem = unavailable_problem(source, cls)
+            if problem:
+                raise ConfigError(problem)
             connector = self.connectors[name] = cls(source, self.registry, self.state_dir)
             return connector
 
@@ -80,15 +80,21 @@ class App:
         return self.jobs.transition(manifest, "failed")
 
 
+def unavailable_problem(source, cls) -> str | None:
+    """The one-line complaint for a source whose connector's dependency is missing."""
+    reason = cls.unavailable_reason()
+    return f'sources "{source.name}": connector {source.kind!r} is unavailable: {reason}' if reason else None
+
+
 def check(config: Config, plugins: Plugins) -> list[str]:
     """Everything `check-config` verifies beyond the file's own validity; writes nothing."""
     registry = Registry(config.credentials.registry)
     problems: list[str] = []
     for source in config.sources:
         cls = plugins.connectors[source.kind]
-        reason = cls.unavailable_reason()
-        if reason:
-            problems.append(f'sources "{source.name}": connector {source.kind!r} is unavailable: {reason}')
+        problem = unavailable_problem(source, cls)
+        if problem:
+            problems.append(problem)
             continue
         credential = getattr(source.options, "credentials", None)
         if credential:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from . import __version__, app, config as config_mod, logs
 from .errors import ConfigError, IngestdError, NotFoundError, UsageError

@@ -97,7 +97,7 @@ class JobContext:
     state_dir: Path
     stop: threading.Event
     log: Any
-    hint: list[Path] | None = None  # for a watch-triggered job: the settled files
+    hint: list[str] | None = None  # for a watch-triggered job: the settled files' paths
 
     @property
     def workspace(self) -> Path:

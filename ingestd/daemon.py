@@ -142,9 +142,6 @@ class Daemon:
         self._flags.add(flag)
         self._wake.set()
 
-    def request_stop(self) -> None:
-        self._signal("stop")
-
     # -- reload -----------------------------------------------------------------------
 
     def reload(self) -> None:

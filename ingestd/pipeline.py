@@ -75,7 +75,7 @@ class Pipeline:
         self._pool.shutdown(wait=True)
 
     def run(self, manifest: Manifest, connector: Connector, *, stop: threading.Event | None = None,
-            hint: list[Path] | None = None) -> Manifest:
+            hint: list[str] | None = None) -> Manifest:
         log = logs.get(job_id=manifest.job_id, source=manifest.source)
         stop = stop or threading.Event()
         ctx = JobContext(job_id=manifest.job_id, source=connector.source, state_dir=self.state_dir,

@@ -14,7 +14,6 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .atomic import remove_stale_temps, syncfs
+from .atomic import syncfs
 from .enrich import CHUNK, HEAD, copy_hashing, detect_mime, read_head
 from .errors import Code, NotFoundError, StoreError
 
@@ -283,15 +282,6 @@ class Store:
         )
         return "deleted" if cur.rowcount else "unchanged"
 
-    def current_sha(self, doc_id: str) -> str | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT v.sha256 FROM documents d JOIN versions v ON v.doc_id=d.doc_id AND v.seq=d.current_seq "
-                "WHERE d.doc_id=? AND d.deleted_at IS NULL",
-                (doc_id,),
-            ).fetchone()
-        return row[0] if row else None
-
     def get(self, doc_id: str) -> Document:
         with self._lock:
             head = self._db.execute(
@@ -318,12 +308,6 @@ class Store:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
 
-    def live_ids(self, source: str) -> set[str]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT doc_id FROM documents WHERE source=? AND deleted_at IS NULL", (source,)
-            ).fetchall()
-        return {r[0] for r in rows}
 
 
 def _version(row) -> Version:
@@ -420,4 +404,4 @@ def _unlink(path: str) -> None:
         pass
 
 
-__all__ = ["Store", "Document", "Version", "Blob", "Change", "doc_id_for", "now_iso", "remove_stale_temps"]
+__all__ = ["Store", "Document", "Version", "Blob", "Change", "doc_id_for", "now_iso"]

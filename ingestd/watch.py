@@ -314,7 +314,7 @@ class Watcher:
             self._supervise(folder)
             for directory in dirs:
                 for path in folder.connector.scan(Path(directory)):
-                    self._touch_from_scan(folder, str(path))
+                    self._touch_from_scan(folder, path)
 
     def _touch_from_scan(self, folder: _Folder, path: str) -> None:
         with self._cond:
@@ -347,7 +347,7 @@ class Watcher:
                 batches.append((folder, batch))
         for folder, batch in batches:
             try:
-                self._submit(folder.name, folder.trigger, [Path(p) for p in batch])
+                self._submit(folder.name, folder.trigger, batch)
                 folder.trigger = "watch"
             except Exception as exc:
                 if not isinstance(exc, Busy):
@@ -367,7 +367,7 @@ class Watcher:
             if folder is None:
                 return
             keep = folder.options.after == "keep"
-            paths = [str(p) for p in hint]
+            paths = list(hint)
             folder.held.difference_update(paths)
         for path in paths:
             snap = _snap(path)

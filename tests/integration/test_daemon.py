@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ingestd.paths import file_uri
-from tests.helpers import wait_for, write_config
+from tests.helpers import wait_for
 
 HOSTILE = ["new\nline.txt", os.fsdecode(b"bytes-\xff\xfe.txt"), "\u202etxt.exe", "-rf", "ｆｕｌｌ.txt", "a b  c.txt"]
 

@@ -31,7 +31,7 @@ class Jobs:
         return source == self.busy_source
 
     def files(self):
-        return sorted(p.name for _, _, hint in self.batches for p in hint)
+        return sorted(os.path.basename(p) for _, _, hint in self.batches for p in hint)
 
 
 @pytest.fixture

@@ -23,9 +23,21 @@ test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Not part of `make test` (a smoke variant is): compares ingestd with cp+sync, openssl,
-# rclone and aws s3 sync on generated corpora and writes bench/RESULTS.md.
-bench: install
-	$(BIN)/python -m bench $(BENCH_ARGS)
+# rclone and aws s3 sync on generated corpora and writes bench/RESULTS.md. ingestd runs
+# from its own venv, installed the way a user installs it (no test tools, not editable),
+# rebuilt whenever the code changes.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): pyproject.toml $(shell find ingestd plugins -name '*.py')
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet '.[s3,sharepoint]'
+	$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall .
+	rm -rf build
+	touch $(BENCH_STAMP)
+
+bench: install $(BENCH_STAMP)
+	INGESTD_BENCH_INGESTD=$(abspath $(BENCH_VENV))/bin/ingestd $(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) var build *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) var build *.egg-info

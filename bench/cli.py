@@ -24,7 +24,7 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import machine, measure, report
+from . import ingest, machine, measure, report
 from .cases import ALL, BY_NAME
 from .cases.common import failed, skipped
 from .cases.s3 import connector_problem
@@ -133,7 +133,8 @@ def _ingestd_version() -> str:
                                cwd=HERE.parent, capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return version
-    return f"{version} @ {commit}{' + uncommitted changes' if dirty else ''}" if commit else version
+    how = "as a user installs it, `pip install '.[s3,sharepoint]'`" if ingest.INSTALLED else "from the dev venv"
+    return f"{version} @ {commit}{' + uncommitted changes' if dirty else ''}, {how}" if commit else version
 
 
 def write_outputs(args, record: dict, full: bool) -> None:

@@ -79,7 +79,7 @@ class Daemon:
         env = {**ingest.env(), "NOTIFY_SOCKET": self.notify.path}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [ingest.PYTHON, "-m", "ingestd", "run", "--config", str(self.config)],
+                ingest.command("run", "--config", str(self.config)),
                 env=env, cwd=ingest.ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
             )
         try:

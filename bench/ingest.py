@@ -12,8 +12,17 @@ from pathlib import Path
 
 from . import measure
 
-PYTHON = sys.executable  # the venv's interpreter: `make bench` runs .venv/bin/python -m bench
+PYTHON = sys.executable  # the harness's interpreter (moto's server runs on it too)
 ROOT = Path(__file__).resolve().parent.parent
+# `make bench` measures ingestd as a user installs it (`pip install 'ingestd[s3,sharepoint]'`,
+# no test tools, no editable-install finder): INGESTD_BENCH_INGESTD names that install's
+# console script. Without it (the smoke test), the harness's own venv runs ingestd.
+INSTALLED = os.environ.get("INGESTD_BENCH_INGESTD")
+
+
+def command(*args: str) -> list[str]:
+    """The argv that runs `ingestd ARGS...`."""
+    return [INSTALLED, *args] if INSTALLED else [PYTHON, "-m", "ingestd", *args]
 
 
 def _toml(value) -> str:
@@ -57,7 +66,7 @@ def env() -> dict:
 
 def ingest(config: Path, source: str, timeout: float = 900.0) -> tuple[measure.Usage, dict]:
     """One foreground job; returns its usage and its manifest. Exit 0 means `succeeded`."""
-    done = measure.run([PYTHON, "-m", "ingestd", "ingest", source, "--json", "--config", str(config)],
+    done = measure.run(command("ingest", source, "--json", "--config", str(config)),
                        env=env(), cwd=ROOT, timeout=timeout, check=False)
     try:
         manifest = json.loads(done.stdout)

@@ -101,7 +101,7 @@ def oneshot(bench: Bench, name: str, out: Path, idle: bool) -> None:
     corpus_mod.link_tree(corpus, root / "inbox")
     config = drop_folder_config(root, root / "inbox")
     measure.sync()
-    record([ingest.PYTHON, "-m", "ingestd", "ingest", "inbox", "--json", "--config", str(config)], out, idle)
+    record(ingest.command("ingest", "inbox", "--json", "--config", str(config)), out, idle)
 
 
 def burst(bench: Bench, out: Path, idle: bool) -> None:
@@ -133,7 +133,7 @@ def s3(bench: Bench, case: str, out: Path, idle: bool) -> None:
         tools.ingestd(root)
         shutil.rmtree(root / "state")
     measure.sync()
-    record([ingest.PYTHON, "-m", "ingestd", "ingest", SOURCE, "--json", "--config", str(root / "ingestd.toml")],
+    record(ingest.command("ingest", SOURCE, "--json", "--config", str(root / "ingestd.toml")),
            out, idle)
 
 

@@ -32,6 +32,7 @@ BATCH_ITEMS = 1000
 BATCH_SECONDS = 2.0
 MAX_IN_FLIGHT = 16  # chunks waiting for their results: bounds memory and open files
 CHUNK = 16
+CHUNK_BYTES = 4 << 20  # a big file goes to a thread of its own, so large files hash in parallel
 CHUNK_SECONDS = 0.05  # a slow connector's files are not held back waiting for a full chunk
 
 
@@ -128,27 +129,23 @@ class _Run:
         self.items = ItemsWriter(pipeline.jobs.items_path(manifest))
         self.job_error: JobError | None = None
         self.verbose = logging.getLogger("ingestd").isEnabledFor(logging.INFO)  # per-item lines
+        self.sizes = _SizeGuess()
 
     def consume(self, events) -> None:
-        """Feed staged files to the enrich threads in small chunks (fewer hand-offs than
-        one task per file), keep results in arrival order, commit in groups."""
+        """Feed staged files to the enrich threads in chunks, keep results in arrival
+        order, commit in groups."""
         pending: deque[Future | Event] = deque()
-        chunk: list[Staged] = []
-        opened = 0.0
+        chunk = _Chunker(self.sizes)
 
         def flush() -> None:
-            if chunk:
-                pending.append(self.p._pool.submit(self._enrich_many, list(chunk)))
-                chunk.clear()
+            if chunk.files:
+                pending.append(self.p._pool.submit(self._enrich_many, chunk.take()))
 
         try:
             for event in events:
                 self.manifest.counters.discovered += 1
                 if isinstance(event, Staged):
-                    if not chunk:
-                        opened = time.monotonic()
-                    chunk.append(event)
-                    if len(chunk) >= CHUNK or time.monotonic() - opened > CHUNK_SECONDS:
+                    if chunk.add(event):
                         flush()
                 else:
                     flush()
@@ -180,7 +177,9 @@ class _Run:
             doc_id = doc_id_for(self.manifest.source, result.identity or result.origin_uri)
             self.batch.deletes.append((result, doc_id))
         else:
+            _, change = result
             self.batch.changes.append(result)
+            self.sizes.learn(change.blob.size)
         if self.batch.due():
             self.commit()
 
@@ -306,6 +305,48 @@ class _Run:
                       **({"error": self.job_error.code.value, "message": self.job_error.message} if self.job_error else {}))
         self.p.hooks.job_finished(m)
         return m
+
+
+class _Chunker:
+    """Groups staged files into one task for an enrich thread. Several small files per
+    task make fewer hand-offs than one each; but a task holds no more than a few MiB (by
+    the best guess of the sizes), so big files go to threads of their own and hash in
+    parallel; and a slow connector's files are not held back waiting for a full chunk."""
+
+    def __init__(self, sizes: "_SizeGuess"):
+        self.sizes = sizes
+        self.files: list[Staged] = []
+        self.bytes = 0
+        self.opened = 0.0
+
+    def add(self, ev: Staged) -> bool:
+        """Add a file; True when the chunk should go now."""
+        if not self.files:
+            self.opened = time.monotonic()
+        self.files.append(ev)
+        self.bytes += ev.size if ev.size is not None else self.sizes.guess()
+        return (len(self.files) >= CHUNK or self.bytes >= CHUNK_BYTES
+                or time.monotonic() - self.opened > CHUNK_SECONDS)
+
+    def take(self) -> list[Staged]:
+        files, self.files, self.bytes = self.files, [], 0
+        return files
+
+
+class _SizeGuess:
+    """The size to assume for a staged file whose connector did not say (a drop folder
+    does not stat ahead of core): the job's average so far. Until the first results are
+    in, assume big, so a job of a few large files starts them on separate threads."""
+
+    def __init__(self):
+        self.files = self.bytes = 0
+
+    def learn(self, size: int) -> None:
+        self.files += 1
+        self.bytes += size
+
+    def guess(self) -> int:
+        return self.bytes // self.files if self.files else CHUNK_BYTES
 
 
 class _Refused(Exception):

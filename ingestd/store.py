@@ -157,7 +157,7 @@ class Store:
         Small files are read whole first, so content already in the store costs no write.
         """
         if size_hint is not None and size_hint <= SMALL_FILE:
-            data = _read_all(src_fd, limit)
+            data = _read_all(src_fd, limit, size_hint)
             sha = hashlib.sha256(data).hexdigest()
             if not os.path.exists(self.blob_path(sha)):
                 with self._unnamed() as blob:
@@ -378,17 +378,24 @@ def _probe_tmpfile(directory: Path) -> int | None:
         return None
 
 
-def _read_all(fd: int, limit: int | None) -> bytes:
+def _read_all(fd: int, limit: int | None, expected: int) -> bytes:
+    """Read to the end. Asking for one byte more than expected usually gets the whole
+    file in one read (a short read of a regular file is its end; a file that grew
+    meanwhile just takes more reads, and the caller's re-check then refuses it)."""
     parts = []
     size = 0
+    want = expected + 1
     while True:
-        chunk = os.read(fd, CHUNK)
+        chunk = os.read(fd, want)
+        want = CHUNK
         if not chunk:
             return b"".join(parts)
         size += len(chunk)
         if limit is not None and size > limit:
             raise ValueError(f"larger than the {limit}-byte limit")
         parts.append(chunk)
+        if size == expected and len(parts) == 1:
+            return chunk
 
 
 def _write_all(fd: int, data: bytes) -> None:

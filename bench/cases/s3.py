@@ -25,7 +25,7 @@ CHANGED_SHARE = 0.01
 @functools.cache
 def connector_problem() -> str | None:
     """Why the s3 connector cannot run, per `ingestd plugins`, or None when it can."""
-    done = subprocess.run([ingest.PYTHON, "-m", "ingestd", "plugins", "--json"], capture_output=True, text=True,
+    done = subprocess.run(ingest.command("plugins", "--json"), capture_output=True, text=True,
                           env=ingest.env(), cwd=ingest.ROOT, timeout=60)
     try:
         rows = json.loads(done.stdout)

@@ -26,8 +26,6 @@ from . import credentials as cred_types
 from .options import S3Options
 
 ATTEMPTS = 5  # in total, the first included (botocore's "total_max_attempts")
-CONNECT_TIMEOUT = 5
-READ_TIMEOUT = 60
 DEFAULT_CUSTOM_REGION = "us-east-1"  # SigV4 needs some region; S3-compatible stores accept this one
 
 
@@ -45,7 +43,7 @@ def build(options: S3Options, cred: Credential | None, source_name: str):
     """The S3 client for a source; credentials are checked by the first request, not here
     (except an assumed role, whose STS call happens now)."""
     region = _region(options)
-    session = _session(cred, region, source_name)
+    session = _session(cred, region, source_name, options)
     return session.client("s3", endpoint_url=options.endpoint_url, config=_config(options, region))
 
 
@@ -59,8 +57,8 @@ def _config(options: S3Options, region: str | None) -> Config:
     settings = dict(
         region_name=region,
         retries={"mode": "standard", "total_max_attempts": ATTEMPTS},
-        connect_timeout=CONNECT_TIMEOUT,
-        read_timeout=READ_TIMEOUT,
+        connect_timeout=options.connect_timeout,
+        read_timeout=options.read_timeout,
         max_pool_connections=options.concurrency + 2,
         s3={"addressing_style": options.addressing_style},
         user_agent_extra=f"ingestd/{__version__}",
@@ -100,7 +98,8 @@ def _core_session(profile: str | None = None) -> botocore.session.Session:
     return core
 
 
-def _session(cred: Credential | None, region: str | None, source_name: str) -> boto3.session.Session:
+def _session(cred: Credential | None, region: str | None, source_name: str,
+             options: S3Options) -> boto3.session.Session:
     if cred is None:
         return boto3.session.Session(botocore_session=_core_session(), region_name=region)
     problems = cred_types.problems(cred)
@@ -116,10 +115,11 @@ def _session(cred: Credential | None, region: str | None, source_name: str) -> b
         )
     if cred.type == "aws_profile":
         return boto3.session.Session(botocore_session=_core_session(cred.require("profile")), region_name=region)
-    return _assumed_role_session(cred, region, source_name)
+    return _assumed_role_session(cred, region, source_name, options)
 
 
-def _assumed_role_session(cred: Credential, region: str | None, source_name: str) -> boto3.session.Session:
+def _assumed_role_session(cred: Credential, region: str | None, source_name: str,
+                          options: S3Options) -> boto3.session.Session:
     """A session whose credentials come from STS AssumeRole and refresh before they expire.
 
     The base credentials for the STS call come from `source_profile` or the default chain.
@@ -127,7 +127,7 @@ def _assumed_role_session(cred: Credential, region: str | None, source_name: str
     base = boto3.session.Session(profile_name=cred.get("source_profile"), region_name=region)
     sts = base.client("sts", endpoint_url=cred.get("sts_endpoint_url"), config=Config(
         region_name=region or DEFAULT_CUSTOM_REGION, retries={"mode": "standard", "total_max_attempts": ATTEMPTS},
-        connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
+        connect_timeout=options.connect_timeout, read_timeout=options.read_timeout,
     ))
     params = {"RoleArn": cred.require("role_arn"),
               "RoleSessionName": (cred.get("session_name") or f"ingestd-{source_name}")[:64]}

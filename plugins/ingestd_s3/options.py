@@ -29,6 +29,8 @@ class S3Options(ScheduleOptions, FilterOptions, DeleteOptions):
     min_age_seconds: Duration = 0.0
     max_object_size: int | None = Field(default=None, gt=0)
     concurrency: int = Field(default=8, ge=1, le=64)
+    connect_timeout: Duration = Field(default=5.0, gt=0)
+    read_timeout: Duration = Field(default=60.0, gt=0)
 
     @field_validator("bucket")
     @classmethod

@@ -28,7 +28,7 @@ from tests.plugins.s3.kit import BUCKET, MotoS3, S3Env, plugins
 from tests.plugins.s3.kit import SOURCE as S3_SOURCE
 from tests.plugins.sharepoint.conftest import SP
 
-READ_TIMEOUT = 1.0  # the S3 client's read timeout during campaigns (60 s in production)
+READ_TIMEOUT = 1.0  # the S3 sources' read_timeout during campaigns (60 s by default)
 SP_TIMEOUT = "1s"  # the SharePoint `timeout` option's floor
 STALL = 2.5  # a stall outlasts both read timeouts
 SP_SOURCE = "docs"
@@ -67,29 +67,27 @@ def environment(values: dict[str, str | None]):
 
 
 @contextlib.contextmanager
-def quick(backoff_scale: float = 0.02, read_timeout: float = READ_TIMEOUT):
+def quick(backoff_scale: float = 0.02):
     """Shrink the waits that are not under test: botocore's retry backoff and the
     SharePoint connector's transient backoff are scaled by `backoff_scale` (attempt
-    counts are untouched), and the S3 client's read timeout becomes `read_timeout`, so a
-    stalled body is given up on in a second rather than a minute."""
+    counts are untouched). (S3 sources get a short `read_timeout` in their config.)"""
     from botocore.retries.standard import ExponentialBackoff
 
-    import ingestd_s3.client as s3_client
     import ingestd_sharepoint.http as sp_http
 
     original_delay = ExponentialBackoff.delay_amount
-    saved = (s3_client.READ_TIMEOUT, sp_http.TRANSIENT_BACKOFF)
+    saved = sp_http.TRANSIENT_BACKOFF
 
     def scaled(self, context):
         return original_delay(self, context) * backoff_scale
 
     ExponentialBackoff.delay_amount = scaled
-    s3_client.READ_TIMEOUT, sp_http.TRANSIENT_BACKOFF = read_timeout, saved[1] * backoff_scale
+    sp_http.TRANSIENT_BACKOFF = saved * backoff_scale
     try:
         yield
     finally:
         ExponentialBackoff.delay_amount = original_delay
-        s3_client.READ_TIMEOUT, sp_http.TRANSIENT_BACKOFF = saved
+        sp_http.TRANSIENT_BACKOFF = saved
 
 
 class Logs:
@@ -297,7 +295,7 @@ class S3Side(Side):
         self.moto = moto
         proxy = FaultProxy(moto.url, flavour="s3", stall_seconds=stall).start()
         self.env = S3Env(root, moto)
-        self.env.write(endpoint_url=proxy.url, **options)
+        self.env.write(endpoint_url=proxy.url, **{"read_timeout": READ_TIMEOUT, **options})
         super().__init__(root, proxy, self.env.config, logs)
 
     def origin(self, key: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 
@@ -115,6 +116,19 @@ def test_an_unreachable_endpoint_fails_the_job_as_transient(s3env, monkeypatch):
         s3env.write(endpoint_url=f"http://127.0.0.1:{port}")
         error = only_error(s3env.run())
     assert error["code"] == "transient" and "cannot reach" in error["message"]
+
+
+def test_a_silent_endpoint_is_given_up_on_after_read_timeout(s3env, monkeypatch):
+    monkeypatch.setattr(client_mod, "ATTEMPTS", 1)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)  # connections complete in the kernel's backlog; nothing ever answers
+        s3env.write(endpoint_url=f"http://127.0.0.1:{sock.getsockname()[1]}", read_timeout="0.3s")
+        started = time.monotonic()
+        error = only_error(s3env.run())
+        waited = time.monotonic() - started
+    assert error["code"] == "transient", error
+    assert waited < 30, f"waited {waited:.1f} s: the 60 s default was used, not read_timeout"
 
 
 def test_an_archived_object_is_skipped_with_the_remedy(s3env, moto):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import time
 from pathlib import Path
 
 from ingestd.atomic import write_json
@@ -20,6 +21,7 @@ from ingestd.paths import display, file_uri, safe_parts
 from .options import LocalOptions
 
 RETRY_LATER = {Code.TRANSIENT, Code.DISK_FULL, Code.INTERRUPTED, Code.IO}
+EMPTY_FOLDER_GRACE = 300.0  # seconds a subfolder must sit empty and untouched before it goes
 
 
 class LocalConnector(Connector):
@@ -58,7 +60,8 @@ class LocalConnector(Connector):
 
     def scan(self, start: Path | None = None):
         """Every candidate path (a str) under `start` (default: the root); symlinks are
-        yielded too, for core to refuse, but never followed."""
+        yielded too, for core to refuse, but never followed. Empty subfolders found on
+        the way are pruned (see `_prune`)."""
         stack = [str(start or self.root)]
         skip = os.path.realpath(self.state_dir)
         ignored = self.options.ignored
@@ -68,6 +71,8 @@ class LocalConnector(Connector):
                 entries = sorted(os.scandir(folder), key=lambda e: e.name)
             except (FileNotFoundError, NotADirectoryError, PermissionError):
                 continue
+            if not entries:
+                self._prune(folder)
             for entry in entries:
                 if ignored(entry.name):
                     continue
@@ -76,6 +81,23 @@ class LocalConnector(Connector):
                         stack.append(entry.path)
                 else:
                     yield entry.path
+
+    def _prune(self, folder: str) -> None:
+        """Remove an empty subfolder that nobody has touched for a while.
+
+        Folders dropped in would otherwise pile up as empty skeletons once their files are
+        taken, each one costing an inotify watch for ever. Only folders empty and unchanged
+        for `EMPTY_FOLDER_GRACE` go, so a writer between its mkdir and its first file is
+        left alone; rmdir itself refuses a folder that gained an entry meanwhile. With
+        `after = "keep"` the folder's layout is the user's, and it is never touched.
+        """
+        if not self.options.remove_empty_folders or self.options.after == "keep" or folder == str(self.root):
+            return
+        try:
+            if time.time() - os.lstat(folder).st_mtime >= EMPTY_FOLDER_GRACE:
+                os.rmdir(folder)
+        except OSError:
+            pass  # gone already, not empty any more, or not ours to remove
 
     def describe(self, path):
         """The event for one path. Core opens the file itself (in its worker threads) and

@@ -22,6 +22,7 @@ class LocalOptions(Strict):
     poll: bool = False
     max_file_size: int | None = Field(default=None, gt=0)
     batch_max: int = Field(default=1000, ge=1, le=100_000)
+    remove_empty_folders: bool = True
 
     def ignored(self, name: str) -> bool:
         """Whether a file or folder name matches one of the `ignore` globs."""

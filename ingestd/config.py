@@ -84,6 +84,7 @@ class DaemonConfig(Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_timeout: float = Field(default=30.0, gt=0, le=3600)
     workspace_retention: Duration = 7 * 86400.0
+    originals_retention: Duration = 0.0  # 0: processed originals are kept for ever
 
 
 class HttpConfig(Strict):

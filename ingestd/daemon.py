@@ -13,13 +13,12 @@ import threading
 import time
 from pathlib import Path
 
-from . import __version__, logs, notify
+from . import __version__, housekeeping, logs, notify
 from .app import App, load_config
 from .atomic import write_json
 from .config import Config, Source
 from .errors import ConfigError
 from .jobs import Manifest
-from .pipeline import sweep_workspaces
 from .plugins import Plugins
 from .schedule import Schedule
 from .watch import Watcher
@@ -56,7 +55,7 @@ class Daemon:
     def start(self) -> None:
         state = self.app.state_dir
         self.app.store.clean_temps()
-        sweep_workspaces(state, self.config.daemon.workspace_retention)
+        self.housekeeping()
         self.app.jobs.load_all()
         interrupted = {m.source for m in self.app.jobs.recover()}
         if interrupted:
@@ -70,6 +69,7 @@ class Daemon:
         self.workers.start()
         self.watcher.start()
         self.schedule.start()
+        self.schedule.every("housekeeping", housekeeping.INTERVAL, self.housekeeping)
         for source in self.config.sources:
             if source.enabled:
                 self._start_source(source, recovering=source.name in interrupted)
@@ -79,6 +79,12 @@ class Daemon:
         notify.ready(self.status_line())
         self.log.info("ingestd ready", version=self.version, pid=os.getpid(),
                       http=self.http.address if self.http else None, sources=[s.name for s in self.config.sources])
+
+    def housekeeping(self) -> None:
+        cfg = self.config.daemon
+        removed = housekeeping.sweep(self.app.state_dir, cfg.workspace_retention, cfg.originals_retention)
+        if any(removed.values()):
+            self.log.info("swept expired job folders", **removed)
 
     def _start_source(self, source: Source, recovering: bool = False) -> None:
         cls = self.plugins.connectors[source.kind]

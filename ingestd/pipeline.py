@@ -372,24 +372,10 @@ def _rfc3339(ts: float) -> str:
 
 def _tidy_workspace(ctx: JobContext, status: str) -> None:
     """A succeeded job's workspace is garbage; a failed one's is kept for inspection
-    (and swept after `daemon.workspace_retention`)."""
+    (and swept after `daemon.workspace_retention`, see housekeeping)."""
     path = ctx.state_dir / "workspace" / ctx.job_id
     if status == "succeeded" and path.exists():
         shutil.rmtree(path, ignore_errors=True)
-
-
-def sweep_workspaces(state_dir: Path, retention_s: float) -> int:
-    """Remove kept workspaces older than the retention period; returns how many."""
-    root = state_dir / "workspace"
-    if not root.is_dir():
-        return 0
-    cutoff = time.time() - retention_s
-    removed = 0
-    for entry in os.scandir(root):
-        if entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
-            shutil.rmtree(entry.path, ignore_errors=True)
-            removed += 1
-    return removed
 
 
 def _unchanged_since(fd: int, before: os.stat_result) -> None:

@@ -58,13 +58,27 @@ class Schedule:
             coalesce=True, max_instances=1, misfire_grace_time=max(1, grace), next_run_time=first,
         )
 
+    def every(self, name: str, seconds: float, task) -> None:
+        """Run a housekeeping task periodically on the scheduler's thread (not a source)."""
+        self._scheduler.add_job(
+            self._run_task, trigger=IntervalTrigger(seconds=seconds, timezone="UTC"), args=[name, task],
+            id=f"task:{name}", name=name, replace_existing=True, coalesce=True, max_instances=1,
+        )
+
+    def _run_task(self, name: str, task) -> None:
+        try:
+            task()
+        except Exception:
+            self.log.exception("housekeeping task failed", task=name)
+
     def remove(self, name: str) -> None:
         job = self._scheduler.get_job(f"source:{name}")
         if job is not None:
             job.remove()
 
     def names(self) -> list[str]:
-        return [job.name for job in self._scheduler.get_jobs()]
+        """The scheduled sources."""
+        return [job.name for job in self._scheduler.get_jobs() if job.id.startswith("source:")]
 
     def next_run(self, name: str) -> datetime | None:
         job = self._scheduler.get_job(f"source:{name}")

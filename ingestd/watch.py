@@ -224,6 +224,7 @@ class Watcher:
             folder = self._folders.get(name)
             if folder is not None:
                 folder.pending.pop(path, None)
+                folder.seen.pop(path, None)  # a deleted kept file must not be remembered for ever
 
     def _wanted(self, folder: _Folder, path: str) -> bool:
         root = folder.root
@@ -288,6 +289,7 @@ class Watcher:
                 snap = _snap(path)
                 if snap is None:
                     del folder.pending[path]
+                    folder.seen.pop(path, None)
                 elif snap != entry.snap or entry.opens > 0:
                     entry.snap, entry.due = snap, now + folder.options.settle_seconds
                     self._push(entry.due, name, path)
@@ -374,6 +376,7 @@ class Watcher:
             if snap is None:
                 with self._cond:
                     folder.retries.pop(path, None)
+                    folder.seen.pop(path, None)
                 continue
             if keep and ok:
                 with self._cond:

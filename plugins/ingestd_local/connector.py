@@ -18,6 +18,7 @@ from ingestd.connector import Connector, Failed, JobContext, Outcome, Staged
 from ingestd.errors import Code, ConnectorError
 from ingestd.paths import display, file_uri, safe_parts
 
+from .kept import Kept, snap
 from .options import LocalOptions
 
 RETRY_LATER = {Code.TRANSIENT, Code.DISK_FULL, Code.INTERRUPTED, Code.IO}
@@ -53,10 +54,31 @@ class LocalConnector(Connector):
         if not self.root.is_dir():
             raise ConnectorError(Code.NOT_FOUND, f"drop folder {self.root} does not exist")
         paths = ctx.hint if ctx.hint is not None else self.scan()
+        if self.options.after == "keep":
+            yield from self._stage_kept(ctx, paths)
+            return
         for path in paths:
             if ctx.stop.is_set():
                 return
             yield self.describe(path)
+
+    def _stage_kept(self, ctx: JobContext, paths):
+        """Originals stay in place: those untouched since a job took them are not read again."""
+        known = 0
+        with Kept(ctx.source_state) as kept:
+            for path in paths:
+                if ctx.stop.is_set():
+                    break
+                event = self.describe(path)
+                if isinstance(event, Staged):
+                    now = snap(event.path)
+                    if kept.unchanged(event.token, now):
+                        known += 1
+                        continue
+                    event.token = (event.token, now)
+                yield event
+        if known:
+            ctx.log.info("kept files unchanged since taken, not read again", files=known)
 
     def scan(self, start: Path | None = None):
         """Every candidate path (a str) under `start` (default: the root); symlinks are
@@ -117,6 +139,9 @@ class LocalConnector(Connector):
 
     def finish(self, ctx: JobContext, outcomes: list[Outcome], status: str) -> None:
         after = self.options.after
+        if after == "keep":
+            self._remember(ctx, outcomes)
+            return
         mover = _Mover(self.state_dir, self.source.name, ctx)
         for out in outcomes:
             rel = out.event.token
@@ -128,11 +153,19 @@ class LocalConnector(Connector):
                     mover.move(path, rel, "processed")
                 elif after == "delete":
                     _unlink(path)
-            elif out.code not in RETRY_LATER and after != "keep" and out.code != Code.NOT_FOUND:
+            elif out.code not in RETRY_LATER and out.code != Code.NOT_FOUND:
                 target = mover.move(path, rel, "failed")
                 if target is not None:
                     write_json(target.with_name(target.name + ".error.json"),
                                {"job_id": ctx.job_id, "code": out.code.value, "message": out.message}, durable=False)
+
+
+    def _remember(self, ctx: JobContext, outcomes: list[Outcome]) -> None:
+        taken = [out.event.token for out in outcomes
+                 if out.outcome in ("ingested", "unchanged") and isinstance(out.event.token, tuple)
+                 and out.event.token[1] is not None]
+        with Kept(ctx.source_state) as kept:
+            kept.remember(taken)
 
 
 class _Mover:

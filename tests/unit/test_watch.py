@@ -155,3 +155,19 @@ def test_a_handler_exception_does_not_stop_delivery(watcher, folder, tmp_path, m
     wait_for(lambda: "second.txt" in watcher.jobs.files(), timeout=10)
     assert watcher.alive()
     assert os.path.exists(folder / "first.txt")
+
+
+def test_kept_files_are_taken_once_and_forgotten_when_deleted(watcher, folder, tmp_path):
+    watcher.add("drop", connector(folder, tmp_path, after="keep"))
+    kept = folder / "kept.txt"
+    kept.write_text("x")
+    wait_for(lambda: watcher.jobs.files() == ["kept.txt"], timeout=10)
+    watcher.job_done("drop", [str(kept)])
+    seen = watcher._folders["drop"].seen
+    wait_for(lambda: str(kept) in seen, timeout=5)
+    watcher.rescan()
+    (folder / "marker.txt").write_text("x")  # taken after the rescan has looked at kept.txt
+    wait_for(lambda: "marker.txt" in watcher.jobs.files(), timeout=10)
+    assert watcher.jobs.files().count("kept.txt") == 1, "a kept, unchanged file was taken again"
+    kept.unlink()
+    wait_for(lambda: str(kept) not in seen, timeout=10)

@@ -4,17 +4,25 @@ The MSAL app is built here rather than by the Office 365 client because its own
 `with_client_secret`/`with_certificate` do not pass `instance_discovery=False` (MSAL
 would otherwise ask login.microsoftonline.com about any authority, national clouds and
 test servers included), and because MSAL's HTTP must carry an explicit `verify=`.
+
+A sign-in that meets an outage (429/5xx, a dropped or cut-short connection, an answer
+that is not JSON) is tried again on the bounded policy Graph requests follow
+(`http.Attempts`); a refusal of the credentials is final at once.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
 
 from ingestd.credentials import Credential
 from ingestd.errors import Code, ConnectorError
+from ingestd.throttle import Stopped
 
 from . import credential as creds
+from . import http as policy
 
 REFRESH_MARGIN = 300.0  # seconds before expiry at which a cached token is replaced
 
@@ -30,6 +38,33 @@ _HINTS = {
 }
 
 
+class _NoRawTokenResponses(logging.Filter):
+    """MSAL logs a token response it cannot parse, body and traceback included. Cut
+    short, that body holds most of an access token; the failure is reported as a typed
+    error instead, so the line is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Token response is not in json format")
+
+
+def _quiet_msal() -> None:
+    log = logging.getLogger("msal.oauth2cli.oauth2")
+    if not any(isinstance(f, _NoRawTokenResponses) for f in log.filters):
+        log.addFilter(_NoRawTokenResponses())
+
+
+_quiet_msal()
+
+
+class _Passing(Exception):
+    """A sign-in attempt met an outage, not a verdict: worth another try."""
+
+    def __init__(self, error: ConnectorError, retry_after: str | None):
+        super().__init__(error.message)
+        self.error = error
+        self.retry_after = retry_after
+
+
 class _MsalHttp:
     """The HTTP client handed to MSAL: a requests session with `verify`, a timeout and
     our User-Agent on every call, so neither environment variables nor MSAL's defaults
@@ -43,6 +78,7 @@ class _MsalHttp:
         self._timeout = timeout
         self._user_agent = user_agent
         self.last_status: int | None = None  # of the latest response: tells an outage from a refusal
+        self.retry_after: str | None = None  # its Retry-After header, if any
 
     def _headers(self, headers) -> dict:
         return {**(headers or {}), "User-Agent": self._user_agent}
@@ -57,6 +93,7 @@ class _MsalHttp:
 
     def _seen(self, resp):
         self.last_status = resp.status_code
+        self.retry_after = resp.headers.get("Retry-After")
         return resp
 
     def close(self) -> None:
@@ -83,10 +120,12 @@ class TokenSource:
         self._token: str | None = None
         self._renew_at = 0.0
 
-    def token(self) -> str:
+    def token(self, stop: threading.Event | None = None) -> str:
+        """A valid token, fetched when due. Waits between sign-in attempts end early
+        (raising `Stopped`) when `stop` is set."""
         with self._lock:
             if self._token is None or time.monotonic() >= self._renew_at:
-                self._fetch()
+                self._fetch(stop or threading.Event())
             return self._token
 
     def cached(self) -> str:
@@ -112,23 +151,43 @@ class TokenSource:
 
     # -- internals --------------------------------------------------------------------
 
-    def _fetch(self) -> None:
-        """A token from the endpoint. A fresh MSAL app each time (about hourly): MSAL's
-        own cache would otherwise hand back the very token being replaced or refused."""
-        http = _MsalHttp(self.trust, self._timeout, self._user_agent)
-        try:
-            app = self._build_app(http)
+    def _fetch(self, stop: threading.Event) -> None:
+        """A token from the endpoint, trying again (bounded) through outages of the
+        sign-in service; a refusal, or a TLS failure, raises at once."""
+        spent = policy.Attempts()
+        while True:
             try:
-                result = app.acquire_token_for_client(scopes=[self.scope])
-            except Exception as exc:
-                raise _outage(http.last_status, self.authority) or _transport_error(exc, self.authority) from None
-        finally:
-            http.close()
-        if "access_token" not in result:
-            raise _outage(http.last_status, self.authority) or self._refused(result)
+                result = self._attempt()
+                break
+            except _Passing as passing:
+                wait = spent.retry(passing.error.code, passing.retry_after)
+                if wait is None:
+                    error = passing.error
+                    error.message += f" (gave up after {1 + spent.throttled + spent.transient} attempts)"
+                    raise error from None
+            if stop.wait(wait):
+                raise Stopped("stopping")
         lifetime = float(result.get("expires_in") or 0)
         self._token = result["access_token"]  # never logged; not added to redact (one an hour, forever)
         self._renew_at = time.monotonic() + lifetime - min(REFRESH_MARGIN, lifetime / 2)
+
+    def _attempt(self) -> dict:
+        """One sign-in with a fresh MSAL app (about hourly: MSAL's own caches would
+        otherwise hand back the very token being replaced or refused, or a throttled
+        answer they remember): the token response, or ConnectorError for a refusal, or
+        _Passing for an outage."""
+        http = _MsalHttp(self.trust, self._timeout, self._user_agent)
+        try:
+            try:
+                result = self._build_app(http).acquire_token_for_client(scopes=[self.scope])
+            except Exception as exc:
+                raise _verdict(_outage(http.last_status, self.authority)
+                               or _transport_error(exc, self.authority), http) from None
+        finally:
+            http.close()
+        if "access_token" not in result:
+            raise _verdict(_outage(http.last_status, self.authority) or self._refused(result), http)
+        return result
 
     def _build_app(self, http: "_MsalHttp"):
         import msal
@@ -141,13 +200,10 @@ class TokenSource:
             }
         else:
             client_credential = self._secret
-        try:
-            return msal.ConfidentialClientApplication(
-                self._client_id, client_credential=client_credential, authority=self.authority,
-                instance_discovery=False, http_client=http, timeout=self._timeout[1],
-            )
-        except Exception as exc:
-            raise _outage(http.last_status, self.authority) or _transport_error(exc, self.authority) from None
+        return msal.ConfidentialClientApplication(
+            self._client_id, client_credential=client_credential, authority=self.authority,
+            instance_discovery=False, http_client=http, timeout=self._timeout[1],
+        )
 
     def _refused(self, result: dict) -> ConnectorError:
         error = str(result.get("error") or "error")
@@ -158,6 +214,11 @@ class TokenSource:
         message = (f"authentication failed for credential {self.credential_name!r}: Entra ID refused the "
                    f"client credentials ({error}{': ' + first[:300] if first else ''}); {hint}")
         return ConnectorError(Code.AUTH, message, request_id=result.get("correlation_id") or result.get("trace_id"))
+
+
+def _verdict(error: ConnectorError, http: _MsalHttp) -> Exception:
+    """What to raise for a failed attempt: a passing error to try again, or the error."""
+    return _Passing(error, http.retry_after) if error.retryable else error
 
 
 def _outage(status: int | None, authority: str) -> ConnectorError | None:
@@ -175,13 +236,28 @@ def _transport_error(exc: Exception, authority: str) -> ConnectorError:
     """Map what MSAL or requests raised while talking to the authority."""
     import requests
 
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, requests.exceptions.SSLError) and not policy.dropped_mid_tls(exc):
         return ConnectorError(Code.CONFIG, f"TLS verification of {authority} failed; if a TLS-inspecting proxy or "
                               "a private CA is in the way, set ca_bundle to its CA certificate(s)")
     if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                         requests.exceptions.ChunkedEncodingError)):  # the last: an answer cut short
         return ConnectorError(Code.TRANSIENT, f"cannot reach {authority}: {type(exc).__name__}", retryable=True)
+    if _garbled(exc):  # checked before ValueError: a JSONDecodeError is one
+        return ConnectorError(Code.TRANSIENT, f"{authority} answered the sign-in with a body that is not valid "
+                              "JSON (cut short or garbled on the way)", retryable=True)
     if isinstance(exc, ValueError):  # MSAL's OpenID discovery got a 4xx: unknown tenant or wrong authority
         return ConnectorError(Code.AUTH, f"OpenID discovery at {authority} failed (unknown tenant_id, or a "
                               f"wrong authority_url): {str(exc)[:300]}")
     return ConnectorError(Code.AUTH, f"token request to {authority} failed: {type(exc).__name__}: {str(exc)[:300]}")
+
+
+def _garbled(exc: BaseException) -> bool:
+    """Whether an answer could not be parsed as JSON. MSAL raises the parser's error for
+    a token response, but re-raises it for the OpenID configuration as a plain ValueError
+    (the one it also uses for an unknown tenant), with the parser's error as context."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, json.JSONDecodeError):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False

@@ -19,7 +19,6 @@ from . import trust
 from .options import SharePointOptions
 
 
-
 class SharePointConnector(Connector):
     kind = "sharepoint"
     Options = SharePointOptions
@@ -91,7 +90,7 @@ class SharePointConnector(Connector):
         cred = self._credential(ctx)
         trust_path = trust.trust_file(opts.ca_bundle, ctx.source_state)
         tokens = self._token_source(cred, trust_path)
-        tokens.token()  # authentication problems surface first, before any Graph call
+        tokens.token(ctx.stop)  # authentication problems surface first, before any Graph call
         http = Http(self._http_session(), tokens, gate(f"graph:{opts.authority_url}/{tokens.tenant_id}"),
                     trust=trust_path, timeout=(opts.connect_timeout, opts.timeout), stop=ctx.stop, log=ctx.log)
         self._settle_previous_runs()
@@ -135,11 +134,15 @@ class SharePointConnector(Connector):
             return tokens
 
     def _http_session(self):
+        """One session per source, its pool as large as the downloads running at once
+        (plus room for the Graph calls beside them), so no connection is thrown away."""
         import requests
+        from requests.adapters import HTTPAdapter
 
         with self._lock:
             if self._session is None:
                 self._session = requests.Session()
+                self._session.mount("https://", HTTPAdapter(pool_maxsize=self.options.concurrency + 2))
             return self._session
 
     def _settle_previous_runs(self) -> None:

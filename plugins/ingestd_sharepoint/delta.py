@@ -48,24 +48,17 @@ class DeltaReader:
         url: str | None = self.start
         while url is not None:
             self._check(url)
-            status, body, resp = self.http.get_json(url, accept=(410,))
+            status, body, resp = self.http.get_json(url, accept=(410,), check=delta_page_problem)
             if status == 410:
-                error = body.get("error") if isinstance(body, dict) else None
+                error = body.get("error")
                 code = error.get("code") if isinstance(error, dict) else None
                 location = resp.headers.get("Location")
                 raise ResyncRequired(code, location if location and same_origin(location, self.graph_url) else None)
-            values = body.get("value")
-            if not isinstance(values, list):
-                raise ConnectorError(Code.TRANSIENT, f"delta page from {where(url)} has no 'value' list",
-                                     retryable=True)
             self.pages_read += 1
-            yield values
-            url = body.get("@odata.nextLink")
+            yield body["value"]
+            url = body.get("@odata.nextLink") or None
             if url is None:
-                self.delta_link = body.get("@odata.deltaLink")
-                if not self.delta_link:
-                    raise ConnectorError(Code.TRANSIENT, "the last delta page carries neither "
-                                         "@odata.nextLink nor @odata.deltaLink", retryable=True)
+                self.delta_link = body["@odata.deltaLink"]
                 self._check(self.delta_link)
 
     def _check(self, url: str) -> None:
@@ -80,12 +73,34 @@ def children(http, graph_root: str, drive_id: str, folder_id: str, graph_url: st
     while url is not None:
         if not same_origin(url, graph_url):
             raise ConnectorError(Code.INTERNAL, f"Graph returned a link to {where(url)}, outside graph_url")
-        _, body, _ = http.get_json(url)
-        yield from body.get("value") or []
+        _, body, _ = http.get_json(url, check=page_problem)
+        yield from body["value"]
         url = body.get("@odata.nextLink")
 
 
 def item(http, graph_root: str, drive_id: str, item_id: str) -> dict | None:
     """One item by id; None when it no longer exists."""
-    status, body, _ = http.get_json(f"{graph_root}/drives/{seg(drive_id)}/items/{seg(item_id)}", accept=(404,))
+    status, body, _ = http.get_json(f"{graph_root}/drives/{seg(drive_id)}/items/{seg(item_id)}", accept=(404,),
+                                    check=item_problem)
     return None if status == 404 else body
+
+
+# What a well-formed answer holds. A body without it came damaged (or from something
+# other than Graph, such as a proxy): `Http.get_json` asks for it again.
+
+
+def page_problem(body: dict) -> str | None:
+    if not isinstance(body.get("value"), list):
+        return "the page has no 'value' list"
+    return None
+
+
+def delta_page_problem(body: dict) -> str | None:
+    problem = page_problem(body)
+    if problem is None and not (body.get("@odata.nextLink") or body.get("@odata.deltaLink")):
+        problem = "the delta page carries neither @odata.nextLink nor @odata.deltaLink"
+    return problem
+
+
+def item_problem(body: dict) -> str | None:
+    return None if isinstance(body.get("id"), str) and body["id"] else "the item has no 'id'"

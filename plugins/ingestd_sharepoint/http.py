@@ -4,15 +4,19 @@ One place decides, for all of them: the CA file (`verify=` on each request, so t
 environment cannot override it), the timeouts, the User-Agent Microsoft asks for, the
 bearer token (and one retry with a fresh token after a 401), throttling (429/503 wait
 exactly `Retry-After`, through the tenant's shared gate, a bounded number of times),
-a few retries for dropped connections and 5xx, and typed errors carrying Graph's
-`request-id`.
+a few retries for dropped connections, 5xx and JSON bodies cut short or garbled, and
+typed errors carrying Graph's `request-id`.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import ssl
 import threading
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ingestd import __version__
@@ -22,8 +26,8 @@ from ingestd.throttle import Gate, Stopped, parse_retry_after
 USER_AGENT = f"NONISV|ingestd|ingestd/{__version__}"
 MAX_THROTTLED = 6  # retries after 429/503 before the job gives up as `throttled`
 MAX_WAIT = 300.0  # a longer Retry-After ends the job (as throttled) rather than hold a worker
-MAX_TRANSIENT = 3  # retries after a dropped connection or a 500/502/504
-TRANSIENT_BACKOFF = 1.0  # seconds; doubled on each retry
+MAX_TRANSIENT = 3  # retries after a dropped connection, a 500/502/504 or an unusable body
+TRANSIENT_BACKOFF = 1.0  # seconds; doubled on each retry (unless the answer gave Retry-After)
 ERROR_BODY_LIMIT = 64 * 1024
 THROTTLE_STATUSES = (429, 503)
 TRANSIENT_STATUSES = (500, 502, 504)
@@ -40,8 +44,55 @@ def request_id(resp) -> str | None:
     return resp.headers.get("request-id") or resp.headers.get("x-ms-request-id") or resp.headers.get("SPRequestGuid")
 
 
+@dataclass
+class Attempts:
+    """What one call has spent of its retry allowance.
+
+    One object is shared by every layer that may ask again for the same thing (the
+    status of an answer, the connection under it, the body in it, the sign-in), so their
+    retries add up to one bound instead of multiplying.
+    """
+
+    throttled: int = 0
+    transient: int = 0
+    refreshed: bool = False
+
+    def retry(self, code: Code, retry_after: str | None = None) -> float | None:
+        """Spend one retry for a `throttled` or `transient` fault: the seconds to wait first
+        (the server's Retry-After where it gave one, else our backoff), or None when the
+        retries of that kind are spent or the server asks for longer than MAX_WAIT."""
+        asked = parse_retry_after(retry_after)
+        if code == Code.THROTTLED:
+            if self.throttled >= MAX_THROTTLED:
+                return None
+            self.throttled += 1
+            wait = min(60.0, 2.0 ** self.throttled) if asked is None else asked
+        else:
+            if self.transient >= MAX_TRANSIENT:
+                return None
+            self.transient += 1
+            wait = TRANSIENT_BACKOFF * 2 ** (self.transient - 1) if asked is None else asked
+        return wait if wait <= MAX_WAIT else None
+
+
+class _Count:
+    """A counter that several download threads add to."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1
+
+
 class Http:
-    """The request policy for one job (its stop flag and log), over the source's session."""
+    """The request policy for one job (its stop flag and log), over the source's session.
+
+    Safe to use from several threads: the session's connection pool, the token source
+    and the tenant gate are.
+    """
 
     def __init__(self, session, tokens, gate: Gate, *, trust: str, timeout: tuple[float, float],
                  stop: threading.Event | None = None, log=None):
@@ -52,55 +103,83 @@ class Http:
         self.timeout = timeout
         self.stop = stop or threading.Event()
         self.log = log
-        self.throttled = 0  # responses that asked us to wait, for the job log
+        self._throttled = _Count()  # responses that asked us to wait, for the job log
 
-    # -- the one entry point ----------------------------------------------------------
+    @property
+    def throttled(self) -> int:
+        return self._throttled.value
+
+    def twin(self, stop: threading.Event) -> "Http":
+        """The same policy, session, tokens, gate and tally, stopping on `stop` instead of
+        the job's flag: for work that may have to be called off while the job goes on
+        (the downloads still running when another one fails the job)."""
+        other = copy.copy(self)
+        other.stop = stop
+        return other
+
+    # -- the entry points -------------------------------------------------------------
 
     def request(self, method: str, url: str, *, auth: bool = True, headers: dict | None = None,
-                json_body=None, stream: bool = False, accept: tuple[int, ...] = ()):
+                json_body=None, stream: bool = False, accept: tuple[int, ...] = (),
+                spent: Attempts | None = None):
         """Send with the full policy; return the response (2xx, 3xx or a status in
-        `accept`), or raise ConnectorError. Raises `Stopped` when the job is stopping."""
-        throttled = transient = 0
-        refreshed = False
+        `accept`), or raise ConnectorError. Raises `Stopped` when the job is stopping.
+        `spent` carries the retries a caller has already used on this call."""
+        spent = spent or Attempts()
         while True:
             self._wait_for_gate(url)
-            token = self.tokens.token() if auth else None
-            resp = self._send(method, url, token, headers, json_body, stream, transient)
+            token = self.tokens.token(self.stop) if auth else None
+            resp = self._send(method, url, token, headers, json_body, stream, spent)
             if resp is None:
-                transient += 1
                 continue
             status = resp.status_code
             if status in accept or status < 400:
                 return resp
             if status in THROTTLE_STATUSES:
-                throttled += 1
-                self._throttled(resp, url, throttled)
+                spent.throttled += 1
+                self._throttled_by(resp, url, spent.throttled)
                 continue
-            if status == 401 and auth and not refreshed:
-                refreshed = True
+            if status == 401 and auth and not spent.refreshed:
+                spent.refreshed = True
                 _drain(resp)
                 self.tokens.invalidate(token)
                 continue
-            if status in TRANSIENT_STATUSES and transient < MAX_TRANSIENT:
-                transient += 1
-                _drain(resp)
-                self._pause(TRANSIENT_BACKOFF * 2 ** (transient - 1))
-                continue
+            if status in TRANSIENT_STATUSES:
+                wait = spent.retry(Code.TRANSIENT, resp.headers.get("Retry-After"))
+                if wait is not None:
+                    _drain(resp)
+                    self._pause(wait)
+                    continue
             raise graph_error(resp, method, url)
 
-    def get_json(self, url: str, *, accept: tuple[int, ...] = ()) -> tuple[int, dict, object]:
-        """GET a Graph JSON document: (status, body, response)."""
-        resp = self.request("GET", url, headers={"Accept": "application/json"}, accept=accept)
-        try:
-            body = resp.json() if resp.content else {}
-        except ValueError:
-            raise ConnectorError(Code.TRANSIENT, f"GET {where(url)}: response is not JSON",
-                                 request_id=request_id(resp), retryable=True) from None
-        return resp.status_code, body, resp
+    def get_json(self, url: str, *, accept: tuple[int, ...] = (),
+                 check: Callable[[dict], str | None] | None = None) -> tuple[int, dict, object]:
+        """GET a Graph JSON document: (status, body, response).
+
+        A 2xx body that is not a JSON object (cut short or garbled on the way, a gateway's
+        HTML page), or that `check` finds wanting, is a passing fault: it is asked for
+        again from the same allowance as a dropped connection, then fails as `transient`
+        naming the fault (never quoting the body). A status in `accept` comes with its
+        body when that is a JSON object, else with {}.
+        """
+        spent = Attempts()
+        while True:
+            resp = self.request("GET", url, headers={"Accept": "application/json"}, accept=accept, spent=spent)
+            body, problem = _document(resp, check)
+            if problem is None:
+                return resp.status_code, body, resp
+            wait = spent.retry(Code.TRANSIENT, resp.headers.get("Retry-After"))
+            if wait is None:
+                raise ConnectorError(Code.TRANSIENT, f"GET {where(url)}: {problem}; gave up after "
+                                     f"{spent.transient + 1} attempts", request_id=request_id(resp), retryable=True)
+            if self.log is not None:
+                self.log.warning("sharepoint response unusable; asking again", url=where(url), problem=problem,
+                                 request_id=request_id(resp), attempt=spent.transient, wait_s=wait)
+            self._pause(wait)
 
     # -- internals --------------------------------------------------------------------
 
-    def _send(self, method, url, token, headers, json_body, stream, transient):
+    def _send(self, method, url, token, headers, json_body, stream, spent: Attempts):
         import requests
 
         sent = {"User-Agent": USER_AGENT, "client-request-id": str(uuid.uuid4()), **(headers or {})}
@@ -109,15 +188,17 @@ class Http:
         try:
             return self.session.request(method, url, headers=sent, json=json_body, stream=stream,
                                         verify=self.trust, timeout=self.timeout, allow_redirects=False)
-        except requests.exceptions.SSLError:
-            raise ConnectorError(Code.CONFIG, f"TLS verification of {where(url)} failed; if a TLS-inspecting proxy "
-                                 "or a private CA is in the way, set ca_bundle to its CA certificate(s)") from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                 requests.exceptions.ChunkedEncodingError) as exc:  # the last: a body cut short
-            if transient >= MAX_TRANSIENT:
+            if isinstance(exc, requests.exceptions.SSLError) and not dropped_mid_tls(exc):
+                raise ConnectorError(Code.CONFIG, f"TLS verification of {where(url)} failed; if a TLS-inspecting "
+                                     "proxy or a private CA is in the way, set ca_bundle to its CA certificate(s)"
+                                     ) from None
+            wait = spent.retry(Code.TRANSIENT)
+            if wait is None:
                 raise ConnectorError(Code.TRANSIENT, f"{method} {where(url)}: {type(exc).__name__} after "
-                                     f"{transient + 1} attempts", retryable=True) from None
-            self._pause(TRANSIENT_BACKOFF * 2 ** transient)
+                                     f"{spent.transient + 1} attempts", retryable=True) from None
+            self._pause(wait)
             return None
 
     def _wait_for_gate(self, url: str) -> None:
@@ -127,7 +208,9 @@ class Http:
                                  f"more before calling {where(url)}; the next run will carry on", retryable=True)
         self.gate.wait(self.stop)
 
-    def _throttled(self, resp, url: str, count: int) -> None:
+    def _throttled_by(self, resp, url: str, count: int) -> None:
+        """Shut the tenant's gate for the Retry-After time: every request of every job of
+        this tenant waits, not just this one (a longer wait than MAX_WAIT then ends them)."""
         wait = parse_retry_after(resp.headers.get("Retry-After"))
         rid = request_id(resp)
         _drain(resp)
@@ -137,7 +220,7 @@ class Http:
         if wait is None:
             wait = min(60.0, 2.0 ** count)
         self.gate.defer(wait)
-        self.throttled += 1
+        self._throttled.add()
         if self.log is not None:
             self.log.warning("sharepoint throttled; waiting", status=resp.status_code, retry_after_s=wait,
                              request_id=rid, url=where(url), attempt=count)
@@ -145,6 +228,49 @@ class Http:
     def _pause(self, seconds: float) -> None:
         if self.stop.wait(seconds):
             raise Stopped("stopping")
+
+
+def dropped_mid_tls(exc: BaseException) -> bool:
+    """Whether an SSL error from requests is a connection that ended mid-TLS (a reset,
+    an EOF: a passing fault, which urllib3 reports as an SSL error too) rather than a
+    handshake that failed (an untrusted certificate: the fix is ca_bundle)."""
+    for cause in _causes(exc):
+        if isinstance(cause, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError)):
+            return True
+        if isinstance(cause, ssl.SSLError) and getattr(cause, "reason", None) == "UNEXPECTED_EOF_WHILE_READING":
+            return True
+    return False
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and the exceptions it wraps: requests, urllib3 and ssl keep the original as
+    a cause or context, as a `reason`, or as an argument."""
+    found: list[BaseException] = []
+    todo: list = [exc]
+    while todo and len(found) < 16:
+        cause = todo.pop()
+        if not isinstance(cause, BaseException) or any(cause is f for f in found):
+            continue
+        found.append(cause)
+        todo += [cause.__cause__, cause.__context__, getattr(cause, "reason", None), *cause.args]
+    return found
+
+
+def _document(resp, check: Callable[[dict], str | None] | None) -> tuple[dict, str | None]:
+    """(the JSON object a response carries, None), or ({}, what is wrong with it) for a
+    2xx answer. Describes the fault only: the body may hold anything."""
+    ok = 200 <= resp.status_code < 300
+    try:
+        body = json.loads(resp.content) if resp.content else {}
+    except ValueError:  # UnicodeDecodeError included
+        return {}, ("the response is not valid JSON (cut short or garbled on the way)" if ok else None)
+    if not isinstance(body, dict):
+        return {}, ("the response is JSON but not an object" if ok else None)
+    if ok and check is not None:
+        problem = check(body)
+        if problem is not None:
+            return {}, problem
+    return body, None
 
 
 def _drain(resp) -> None:

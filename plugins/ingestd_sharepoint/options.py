@@ -24,6 +24,7 @@ class SharePointOptions(ScheduleOptions, FilterOptions, DeleteOptions):
     ca_bundle: ConfigPath | None = None
     max_file_size: int | None = Field(default=None, gt=0)
     timeout: Duration = 60.0
+    concurrency: int = Field(default=4, ge=1, le=32)  # downloads at once; Graph throttles a tenant, not a client
 
     @field_validator("site_url")
     @classmethod

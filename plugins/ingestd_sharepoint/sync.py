@@ -3,8 +3,9 @@
 `events()` reads the delta (all pages, into the job's scratch tables), fills in what the
 delta leaves out (retried items, unknown parent folders, files under a renamed folder),
 plans every file, refuses a run that would delete too much, then yields deletions,
-re-pointed renames and downloads. `finish()` records what became durable and, only for a
-run that read the whole delta and did not fail, the new delta link.
+re-pointed renames and downloads (`concurrency` at a time, in plan order). `finish()`
+records what became durable and, only for a run that read the whole delta and did not
+fail, the new delta link.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ingestd.paths import display, safe_join
 from . import delta, download, plan
 from .delta import DeltaReader, ResyncRequired, seg
 from .items import FILE, UNKNOWN, Item
+from .parallel import InOrder
 from .state import State
 
 JOB_FATAL = {Code.AUTH, Code.THROTTLED, Code.CONFIG}  # no point trying the next file
@@ -248,12 +250,24 @@ class Sync:
             )
 
     def _downloads(self):
+        """Download `concurrency` files at a time. The threads share the source's
+        session, token and tenant gate (a 429 on one download holds back them all), but
+        stop on an event of their own, so that a job-fatal error in one calls off the rest.
+        Only this thread reads the state database."""
+        halt = threading.Event()
+        http = self.http.twin(halt)
+        pool = InOrder(lambda task: self._download(http, *task), self.opts.concurrency, stop=self.ctx.stop,
+                       halt=halt)
+        yield from pool.run(self._planned_downloads())
+
+    def _planned_downloads(self):
         for item_id, path in self.state.planned("download"):
             if self.ctx.stop.is_set():
                 return
-            yield self._download(self.state.seen(item_id), path)
+            yield self.state.seen(item_id), path
 
-    def _download(self, item: Item, path: str | None):
+    def _download(self, http, item: Item, path: str | None):
+        """One file into the workspace, as the event for it (runs on a download thread)."""
         origin, token = self._origin(item), Token("download", item.id, item)
         limit = self.opts.max_file_size
         if limit is not None and item.size is not None and item.size > limit:
@@ -262,7 +276,7 @@ class Sync:
         dest = safe_join(self.ctx.workspace, f"{item.id}.download")
         url = f"{self.root}/drives/{seg(self.target.drive_id)}/items/{seg(item.id)}/content"
         try:
-            got = download.fetch(self.http, url, item, dest, limit)
+            got = download.fetch(http, url, item, dest, limit)
         except ConnectorError as exc:
             if exc.code in JOB_FATAL:
                 raise

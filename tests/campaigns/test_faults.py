@@ -277,20 +277,32 @@ def test_graph_a_garbled_site_lookup_is_transient_not_io(graph):
     heal(graph, fetched=1)
 
 
-SIGN_IN = {"500": "transient", "503": "throttled", "429": "throttled", "truncate": "transient", "reset": "transient"}
+SIGN_IN = {"500": ("transient", GRAPH_TRANSIENT), "503": ("throttled", GRAPH_THROTTLED),
+           "429": ("throttled", GRAPH_THROTTLED), "truncate": ("transient", GRAPH_TRANSIENT),
+           "reset": ("transient", GRAPH_TRANSIENT)}
 
 
-def test_graph_a_sign_in_outage_is_not_blamed_on_the_credentials(graph):
+def test_graph_a_sign_in_outage_is_retried_and_never_blamed_on_the_credentials(graph):
     """Regression: Entra answering 5xx or 429, or cutting its answer short, failed the
-    job as `auth` ("check tenant_id, client_id and the secret")."""
+    job as `auth` ("check tenant_id, client_id and the secret"). One such fault is now
+    absorbed by a retry; a lasting one fails the job, typed, after exactly the policy's
+    attempts."""
     graph.put("a.bin", b"a")
     for endpoint in ("/oauth2/v2.0/token", "/.well-known/openid-configuration"):
-        for kind, code in SIGN_IN.items():
+        for kind, (code, sends) in SIGN_IN.items():
+            graph.sp.close()  # a fresh app: no cached token, so the job signs in
             graph.proxy.rule(kind, graph_path(endpoint))
             job = graph.run()
+            job.check()
+            assert job.status == "succeeded", (endpoint, kind, job.manifest["errors"])
+            graph.sp.close()
+            rule = graph.proxy.rule(kind, graph_path(endpoint), times=FOREVER)
+            job = graph.run()
+            rule.times = 0
             job.check(allowed={code})
             assert (job.status, list(job.codes)) == ("failed", [code]), (endpoint, kind)
-    heal(graph, fetched=1)
+            assert sum(1 for e in job.exchanges if e.path.endswith(endpoint)) == sends, (endpoint, kind)
+    heal(graph, fetched=0)
 
 
 # -- the random campaign, short ------------------------------------------------------------

@@ -6,10 +6,12 @@ JWT assertion it verifies), site by path, a site's drives, drive delta with page
 and delta links, `410 Gone` for invalidated links, items, children, and `/content`
 redirecting to a pre-authenticated download URL (with `Range` support).
 
-Tests script it: add apps, sites and files, inject 429/503 with `Retry-After`, revoke
-tokens (then Graph answers 401), cut a download short, serve corrupt bytes. Every
-request is recorded with monotonic timestamps taken by the server, so a test can check
-from this side of the wire how long the client really waited.
+Tests script it: add apps, sites and files, inject 429/503 with `Retry-After`, damage
+answers (cut short, not JSON, a reset connection) on any endpoint, sign-in included,
+revoke tokens (then Graph answers 401), cut a download short, serve corrupt bytes, hold
+downloads open to see how many a client runs at once. Every request is recorded with
+monotonic timestamps taken by the server, so a test can check from this side of the
+wire how long the client really waited.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import re
 import secrets
 import socket
 import ssl
+import struct
 import threading
 import time
 import uuid
@@ -50,17 +53,80 @@ class Record:
     token: str | None = None  # bearer token presented, if any
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     body: dict | None = None  # the JSON answered, for tests that look at what was served
+    fault: str | None = None  # the status or damage injected, if any
+
+
+DAMAGE = ("truncate", "short", "garbage", "reset")
+GARBAGE = b"<html><body><h1>502 Bad Gateway</h1>upstream sent an invalid response</body></html>"
 
 
 @dataclass
 class Fault:
-    """Answer matching requests with `status` (and `Retry-After`), `count` times."""
+    """Answer matching requests with `status` (and `Retry-After`), `count` times; or,
+    with `damage`, serve their real answer damaged:
 
-    status: int
+    truncate  the full Content-Length, then part of the body, then the connection closes
+    short     part of the body, with a Content-Length saying that is all (well framed, not JSON)
+    garbage   a gateway's HTML page instead of the JSON, status unchanged
+    reset     the connection reset (RST) before any byte of an answer
+    """
+
+    status: int | None
     count: int
     retry_after: str | None = None
     match: object = None  # callable(Record) -> bool; None matches Graph and downloads
     used: int = 0
+    damage: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.damage or str(self.status)
+
+
+class Flight:
+    """The downloads being served: how many now, the most at once, how many finished.
+
+    `hold(wave)` keeps each download from answering until `wave` of them have arrived
+    (its own wave: arrivals 1..wave, then wave+1..2*wave, ...) or `timeout` passes, so
+    a client running N at once shows a peak of exactly N. `released` ends every hold.
+    """
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.now = self.peak = self.arrived = self.finished = 0
+        self.wave: int | None = None
+        self.timeout = 5.0
+        self.released = False
+
+    def hold(self, wave: int, timeout: float = 5.0) -> None:
+        with self.cond:
+            self.wave, self.timeout, self.released = wave, timeout, False
+
+    def release(self) -> None:
+        with self.cond:
+            self.released = True
+            self.cond.notify_all()
+
+    def enter(self) -> None:
+        with self.cond:
+            self.now += 1
+            self.arrived += 1
+            self.peak = max(self.peak, self.now)
+            self.cond.notify_all()
+            if self.wave:
+                full = -(-self.arrived // self.wave) * self.wave  # the arrival count that fills this wave
+                self.cond.wait_for(lambda: self.released or self.arrived >= full, timeout=self.timeout)
+
+    def leave(self) -> None:
+        with self.cond:
+            self.now -= 1
+            self.finished += 1
+            self.cond.notify_all()
+
+    def wait_for(self, predicate, timeout: float = 10.0) -> bool:
+        """Block until `predicate(self)` holds (True) or `timeout` passes (False)."""
+        with self.cond:
+            return self.cond.wait_for(lambda: predicate(self), timeout=timeout)
 
 
 @dataclass
@@ -111,6 +177,8 @@ class FakeGraph(EntraEndpoints):
         self.page_size = 3
         self.token_lifetime = 3599
         self.revoke_after: int | None = None  # revoke every token after this many more Graph requests
+        self.flight = Flight()
+        self.before_download = None  # callable(item id), called as a download is about to be answered
         self.lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -155,6 +223,17 @@ class FakeGraph(EntraEndpoints):
             self.faults.append(fault)
         return fault
 
+    def damage(self, kind: str, count: int = 1, match=None, retry_after: str | None = None) -> Fault:
+        """Damage the next `count` answers to matching requests (see `Fault`). A `match`
+        may take sign-in requests (kinds `openid`, `token`) too. Damage other than
+        `reset` applies to JSON answers; downloads have `cuts` and `Node.served`."""
+        if kind not in DAMAGE:
+            raise ValueError(f"unknown damage {kind!r}; one of {DAMAGE}")
+        fault = Fault(None, count, retry_after, match, damage=kind)
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
     def revoke_tokens(self) -> None:
         with self.lock:
             self.revoked.update(self.tokens)
@@ -181,20 +260,15 @@ class FakeGraph(EntraEndpoints):
             h.close_connection = True
 
     def _route(self, h, rec: Record, method: str, path: str) -> None:
-        if match := re.fullmatch(r"/([^/]+)/v2\.0/\.well-known/openid-configuration", path):
-            rec.kind = "openid"
-            return self._openid(h, match.group(1))
-        if method == "POST" and (match := re.fullmatch(r"/([^/]+)/oauth2/v2\.0/token", path)):
-            rec.kind = "token"
-            return self._token(h, match.group(1))
-        if path.startswith("/v1.0/"):
-            rec.kind = "graph"
-        elif path.endswith("/_layouts/15/download.aspx"):
-            rec.kind = "download"
-        else:
+        rec.kind = _kind(method, path)
+        if rec.kind == "other":
             return h.send_json(404, {"error": {"code": "itemNotFound", "message": "no such endpoint"}})
         if self._faulted(h, rec):
             return
+        if rec.kind == "openid":
+            return self._openid(h, path.split("/")[1])
+        if rec.kind == "token":
+            return self._token(h, path.split("/")[1])
         if rec.kind == "download":
             return self._download(h, rec)
         if not self._authorized(h, rec):
@@ -202,14 +276,23 @@ class FakeGraph(EntraEndpoints):
         return self._graph(h, rec, path[len("/v1.0"):])
 
     def _faulted(self, h, rec: Record) -> bool:
+        """Apply the first fault that takes this request: True when it has been answered
+        (a status, a reset); a damaging fault instead marks the answer to come."""
         with self.lock:
             fault = next((f for f in self.faults if f.used < f.count
-                          and (f.match(rec) if f.match else True)), None)
+                          and (f.match(rec) if f.match else rec.kind in ("graph", "download"))), None)
             if fault is None:
                 return False
             fault.used += 1
-        code = "TooManyRequests" if fault.status == 429 else "serviceNotAvailable"
+        rec.fault = fault.name
         extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+        if fault.damage == "reset":
+            h.reset()
+            return True
+        if fault.damage is not None:
+            h.damage, h.damage_headers = fault.damage, extra
+            return False
+        code = "TooManyRequests" if fault.status == 429 else "serviceNotAvailable"
         h.send_json(fault.status, graph_error(code, "Please retry after the time in Retry-After.", rec), extra)
         return True
 
@@ -373,7 +456,25 @@ class FakeGraph(EntraEndpoints):
             cut = self.cuts.pop(item_id, None)
             if cut is not None and self.cut_expires_url:
                 self.downloads.pop(rec.query.get("tempauth", [""])[0], None)
-        h.send_bytes(206 if start else 200, memoryview(data)[start:], headers, cut_after=cut)
+        self.flight.enter()
+        try:
+            if self.before_download is not None:
+                self.before_download(item_id)
+            h.send_bytes(206 if start else 200, memoryview(data)[start:], headers, cut_after=cut)
+        finally:
+            self.flight.leave()
+
+
+def _kind(method: str, path: str) -> str:
+    if re.fullmatch(r"/[^/]+/v2\.0/\.well-known/openid-configuration", path):
+        return "openid"
+    if method == "POST" and re.fullmatch(r"/[^/]+/oauth2/v2\.0/token", path):
+        return "token"
+    if path.startswith("/v1.0/"):
+        return "graph"
+    if path.endswith("/_layouts/15/download.aspx"):
+        return "download"
+    return "other"
 
 
 def _encode_token(seq: int) -> str:
@@ -428,14 +529,18 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 10
     server: _Server
+    damage: str | None = None  # set per request by a damaging fault
+    damage_headers: dict = {}
 
     def log_message(self, format, *args):  # keep pytest output clean
         pass
 
     def do_GET(self):
+        self.damage = None
         self.server.fake.handle(self, "GET")
 
     def do_POST(self):
+        self.damage = None
         self.server.fake.handle(self, "POST")
 
     def read_body(self) -> bytes:
@@ -460,11 +565,49 @@ class _Handler(BaseHTTPRequestHandler):
         data = json.dumps(body).encode()
         if getattr(self, "record", None) is not None:
             self.record.body = body
-        self._head(status, {"Content-Type": "application/json;odata.metadata=minimal;odata.streaming=true;"
-                                            "IEEE754Compatible=false;charset=utf-8", **(headers or {})}, len(data))
+        headers = {"Content-Type": "application/json;odata.metadata=minimal;odata.streaming=true;"
+                                   "IEEE754Compatible=false;charset=utf-8", **(headers or {})}
+        if self.damage is not None:
+            return self._send_damaged(status, headers, data)
+        self._head(status, headers, len(data))
         self.wfile.write(data)
         self.wfile.flush()
         self._done(status)
+
+    def _send_damaged(self, status: int, headers: dict, data: bytes) -> None:
+        """The answer as a damaging fault leaves it. `short` keeps all but the last 16
+        bytes: a token response then still holds most of its access token, the part a
+        client must never log."""
+        headers = {**headers, **self.damage_headers}
+        if self.damage == "garbage":
+            headers["Content-Type"] = "text/html"
+            sent, length = GARBAGE, len(GARBAGE)
+        elif self.damage == "short":
+            sent = data[:max(1, len(data) - 16)]
+            length = len(sent)
+        else:  # truncate
+            sent, length = data[:len(data) // 2], len(data)
+        self._head(status, headers, length)
+        self.wfile.write(sent)
+        self.wfile.flush()
+        if self.damage == "truncate":
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._done(status)
+
+    def reset(self) -> None:
+        """Drop the connection with a TCP RST before any byte of an answer (SO_LINGER 0
+        on a detached descriptor, so nothing still holding the socket sends a FIN)."""
+        self.close_connection = True
+        try:
+            raw = socket.socket(fileno=self.connection.detach())
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            raw.close()
+        except OSError:
+            pass
 
     def send_empty(self, status: int, headers: dict) -> None:
         self._head(status, headers, 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,17 @@ def ca(tmp_path_factory):
 def fake(ca, tmp_path):
     server = FakeGraph(ca, tmp_path).start()
     yield server
+    server.flight.release()  # no download left held open
     server.stop()
+
+
+@pytest.fixture
+def quick(monkeypatch):
+    """The transient backoff scaled down, as the campaigns do (attempt counts untouched):
+    a wait a test then measures can only have come from Retry-After."""
+    import ingestd_sharepoint.http as sp_http
+
+    monkeypatch.setattr(sp_http, "TRANSIENT_BACKOFF", sp_http.TRANSIENT_BACKOFF * 0.02)
 
 
 class SP:
@@ -113,6 +124,22 @@ class SP:
 
     def blob(self, sha256: str) -> bytes:
         return (self.state / "blobs" / "sha256" / sha256[:2] / sha256).read_bytes()
+
+    def meta(self, key: str) -> str | None:
+        """A value the source saved in its state (`delta_link`, `target`, ...)."""
+        path = self.state / "sources" / "docs" / "sharepoint.sqlite"
+        if not path.exists():
+            return None
+        db = sqlite3.connect(path)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            return row[0] if row else None
+        finally:
+            db.close()
+
+    def workspace_files(self) -> list[Path]:
+        """Downloads (finished or not) still in any job workspace."""
+        return list((self.state / "workspace").rglob("*.download"))
 
     def downloads(self) -> list[str]:
         """Item ids whose content was requested, in order."""

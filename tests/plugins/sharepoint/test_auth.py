@@ -37,6 +37,7 @@ def test_bad_secret_fails_the_job_as_auth_without_showing_the_secret(sp):
     assert error["code"] == "auth"
     assert "authentication failed" in error["message"] and "client secret is wrong" in error["message"]
     assert "AADSTS7000215" in error["message"]
+    assert [r.status for r in sp.fake.of_kind("token")] == [401]  # a refusal is final: not asked again
 
     logged = sp.cli_plain()  # the same run with logs on stderr, as an operator sees it
     assert logged.returncode == 1 and "auth: authentication failed" in logged.stdout
@@ -52,6 +53,7 @@ def test_unknown_tenant_is_an_auth_failure_naming_the_tenant(sp):
     m = sp.run()
     assert m.status == "failed" and m.errors[0].code == "auth"
     assert "unknown tenant_id" in m.errors[0].message
+    assert [r.status for r in sp.fake.of_kind("openid")] == [400] and not sp.fake.of_kind("token")
 
 
 @pytest.mark.parametrize("layout", ["one file", "separate key"])
@@ -89,6 +91,7 @@ def test_certificate_not_registered_is_refused(sp, tmp_path):
     m = sp.run()
     assert m.status == "failed" and m.errors[0].code == "auth"
     assert "certificate is not registered" in m.errors[0].message
+    assert [r.status for r in sp.fake.of_kind("token")] == [401]
 
 
 def test_a_rejected_token_is_replaced_once_and_the_job_carries_on(sp):

@@ -111,7 +111,7 @@ def test_options_validate_without_the_network():
     assert ok.site_url == "https://contoso.sharepoint.com/sites/legal" and ok.folder == "Contracts/2024"
     assert (ok.library, ok.graph_url, ok.authority_url) == ("Documents", "https://graph.microsoft.com",
                                                             "https://login.microsoftonline.com")
-    assert ok.on_delete == "tombstone" and ok.include == ["**"] and ok.timeout == 60.0
+    assert ok.on_delete == "tombstone" and ok.include == ["**"] and ok.timeout == 60.0 and ok.concurrency == 4
     bad = [
         {"site_url": "http://contoso.sharepoint.com/sites/x"},
         {"graph_url": "http://127.0.0.1:8080"},
@@ -119,6 +119,8 @@ def test_options_validate_without_the_network():
         {"every": "5m", "cron": "*/5 * * * *"},
         {"timeout": "0.5s"},
         {"max_file_size": 0},
+        {"concurrency": 0},
+        {"concurrency": 33},
         {"secret": "inline"},
     ]
     for extra in bad:

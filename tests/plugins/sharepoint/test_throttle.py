@@ -13,12 +13,14 @@ RETRY_AFTER = 1.0
 
 
 def gaps_after(records, status):
-    """For each response with `status`, seconds until the next request reached the fake."""
+    """For each response with `status`, seconds until the same request came again.
+    (Not until the next request of any kind: with downloads running side by side,
+    another one may have passed the gate just before the throttled answer arrived.)"""
     out = []
     for i, rec in enumerate(records):
         if rec.status == status:
-            later = [r for r in records[i + 1:] if r.kind in ("graph", "download") and r.started >= rec.ended]
-            out.append(later[0].started - rec.ended)
+            again = [r for r in records[i + 1:] if (r.method, r.path, r.query) == (rec.method, rec.path, rec.query)]
+            out.append(again[0].started - rec.ended)
     return out
 
 

@@ -48,6 +48,10 @@ def safe_name(name: str) -> str:
     Names that need no change map to themselves; a changed name gets a short hash of the
     original appended, so two different hostile names never collide.
     """
+    return name if _plain(name) else _sanitise(name)
+
+
+def _sanitise(name: str) -> str:
     original = name
     name = unicodedata.normalize("NFC", _fold_surrogates(name))
     name = _UNSAFE_CHARS.sub("_", name)
@@ -60,6 +64,13 @@ def safe_name(name: str) -> str:
         room = MAX_NAME_BYTES - len(suffix)
         name = name.encode("utf-8")[:room].decode("utf-8", "ignore") + suffix
     return name
+
+
+def _plain(name: str) -> bool:
+    """Printable ASCII with no separator, not all dots, not too long: safe_name's identity
+    cases (NFC changes no ASCII, and ASCII holds no format or surrogate characters)."""
+    return (name.isascii() and name.isprintable() and len(name) <= MAX_NAME_BYTES
+            and "/" not in name and "\\" not in name and name.strip(".") != "")
 
 
 def safe_parts(parts: list[str]) -> list[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from ingestd.atomic import write_json
 from ingestd.connector import Connector, Failed, JobContext, Outcome, Staged
 from ingestd.errors import Code, ConnectorError
-from ingestd.paths import display, file_uri, safe_parts
+from ingestd.paths import display, file_uri, safe_name, safe_parts
 
 from .kept import Kept, snap
 from .options import LocalOptions
@@ -143,11 +143,12 @@ class LocalConnector(Connector):
             self._remember(ctx, outcomes)
             return
         mover = _Mover(self.state_dir, self.source.name, ctx)
+        root = str(self.root)
         for out in outcomes:
             rel = out.event.token
             if rel is None:
                 continue
-            path = self.root / rel
+            path = os.path.join(root, rel)
             if out.outcome in ("ingested", "unchanged"):
                 if after == "move":
                     mover.move(path, rel, "processed")
@@ -156,9 +157,8 @@ class LocalConnector(Connector):
             elif out.code not in RETRY_LATER and out.code != Code.NOT_FOUND:
                 target = mover.move(path, rel, "failed")
                 if target is not None:
-                    write_json(target.with_name(target.name + ".error.json"),
+                    write_json(Path(target + ".error.json"),
                                {"job_id": ctx.job_id, "code": out.code.value, "message": out.message}, durable=False)
-
 
     def _remember(self, ctx: JobContext, outcomes: list[Outcome]) -> None:
         taken = [out.event.token for out in outcomes
@@ -179,25 +179,35 @@ class _Mover:
     """
 
     def __init__(self, state_dir: Path, source: str, ctx: JobContext):
-        self.state_dir, self.source, self.ctx = state_dir, source, ctx
-        self._made: set[Path] = set()
+        self.state_dir, self.source, self.ctx = str(state_dir), source, ctx
+        self._folders: dict[tuple[str, str], str] = {}  # (area, relative folder) → made target folder
 
-    def move(self, path: Path, rel: str, area: str) -> Path | None:
+    def move(self, path: str, rel: str, area: str) -> str | None:
         try:
-            target = self.state_dir.joinpath(area, self.source, self.ctx.job_id, *safe_parts(rel.split(os.sep)))
-            if target.parent not in self._made:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self._made.add(target.parent)
+            target = os.path.join(self._folder(area, rel), safe_name(os.path.basename(rel)))
             _relocate(path, target)
             return target
         except FileNotFoundError:
             return None
         except (OSError, ConnectorError) as exc:
-            self.ctx.log.warning("could not move file after ingest", path=display(str(path)), area=area, error=str(exc))
+            self.ctx.log.warning("could not move file after ingest", path=display(path), area=area, error=str(exc))
             return None
 
+    def _folder(self, area: str, rel: str) -> str:
+        """The sanitised target folder for `rel`, made once per folder and job."""
+        head = os.path.dirname(rel)
+        key = (area, head)
+        folder = self._folders.get(key)
+        if folder is None:
+            safe_parts(rel.split(os.sep))  # refuses too deep a path before anything is made
+            parts = safe_parts(head.split(os.sep)) if head else []
+            folder = os.path.join(self.state_dir, area, self.source, self.ctx.job_id, *parts)
+            os.makedirs(folder, exist_ok=True)
+            self._folders[key] = folder
+        return folder
 
-def _relocate(path: Path, target: Path) -> None:
+
+def _relocate(path: str, target: str) -> None:
     try:
         os.link(path, target, follow_symlinks=False)
     except OSError as exc:
@@ -211,7 +221,7 @@ def _relocate(path: Path, target: Path) -> None:
     os.unlink(path)
 
 
-def _unlink(path: Path) -> None:
+def _unlink(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:

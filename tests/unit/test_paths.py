@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ingestd.errors import ConnectorError
-from ingestd.paths import MAX_NAME_BYTES, file_uri, is_valid_id, safe_join, safe_name, safe_parts
+from ingestd.paths import MAX_NAME_BYTES, _plain, _sanitise, file_uri, is_valid_id, safe_join, safe_name, safe_parts
 
 HOSTILE = ["..", ".", "../../etc/passwd", "/abs", "a\x00b", "a\nb", "\u202egnp.exe", "ｆｏｏ", "e\u0301",
            "x" * 5000, "\udcff\udcfe", "CON", " ", "a\\..\\b", "\u2028", "~$lock"]
@@ -92,3 +92,9 @@ def test_file_uri_is_exact_for_non_utf8_names(tmp_path):
     name = os.fsdecode(b"caf\xe9 #1.txt")
     uri = file_uri(tmp_path / name)
     assert uri.endswith("/caf%E9%20%231.txt")
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=260))
+def test_the_fast_path_only_takes_names_the_full_walk_leaves_alone(name):
+    if _plain(name):
+        assert _sanitise(name) == name

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import sys
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -20,7 +19,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from . import logs, openapi
+from . import allocator, logs, openapi
 from .api_auth import BearerAuth
 from .api_http import bind
 from .api_models import ErrorResponse
@@ -70,12 +69,14 @@ class ApiServer:
     def __init__(self, daemon, *, socket_timeout: float = SOCKET_TIMEOUT, max_connections: int = MAX_CONNECTIONS,
                  active_requests: int = ACTIVE_REQUESTS):
         cfg = daemon.config.http
+        # the server's ~100 threads share malloc arenas with ingestion: see allocator.py
+        allocator.pin_malloc_thresholds()
         self.daemon = daemon
         self.log = logs.get("ingestd.http")
         self.socket_timeout = socket_timeout
         self.auth = self._auth(cfg)
         self.metrics = Metrics()
-        self.metrics.seed(daemon.app.jobs.list(limit=sys.maxsize))
+        self.metrics.seed(daemon.app.jobs.last_succeeded())  # O(sources), not O(jobs)
         daemon.job_listeners.append(self.metrics.job_finished)
         self.context = Context(daemon=daemon, registry=registry_for(daemon, self.metrics),
                                openapi=self._openapi, draining=lambda: self.draining)

@@ -266,11 +266,13 @@ class Store:
         found: dict[str, tuple] = {}
         ids = list(doc_ids)
         for start in range(0, len(ids), 500):
-            part = ids[start:start + 500]
+            # one statement whatever the batch size: `IN (?,?,…)` compiled and cached one
+            # statement per distinct length, several MiB over a daemon's life
             rows = self._db.execute(
                 "SELECT d.doc_id, d.current_seq, v.sha256, d.deleted_at FROM documents d JOIN versions v "
-                f"ON v.doc_id = d.doc_id AND v.seq = d.current_seq WHERE d.doc_id IN ({','.join('?' * len(part))})",
-                part,
+                "ON v.doc_id = d.doc_id AND v.seq = d.current_seq "
+                "WHERE d.doc_id IN (SELECT value FROM json_each(?))",
+                (json.dumps(ids[start:start + 500]),),
             ).fetchall()
             found.update((r[0], (r[1], r[2], r[3])) for r in rows)
         return found

@@ -98,12 +98,15 @@ def run(seconds: float, pollers: int, size: int, workdir: Path, seed: int = 1) -
         while rounds < 2 or time.monotonic() - started < seconds:
             t0 = time.monotonic()
             burst(staging, inbox, size, rounds, rng)
-            wait_for(lambda: not any(inbox.rglob("*.txt")) and daemon.idle(), timeout=300,
+            wait_for(lambda: not waiting(inbox) and daemon.idle(), timeout=300,
                      message=f"burst {rounds} to drain")
             drains.append(time.monotonic() - t0)
             jobs = daemon.manifests()
             latest[:] = [jobs[-1]["job_id"]] if jobs else []
             rounds += 1
+    except BaseException:
+        daemon.close()  # a failed run must not leave its daemon running
+        raise
     finally:
         halt.set()
         for client in clients:
@@ -123,6 +126,13 @@ def run(seconds: float, pollers: int, size: int, workdir: Path, seed: int = 1) -
         "rss_mib_by_minute": _by_minute(samples),
     }
     return report
+
+
+def waiting(inbox: Path) -> bool:
+    """Whether any dropped file is still in the drop folder. The daemon removes emptied
+    subfolders while this walks, so a folder vanishing mid-walk is skipped, not an error
+    (os.walk ignores it; Path.rglob raises)."""
+    return any(name.endswith(".txt") for _, _, names in os.walk(inbox) for name in names)
 
 
 def _sample(pid: int, started: float, samples: list, halt: threading.Event, every: float = 2.0) -> None:

@@ -152,3 +152,14 @@ def test_pacer_spaces_requests_after_a_short_burst(monkeypatch):
     unlimited = api.Pacer(rate=0)
     unlimited.wait()
     assert len(slept) == 9
+
+
+def test_the_server_pins_the_allocator_for_its_threads(live, monkeypatch):
+    """Without it, 100 polling clients made RSS creep under ingestion (see allocator.py)."""
+    from ingestd import allocator
+
+    calls = []
+    monkeypatch.setattr(allocator, "pin_malloc_thresholds", lambda: calls.append(True) or True)
+    server = ApiServer(live)
+    server.stop()
+    assert calls == [True]

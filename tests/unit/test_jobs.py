@@ -78,5 +78,6 @@ def test_unreadable_manifest_is_reported_not_fatal(tmp_path):
     good = jobs.create("a", "local", "cli")
     (tmp_path / "jobs" / "garbage0001.json").write_text("{not json")
     loaded = JobStore(tmp_path)
-    assert [m.job_id for m in loaded.load_all()] == [good.job_id]
+    assert loaded.load_all() == 1
+    assert [m.job_id for m in loaded.list()] == [good.job_id]
     assert loaded.unreadable == ["garbage0001.json"]

@@ -85,6 +85,7 @@ class DaemonConfig(Strict):
     shutdown_timeout: float = Field(default=30.0, gt=0, le=3600)
     workspace_retention: Duration = 7 * 86400.0
     originals_retention: Duration = 0.0  # 0: processed originals are kept for ever
+    job_retention: Duration = 0.0  # 0: job records are kept for ever
 
 
 class HttpConfig(Strict):

@@ -55,9 +55,9 @@ class Daemon:
     def start(self) -> None:
         state = self.app.state_dir
         self.app.store.clean_temps()
-        self.housekeeping()
         self.app.jobs.load_all()
         interrupted = {m.source for m in self.app.jobs.recover()}
+        self.housekeeping()
         if interrupted:
             self.log.warning("recovered interrupted jobs", sources=sorted(interrupted))
         if self.config.http.enabled:
@@ -83,8 +83,10 @@ class Daemon:
     def housekeeping(self) -> None:
         cfg = self.config.daemon
         removed = housekeeping.sweep(self.app.state_dir, cfg.workspace_retention, cfg.originals_retention)
+        if cfg.job_retention:
+            removed["jobs"] = self.app.jobs.expire(cfg.job_retention)
         if any(removed.values()):
-            self.log.info("swept expired job folders", **removed)
+            self.log.info("housekeeping removed expired records", **removed)
 
     def _start_source(self, source: Source, recovering: bool = False) -> None:
         cls = self.plugins.connectors[source.kind]

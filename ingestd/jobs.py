@@ -144,6 +144,17 @@ class JobIndex:
             _remove(self._groups[source, old], job_id)
         _insert(self._groups.setdefault((source, status), []), job_id)
 
+    def drop_before(self, cutoff: str, keep: set[str]) -> list[str]:
+        """Forget every job whose id sorts before `cutoff` (created earlier), except those
+        in `keep`; returns the forgotten ids. One slice per list, however many go."""
+        end = bisect.bisect_left(self._all, cutoff)
+        gone = [job_id for job_id in self._all[:end] if job_id not in keep]
+        if gone:
+            for ids in (self._all, *self._groups.values()):
+                stop = bisect.bisect_left(ids, cutoff)
+                ids[:stop] = [job_id for job_id in ids[:stop] if job_id in keep]
+        return gone
+
     def discard(self, job_id: str) -> None:
         """Forget a job (its file is gone): rare, so it may look through every group."""
         for ids in self._groups.values():
@@ -407,6 +418,22 @@ class JobStore:
             return {"indexed": len(self._index), "live": len(self._live), "cached": len(self._cache),
                     "unsaved": len(self._unsaved)}
 
+    def expire(self, older_than: float, now: float | None = None) -> int:
+        """Delete the records (manifest and items file) of finished jobs created more than
+        `older_than` seconds ago; returns how many went. Live jobs, manifests the disk has
+        not taken yet, and each source's last success (metrics and status report it) stay."""
+        moment = (now if now is not None else datetime.now(timezone.utc).timestamp()) - older_than
+        cutoff = datetime.fromtimestamp(moment, timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        with self._lock:
+            keep = {*self._live, *self._unsaved, *(job_id for _, job_id in self._last_success.values())}
+            gone = self._index.drop_before(cutoff, keep)
+        for job_id in gone:
+            _unlink(self.path(job_id))
+            _unlink(self.dir / f"{job_id}.items.jsonl")
+            with self._lock:
+                self._cache.pop(job_id, None)
+        return len(gone)
+
     def recover(self) -> list[Manifest]:
         """Jobs a crash left queued or running are closed as failed/interrupted."""
         recovered = []
@@ -417,6 +444,13 @@ class JobStore:
             self.transition(manifest, "failed")
             recovered.append(manifest)
         return recovered
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _read(path: Path) -> Manifest | None:

@@ -591,12 +591,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(sent)
         self.wfile.flush()
         if self.damage == "truncate":
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._hang_up()
         self._done(status)
+
+    def _hang_up(self) -> None:
+        """End the connection right after a deliberately incomplete answer."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def reset(self) -> None:
         """Drop the connection with a TCP RST before any byte of an answer (SO_LINGER 0
@@ -621,11 +625,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data[start:min(start + (1 << 20), limit)])
         self.wfile.flush()
         if cut_after is not None:
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._hang_up()
         self._done(status)
 
     def _done(self, status: int) -> None:

@@ -237,7 +237,7 @@ class JobStore:
         job_id = _clock.new_id()
         manifest = Manifest(
             job_id=job_id, source=source, kind=kind, trigger=trigger, created_at=now_iso(),
-            items_file=f"{job_id}.items.jsonl",
+            items_file=_items_file(job_id),
         )
         self.save(manifest)
         return manifest
@@ -429,7 +429,7 @@ class JobStore:
             gone = self._index.drop_before(cutoff, keep)
         for job_id in gone:
             _unlink(self.path(job_id))
-            _unlink(self.dir / f"{job_id}.items.jsonl")
+            _unlink(self.dir / _items_file(job_id))
             with self._lock:
                 self._cache.pop(job_id, None)
         return len(gone)
@@ -444,6 +444,10 @@ class JobStore:
             self.transition(manifest, "failed")
             recovered.append(manifest)
         return recovered
+
+
+def _items_file(job_id: str) -> str:
+    return f"{job_id}.items.jsonl"
 
 
 def _unlink(path: Path) -> None:

@@ -199,8 +199,7 @@ class _Mover:
         key = (area, head)
         folder = self._folders.get(key)
         if folder is None:
-            safe_parts(rel.split(os.sep))  # refuses too deep a path before anything is made
-            parts = safe_parts(head.split(os.sep)) if head else []
+            parts = safe_parts(rel.split(os.sep))[:-1]  # also refuses too deep a path
             folder = os.path.join(self.state_dir, area, self.source, self.ctx.job_id, *parts)
             os.makedirs(folder, exist_ok=True)
             self._folders[key] = folder

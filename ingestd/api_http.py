@@ -1,6 +1,6 @@
 """The status API's HTTP layer on the standard library's http.server.
 
-Everything that touches a socket lives here: limits on connections, the request line,
+Everything that touches a client's socket lives here: limits on the request line,
 headers and body; the socket timeout for idle or stalling clients; reading the body
 outside a slot and computing the answer inside one; writing every answer, the stdlib's
 own errors included, as JSON. What to answer is `ApiServer.handle`'s business (api.py).
@@ -9,19 +9,16 @@ own errors included, as JSON. What to answer is `ApiServer.handle`'s business (a
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
 from . import redact
 from .api_models import ErrorResponse
-from .api_routes import JSON, ApiError, Reply
-from .errors import IngestdError
+from .api_routes import ApiError, Reply
 from .paths import display
 
 MAX_REQUEST_LINE = 8 * 1024
@@ -54,7 +51,9 @@ class _Budget:
 
 
 class Handler(BaseHTTPRequestHandler):
-    """One client connection (one thread), answering requests until it closes or idles out."""
+    """One client connection. Unlike the stdlib's handlers it does not serve the whole
+    connection from its constructor: the server calls `serve_one` on a pool thread each
+    time a request arrives, and parks the connection in between (api_server.py)."""
 
     protocol_version = "HTTP/1.1"  # keep-alive: a poller reuses its connection
     wbufsize = 64 * 1024  # headers and body leave in one send (the stdlib flushes after each request)
@@ -62,16 +61,44 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "ingestd"
     sys_version = ""
 
+    def __init__(self, request, client_address, server):  # noqa: D107 - the stdlib's would serve here
+        self.request, self.client_address, self.server = request, client_address, server
+        self.setup()
+
     def setup(self) -> None:
         self.timeout = self.server.api.socket_timeout  # the handler timeout: idle or stalling clients go
         self._started = time.monotonic()
         super().setup()
 
+    def serve_one(self) -> bool:
+        """Answer one request; returns whether the connection stays open for another."""
+        self.close_connection = True
+        self.handle_one_request()
+        return not self.close_connection
+
+    def has_buffered(self) -> bool:
+        """Whether the client's next request is already in our read buffer (pipelined),
+        where a selector cannot see it. Looks without waiting."""
+        self.connection.setblocking(False)
+        try:
+            return bool(self.rfile.peek(1))
+        except OSError:
+            return False
+        finally:
+            self.connection.settimeout(self.timeout)
+
+    def close(self) -> None:
+        try:
+            self.finish()
+        except OSError:
+            pass  # the client is gone; what was left unsent stays unsent
+        finally:
+            self.server.shutdown_request(self.request)
+
     def version_string(self) -> str:
         return self.server_version
 
     def parse_request(self) -> bool:
-        self.server.api.pacer.wait()  # a request line has arrived: take its turn first
         self._started = time.monotonic()
         self._body, self._body_error = None, None
         if len(self.raw_requestline) > MAX_REQUEST_LINE:
@@ -222,50 +249,3 @@ def _encode(body: BaseModel | bytes) -> bytes:
         return body
     data = redact.scrub(body.model_dump(mode="json", by_alias=True))
     return json.dumps(data, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # stop() waits for requests in flight, not for idle keep-alive connections
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, address, handler, max_connections: int):
-        self._slots = threading.BoundedSemaphore(max_connections)
-        super().__init__(address, handler)
-
-    def process_request(self, request, client_address):
-        if not self._slots.acquire(blocking=False):
-            _refuse(request)
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request, client_address):
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-
-_BUSY = json.dumps({"error": "overloaded", "message": "too many connections; try again"}).encode()
-
-
-def _refuse(request) -> None:
-    """Answer a connection over the limit without giving it a thread."""
-    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: {JSON}\r\nContent-Length: {len(_BUSY)}\r\n"
-            "Connection: close\r\nRetry-After: 1\r\n\r\n").encode()
-    try:
-        request.settimeout(1.0)
-        request.sendall(head + _BUSY)
-    except OSError:
-        pass
-
-
-def bind(host: str, port: int, max_connections: int) -> Server:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    server_class = type("Server6", (Server,), {"address_family": family}) if family == socket.AF_INET6 else Server
-    try:
-        return server_class((host, port), Handler, max_connections)
-    except OSError as exc:
-        raise IngestdError(f"http.listen {host}:{port}: cannot listen: {exc.strerror or exc}") from None

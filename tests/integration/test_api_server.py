@@ -5,6 +5,7 @@ internal errors, refusing new jobs while stopping."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -30,6 +31,18 @@ def live(tmp_path):
 
 def client_for(server: ApiServer) -> Client:
     return Client(f"http://{server.address}")
+
+
+@contextlib.contextmanager
+def own_server(live, **options):
+    """A second API server on the live daemon, with its own limits; yields it, host, port."""
+    server = ApiServer(live, **options)
+    server.start()
+    host, port = server.address.split(":")
+    try:
+        yield server, host, int(port)
+    finally:
+        server.stop()
 
 
 def blocking_health(d: Daemon):
@@ -78,20 +91,15 @@ def test_stop_lets_a_request_in_flight_finish(live):
 
 
 def test_idle_and_stalling_clients_are_dropped_after_the_socket_timeout(live):
-    server = ApiServer(live, socket_timeout=0.3)
-    server.start()
-    host, port = server.address.split(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=10) as stalled:
+    with own_server(live, socket_timeout=0.3) as (_, host, port):
+        with socket.create_connection((host, port), timeout=10) as stalled:
             stalled.sendall(b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                             b"Content-Length: 40\r\n\r\n{\"source\"")
             reply = _read_all(stalled)  # the server answers, then closes: no thread is held
         assert reply.startswith(b"HTTP/1.1 408 ") and b'"request_timeout"' in reply
         assert b"Connection: close" in reply
-        with socket.create_connection((host, int(port)), timeout=10) as idle:
+        with socket.create_connection((host, port), timeout=10) as idle:
             assert _read_all(idle) == b""  # closed by the server without a word
-    finally:
-        server.stop()
 
 
 def _read_all(sock: socket.socket) -> bytes:
@@ -136,22 +144,17 @@ def test_draining_refuses_new_jobs_but_still_answers_status(live):
 
 
 def test_pacer_spaces_requests_after_a_short_burst(monkeypatch):
-    """Clients beyond `max_requests_per_second` wait their turn (asleep), they are not refused."""
+    """Clients beyond `max_requests_per_second` wait their turn, they are not refused."""
     from ingestd import api
 
     clock = {"now": 100.0}
-    slept = []
     monkeypatch.setattr(api.time, "monotonic", lambda: clock["now"])
-    monkeypatch.setattr(api.time, "sleep", lambda s: slept.append(s))
     pacer = api.Pacer(rate=10)  # one request per 0.1 s, 0.25 s of burst
-    for _ in range(12):
-        pacer.wait()
-    assert slept == [] or min(slept) > 0
-    assert len(slept) == 12 - 3  # the burst allowance lets the first 3 through at once
-    assert abs(max(slept) - 0.85) < 1e-6  # the 12th waits until 11 intervals after the burst start
-    unlimited = api.Pacer(rate=0)
-    unlimited.wait()
-    assert len(slept) == 9
+    waits = [pacer.reserve() - clock["now"] for _ in range(12)]
+    assert waits[:3] == [0.0, 0.0, 0.0]  # the burst allowance lets the first 3 through at once
+    assert all(w > 0 for w in waits[3:]) and waits == sorted(waits)
+    assert abs(waits[-1] - 0.85) < 1e-6  # the 12th waits until 11 intervals after the burst start
+    assert api.Pacer(rate=0).reserve() == clock["now"]
 
 
 def test_the_server_pins_the_allocator_for_its_threads(live, monkeypatch):
@@ -163,3 +166,55 @@ def test_the_server_pins_the_allocator_for_its_threads(live, monkeypatch):
     server = ApiServer(live)
     server.stop()
     assert calls == [True]
+
+
+def _get(sock: socket.socket, path: str = "/healthz") -> bytes:
+    """One keep-alive GET on a raw socket; returns the whole response (headers and body)."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return _read_response(sock.makefile("rb"))
+
+
+def _read_response(stream) -> bytes:
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        line = stream.readline()
+        assert line, "the server closed the connection"
+        head += line
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    return head + stream.read(length)
+
+
+def test_idle_keep_alive_connections_hold_no_thread(live):
+    """100 polling clients used to mean 100 threads for the daemon's life (docs/reliability.md)."""
+    host, port = live.http.address.split(":")
+    socks = [socket.create_connection((host, int(port)), timeout=10) for _ in range(40)]
+    try:
+        for sock in socks:
+            assert _get(sock).startswith(b"HTTP/1.1 200 ")
+        assert live.http.server.pool.threads <= 8, "idle connections are holding threads"
+        for sock in socks:  # every one of them is still open and answers again
+            assert _get(sock).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_pipelined_requests_are_all_answered_in_order(live):
+    host, port = live.http.address.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        stream = sock.makefile("rb")
+        statuses = [_read_response(stream).split(b" ", 2)[1] for _ in range(3)]
+    assert statuses == [b"200", b"404", b"200"]
+
+
+def test_a_client_stalling_mid_request_does_not_hold_up_others(live):
+    with own_server(live, socket_timeout=30) as (server, host, port):
+        with socket.create_connection((host, port), timeout=10) as stalled:
+            stalled.sendall(b"GET /heal")  # and nothing more, for now
+            wait_for(lambda: server.server.pool.threads >= 1, message="the stalled request to get its thread")
+            assert client_for(server).get("/healthz").status == 200
+            stalled.sendall(b"thz HTTP/1.1\r\nHost: x\r\n\r\n")  # it finishes, and is answered too
+            assert _read_response(stalled.makefile("rb")).startswith(b"HTTP/1.1 200 ")

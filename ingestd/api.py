@@ -21,9 +21,9 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from . import allocator, logs, openapi
 from .api_auth import BearerAuth
-from .api_server import bind
 from .api_models import ErrorResponse
 from .api_routes import ApiError, Context, Reply, Request, Route, match
+from .api_server import bind
 from .errors import ConfigError
 from .metrics import Metrics, registry_for
 from .paths import display
@@ -85,7 +85,8 @@ class ApiServer:
         self.draining = False
         self._inflight = 0
         self._idle = threading.Condition()
-        self.slots = threading.BoundedSemaphore(active_requests)
+        self._slots = threading.BoundedSemaphore(active_requests)
+        self.queued = 0  # requests waiting for a slot: the server holds more back (api_server.py)
         self.pacer = Pacer(cfg.max_requests_per_second)
         self.server = bind(cfg.host, cfg.port, max_connections)
         self.server.api = self
@@ -153,6 +154,21 @@ class ApiServer:
             with self._idle:
                 self._inflight -= 1
                 self._idle.notify_all()
+
+    @contextlib.contextmanager
+    def slot(self):
+        """One of the few places where an answer is computed, taken in turn."""
+        with self._idle:
+            self.queued += 1
+        try:
+            self._slots.acquire()
+        finally:
+            with self._idle:
+                self.queued -= 1
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     # -- one request ----------------------------------------------------------------------
 

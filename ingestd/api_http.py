@@ -131,7 +131,8 @@ class Handler(BaseHTTPRequestHandler):
         api = self.server.api
         with api.tracking():
             self._prefetch_body()
-            with api.slots:
+            self.server.request_read(self)
+            with api.slot():
                 reply, route = api.handle(self)
                 if api.draining:
                     self.close_connection = True

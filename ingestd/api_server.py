@@ -28,43 +28,72 @@ from .api_routes import JSON
 from .errors import IngestdError
 
 IDLE_THREAD_LINGER = 30.0  # seconds a spare thread waits for work before it exits
+MAX_QUEUED = 8  # requests read or being read and not yet computed; the rest wait parked, threadless
+STALL_GRACE = 0.5  # seconds after which a request still being read no longer holds others back
+HELD_BACK_POLL = 0.02  # how often requests held back by MAX_QUEUED are looked at again
 
 
 class Pool:
-    """Threads made on demand and let go when idle: as many as requests in progress."""
+    """Threads made on demand and let go when idle: as many as requests in progress.
+
+    The thread that went idle last gets the next task (a stack, not a queue), so when a
+    spike has passed the extra threads are the ones left waiting, and they exit."""
 
     def __init__(self, name: str, linger: float = IDLE_THREAD_LINGER):
         self.name, self.linger = name, linger
-        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._idle = 0  # threads waiting for a task that nobody has claimed yet
+        self._idle: list[_Idle] = []  # most recently idle last
         self._numbers = itertools.count(1)
         self.threads = 0
 
     def submit(self, task, *args) -> None:
         with self._lock:
-            self._tasks.put((task, args))
             if self._idle:
-                self._idle -= 1  # that thread's next task is this one
+                self._idle.pop().give((task, args))
                 return
             self.threads += 1
-        threading.Thread(target=self._run, name=f"{self.name}-{next(self._numbers)}", daemon=True).start()
+        threading.Thread(target=self._run, args=((task, args),), name=f"{self.name}-{next(self._numbers)}",
+                         daemon=True).start()
 
-    def _run(self) -> None:
-        while True:
-            try:
-                task, args = self._tasks.get(timeout=self.linger)
-            except queue.Empty:
-                with self._lock:  # a task submitted just now counted on this thread: take it
-                    try:
-                        task, args = self._tasks.get_nowait()
-                    except queue.Empty:
-                        self._idle -= 1
-                        self.threads -= 1
-                        return
+    def _run(self, work) -> None:
+        me = _Idle()
+        while work is not None:
+            task, args = work
             task(*args)
             with self._lock:
-                self._idle += 1
+                self._idle.append(me)
+            work = me.take(self.linger, self._lock, self._leave)
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    def _leave(self, idle: _Idle) -> None:
+        """Called with the lock held, when nobody gave `idle` a task in time."""
+        self._idle.remove(idle)
+        self.threads -= 1
+
+
+class _Idle:
+    """One idle thread's mailbox."""
+
+    def __init__(self):
+        self._work = None
+        self._given = threading.Semaphore(0)
+
+    def give(self, work) -> None:
+        self._work = work
+        self._given.release()
+
+    def take(self, linger: float, lock: threading.Lock, leave):
+        if not self._given.acquire(timeout=linger):
+            with lock:
+                if self._work is None:  # still on the idle stack: nobody is about to give
+                    leave(self)
+                    return None
+            self._given.acquire()  # given just as the wait ran out: it was released already
+        work, self._work = self._work, None
+        return work
 
 
 class Server(HTTPServer):
@@ -84,6 +113,7 @@ class Server(HTTPServer):
         self._parked: dict = {}  # handler -> when it is dropped for idling
         self._due: list = []  # heap of (time, n, handler): requests waiting for the pacer
         self._order = itertools.count()
+        self._reading: dict = {}  # handler -> when it got its thread, until its request is read
         self._lock = threading.Lock()
         self._running = False
         self._stopping = False  # set once, by shutdown(), even before the loop has started
@@ -116,7 +146,7 @@ class Server(HTTPServer):
     def _timeout(self, poll_interval: float) -> float:
         now, timeout = time.monotonic(), poll_interval
         if self._due:
-            timeout = min(timeout, self._due[0][0] - now)
+            timeout = min(timeout, self._due[0][0] - now if self._admitting() else HELD_BACK_POLL)
         if self._parked:
             timeout = min(timeout, next(iter(self._parked.values())) - now)
         return max(0.0, timeout)
@@ -145,17 +175,32 @@ class Server(HTTPServer):
         self._pace(handler)
 
     def _pace(self, handler) -> None:
-        """A request has started to arrive: serve it now, or when the pacer says."""
-        when = self.api.pacer.reserve()
-        if when <= time.monotonic():
-            self.pool.submit(self._work, handler)
-        else:
-            heapq.heappush(self._due, (when, next(self._order), handler))
+        """A request has started to arrive: it is served when the pacer says (the loop
+        dispatches what is due at the end of each turn)."""
+        heapq.heappush(self._due, (self.api.pacer.reserve(), next(self._order), handler))
 
     def _dispatch_due(self) -> None:
         now = time.monotonic()
-        while self._due and self._due[0][0] <= now:
-            self.pool.submit(self._work, heapq.heappop(self._due)[2])
+        while self._due and self._due[0][0] <= now and self._admitting():
+            handler = heapq.heappop(self._due)[2]
+            with self._lock:
+                self._reading[handler] = now
+            self.pool.submit(self._work, handler)
+
+    def _admitting(self) -> bool:
+        """Whether another request may have a thread. Not while enough are already being
+        read or waiting for a compute slot: when the CPU is what they wait for, more threads
+        only hold more memory. A request still being read after STALL_GRACE stops counting,
+        so clients that stall mid-request cannot shut the others out."""
+        now = time.monotonic()
+        with self._lock:
+            reading = sum(1 for since in self._reading.values() if now - since < STALL_GRACE)
+        return reading + self.api.queued < MAX_QUEUED
+
+    def request_read(self, handler) -> None:
+        """The handler has its whole request and goes on to compute the answer."""
+        with self._lock:
+            self._reading.pop(handler, None)
 
     def _take_back(self) -> None:
         while True:
@@ -191,6 +236,7 @@ class Server(HTTPServer):
         except Exception:
             self.handle_error(handler.request, handler.client_address)
             keep = False
+        self.request_read(handler)  # if it never got that far
         with self._lock:
             if keep and self._running:
                 self._back.put((handler, ready))

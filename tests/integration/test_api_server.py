@@ -210,11 +210,42 @@ def test_pipelined_requests_are_all_answered_in_order(live):
     assert statuses == [b"200", b"404", b"200"]
 
 
-def test_a_client_stalling_mid_request_does_not_hold_up_others(live):
+@pytest.mark.parametrize("stalling", [1, 10])
+def test_clients_stalling_mid_request_do_not_hold_up_others(live, stalling):
     with own_server(live, socket_timeout=30) as (server, host, port):
-        with socket.create_connection((host, port), timeout=10) as stalled:
-            stalled.sendall(b"GET /heal")  # and nothing more, for now
-            wait_for(lambda: server.server.pool.threads >= 1, message="the stalled request to get its thread")
+        stalled = [socket.create_connection((host, port), timeout=10) for _ in range(stalling)]
+        try:
+            for sock in stalled:
+                sock.sendall(b"GET /heal")  # and nothing more, for now
+            wait_for(lambda: server.server.pool.threads >= stalling, message="the stalled requests to get threads")
             assert client_for(server).get("/healthz").status == 200
-            stalled.sendall(b"thz HTTP/1.1\r\nHost: x\r\n\r\n")  # it finishes, and is answered too
-            assert _read_response(stalled.makefile("rb")).startswith(b"HTTP/1.1 200 ")
+            for sock in stalled:
+                sock.sendall(b"thz HTTP/1.1\r\nHost: x\r\n\r\n")  # they finish, and are answered too
+            assert all(_read_response(sock.makefile("rb")).startswith(b"HTTP/1.1 200 ") for sock in stalled)
+        finally:
+            for sock in stalled:
+                sock.close()
+
+
+def test_requests_waiting_for_the_cpu_wait_parked_not_on_threads(live):
+    """When answers are what is slow, more threads would only hold more memory: past a few
+    queued requests the rest wait without one, and every request is still answered."""
+    from ingestd.api_server import MAX_QUEUED
+
+    server = live.http
+    entered, release = blocking_health(live)
+    host, port = server.address.split(":")
+    socks = [socket.create_connection((host, int(port)), timeout=20) for _ in range(30)]
+    try:
+        for sock in socks:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert entered.wait(10)
+        wait_for(lambda: server.queued == MAX_QUEUED, message="the queue for a compute slot to fill")
+        wait_for(lambda: len(server.server._due) == 30 - MAX_QUEUED - 2, message="the rest to be held back")
+        assert server.server.pool.threads <= MAX_QUEUED + 2
+        release.set()
+        assert all(_read_response(sock.makefile("rb")).startswith(b"HTTP/1.1 200 ") for sock in socks)
+    finally:
+        release.set()
+        for sock in socks:
+            sock.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from ingestd.api_server import Pool
 from tests.helpers import wait_for
@@ -14,7 +15,7 @@ def test_sequential_tasks_reuse_one_thread():
         finished = threading.Event()
         pool.submit(lambda i=i, ev=finished: (done.append((i, threading.current_thread().name)), ev.set()))
         assert finished.wait(10)
-        wait_for(lambda: pool._idle == 1, message="the thread to be idle again")
+        wait_for(lambda: pool.idle == 1, message="the thread to be idle again")
     assert [i for i, _ in done] == list(range(50)) and {name for _, name in done} == {"t-1"}
     assert pool.threads == 1
 
@@ -52,3 +53,20 @@ def test_no_task_is_lost_when_threads_time_out_while_work_arrives():
     for _ in range(2000):
         pool.submit(task)
     assert all_done.wait(30), f"only {count[0]} of 2000 tasks ran"
+
+
+def test_after_a_spike_the_extra_threads_exit_under_steady_load():
+    """The last thread to go idle is the next one used, so spare threads can time out
+    even while a trickle of work goes on (a queue would keep every one of them warm)."""
+    pool, release = Pool("t", linger=0.3), threading.Event()
+    for _ in range(5):
+        pool.submit(release.wait, 10)
+    wait_for(lambda: pool.threads == 5, message="the spike's threads")
+    release.set()
+    deadline = time.monotonic() + 10
+    while pool.threads > 1:
+        assert time.monotonic() < deadline, f"{pool.threads} threads still alive under a trickle of work"
+        done = threading.Event()
+        pool.submit(done.set)
+        assert done.wait(10)
+        time.sleep(0.05)  # the trickle's pace (one task every 50 ms), not a wait for anything

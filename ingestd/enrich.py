@@ -11,22 +11,60 @@ import mimetypes
 import os
 import threading
 
+from . import allocator
+
 CHUNK = 1 << 20
 HEAD = 8192
 _GENERIC = {"application/octet-stream", "text/plain", "inode/x-empty", "application/x-empty"}
-_local = threading.local()
+_local = threading.local()  # each enrich thread's copy buffer
 
 try:  # libmagic is a system library; without it we still run, on extensions alone
     import magic as _magic
 except (ImportError, OSError):  # pragma: no cover - depends on the machine
     _magic = None
 
+# One libmagic handle for the process, replaced after MAGIC_REUSE classifications.
+#
+# Why: glibc's regexec, which libmagic uses, adds a 2-4 KiB table to a compiled regex for
+# every new state an input drives it into and never drops one. On varied input a handle
+# kept ~2.3 MiB of them after 3,000 files and ~0.2 MiB more each time the files it had seen
+# doubled: with a handle per enrich thread that was the daemon's only memory still growing
+# after hours (heaptrack, docs/reliability.md, Load), and each handle also mapped its own
+# 8 MiB copy of the magic database. One handle serves every thread (python-magic locks
+# around each call, and a 2 KiB sniff is short next to a copy); closing it now and then
+# gives all of its tables back, and the new one rebuilds what it needs as it goes.
+MAGIC_REUSE = 20_000
 
-def _detector():
-    det = getattr(_local, "magic", None)
-    if det is None and _magic is not None:
-        det = _local.magic = _magic.Magic(mime=True)
-    return det
+
+class _Detector:
+    def __init__(self, reuse: int = MAGIC_REUSE):
+        self.reuse = reuse
+        self._lock = threading.Lock()
+        self._handle = None
+        self._uses = 0
+
+    def get(self):
+        if _magic is None:
+            return None
+        with self._lock:
+            retired = None
+            if self._handle is None or self._uses >= self.reuse:
+                retired, self._handle, self._uses = self._handle, _magic.Magic(mime=True), 0
+            self._uses += 1
+            handle = self._handle
+        if retired is not None:
+            self._retire(retired)
+        return handle
+
+    @staticmethod
+    def _retire(handle) -> None:
+        with handle.lock:  # a thread still classifying with it finishes first
+            pass
+        del handle  # normally the last reference: magic_close frees its tables
+        allocator.trim()  # they were spread over the arenas of every thread that called it
+
+
+_detector = _Detector()
 
 
 _TEXTUAL = {
@@ -49,7 +87,7 @@ def detect_mime(head: bytes, name: str) -> str:
     if by_name and (by_name.startswith("text/") or by_name in _TEXTUAL) and _is_text(head):
         return by_name
     by_content = None
-    det = _detector()
+    det = _detector.get()
     if det is not None:
         try:
             by_content = det.from_buffer(head[:SNIFF])

@@ -10,6 +10,7 @@ import hashlib
 import mimetypes
 import os
 import threading
+import weakref
 
 from . import allocator
 
@@ -53,15 +54,11 @@ class _Detector:
             self._uses += 1
             handle = self._handle
         if retired is not None:
-            self._retire(retired)
+            # Whichever thread lets go of it last closes it (freeing its tables), then hands
+            # the freed pages back: they are spread over the arenas of every thread that
+            # called it, and would otherwise stay resident, reused by none.
+            weakref.finalize(retired, allocator.trim)
         return handle
-
-    @staticmethod
-    def _retire(handle) -> None:
-        with handle.lock:  # a thread still classifying with it finishes first
-            pass
-        del handle  # normally the last reference: magic_close frees its tables
-        allocator.trim()  # they were spread over the arenas of every thread that called it
 
 
 _detector = _Detector()

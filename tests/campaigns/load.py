@@ -116,12 +116,13 @@ def run(seconds: float, pollers: int, size: int, workdir: Path, seed: int = 1) -
     code = daemon.stop()
     daemon.close()
     failures = [f for c in clients for f in c.failures]
+    first, last = _window(samples, first=True), _window(samples, first=False)
     report = {
         "seconds": round(time.monotonic() - started, 1), "bursts": rounds, "files": rounds * size,
         "pollers": pollers, "requests_ok": sum(c.ok for c in clients), "request_errors": len(failures),
         "jobs": len(manifests), "jobs_not_succeeded": sum(1 for m in manifests if m["status"] != "succeeded"),
         "drain_s_median": round(statistics.median(drains), 2), "drain_s_max": round(max(drains), 2),
-        "rss_mib_first": round(_window(samples, first=True), 1), "rss_mib_last": round(_window(samples, first=False), 1),
+        "rss_mib_first": round(first, 1), "rss_mib_last": round(last, 1), "rss_mib_growth": round(last - first, 1),
         "exit_code": code, "failures_sample": failures[:5],
         "rss_mib_by_minute": _by_minute(samples),
     }

@@ -37,12 +37,15 @@ def test_one_handle_serves_every_thread():
     assert len(seen) == 4 and all(handle is seen[0] for handle in seen)
 
 
-def test_the_handle_is_closed_and_replaced_after_its_quota():
+def test_the_handle_is_closed_and_replaced_after_its_quota(monkeypatch):
+    trims = []
+    monkeypatch.setattr(enrich.allocator, "trim", lambda: trims.append(True))
     detector = enrich._Detector(reuse=3)
     first = detector.get()
     assert detector.get() is first and detector.get() is first
     retired = weakref.ref(first)
-    del first
     second = detector.get()
-    assert retired() is None, "the retired handle is still alive (its memory with it)"
-    assert second is not None and second.from_buffer(PDF) == "application/pdf"
+    assert second is not first and trims == [], "trimmed while a thread still held the old handle"
+    del first  # the last user lets go: closed, and its freed pages handed back
+    assert retired() is None and trims == [True]
+    assert second.from_buffer(PDF) == "application/pdf"

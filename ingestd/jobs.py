@@ -206,7 +206,7 @@ def _descending(ids: list[str], before: str | None) -> Iterator[str]:
         yield ids[i]
 
 
-CACHE_SIZE = 1024  # finished manifests kept in memory: more than a full API page (500) of the newest jobs
+CACHE_SIZE = 512  # finished manifests kept in memory (~2.4 KB each): a full API page (500) of the newest jobs
 
 
 class JobStore:

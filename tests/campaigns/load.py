@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.helpers import wait_for, write_config
+from tests.helpers import ROOT, wait_for, write_config
 from tests.procs import Daemon
 
 
@@ -71,7 +71,15 @@ def burst(staging: Path, inbox: Path, count: int, round_no: int, rng: random.Ran
     os.rename(folder, inbox / folder.name)
 
 
-def run(seconds: float, pollers: int, size: int, workdir: Path, seed: int = 1) -> dict:
+def unit_environment() -> dict[str, str]:
+    """The allocator settings systemd/ingestd.service starts the daemon with, read from the
+    unit itself: the campaign measures the daemon as it is deployed, and cannot drift from it."""
+    unit = (ROOT / "systemd" / "ingestd.service").read_text()
+    return dict(line.removeprefix("Environment=").split("=", 1) for line in unit.splitlines()
+                if line.startswith("Environment=GLIBC_TUNABLES="))
+
+
+def run(seconds: float, pollers: int, size: int, workdir: Path, seed: int = 1, as_deployed: bool = True) -> dict:
     rng = random.Random(seed)
     inbox, staging, state = workdir / "inbox", workdir / "staging", workdir / "state"
     inbox.mkdir()
@@ -81,7 +89,8 @@ def run(seconds: float, pollers: int, size: int, workdir: Path, seed: int = 1) -
         http={"listen": "127.0.0.1:0"},
         sources=[{"name": "inbox", "kind": "local", "path": "inbox", "settle_seconds": 0.2, "after": "delete"}],
     )
-    daemon = Daemon(config, state, workdir).start()
+    env = unit_environment() if as_deployed else {}
+    daemon = Daemon(config, state, workdir, env=env).start()
     address = json.loads((state / "daemon.json").read_text())["http"]
     latest: list[str] = []
     halt = threading.Event()
@@ -124,7 +133,7 @@ def run(seconds: float, pollers: int, size: int, workdir: Path, seed: int = 1) -
         "drain_s_median": round(statistics.median(drains), 2), "drain_s_max": round(max(drains), 2),
         "rss_mib_first": round(first, 1), "rss_mib_last": round(last, 1), "rss_mib_growth": round(last - first, 1),
         "exit_code": code, "failures_sample": failures[:5],
-        "rss_mib_by_minute": _by_minute(samples),
+        "rss_mib_by_minute": _by_minute(samples), "daemon_environment": env,
     }
     return report
 
@@ -166,9 +175,12 @@ def main() -> None:
     parser.add_argument("--pollers", type=int, default=100)
     parser.add_argument("--burst", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--bare", action="store_true",
+                        help="start the daemon without the systemd unit's GLIBC_TUNABLES, to compare")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ingestd-load-") as tmp:
-        print(json.dumps(run(args.minutes * 60, args.pollers, args.burst, Path(tmp), args.seed), indent=2))
+        print(json.dumps(run(args.minutes * 60, args.pollers, args.burst, Path(tmp), args.seed,
+                                   as_deployed=not args.bare), indent=2))
 
 
 if __name__ == "__main__":

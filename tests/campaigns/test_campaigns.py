@@ -16,3 +16,4 @@ def test_load_campaign_short(tmp_path):
     report = load.run(seconds=0, pollers=20, size=250, workdir=tmp_path)
     assert report["bursts"] == 2 and report["request_errors"] == 0, report["failures_sample"]
     assert report["requests_ok"] > 0 and report["jobs_not_succeeded"] == 0 and report["exit_code"] == 0
+    assert "tcache_count=0" in report["daemon_environment"]["GLIBC_TUNABLES"]  # run as the unit runs it

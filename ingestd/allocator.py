@@ -30,11 +30,8 @@ def pin_malloc_thresholds(mmap: int = MMAP_THRESHOLD, trim: int = TRIM_THRESHOLD
     free memory an arena keeps (`trim`), and stop glibc raising both at run time. Returns
     whether it was applied: not on another C library (musl's mallopt is a stub that says
     no), and not when the operator set a threshold (MALLOC_*_THRESHOLD_, GLIBC_TUNABLES)."""
-    if not sys.platform.startswith("linux") or _operator_chose():
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library this process already runs on
-    except (OSError, AttributeError):
+    mallopt = _glibc("mallopt")
+    if mallopt is None or _operator_chose():
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return mallopt(M_MMAP_THRESHOLD, mmap) == 1 and mallopt(M_TRIM_THRESHOLD, trim) == 1
@@ -47,12 +44,20 @@ def _operator_chose() -> bool:
 
 
 def trim() -> None:
-    """Give the free memory at the top of every malloc arena back to the system: after a
+    """Give the free pages of every malloc arena back to the system: after a
     big, many-threaded structure is freed, each thread's arena holds a piece of it that
     only that thread could reuse. A few milliseconds; call it rarely."""
+    malloc_trim = _glibc("malloc_trim")
+    if malloc_trim is not None:
+        malloc_trim(0)
+
+
+def _glibc(name: str):
+    """A function of the C library this process already runs on, or None off Linux or
+    where that library lacks it (not glibc)."""
     if not sys.platform.startswith("linux"):
-        return
+        return None
     try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None

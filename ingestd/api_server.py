@@ -62,38 +62,35 @@ class Pool:
             task(*args)
             with self._lock:
                 self._idle.append(me)
-            work = me.take(self.linger, self._lock, self._leave)
+            work = self._next(me)
+
+    def _next(self, me: _Idle):
+        """An idle thread's next task, or None once it has waited `linger` for nothing."""
+        if not me.given.acquire(timeout=self.linger):
+            with self._lock:
+                if me.work is None:  # still on the idle stack: nobody is about to give
+                    self._idle.remove(me)
+                    self.threads -= 1
+                    return None
+            me.given.acquire()  # given just as the wait ran out: it was released already
+        work, me.work = me.work, None
+        return work
 
     @property
     def idle(self) -> int:
         return len(self._idle)
-
-    def _leave(self, idle: _Idle) -> None:
-        """Called with the lock held, when nobody gave `idle` a task in time."""
-        self._idle.remove(idle)
-        self.threads -= 1
 
 
 class _Idle:
     """One idle thread's mailbox."""
 
     def __init__(self):
-        self._work = None
-        self._given = threading.Semaphore(0)
+        self.work = None
+        self.given = threading.Semaphore(0)
 
     def give(self, work) -> None:
-        self._work = work
-        self._given.release()
-
-    def take(self, linger: float, lock: threading.Lock, leave):
-        if not self._given.acquire(timeout=linger):
-            with lock:
-                if self._work is None:  # still on the idle stack: nobody is about to give
-                    leave(self)
-                    return None
-            self._given.acquire()  # given just as the wait ran out: it was released already
-        work, self._work = self._work, None
-        return work
+        self.work = work
+        self.given.release()
 
 
 class Server(HTTPServer):

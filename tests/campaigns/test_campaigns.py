@@ -13,7 +13,21 @@ def test_crash_campaign_short(tmp_path):
 def test_load_campaign_short(tmp_path):
     from tests.campaigns import load
 
-    report = load.run(seconds=0, pollers=20, size=250, workdir=tmp_path)
+    report = load.run(seconds=0, pollers=20, size=250, workdir=tmp_path, history=40)
     assert report["bursts"] == 2 and report["request_errors"] == 0, report["failures_sample"]
+    assert report["history_jobs_listed"] == 40  # the daemon indexed the seeded history and serves it
+    assert 2 <= report["jobs"] < 40  # the run counts its own jobs, not the history
     assert report["requests_ok"] > 0 and report["jobs_not_succeeded"] == 0 and report["exit_code"] == 0
     assert "tcache_count=0" in report["daemon_environment"]["GLIBC_TUNABLES"]  # run as the unit runs it
+
+
+def test_load_memory_verdict_tells_noise_from_growth():
+    from tests.campaigns.load import memory_verdict
+
+    sawtooth = [(t * 2.0, 70.0 + 0.4 * (t % 15 == 0)) for t in range(300)]  # a spike every 30 s, no trend
+    rising = [(t * 2.0, 70.0 + 0.005 * t) for t in range(300)]  # +0.15 MiB a minute for 10 minutes
+    flat = memory_verdict(sawtooth)
+    assert flat["rss_flat"] is True and abs(flat["rss_mib_per_minute_second_half"]) < 0.02
+    verdict = memory_verdict(rising)
+    assert verdict["rss_flat"] is False and verdict["rss_mib_growth"] > 5 * verdict["rss_mib_noise"]
+    assert verdict["rss_mib_per_minute_second_half"] == 0.15

@@ -133,11 +133,10 @@ def run(seconds: float, pollers: int, size: int, workdir: Path, seed: int = 1, a
     clients = [Poller(address, latest, halt) for _ in range(pollers)]
     for client in clients:
         client.start()
-    samples: list[tuple[float, float]] = []
-    parts: list[tuple[float, dict[str, float]]] = []
+    samples: list[tuple[float, dict[str, float]]] = []
     drains: list[float] = []
     started = time.monotonic()
-    sampler = threading.Thread(target=_sample, args=(daemon.proc.pid, started, samples, parts, halt), daemon=True)
+    sampler = threading.Thread(target=_sample, args=(daemon.proc.pid, started, samples, halt), daemon=True)
     sampler.start()
     rounds = 0
     try:
@@ -168,10 +167,9 @@ def run(seconds: float, pollers: int, size: int, workdir: Path, seed: int = 1, a
         "requests_ok": sum(c.ok for c in clients), "request_errors": len(failures),
         "jobs": len(manifests), "jobs_not_succeeded": sum(1 for m in manifests if m["status"] != "succeeded"),
         "drain_s_median": round(statistics.median(drains), 2), "drain_s_max": round(max(drains), 2),
-        **memory_verdict(samples), "exit_code": code, "failures_sample": failures[:5],
-        "rss_mib_by_minute": _by_minute(samples), "daemon_environment": env,
-        **{f"rss_{kind}_mib_by_minute": _by_minute([(t, p[kind]) for t, p in parts])
-           for kind in ("anon", "file", "shmem")},
+        **memory_verdict(_series(samples, "rss")), "exit_code": code, "failures_sample": failures[:5],
+        "rss_mib_by_minute": _by_minute(_series(samples, "rss")), "daemon_environment": env,
+        **{f"rss_{kind}_mib_by_minute": _by_minute(_series(samples, kind)) for kind in ("anon", "file", "shmem")},
     }
     return report
 
@@ -231,15 +229,16 @@ def waiting(inbox: Path) -> bool:
     return any(name.endswith(".txt") for _, _, names in os.walk(inbox) for name in names)
 
 
-def _sample(pid: int, started: float, samples: list, parts: list, halt: threading.Event,
-            every: float = 2.0) -> None:
+def _sample(pid: int, started: float, samples: list, halt: threading.Event, every: float = 2.0) -> None:
     """The daemon's RSS every couple of seconds, for the whole run."""
     while True:
-        now, memory = time.monotonic() - started, rss_mib(pid)
-        samples.append((now, memory["rss"]))
-        parts.append((now, memory))
+        samples.append((time.monotonic() - started, rss_mib(pid)))
         if halt.wait(every):
             return
+
+
+def _series(samples: list[tuple[float, dict[str, float]]], kind: str) -> list[tuple[float, float]]:
+    return [(t, memory[kind]) for t, memory in samples]
 
 
 def _by_minute(samples: list[tuple[float, float]]) -> list[float]:

@@ -4,8 +4,8 @@ the queue must drain after every burst.
 
 The daemon starts as a deployed one runs: with finished jobs behind it (--history), whose
 newest page an operator's dashboard has listed, so its bounded manifest cache is full
-before the first minute is measured. Started empty (--history 0), the first minutes also
-show that cache filling, at about one job per burst-third.
+before the first minute is measured. Started empty (--history 0), the run also measures
+that cache filling, over its first 512 jobs (about three jobs a burst).
 
     python -m tests.campaigns.load --minutes 10 --pollers 100 --burst 2000   # full form
 """

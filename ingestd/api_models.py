@@ -16,6 +16,7 @@ from .jobs import Counters, JobError, Manifest, Status, Trigger
 from .store import Document, Version
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+MAX_PAGE = 500  # the most jobs one `GET /jobs` returns
 JobId = Annotated[str, StringConstraints(pattern=ID_PATTERN, min_length=8, max_length=64)]
 """A job id: checked against this before anything looks it up (no path can be smuggled in)."""
 DocId = Annotated[str, StringConstraints(pattern=ID_PATTERN, min_length=8, max_length=64)]
@@ -122,7 +123,7 @@ class JobsQuery(Input):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
     source: SourceName | None = None
     status: Status | None = None
-    limit: int = Field(default=50, ge=1, le=500)
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE)
     before: JobId | None = Field(default=None, description="cursor: only jobs older than this id")
 
 

@@ -130,15 +130,17 @@ class Daemon:
 
     # -- state -----------------------------------------------------------------------
 
-    def manifests(self) -> list[dict]:
+    def manifests(self, after: str = "") -> list[dict]:
+        """Job manifests oldest first; with `after`, only jobs newer than that id (ids sort
+        by creation time), so a state directory's history is not read again and again."""
         out = []
         for path in sorted((self.state / "jobs").glob("*.json")):
-            if not path.name.startswith("."):
+            if not path.name.startswith(".") and path.name > after:
                 out.append(json.loads(path.read_text()))
         return out
 
-    def idle(self) -> bool:
-        return all(m["status"] not in ("queued", "running") for m in self.manifests())
+    def idle(self, after: str = "") -> bool:
+        return all(m["status"] not in ("queued", "running") for m in self.manifests(after))
 
     def documents(self) -> dict[str, list[tuple]]:
         """origin_uri → versions (sha256, size, mime) from the store."""

@@ -23,12 +23,13 @@ import threading
 import time
 from pathlib import Path
 
-from ingestd.jobs import CACHE_SIZE, TERMINAL, JobStore
+from ingestd.api_models import MAX_PAGE
+from ingestd.jobs import CACHE_SIZE, JobStore
 from tests.helpers import ROOT, wait_for, write_config
 from tests.procs import Daemon
 
 HISTORY = 2 * CACHE_SIZE  # finished jobs a full-form run starts with
-PAGE = 500  # the API's largest page: what a dashboard listing every job it can asks for
+MEAN_FILE_BYTES = 2050  # what `burst` writes on average: 1 to 4,096 random bytes and a newline
 
 
 class Poller(threading.Thread):
@@ -104,7 +105,7 @@ def seed_history(state: Path, jobs: int, files_per_job: int) -> str:
         m = store.create("inbox", "local", "watch")
         m.status, m.started_at = "succeeded", m.created_at
         m.counters.discovered = m.counters.ingested = files_per_job
-        m.counters.bytes = files_per_job * 2050
+        m.counters.bytes = files_per_job * MEAN_FILE_BYTES
         m.finished_at = m.created_at
         store.save(m)
         store.items_path(m).touch()
@@ -127,7 +128,7 @@ def run(seconds: float, pollers: int, size: int, workdir: Path, seed: int = 1, a
     env = unit_environment() if as_deployed else {}
     daemon = Daemon(config, state, workdir, env=env).start()
     address = json.loads((state / "daemon.json").read_text())["http"]
-    warmed = list_jobs(address, PAGE) if history else 0
+    warmed = listed(daemon, MAX_PAGE) if history else 0
     latest: list[str] = []
     halt = threading.Event()
     clients = [Poller(address, latest, halt) for _ in range(pollers)]
@@ -143,10 +144,10 @@ def run(seconds: float, pollers: int, size: int, workdir: Path, seed: int = 1, a
         while rounds < 2 or time.monotonic() - started < seconds:
             t0 = time.monotonic()
             burst(staging, inbox, size, rounds, rng)
-            wait_for(lambda: not waiting(inbox) and idle(state, after), timeout=300,
+            wait_for(lambda: not waiting(inbox) and daemon.idle(after), timeout=300,
                      message=f"burst {rounds} to drain")
             drains.append(time.monotonic() - t0)
-            jobs = own_manifests(state, after)
+            jobs = daemon.manifests(after)
             latest[:] = [jobs[-1]["job_id"]] if jobs else []
             rounds += 1
     except BaseException:
@@ -157,7 +158,7 @@ def run(seconds: float, pollers: int, size: int, workdir: Path, seed: int = 1, a
         for client in clients:
             client.join(timeout=30)
         sampler.join(timeout=10)
-    manifests = own_manifests(state, after)
+    manifests = daemon.manifests(after)
     code = daemon.stop()
     daemon.close()
     failures = [f for c in clients for f in c.failures]
@@ -178,12 +179,12 @@ def memory_verdict(samples: list[tuple[float, float]]) -> dict:
     """RSS of the first and last minute (medians), and whether the change between them is
     within noise: how far RSS typically moves inside one minute of the run (allocator and
     libmagic sawtooth, thread churn), the median over its minutes of each one's range."""
-    first, last = _window(samples, first=True), _window(samples, first=False)
-    growth = statistics.median(last) - statistics.median(first)
-    ranges = [max(v) - min(v) for v in _minutes(samples).values()]
-    noise = statistics.median(ranges)
-    return {"rss_mib_first": round(statistics.median(first), 1), "rss_mib_last": round(statistics.median(last), 1),
-            "rss_mib_growth": round(growth, 1), "rss_mib_noise": round(noise, 1), "rss_flat": growth <= noise,
+    first = statistics.median(_window(samples, first=True))
+    last = statistics.median(_window(samples, first=False))
+    growth = last - first
+    noise = statistics.median(max(v) - min(v) for v in _minutes(samples).values())
+    return {"rss_mib_first": round(first, 1), "rss_mib_last": round(last, 1), "rss_mib_growth": round(growth, 1),
+            "rss_mib_noise": round(noise, 1), "rss_flat": growth <= noise,
             "rss_mib_per_minute_second_half": round(_slope(samples[len(samples) // 2:]), 2)}
 
 
@@ -195,31 +196,13 @@ def _slope(samples: list[tuple[float, float]]) -> float:
     return statistics.linear_regression(times, values).slope * 60
 
 
-def list_jobs(address: str, limit: int) -> int:
+def listed(daemon: Daemon, limit: int) -> int:
     """One listing of the newest jobs, as a dashboard opening its job list makes; returns
     how many came back."""
-    host, port = address.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=60)
-    try:
-        conn.request("GET", f"/jobs?limit={limit}")
-        resp = conn.getresponse()
-        body = resp.read()
-    finally:
-        conn.close()
-    if resp.status != 200:
-        raise AssertionError(f"GET /jobs?limit={limit} -> {resp.status}")
-    return len(json.loads(body)["jobs"])
-
-
-def own_manifests(state: Path, after: str) -> list[dict]:
-    """The run's jobs, oldest first: those newer than the seeded history (ids sort by time)."""
-    names = sorted(entry.name for entry in os.scandir(state / "jobs")
-                   if entry.name.endswith(".json") and not entry.name.startswith(".") and entry.name > after)
-    return [json.loads((state / "jobs" / name).read_bytes()) for name in names]
-
-
-def idle(state: Path, after: str) -> bool:
-    return all(m["status"] in TERMINAL for m in own_manifests(state, after))
+    status, body = daemon.get(f"/jobs?limit={limit}")
+    if status != 200:
+        raise AssertionError(f"GET /jobs?limit={limit} -> {status}")
+    return len(body["jobs"])
 
 
 def waiting(inbox: Path) -> bool:

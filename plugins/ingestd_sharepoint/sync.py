@@ -1,7 +1,8 @@
 """One SharePoint job, from the delta link to the events core ingests, and back.
 
 `events()` reads the delta (all pages, into the job's scratch tables), fills in what the
-delta leaves out (retried items, unknown parent folders, files under a renamed folder),
+delta leaves out (retried items, unknown parent folders, files under a renamed folder,
+folders back from the recycle bin),
 plans every file, refuses a run that would delete too much, then yields deletions,
 re-pointed renames and downloads (`concurrency` at a time, in plan order). `finish()`
 records what became durable and, only for a run that read the whole delta and did not
@@ -20,12 +21,13 @@ from ingestd.paths import display, safe_join
 
 from . import delta, download, plan
 from .delta import DeltaReader, ResyncRequired, seg
-from .items import FILE, UNKNOWN, Item
+from .items import FILE, FOLDER, UNKNOWN, Item
 from .parallel import InOrder
 from .state import State
 
 JOB_FATAL = {Code.AUTH, Code.THROTTLED, Code.CONFIG}  # no point trying the next file
 MAX_PARENT_FETCHES = 1000
+MAX_RESTORED_LISTINGS = 10_000  # folder listings per run for subtrees back from the recycle bin
 
 
 @dataclass
@@ -63,6 +65,7 @@ class Sync:
         if not self.full:
             self._fetch_retries()
         base, tree, moved = self._tree()
+        self._restored(tree)
         if self.opts.folder and not tree.has_folder(self.opts.folder):
             raise ConnectorError(Code.NOT_FOUND, f"folder {self.opts.folder!r} not found in library "
                                  f"{self.target.drive_name!r} of {self.target.site_url}")
@@ -150,6 +153,27 @@ class Sync:
                     self.state.see([found])
                     tree.put(found)
 
+    def _restored(self, tree: plan.Tree) -> None:
+        """Folders back from the recycle bin (ids deleted before): delta may report the
+        folder alone, not what came back inside it, so their subtrees are listed."""
+        if self.full:
+            return
+        todo = [i.id for i in self.state.seen_containers()
+                if not i.deleted and i.kind == FOLDER and self.state.was_gone(i.id)]
+        for listed in range(MAX_RESTORED_LISTINGS):
+            if not todo:
+                return
+            found = [Item.from_graph(raw) for raw in delta.children(self.http, self.root, self.target.drive_id,
+                                                                   todo.pop(), self.graph_url)]
+            self.state.see(found)
+            for item in found:
+                if item.in_tree:
+                    tree.put(item)
+                if item.kind == FOLDER:
+                    todo.append(item.id)
+        self.log.warning("sharepoint restored folders not all listed", listed=MAX_RESTORED_LISTINGS,
+                         left=len(todo))
+
     def _under_moved(self, base: plan.Tree, tree: plan.Tree, moved: set[str]) -> list:
         """Tracked files below a renamed, moved or deleted folder: delta does not list
         them. Those still in scope are re-read from their folder's listing (their web URL
@@ -177,7 +201,7 @@ class Sync:
         def add(item_id, new, old, path):
             action = plan.decide(self.scope, new, old, path)
             if action:
-                decisions.append((item_id, action, path))
+                decisions.append((item_id, action, path, plan.stale(old, new)))
             if len(decisions) >= 500:
                 self.state.plan(decisions)
                 self.state.refuse(refused)
@@ -188,7 +212,7 @@ class Sync:
             old = self.state.row(item.id)
             if item.deleted:
                 if old is None:
-                    decisions.append((item.id, "drop", None))  # settles a retry of a never-seen file
+                    decisions.append((item.id, "drop", None, False))  # settles a retry of a never-seen file
                 elif old["kind"] == FILE:
                     add(item.id, None, old, None)
             elif item.is_file:
@@ -230,12 +254,15 @@ class Sync:
                          "(SharePoint allows no empty name, '.', '..' or '/'); not ingested", skip=True)
 
     def _deletes(self):
-        for item_id, _ in self.state.planned("delete"):
+        for item_id, path in self.state.planned("delete"):
             if self.ctx.stop.is_set():
                 return
             old = self.state.row(item_id)
             now = self.state.seen(item_id)
-            live = now if now is not None and not now.deleted else None
+            if now is not None:
+                live = None if now.deleted else now
+            else:  # below a folder that moved: gone with it, or still there out of scope
+                live = plan.file_item(old) if path is not None else None
             yield Deleted(origin_uri=old["doc_origin"], identity=item_id, token=Token("delete", item_id, live))
 
     def _repoints(self):
@@ -331,9 +358,9 @@ class Sync:
             state.put_item(token.item, doc=(ev.origin_uri, out.sha256))
         elif isinstance(ev, Deleted):
             if token.item is None:
-                state.drop_item(token.item_id)
+                state.bury(token.item_id)
             else:
-                state.put_item(token.item, doc=(None, None))
+                state.tombstoned(token.item, stale=state.stale(token.item_id))
         elif isinstance(ev, Failed) and token.item is not None:  # a deliberate skip (too large)
             state.put_item(token.item)
         state.mark_retry(token.item_id, False)

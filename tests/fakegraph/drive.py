@@ -50,6 +50,7 @@ class Node:
     modified: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     modified_by: str = "megan"
     deleted: bool = False
+    deleted_with: str | None = None  # the id whose deletion took this item to the recycle bin
     qxh_override: str | None = None  # report this quickXorHash instead of the true one
     served: bytes | None = None  # serve these bytes instead of the content (corruption)
     _qxh: str | None = None
@@ -80,6 +81,10 @@ class Drive:
         self.log: list[tuple[int, dict]] = []  # (seq, snapshot as delta shows it)
         self.seq = 0
         self.oldest_valid = 0  # delta tokens older than this answer 410
+        # Microsoft's delta remarks say OneDrive for Business leaves cTag out of changes;
+        # SharePoint delta has been seen carrying it (microsoft-graph-docs #9205): a test
+        # may switch it on before making changes
+        self.delta_ctag = False
         root = Node(id=new_item_id(), name="root", parent=None, kind="root")
         self.root_id = root.id
         self.nodes[root.id] = root
@@ -136,15 +141,35 @@ class Drive:
             self._changed(node)
             return node.id
 
-    def delete(self, path: str) -> str:
-        """Delete an item; a folder takes its descendants with it (each logged)."""
+    def delete(self, path: str, _with: str | None = None) -> str:
+        """Delete an item to the recycle bin; a folder takes its descendants with it
+        (each logged, as OneDrive for Business reports them)."""
         with self.lock:
             node = self.nodes[self.id_of(path)]
             for child in [n for n in self.nodes.values() if n.parent == node.id and not n.deleted]:
-                self.delete(self.path_of(child.id))
+                self.delete(self.path_of(child.id), _with or node.id)
             node.deleted = True
+            node.deleted_with = _with or node.id
             self._changed(node)
             return node.id
+
+    def restore(self, item_id: str, *, report_children: bool = False) -> str:
+        """Restore an item from the recycle bin to where it was, with everything deleted
+        along with it, under the same ids. Microsoft documents no way to tell a restore
+        from an upload in delta, nor whether the restored folder's contents are listed:
+        by default only the item itself is logged (the case a client must survive);
+        `report_children` logs its descendants too."""
+        with self.lock:
+            came_back = [n for n in self.nodes.values() if n.deleted and n.deleted_with == item_id]
+            if not came_back:
+                raise KeyError(item_id)
+            for node in came_back:
+                node.deleted, node.deleted_with = False, None
+                node.touch(content_changed=False)
+            for node in sorted(came_back, key=lambda n: len(self.ancestors(n.id))):  # parents first
+                if node.id == item_id or report_children:
+                    self._changed(node)
+            return item_id
 
     def invalidate_tokens(self) -> None:
         """Every delta link issued so far now answers 410 Gone."""
@@ -214,7 +239,7 @@ class Drive:
             "parentReference": self.parent_reference(node, with_path=not in_delta),
             "fileSystemInfo": {"createdDateTime": _stamp(node.created), "lastModifiedDateTime": _stamp(node.modified)},
         }
-        if in_delta:
+        if in_delta and not self.delta_ctag:
             del out["cTag"]  # OneDrive for Business leaves cTag out of delta changes
         if node.kind == "root":
             out["root"] = {}

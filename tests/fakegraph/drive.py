@@ -52,8 +52,20 @@ class Node:
     deleted: bool = False
     deleted_with: str | None = None  # the id whose deletion took this item to the recycle bin
     qxh_override: str | None = None  # report this quickXorHash instead of the true one
-    served: bytes | None = None  # serve these bytes instead of the content (corruption)
+    served: bytes | None = None  # serve these bytes instead of the content, on every download
+    rewrites: bool = False  # an Office file SharePoint serves with its properties rewritten
     _qxh: str | None = None
+
+    def served_bytes(self) -> bytes:
+        """What a download delivers. SharePoint writes library properties into Office
+        files as it serves them (property demotion), so their bytes differ from the size
+        and quickXorHash it lists (rclone #2036, #8558); each content version is
+        rewritten the same way every time it is served."""
+        if self.served is not None:
+            return self.served
+        if self.rewrites:
+            return self.content + f"<docProps item='{self.guid}' version='{self.content_version}'/>".encode()
+        return self.content
 
     def touch(self, content_changed: bool) -> None:
         self.version += 1
@@ -91,12 +103,13 @@ class Drive:
 
     # -- building and changing the library -------------------------------------------
 
-    def add(self, path: str, content: bytes = b"", *, by: str = "megan") -> str:
-        """Create a file (and any missing folders); returns its id."""
+    def add(self, path: str, content: bytes = b"", *, by: str = "megan", rewrites: bool = False) -> str:
+        """Create a file (and any missing folders); returns its id. With `rewrites`, an
+        Office file whose served bytes differ from its listing (see `Node.served_bytes`)."""
         parent = self.folder(path.rsplit("/", 1)[0] if "/" in path else "", create=True)
         with self.lock:
             node = Node(id=new_item_id(), name=path.rsplit("/", 1)[-1], parent=parent, kind="file",
-                        content=content, modified_by=by)
+                        content=content, modified_by=by, rewrites=rewrites)
             self.nodes[node.id] = node
             self._changed(node)
             return node.id

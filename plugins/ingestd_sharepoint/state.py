@@ -5,6 +5,9 @@
   from them), with the origin and sha256 of the document delivered for it, if any.
 - `retry`: items whose last attempt failed; fetched again by id on the next run, since
   the delta link moves past them.
+- `served`: items whose served bytes differ from their listing (Office files SharePoint
+  rewrites): both sizes and hashes, kept for the provenance of later re-points, and
+  under `verify = "strict"` how many runs in a row refused the same bytes.
 - `gone`: folders, and files with a delivered document, deleted at the source, kept for
   `GONE_DAYS` (SharePoint's recycle bin keeps items 93 days): a restore brings the same
   ids back, and delta may report only the restored folder, not what came back inside it.
@@ -20,10 +23,10 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .items import COLUMNS, FILE, FOLDER, OTHER, ROOT, Item
+from .items import COLUMNS, FILE, FOLDER, OTHER, ROOT, TRANSIENT, Item
 
-_ITEM_COLS = [c for c in COLUMNS if c != "deleted"]
-_TYPES = {"size": "INTEGER", "deleted": "INTEGER"}
+_ITEM_COLS = [c for c in COLUMNS if c != "deleted" and c not in TRANSIENT]
+_TYPES = {"size": "INTEGER", "deleted": "INTEGER", "listed_at": "REAL"}
 
 
 def _coldefs(cols) -> str:
@@ -35,6 +38,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items ({_coldefs(_ITEM_COLS)}, doc_origin TEXT, doc_sha256 TEXT);
 CREATE INDEX IF NOT EXISTS items_parent ON items(parent);
 CREATE TABLE IF NOT EXISTS retry (id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS served (id TEXT PRIMARY KEY, etag TEXT, listed_size INTEGER, listed_qxh TEXT,
+    served_size INTEGER NOT NULL, served_qxh TEXT NOT NULL, served_sha256 TEXT NOT NULL, refused INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS gone ({_coldefs(_ITEM_COLS)}, doc_origin TEXT, doc_sha256 TEXT, gone_at REAL NOT NULL);
 """
 _SCRATCH = f"""
@@ -102,6 +107,9 @@ class State:
 
     def live_count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM items WHERE doc_origin IS NOT NULL").fetchone()[0]
+
+    def served(self, item_id: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM served WHERE id=?", (item_id,)).fetchone()
 
     def retry_ids(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT id FROM retry ORDER BY id")]
@@ -239,6 +247,15 @@ class State:
         """The stored sha256 is not to be trusted: the next run downloads the item again."""
         self.db.execute("UPDATE items SET doc_sha256=NULL WHERE id=?", (item_id,))
 
+    def set_served(self, item_id: str, etag: str | None, served, refused: int = 0) -> None:
+        """Record (or with `served` None, forget) how the item's served bytes differ."""
+        if served is None:
+            self.db.execute("DELETE FROM served WHERE id=?", (item_id,))
+            return
+        self.db.execute("INSERT OR REPLACE INTO served VALUES (?,?,?,?,?,?,?,?)", (
+            item_id, etag, served.listed_size, served.listed_qxh, served.served_size, served.served_qxh,
+            served.served_sha256, refused))
+
     def mark_retry(self, item_id: str, failed: bool) -> None:
         if failed:
             self.db.execute("INSERT OR IGNORE INTO retry (id) VALUES (?)", (item_id,))
@@ -261,6 +278,7 @@ class State:
                    "AND action IN ('keep', 'forget'))")
         db.execute("DELETE FROM items WHERE id IN (SELECT id FROM plan WHERE action='drop')")
         self._bury(f"kind != '{FILE}' AND id IN (SELECT id FROM seen WHERE deleted=1)", ())
+        db.execute("DELETE FROM served WHERE id NOT IN (SELECT id FROM items) AND id NOT IN (SELECT id FROM retry)")
         if full:
             self._bury(f"kind != '{FILE}' AND id NOT IN (SELECT id FROM seen)", ())
         db.execute(f"DELETE FROM gone WHERE id IN (SELECT id FROM items) OR gone_at < {_NOW} - ?",

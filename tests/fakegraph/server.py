@@ -600,6 +600,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _head(self, status: int, headers: dict, length: int) -> str:
         rec = getattr(self, "record", None)
         request_id = rec.request_id if rec is not None else str(uuid.uuid4())
+        if rec is not None:
+            rec.status = status  # answered, even if the client hangs up before the body is through
         self.send_response(status)
         self.send_header("request-id", request_id)
         self.send_header("client-request-id", self.headers.get("client-request-id") or request_id)

@@ -141,9 +141,17 @@ class SP:
         """Downloads (finished or not) still in any job workspace."""
         return list((self.state / "workspace").rglob("*.download"))
 
-    def downloads(self) -> list[str]:
-        """Item ids whose content was requested, in order."""
-        return [r.path.split("/")[-2] for r in self.fake.graph() if r.path.endswith("/content")]
+    def downloads(self, since: int = 0) -> list[str]:
+        """Item ids whose bytes were requested from the download host (through the URL a
+        listing gave, or one `/content` redirected to), in order, from record `since`."""
+        guids = {node.guid: node.id for site in self.fake.sites for drive in site.drives
+                 for node in drive.nodes.values()}
+        return [guids[r.query["UniqueId"][0]] for r in self.fake.records[since:]
+                if r.kind == "download" and r.query.get("UniqueId", [""])[0] in guids]
+
+    def content_calls(self, since: int = 0) -> list[str]:
+        """Item ids Graph's `/content` was asked for (each answer: a redirect)."""
+        return [r.path.split("/")[-2] for r in self.fake.records[since:] if r.path.endswith("/content")]
 
 
 @pytest.fixture

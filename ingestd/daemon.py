@@ -13,16 +13,19 @@ import threading
 import time
 from pathlib import Path
 
-from . import __version__, housekeeping, logs, notify
-from .app import App, load_config
-from .atomic import write_json
-from .config import Config, Source
-from .errors import ConfigError
-from .jobs import Manifest
-from .plugins import Plugins
-from .schedule import Schedule
-from .watch import Watcher
-from .workers import Workers
+from ingestd._lib import logs
+from ingestd._lib.version import VERSION
+from ingestd.runtime import housekeeping
+from ingestd.runtime import systemd as notify
+from ingestd._lib.atomic import write_json
+from ingestd.app import App, load_config
+from ingestd.config import Config, Source
+from ingestd.errors import ConfigError
+from ingestd.jobs.jobstore import Manifest
+from ingestd.plugin.manager import Plugins
+from ingestd.runtime.queue import Workers
+from ingestd.runtime.schedule import Schedule
+from ingestd.runtime.watch import Watcher
 
 
 class Daemon:
@@ -30,7 +33,7 @@ class Daemon:
         self.config_path = config_path
         self.plugins = plugins
         self.app = App(config, plugins)
-        self.version = __version__
+        self.version = VERSION
         self.started_at = time.time()
         self.workers = Workers(self.app, config.daemon.workers, on_done=self._job_done)
         self.watcher = Watcher(self.submit, self.workers.busy)
@@ -61,7 +64,7 @@ class Daemon:
         if interrupted:
             self.log.warning("recovered interrupted jobs", sources=sorted(interrupted))
         if self.config.http.enabled:
-            from .api import ApiServer
+            from ingestd.api.service import ApiServer
 
             # bound (and its token read) before any job can run: a busy port or a bad token
             # stops the start cleanly, and the metrics see every job from the first one

@@ -13,10 +13,9 @@ import shutil
 import time
 from pathlib import Path
 
-from ingestd.atomic import write_json
-from ingestd.connector import Connector, Failed, JobContext, Outcome, Staged
 from ingestd.errors import Code, ConnectorError
-from ingestd.paths import display, file_uri, safe_name, safe_parts
+from ingestd.plugin import Connector, Failed, JobContext, Outcome, Staged
+from ingestd.plugin.kit import display, file_uri, safe_name, safe_parts, write_json
 
 from .kept import Kept, snap
 from .options import LocalOptions

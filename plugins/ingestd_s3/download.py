@@ -15,9 +15,9 @@ import threading
 import time
 from pathlib import Path
 
-from ingestd.connector import Failed, Staged
 from ingestd.errors import Code, ConnectorError, io_error_code
-from ingestd.paths import safe_parts
+from ingestd.plugin import Failed, Staged
+from ingestd.plugin.kit import safe_parts
 
 from .keys import canonical_time, file_name, origin_uri, plain_etag
 from .objects import Listed, Token

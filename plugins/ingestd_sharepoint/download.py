@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ingestd.errors import Code, ConnectorError
-from ingestd.throttle import Stopped
+from ingestd.plugin.kit.throttle import Stopped
 
 from .http import graph_error, request_id, where
 from .items import Item

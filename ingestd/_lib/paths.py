@@ -18,7 +18,8 @@ from ingestd.errors import Code, ConnectorError
 
 MAX_NAME_BYTES = 200  # well under NAME_MAX (255) so suffixes added later still fit
 MAX_DEPTH = 64
-_ID_RE = re.compile(r"[A-Za-z0-9_-]{8,64}")
+ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"  # job and document ids; the API validates with the same pattern
+_ID_RE = re.compile(ID_PATTERN)
 _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from ingestd._lib.times import parse_iso
 from ingestd.jobs.jobstore import Manifest
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # every name here is a classic one: the format every scraper reads
@@ -28,7 +28,7 @@ OVERFLOW = "overflow"  # errors past a manifest's cap of 100 are counted, but th
 
 
 def _epoch(ts: str) -> float:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+    return parse_iso(ts).timestamp()
 
 
 class _Histogram:

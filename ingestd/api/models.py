@@ -11,11 +11,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from ingestd._lib.paths import ID_PATTERN
 from ingestd.config import SOURCE_NAME
 from ingestd.jobs.jobstore import Counters, JobError, Manifest, Status, Trigger
 from ingestd.store.catalogue import Document, Version
 
-ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 MAX_PAGE = 500  # the most jobs one `GET /jobs` returns
 JobId = Annotated[str, StringConstraints(pattern=ID_PATTERN, min_length=8, max_length=64)]
 """A job id: checked against this before anything looks it up (no path can be smuggled in)."""

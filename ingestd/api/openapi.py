@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document, generated from the route table and its pydantic models.
 
 Nothing here is written by hand per endpoint: paths, parameters, bodies and every status
-come from `api_routes.ROUTES` and `api_routes.responses`, schemas from the models the
+come from `routes.ROUTES` and `routes.responses`, schemas from the models the
 handlers build their answers with. OpenAPI 3.1 uses JSON Schema 2020-12, which is what
 pydantic emits, so the schemas go in unchanged.
 """

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import timezone
 from typing import Any, Callable
 from urllib.parse import urlencode
 
@@ -36,6 +35,7 @@ from ingestd.api.models import (
 )
 from ingestd.errors import ConfigError, NotFoundError, UsageError
 from ingestd.api.metrics import CONTENT_TYPE as METRICS_TYPE
+from ingestd._lib.times import iso
 from ingestd.api.metrics import render
 from ingestd.runtime.queue import Busy
 
@@ -199,14 +199,10 @@ def _source_info(d, source) -> SourceInfo:
         name=source.name, kind=source.kind, enabled=source.enabled, available=reason is None,
         remediation=reason, trigger="watch" if watched else "schedule",
         schedule=None if watched or text is None else text(),
-        next_run_at=_iso(next_run) if next_run else None,
+        next_run_at=iso(next_run) if next_run else None,
         last_job=LastJob(job_id=last[0].job_id, status=last[0].status, finished_at=last[0].finished_at,
                          links=Links(self_=f"/ingest/{last[0].job_id}")) if last else None,
     )
-
-
-def _iso(dt) -> str:
-    return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def get_document(ctx: Context, req: Request) -> Reply:

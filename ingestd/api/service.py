@@ -4,7 +4,7 @@
 a background thread, and stops letting requests in flight finish. Per request it decides
 what to answer: bearer token, then route, then validation of everything the client sent,
 then the handler; anything unexpected becomes a 500 without detail. The socket side lives
-in `api_http.py`, what each endpoint does in `api_routes.py`.
+in `transport/handler.py`, what each endpoint does in `routes.py`.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class ApiServer:
         self._inflight = 0
         self._idle = threading.Condition()
         self._slots = threading.BoundedSemaphore(active_requests)
-        self.queued = 0  # requests waiting for a slot: the server holds more back (api_server.py)
+        self.queued = 0  # requests waiting for a slot: the server holds more back (transport/server.py)
         self.pacer = Pacer(cfg.max_requests_per_second)
         self.server = bind(cfg.host, cfg.port, max_connections)
         self.server.api = self

@@ -25,9 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ingestd._lib import redact
 from ingestd._lib.atomic import remove_stale_temps, write_json
+from ingestd._lib.files import unlink_quietly
 from ingestd._lib.paths import is_valid_id
+from ingestd._lib.times import now_iso, parse_iso
 from ingestd.errors import Code, NotFoundError, StoreError, UsageError
-from ingestd.store.catalogue import now_iso
 
 Status = Literal["queued", "running", "succeeded", "partial", "failed"]
 Trigger = Literal["watch", "schedule", "api", "cli", "recovery"]
@@ -78,8 +79,8 @@ class Manifest(BaseModel):
     def duration_s(self) -> float | None:
         if not self.started_at:
             return None
-        end = _parse(self.finished_at) if self.finished_at else datetime.now(timezone.utc)
-        return round((end - _parse(self.started_at)).total_seconds(), 3)
+        end = parse_iso(self.finished_at) if self.finished_at else datetime.now(timezone.utc)
+        return round((end - parse_iso(self.started_at)).total_seconds(), 3)
 
     def add_error(self, error: JobError) -> None:
         if len(self.errors) < MAX_ERRORS:
@@ -89,10 +90,6 @@ class Manifest(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         return redact.scrub(self.model_dump(mode="json", by_alias=True))
-
-
-def _parse(ts: str) -> datetime:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
 class _IdClock:
@@ -316,7 +313,7 @@ class JobStore:
 
     def _note_success(self, m: Manifest) -> None:
         if m.status == "succeeded" and m.finished_at:
-            finished = _parse(m.finished_at).timestamp()
+            finished = parse_iso(m.finished_at).timestamp()
             if finished >= self._last_success.get(m.source, (float("-inf"), ""))[0]:
                 self._last_success[m.source] = (finished, m.job_id)
 
@@ -428,8 +425,8 @@ class JobStore:
             keep = {*self._live, *self._unsaved, *(job_id for _, job_id in self._last_success.values())}
             gone = self._index.drop_before(cutoff, keep)
         for job_id in gone:
-            _unlink(self.path(job_id))
-            _unlink(self.dir / _items_file(job_id))
+            unlink_quietly(self.path(job_id))
+            unlink_quietly(self.dir / _items_file(job_id))
             with self._lock:
                 self._cache.pop(job_id, None)
         return len(gone)
@@ -449,12 +446,6 @@ class JobStore:
 def _items_file(job_id: str) -> str:
     return f"{job_id}.items.jsonl"
 
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _read(path: Path) -> Manifest | None:

@@ -18,10 +18,10 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 from ingestd._lib import logs
+from ingestd._lib.times import iso_from_timestamp
 from ingestd.errors import Code, ConnectorError, IngestdError, io_error_code
 from ingestd.jobs.jobstore import ItemsWriter, JobError, JobStore, Manifest
 from ingestd.jobs.locks import source_lock
@@ -225,7 +225,7 @@ class _Run:
             _unchanged_since(fd, before)
         finally:
             os.close(fd)
-        return blob, _rfc3339(before.st_mtime)
+        return blob, iso_from_timestamp(before.st_mtime)
 
     def commit(self) -> None:
         batch, self.batch = self.batch, _Batch()
@@ -364,10 +364,6 @@ def _admit(ev: Staged, st: os.stat_result) -> None:
         raise _Refused(Code.EMPTY, "zero-byte file", skip=True)
     if ev.max_size is not None and st.st_size > ev.max_size:
         raise _Refused(Code.TOO_LARGE, f"{st.st_size} bytes is over the {ev.max_size}-byte limit")
-
-
-def _rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _tidy_workspace(ctx: JobContext, status: str) -> None:

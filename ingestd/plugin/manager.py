@@ -8,8 +8,8 @@ from importlib.metadata import entry_points
 
 import pluggy
 
-from ingestd.plugin import spec as hookspecs
 from ingestd._lib import logs
+from ingestd.plugin import spec
 from ingestd.plugin.connector import Connector
 
 GROUP = "ingestd"
@@ -28,7 +28,7 @@ class PluginInfo:
 class Plugins:
     def __init__(self):
         self.pm = pluggy.PluginManager(GROUP)
-        self.pm.add_hookspecs(hookspecs)
+        self.pm.add_hookspecs(spec)
         self.info: dict[str, PluginInfo] = {}
         self.connectors: dict[str, type[Connector]] = {}
         self._log = logs.get("ingestd.plugins")

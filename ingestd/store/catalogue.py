@@ -15,13 +15,15 @@ import os
 import sqlite3
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from ingestd._lib.atomic import syncfs
+from ingestd._lib.files import unlink_quietly
+from ingestd._lib.sqlite import open_db
+from ingestd._lib.times import now_iso
 from ingestd.errors import Code, NotFoundError, StoreError
 from ingestd.store.enrich import CHUNK, HEAD, copy_hashing, detect_mime, read_head
 
@@ -52,10 +54,6 @@ CREATE TABLE IF NOT EXISTS versions (
 );
 CREATE INDEX IF NOT EXISTS versions_sha256 ON versions(sha256);
 """
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def doc_id_for(source: str, identity: str) -> str:
@@ -125,10 +123,7 @@ class Store:
         self._lock = threading.Lock()
         self._made_dirs: set[str] = set()
         self._proc_fd = _probe_tmpfile(self.tmp_dir)
-        self._db = sqlite3.connect(state_dir / "documents.sqlite", check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db = open_db(state_dir / "documents.sqlite")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -202,7 +197,7 @@ class Store:
     def _place(self, tmp: str, sha256: str) -> None:
         final = self._prefix_dir(sha256)
         if os.path.exists(final):
-            _unlink(tmp)
+            unlink_quietly(tmp)
             return
         os.replace(tmp, final)
 
@@ -355,7 +350,7 @@ class _NewBlob:
         if self.fd >= 0:
             os.close(self.fd)
         if self.tmp is not None:
-            _unlink(self.tmp)
+            unlink_quietly(self.tmp)
 
 
 def _probe_tmpfile(directory: Path) -> int | None:
@@ -406,11 +401,5 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
-
-__all__ = ["Store", "Document", "Version", "Blob", "Change", "doc_id_for", "now_iso"]
+__all__ = ["Store", "Document", "Version", "Blob", "Change", "doc_id_for"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ingestd.errors import Code, ConnectorError
 from ingestd.plugin import Connector, Failed, JobContext, Outcome, Staged
-from ingestd.plugin.kit import display, file_uri, safe_name, safe_parts, write_json
+from ingestd.plugin.kit import display, file_uri, safe_name, safe_parts, unlink_quietly, write_json
 
 from .kept import Kept, snap
 from .options import LocalOptions
@@ -152,7 +152,7 @@ class LocalConnector(Connector):
                 if after == "move":
                     mover.move(path, rel, "processed")
                 elif after == "delete":
-                    _unlink(path)
+                    unlink_quietly(path)
             elif out.code not in RETRY_LATER and out.code != Code.NOT_FOUND:
                 target = mover.move(path, rel, "failed")
                 if target is not None:
@@ -218,10 +218,4 @@ def _relocate(path: str, target: str) -> None:
             raise
     os.unlink(path)
 
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 

@@ -3,7 +3,7 @@
 Everything that touches a client's socket lives here: limits on the request line,
 headers and body; the socket timeout for idle or stalling clients; reading the body
 outside a slot and computing the answer inside one; writing every answer, the stdlib's
-own errors included, as JSON. What to answer is `ApiServer.handle`'s business (api.py).
+own errors included, as JSON. What to answer is `ApiServer.handle`'s business (service.py).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class _Budget:
 class Handler(BaseHTTPRequestHandler):
     """One client connection. Unlike the stdlib's handlers it does not serve the whole
     connection from its constructor: the server calls `serve_one` on a pool thread each
-    time a request arrives, and parks the connection in between (api_server.py)."""
+    time a request arrives, and parks the connection in between (server.py)."""
 
     protocol_version = "HTTP/1.1"  # keep-alive: a poller reuses its connection
     wbufsize = 64 * 1024  # headers and body leave in one send (the stdlib flushes after each request)

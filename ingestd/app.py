@@ -14,7 +14,8 @@ from ingestd import config as config_mod
 from ingestd.config import Config
 from ingestd.credentials import Registry
 from ingestd.errors import Code, ConfigError, UsageError
-from ingestd.jobs.jobstore import JobError, JobStore, Manifest, Trigger
+from ingestd.jobs.jobstore import JobStore
+from ingestd.jobs.manifest import JobError, Manifest, Trigger
 from ingestd.jobs.pipeline import Pipeline
 from ingestd.plugin.connector import Connector
 from ingestd.plugin.manager import Plugins

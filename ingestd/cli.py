@@ -14,7 +14,8 @@ from ingestd import __version__, app, config as config_mod
 from ingestd._lib import logs
 from ingestd._lib.paths import is_valid_id
 from ingestd.errors import ConfigError, IngestdError, NotFoundError, UsageError
-from ingestd.jobs.jobstore import JobStore, Manifest
+from ingestd.jobs.jobstore import JobStore
+from ingestd.jobs.manifest import Manifest
 from ingestd.plugin.manager import Plugins
 
 

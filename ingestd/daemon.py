@@ -19,7 +19,7 @@ from ingestd._lib.version import VERSION
 from ingestd.app import App, load_config
 from ingestd.config import Config, Source
 from ingestd.errors import ConfigError
-from ingestd.jobs.jobstore import Manifest
+from ingestd.jobs.manifest import Manifest
 from ingestd.plugin.manager import Plugins
 from ingestd.runtime import housekeeping, systemd
 from ingestd.runtime.queue import Workers

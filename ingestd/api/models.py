@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ingestd._lib.paths import ID_PATTERN
 from ingestd.config import SOURCE_NAME
-from ingestd.jobs.jobstore import Counters, JobError, Manifest, Status, Trigger
+from ingestd.jobs.manifest import Counters, JobError, Manifest, Status, Trigger
 from ingestd.store.catalogue import Document, Version
 
 MAX_PAGE = 500  # the most jobs one `GET /jobs` returns

@@ -1,95 +1,30 @@
-"""Job manifests: one JSON file per job, rewritten atomically on every transition.
-
-The manifest is the job's whole public record: what started it, when, what it counted,
-what went wrong. Per-item outcomes go to a separate JSON-lines file so the manifest stays
-small for a sync of a million objects. A compact in-memory index (id, source, status per
+"""The job store: manifests on disk, one JSON file per job rewritten atomically on every
+transition, and what answers for them in memory. A compact index (id, source, status per
 job) answers listings without reading or sorting every manifest per request; full manifests
 are held only for live jobs and a bounded cache, so memory stays small over a daemon's life.
 """
 
 from __future__ import annotations
 
-import bisect
-import heapq
 import itertools
 import json
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from ingestd._lib import redact
 from ingestd._lib.atomic import remove_stale_temps, write_json
 from ingestd._lib.files import unlink_quietly
 from ingestd._lib.paths import is_valid_id
 from ingestd._lib.times import now_iso, parse_iso
 from ingestd.errors import Code, NotFoundError, StoreError, UsageError
+from ingestd.jobs.index import JobIndex
+from ingestd.jobs.manifest import JobError, Manifest, Status, TERMINAL, Trigger
 
-Status = Literal["queued", "running", "succeeded", "partial", "failed"]
-Trigger = Literal["watch", "schedule", "api", "cli", "recovery"]
-TERMINAL = ("succeeded", "partial", "failed")
 _NEXT = {"queued": ("running", "failed"), "running": TERMINAL}
-MAX_ERRORS = 100
-
-
-class Counters(BaseModel):
-    discovered: int = 0
-    ingested: int = 0
-    unchanged: int = 0
-    skipped: int = 0
-    failed: int = 0
-    deleted: int = 0
-    bytes: int = 0
-
-
-class JobError(BaseModel):
-    code: Code
-    message: str
-    item: str | None = None
-    at: str = Field(default_factory=now_iso)
-    request_id: str | None = None
-
-
-class Manifest(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-
-    schema_version: int = Field(default=1, alias="schema")
-    job_id: str
-    source: str
-    kind: str
-    trigger: Trigger
-    status: Status = "queued"
-    created_at: str
-    started_at: str | None = None
-    finished_at: str | None = None
-    counters: Counters = Field(default_factory=Counters)
-    errors: list[JobError] = []
-    errors_dropped: int = 0
-    items_file: str
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL
-
-    def duration_s(self) -> float | None:
-        if not self.started_at:
-            return None
-        end = parse_iso(self.finished_at) if self.finished_at else datetime.now(timezone.utc)
-        return round((end - parse_iso(self.started_at)).total_seconds(), 3)
-
-    def add_error(self, error: JobError) -> None:
-        if len(self.errors) < MAX_ERRORS:
-            self.errors.append(error)
-        else:
-            self.errors_dropped += 1
-
-    def to_json(self) -> dict[str, Any]:
-        return redact.scrub(self.model_dump(mode="json", by_alias=True))
 
 
 class _IdClock:
@@ -108,99 +43,6 @@ class _IdClock:
 
 
 _clock = _IdClock()
-
-
-class JobIndex:
-    """Every job's id, source and status, kept as sorted id lists: one of all jobs and one
-    per (source, status).
-
-    Why: a daemon that makes a job per drop accumulates millions of jobs over its life, and
-    the API lists them under heavy polling. Holding a full Manifest per job (~2.6 KB) grows
-    without bound, and sorting every job per request costs O(n) time and garbage each time.
-    Here a job costs its id string plus two list slots (~100 bytes), and a listing walks the
-    relevant lists from the newest end and stops after `limit` matches: O(limit + log n)
-    whatever the number of jobs. Job ids sort by creation time, so new ids are appended.
-    Not thread-safe by itself: JobStore holds its lock around every call.
-    """
-
-    def __init__(self):
-        self._all: list[str] = []
-        self._groups: dict[tuple[str, str], list[str]] = {}
-
-    def __len__(self) -> int:
-        return len(self._all)
-
-    def put(self, job_id: str, source: str, status: str) -> None:
-        """Add a job, or move it to its new status."""
-        old = self.status(job_id, source)
-        if old == status:
-            return
-        if old is None:
-            _insert(self._all, job_id)
-        else:
-            _remove(self._groups[source, old], job_id)
-        _insert(self._groups.setdefault((source, status), []), job_id)
-
-    def drop_before(self, cutoff: str, keep: set[str]) -> list[str]:
-        """Forget every job whose id sorts before `cutoff` (created earlier), except those
-        in `keep`; returns the forgotten ids. One slice per list, however many go."""
-        end = bisect.bisect_left(self._all, cutoff)
-        gone = [job_id for job_id in self._all[:end] if job_id not in keep]
-        if gone:
-            for ids in (self._all, *self._groups.values()):
-                stop = bisect.bisect_left(ids, cutoff)
-                ids[:stop] = [job_id for job_id in ids[:stop] if job_id in keep]
-        return gone
-
-    def discard(self, job_id: str) -> None:
-        """Forget a job (its file is gone): rare, so it may look through every group."""
-        for ids in self._groups.values():
-            _remove(ids, job_id)
-        _remove(self._all, job_id)
-
-    def status(self, job_id: str, source: str) -> str | None:
-        for status in _ALL_STATUSES:
-            if _contains(self._groups.get((source, status), ()), job_id):
-                return status
-        return None
-
-    def newest(self, source: str | None = None, status: str | None = None,
-               before: str | None = None) -> Iterator[str]:
-        """Ids matching the filters, newest first, all older than `before` if given."""
-        if source is None and status is None:
-            lists = [self._all]
-        else:
-            lists = [ids for (s, st), ids in self._groups.items()
-                     if (source is None or s == source) and (status is None or st == status)]
-        walks = [_descending(ids, before) for ids in lists]
-        return walks[0] if len(walks) == 1 else heapq.merge(*walks, reverse=True)
-
-
-_ALL_STATUSES: tuple[str, ...] = ("queued", "running", *TERMINAL)
-
-
-def _insert(ids: list[str], job_id: str) -> None:
-    if not ids or ids[-1] < job_id:
-        ids.append(job_id)  # the usual case: ids grow with time
-    else:
-        bisect.insort(ids, job_id)
-
-
-def _remove(ids: list[str], job_id: str) -> None:
-    i = bisect.bisect_left(ids, job_id)
-    if i < len(ids) and ids[i] == job_id:
-        del ids[i]
-
-
-def _contains(ids, job_id: str) -> bool:
-    i = bisect.bisect_left(ids, job_id)
-    return i < len(ids) and ids[i] == job_id
-
-
-def _descending(ids: list[str], before: str | None) -> Iterator[str]:
-    end = bisect.bisect_left(ids, before) if before else len(ids)
-    for i in range(end - 1, -1, -1):
-        yield ids[i]
 
 
 CACHE_SIZE = 512  # finished manifests kept in memory (~2.4 KB each): a full API page (500) of the newest jobs
@@ -453,23 +295,3 @@ def _read(path: Path) -> Manifest | None:
         return Manifest.model_validate(json.loads(path.read_bytes()))
     except (ValueError, ValidationError, OSError):
         return None
-
-
-class ItemsWriter:
-    """Appends per-item outcomes; `flush` makes them durable with the batch they belong to."""
-
-    def __init__(self, path: Path):
-        self._fh = open(path, "ab")
-
-    def write(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, ensure_ascii=False, allow_nan=False, default=str, separators=(",", ":"))
-        self._fh.write(redact.scrub_text(line).encode() + b"\n")
-
-    def flush(self) -> None:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-
-    def close(self) -> None:
-        if not self._fh.closed:
-            self.flush()
-            self._fh.close()

@@ -23,8 +23,10 @@ from pathlib import Path
 from ingestd._lib import logs
 from ingestd._lib.times import iso_from_timestamp
 from ingestd.errors import Code, ConnectorError, IngestdError, io_error_code
-from ingestd.jobs.jobstore import ItemsWriter, JobError, JobStore, Manifest
+from ingestd.jobs.items import ItemsWriter
+from ingestd.jobs.jobstore import JobStore
 from ingestd.jobs.locks import source_lock
+from ingestd.jobs.manifest import JobError, Manifest
 from ingestd.plugin.connector import Connector, Deleted, Event, Failed, JobContext, Outcome, Staged
 from ingestd.store.catalogue import Change, Store, doc_id_for
 

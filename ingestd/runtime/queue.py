@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from ingestd._lib import logs
 from ingestd.errors import Code, IngestdError
-from ingestd.jobs.jobstore import JobError, Manifest, Trigger
+from ingestd.jobs.manifest import JobError, Manifest, Trigger
 
 
 class Busy(IngestdError):

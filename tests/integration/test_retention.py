@@ -1,6 +1,6 @@
 """Retention as the running daemon applies it: at start, before anything else is served."""
 
-from ingestd.jobs.jobstore import Manifest
+from ingestd.jobs.manifest import Manifest
 from tests.support.helpers import wait_for
 
 

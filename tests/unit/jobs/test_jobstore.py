@@ -4,7 +4,8 @@ import pytest
 
 from ingestd._lib.paths import is_valid_id
 from ingestd.errors import Code, NotFoundError, StoreError, UsageError
-from ingestd.jobs.jobstore import JobError, JobStore, MAX_ERRORS
+from ingestd.jobs.jobstore import JobStore
+from ingestd.jobs.manifest import JobError, MAX_ERRORS
 
 
 def test_ids_are_valid_unique_and_sorted(tmp_path):

@@ -21,7 +21,8 @@ import pytest
 from ingestd.jobs import jobstore as jobs_mod
 from ingestd._lib.atomic import write_json
 from ingestd.api.metrics import Metrics
-from ingestd.jobs.jobstore import JobStore, Manifest, TERMINAL
+from ingestd.jobs.jobstore import JobStore
+from ingestd.jobs.manifest import Manifest, TERMINAL
 
 SOURCES = ("inbox", "bucket", "legal")
 STATUSES = ("queued", "running", *TERMINAL)

@@ -289,7 +289,6 @@ def _items_file(job_id: str) -> str:
     return f"{job_id}.items.jsonl"
 
 
-
 def _read(path: Path) -> Manifest | None:
     try:
         return Manifest.model_validate(json.loads(path.read_bytes()))

@@ -306,7 +306,6 @@ class Store:
             return self._db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
 
 
-
 def _version(row) -> Version:
     return Version(
         sha256=row[1], size=row[2], mime=row[3], origin_uri=row[4], source_modified_at=row[5],
@@ -399,7 +398,6 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
-
 
 
 __all__ = ["Store", "Document", "Version", "Blob", "Change", "doc_id_for"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ingestd.paths import display
+from ingestd.plugin.kit import display
 
 from .items import Item
 

@@ -17,14 +17,14 @@ bytes are the ones the listing describes is decided elsewhere (`retrieve`).
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from ingestd.errors import Code, ConnectorError
-from ingestd.throttle import Stopped
+from ingestd.plugin.kit import unlink_quietly
+from ingestd.plugin.kit.throttle import Stopped
 
 from .http import graph_error, request_id, where
 from .quickxor import QuickXorHash
@@ -100,7 +100,7 @@ def fetch(http, source: Source, dest: Path, limit: int | None) -> Fetched:
         return sink.result()
     except BaseException:
         sink.close()
-        unlink(dest)
+        unlink_quietly(dest)
         raise
 
 
@@ -212,8 +212,3 @@ def _check_start(resp, sink: _Sink, source: str) -> None:
     raise graph_error(resp, "GET", source)
 
 
-def unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -15,14 +15,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingestd.connector import Deleted, Failed, Staged
+from ingestd.plugin import Deleted, Failed, Staged
 from ingestd.errors import Code, ConnectorError
-from ingestd.paths import safe_join
+from ingestd.plugin.kit import safe_join, unlink_quietly
 
 from . import delta
 from .delta import seg
 from .describe import Describe
-from .download import Source, unlink
+from .download import Source
 from .items import Item
 from .retrieve import Gone, Got, Job, retrieve
 from .tokens import Token
@@ -96,7 +96,7 @@ class Fetcher:
 
     def _refuse(self, task: Task, result: Got, origin: str, office: bool) -> Failed:
         item, got, served = result.item, result.fetched, result.served
-        unlink(got.path)
+        unlink_quietly(got.path)
         prior = task.refusal
         same = prior is not None and (prior[0], prior[1]) == (item.etag, served.served_sha256)
         runs = prior[2] + 1 if same else 1

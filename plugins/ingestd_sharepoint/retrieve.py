@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingestd.errors import Code, ConnectorError
+from ingestd.plugin.kit import unlink_quietly
 
-from .download import Fetched, Source, fetch, unlink
+from .download import Fetched, Source, fetch
 from .items import Item
 from .verify import ServedDiffers, mismatch, newer_than_listed
 
@@ -73,7 +74,7 @@ def retrieve(job: Job, item: Item) -> Got | Gone:
             current = current.with_content_of(fresh)
             if mismatch(got, current) is None:
                 return Got(got, current)
-            unlink(got.path)
+            unlink_quietly(got.path)
             continue
         if problem is None:  # the listing stands; the tags only looked like another version
             return Got(got, current)
@@ -86,10 +87,10 @@ def _reread(job: Job, item: Item, got: Fetched) -> Item | None:
     try:
         fresh = job.reread(item.id)
     except BaseException:
-        unlink(got.path)
+        unlink_quietly(got.path)
         raise
     if fresh is None:
-        unlink(got.path)
+        unlink_quietly(got.path)
     return fresh
 
 
@@ -98,14 +99,14 @@ def _second_opinion(job: Job, first: Fetched, item: Item, problem: str) -> Got:
     try:
         second = fetch(job.http, job.source(item), job.dest(".again"), job.limit)
     except BaseException:
-        unlink(first.path)
+        unlink_quietly(first.path)
         raise
     if mismatch(second, item) is None and not newer_than_listed(item.etag, second.etag):
-        unlink(first.path)
+        unlink_quietly(first.path)
         return Got(second, item)
-    unlink(second.path)
+    unlink_quietly(second.path)
     if second.sha256 != first.sha256 or newer_than_listed(item.etag, second.etag):
-        unlink(first.path)
+        unlink_quietly(first.path)
         raise ConnectorError(Code.INTEGRITY, f"{problem}; a second download gave other bytes again (damaged on "
                              "the way, or changing): the next run tries again", request_id=first.request_id,
                              retryable=True)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 import threading
 
-from ingestd.connector import Deleted, Failed, JobContext, Outcome, Staged
 from ingestd.errors import Code, ConnectorError
-from ingestd.paths import display
+from ingestd.plugin import Deleted, Failed, JobContext, Outcome, Staged
+from ingestd.plugin.kit import display
 
 from . import delta, plan
 from .delta import DeltaReader, ResyncRequired, seg

@@ -18,6 +18,7 @@ from tests.fakegraph import FakeGraph, make_ca
 from tests.support.helpers import run_cli, write_config
 
 CLIENT_ID = "6731de76-14a6-49ae-97bc-6eba6914391e"
+CERT_CLIENT_ID = "2f1a3c55-d1b0-4c31-a7e4-0f6e0e7b8a11"
 SECRET = make_secret("sp-client")  # the session-end scan fails the run if it leaks into any file
 
 
@@ -78,6 +79,16 @@ class SP:
                      sources=[self.source(**options), *extra_sources])
         self.close()
         return self.config
+
+    def use_certificate(self, cert, *, registered=None, client_id: str = CERT_CLIENT_ID) -> None:
+        """Sign in with `cert` (a `ClientCert`, kept as one PEM file with its key) through
+        an app of the fake that accepts `registered` (by default `cert` itself)."""
+        self.fake.add_app(client_id, certificate=(registered or cert).cert)
+        pem = self.root / f"app-{client_id}.pem"
+        pem.write_bytes(cert.combined())
+        self.credentials["sp"] = {"type": "azure_certificate", "tenant_id": self.fake.tenant,
+                                  "client_id": client_id, "certificate": str(pem)}
+        self.write()
 
     # -- running ----------------------------------------------------------------------
 

@@ -168,18 +168,12 @@ def test_check_config_prints_an_expiry_warning_but_passes(sp, tmp_path):
     assert "warning: certificate expires" in result.stderr
 
 
-def test_a_certificate_inside_its_expiry_warning_still_syncs_and_says_so(sp, tmp_path):
+def test_a_certificate_inside_its_expiry_warning_still_syncs_and_says_so(sp):
     """Issue 19 item 0: the 30-day warning must not fail the job (it did, as `auth`)."""
     import json
 
     cert = make_client_cert(days_valid=7)
-    client_id = "2f1a3c55-d1b0-4c31-a7e4-0f6e0e7b8a11"
-    sp.fake.add_app(client_id, certificate=cert.cert)
-    pem = tmp_path / "app.pem"
-    pem.write_bytes(cert.combined())
-    sp.credentials["sp"] = {"type": "azure_certificate", "tenant_id": sp.fake.tenant, "client_id": client_id,
-                            "certificate": str(pem)}
-    sp.write()
+    sp.use_certificate(cert)
     item = sp.drive.add("a.txt", b"a")
 
     result = sp.cli_plain()

@@ -13,33 +13,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.plugins.s3.kit import MotoS3
+from tests.plugins.s3.conftest import aws_isolation, moto_server  # noqa: F401  (the S3 tests' own)
 
 from .installation import Installation, Upgraded
-from .release import AWS_VARS
-
-
-@pytest.fixture(scope="module")
-def upgrade_moto():
-    server = MotoS3()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _no_machine_aws(monkeypatch):
-    """CLI runs inherit the environment: keep the machine's AWS settings out of them."""
-    for var in AWS_VARS:
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
 @pytest.fixture
-def installation_of(tmp_path, upgrade_moto):
+def installation_of(tmp_path, moto_server):
     made = []
 
     def make(tag: str = "v0.1.0") -> Installation:
-        inst = Installation(tag, tmp_path / f"{tag}-{len(made)}", upgrade_moto)
+        inst = Installation(tag, tmp_path / f"{tag}-{len(made)}", moto_server)
         made.append(inst)
         return inst
 
@@ -49,8 +33,8 @@ def installation_of(tmp_path, upgrade_moto):
 
 
 @pytest.fixture(scope="module")
-def upgraded(tmp_path_factory, upgrade_moto):
-    inst = Installation("v0.1.0", tmp_path_factory.mktemp("upgraded"), upgrade_moto)
+def upgraded(tmp_path_factory, moto_server):
+    inst = Installation("v0.1.0", tmp_path_factory.mktemp("upgraded"), moto_server)
     try:
         yield Upgraded(inst)
     finally:

@@ -16,11 +16,9 @@ import tarfile
 from pathlib import Path
 
 from tests.helpers import ROOT
+from tests.plugins.s3.conftest import AWS_VARS
 from tests.procs import Daemon
 
-AWS_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
-            "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL",
-            "AWS_ENDPOINT_URL_S3", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE")
 OTHER_INGESTD = ("PYTHONPATH", "INGESTD_CONFIG")
 
 

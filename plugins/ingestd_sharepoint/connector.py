@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import threading
 
-from ingestd.connector import Connector, JobContext, Outcome, Requirement
 from ingestd.errors import Code, ConfigError, ConnectorError
-from ingestd.throttle import Stopped, gate
+from ingestd.plugin import Connector, JobContext, Outcome, Requirement
+from ingestd.plugin.kit.throttle import Stopped, gate
 
 from . import credential as creds
 from . import trust

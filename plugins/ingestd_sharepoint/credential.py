@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ingestd.credentials import Credential
 from ingestd.errors import Code, ConnectorError
+from ingestd.plugin import Credential
 
 SECRET = "azure_client_secret"
 CERTIFICATE = "azure_certificate"

@@ -10,13 +10,13 @@ the file size. A connection dropped mid-file is resumed with a `Range` request.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from ingestd.errors import Code, ConnectorError
-from ingestd.throttle import Stopped
+from ingestd.plugin.kit import unlink_quietly
+from ingestd.plugin.kit.throttle import Stopped
 
 from .http import graph_error, request_id, where
 from .items import Item
@@ -70,7 +70,7 @@ def fetch(http, content_url: str, item: Item, dest: Path, limit: int | None) -> 
         return Fetched(sink.sha256.hexdigest(), sink.size, resumed)
     except BaseException:
         sink.close()
-        _unlink(dest)
+        unlink_quietly(dest)
         raise
 
 
@@ -163,9 +163,3 @@ def _verify(sink: _Sink, item: Item) -> None:
     if problem:
         raise ConnectorError(Code.INTEGRITY, problem, request_id=sink.request_id)
 
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -10,8 +10,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator
 
-from ingestd.config import ConfigPath, Duration
-from ingestd.options import DeleteOptions, FilterOptions, ScheduleOptions
+from ingestd.plugin import ConfigPath, DeleteOptions, Duration, FilterOptions, ScheduleOptions
 
 
 class SharePointOptions(ScheduleOptions, FilterOptions, DeleteOptions):

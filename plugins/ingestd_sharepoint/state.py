@@ -17,6 +17,8 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from ingestd.plugin.kit import open_db
+
 from .items import COLUMNS, FILE, FOLDER, OTHER, ROOT, Item
 
 _ITEM_COLS = [c for c in COLUMNS if c != "deleted"]
@@ -48,11 +50,8 @@ BATCH = 500
 class State:
     def __init__(self, path: Path):
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db = open_db(path)
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA busy_timeout=10000")
         self.db.execute("PRAGMA temp_store=FILE")
         self.db.executescript(_SCHEMA)
         self.db.executescript(_SCRATCH)

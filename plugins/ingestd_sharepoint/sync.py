@@ -14,9 +14,9 @@ import json
 import threading
 from dataclasses import dataclass
 
-from ingestd.connector import Deleted, Failed, JobContext, Outcome, Staged
 from ingestd.errors import Code, ConnectorError
-from ingestd.paths import display, safe_join
+from ingestd.plugin import Deleted, Failed, JobContext, Outcome, Staged
+from ingestd.plugin.kit import display, safe_join
 
 from . import delta, download, plan
 from .delta import DeltaReader, ResyncRequired, seg

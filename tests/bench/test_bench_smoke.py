@@ -15,7 +15,7 @@ from bench import tools
 from bench.cases import ALL
 from bench.cases.s3 import Tools
 from bench.context import Bench
-from tests.helpers import ROOT
+from tests.support.helpers import ROOT
 
 CASE_NAMES = [case.name for case in ALL]
 NEEDS_S3 = {case.name for case in ALL if case.needs_s3}

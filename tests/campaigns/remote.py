@@ -94,7 +94,7 @@ class Logs:
     """One buffer for every log line of a campaign; `since(mark)` gives what came after."""
 
     def __init__(self):
-        from ingestd import logs
+        from ingestd._lib import logs
 
         self.stream = io.StringIO()
         logs.setup(level="info", fmt="json", stream=self.stream)
@@ -148,7 +148,7 @@ class Side:
     # -- identities -------------------------------------------------------------------
 
     def doc_id(self, identity: str) -> str:
-        from ingestd.store import doc_id_for
+        from ingestd.store.catalogue import doc_id_for
 
         return doc_id_for(self.source, identity)
 

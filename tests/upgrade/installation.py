@@ -38,8 +38,8 @@ import tomllib
 from pathlib import Path
 
 from tests.fakegraph import FakeGraph, make_ca
-from tests.helpers import ROOT, run_cli
-from tests.procs import Daemon
+from tests.support.helpers import ROOT, run_cli
+from tests.support.procs import Daemon
 
 from . import archive
 from .kit import all_jobs, mark, trigger, wait_jobs, wait_schedule_fired

@@ -9,7 +9,7 @@ import urllib.request
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 
-from tests.helpers import wait_for
+from tests.support.helpers import wait_for
 
 TERMINAL = ("succeeded", "partial", "failed")
 

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tests.fakegraph import FakeGraph, make_ca
-from tests.helpers import ROOT
+from tests.support.helpers import ROOT
 
 from . import archive
 from .kit import all_jobs

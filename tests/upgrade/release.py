@@ -15,9 +15,9 @@ import sys
 import tarfile
 from pathlib import Path
 
-from tests.helpers import ROOT
+from tests.support.helpers import ROOT
 from tests.plugins.s3.conftest import AWS_VARS
-from tests.procs import Daemon
+from tests.support.procs import Daemon
 
 OTHER_INGESTD = ("PYTHONPATH", "INGESTD_CONFIG")
 

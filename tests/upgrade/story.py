@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from tests.fakegraph import FakeGraph
-from tests.helpers import wait_for, write_config
+from tests.support.helpers import wait_for, write_config
 
 from .kit import all_jobs, mark, trigger, wait_jobs, wait_schedule_fired
 

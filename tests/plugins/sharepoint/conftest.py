@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from ingestd.app import App, load_config
-from ingestd.plugins import Plugins
-from ingestd.store import Store, doc_id_for
+from ingestd.plugin.manager import Plugins
+from ingestd.store.catalogue import Store, doc_id_for
 from tests.conftest import make_secret
 from tests.fakegraph import FakeGraph, make_ca
-from tests.helpers import run_cli, write_config
+from tests.support.helpers import run_cli, write_config
 
 CLIENT_ID = "6731de76-14a6-49ae-97bc-6eba6914391e"
 SECRET = make_secret("sp-client")  # the session-end scan fails the run if it leaks into any file

@@ -6,10 +6,10 @@ from pydantic import ValidationError
 
 from ingestd import app as app_mod
 from ingestd.app import load_config
-from ingestd.plugins import Plugins
+from ingestd.plugin.manager import Plugins
 from ingestd_sharepoint.options import SharePointOptions
 from tests.fakegraph import make_client_cert
-from tests.helpers import run_cli
+from tests.support.helpers import run_cli
 
 
 def problems(sp) -> list[str]:

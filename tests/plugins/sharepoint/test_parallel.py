@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from ingestd import throttle
+from ingestd.plugin.kit import throttle
 from ingestd_sharepoint import http as sp_http
-from tests.helpers import run_cli, wait_for
+from tests.support.helpers import run_cli, wait_for
 
 RETRY_AFTER = 1.0
 

@@ -88,8 +88,11 @@ class Plugins:
 
     # -- downstream hooks: a plugin's exception is logged, never propagated -----------
 
-    def document_stored(self, document, job) -> None:
-        self._call("document_stored", document=document, job=job)
+    def document_stored(self, document, job, cursor=None) -> None:
+        self._call("document_stored", document=document, job=job, cursor=cursor)
+
+    def document_deleted(self, document, job, cursor=None) -> None:
+        self._call("document_deleted", document=document, job=job, cursor=cursor)
 
     def job_finished(self, manifest) -> None:
         self._call("job_finished", manifest=manifest)

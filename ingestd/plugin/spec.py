@@ -24,13 +24,27 @@ def register_connectors(register):
 
 
 @hookspec
-def document_stored(document, job):
-    """A new document version was committed to the store.
+def document_stored(document, job, cursor):
+    """A new document version was committed to the store: new content, or a metadata
+    version (the same bytes with a new origin or metadata).
 
     `document` has `doc_id`, `source`, `origin_uri`, `blob` (sha256, size, mime),
-    `metadata` and `source_modified_at`; `job` is the running job's manifest. Called
-    after the record is durable, from the job's thread: keep it quick, hand heavy work
-    (indexing, embedding) to your own queue. An exception is logged, not propagated.
+    `metadata` and `source_modified_at`; `job` is the running job's manifest; `cursor`
+    is the change's cursor in the change feed (`GET /changes`). Called after the record
+    is durable, from the job's thread: keep it quick, hand heavy work (indexing,
+    embedding) to your own queue. An exception is logged, not propagated. Declare only
+    the arguments you use (`def document_stored(document, job)` keeps working).
+    """
+
+
+@hookspec
+def document_deleted(document, job, cursor):
+    """A document was tombstoned: its source no longer has it.
+
+    `document` has `doc_id`, `source`, `origin_uri` and the `version`, `sha256`, `size`
+    and `mime` that were current when it went; `job` is the deleting job's manifest;
+    `cursor` is the change's cursor in the change feed. Called like `document_stored`:
+    after the tombstone is durable, from the job's thread, exceptions logged.
     """
 
 

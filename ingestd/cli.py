@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from ingestd import __version__, app, config as config_mod
@@ -42,6 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("document", parents=[common], help="show a document's record, provenance and versions")
     p.add_argument("doc_id")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("documents", parents=[common], help="list documents (current versions), in a stable order")
+    p.add_argument("--source")
+    p.add_argument("--include-deleted", action="store_true", help="list tombstoned documents too")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p = sub.add_parser("cat", parents=[common], help="write a document's content to stdout")
+    p.add_argument("doc_id")
+    p.add_argument("--version", type=int, metavar="N", help="an earlier version (its number), e.g. of a deleted document")
+    p = sub.add_parser("changes", parents=[common], help="the change feed, oldest first")
+    p.add_argument("--after", metavar="CURSOR", help="only changes after this cursor (default: from the first)")
+    p.add_argument("--follow", action="store_true", help="keep waiting for new changes (Ctrl-C to stop)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
     p = sub.add_parser("plugins", parents=[common], help="list plugins and connector kinds")
     p.add_argument("--json", action="store_true")
     return parser
@@ -156,12 +168,84 @@ def cmd_document(args) -> int:
         print(doc.model_dump_json(indent=2))
         return 0
     print(f"{doc.doc_id}  {doc.origin_uri}")
-    print(f"  source {doc.source}  job {doc.job_id}  ingested {doc.ingested_at}")
+    print(f"  source {doc.source}  version {doc.version} ({doc.kind})  job {doc.job_id}  ingested {doc.ingested_at}")
     print(f"  sha256 {doc.sha256}  size {doc.size}  mime {doc.mime}")
     if doc.deleted_at:
         print(f"  deleted at {doc.deleted_at} by job {doc.deleted_job}")
     for v in doc.versions:
-        print(f"  earlier: {v.ingested_at} sha256 {v.sha256} size {v.size} job {v.job_id}")
+        print(f"  earlier: v{v.version} ({v.kind}) {v.ingested_at} sha256 {v.sha256} size {v.size} job {v.job_id}")
+    return 0
+
+
+def _store(args):
+    from ingestd.store.catalogue import Store
+
+    cfg, _ = _setup(args, quiet=True)
+    return cfg, Store(cfg.daemon.state_dir)
+
+
+def cmd_documents(args) -> int:
+    cfg, store = _store(args)
+    try:
+        after, cursor = None, None
+        while True:
+            page = store.list(source=args.source, include_deleted=args.include_deleted, limit=500, after=after,
+                              feed_cursor=cursor)
+            for doc in page.documents:
+                _print_listed(doc, args.json)
+            after, cursor = page.after, page.feed_cursor
+            if after is None:
+                break
+    finally:
+        store.close()
+    if not args.json:
+        print(f"# follow on with: ingestd changes --after {cursor}", file=sys.stderr)
+    return 0
+
+
+def _print_listed(doc, as_json: bool) -> None:
+    if as_json:
+        print(doc.model_dump_json(exclude={"versions"}))
+        return
+    gone = "  (deleted)" if doc.deleted_at else ""
+    print(f"{doc.doc_id}  {doc.source:<16} v{doc.version:<3} {doc.size:>12}  {doc.mime:<24} {doc.origin_uri}{gone}")
+
+
+def cmd_cat(args) -> int:
+    import shutil
+
+    if not is_valid_id(args.doc_id):
+        raise UsageError(f"malformed document id {args.doc_id[:80]!r}")
+    _, store = _store(args)
+    try:
+        content = store.content(args.doc_id, args.version)
+    finally:
+        store.close()
+    try:
+        with open(content.path, "rb") as src:
+            shutil.copyfileobj(src, sys.stdout.buffer, 1 << 20)
+        sys.stdout.buffer.flush()
+    except FileNotFoundError:
+        raise IngestdError(f"the content of {args.doc_id} version {content.version} is missing from the blob "
+                           f"store ({content.sha256}); run `ingestd verify`") from None
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the reader left: nothing to flush
+    return 0
+
+
+def cmd_changes(args) -> int:
+    from ingestd import follow
+
+    cfg, store = _store(args)
+    try:
+        for change in follow.changes(store, cfg, args.after, follow=args.follow):
+            if args.json:
+                print(change.model_dump_json(), flush=args.follow)
+            else:
+                print(f"{change.cursor}  {change.type:<8} {change.doc_id}  {change.source:<16} v{change.version:<3} "
+                      f"{change.sha256[:12]}  {change.origin_uri}", flush=args.follow)
+    finally:
+        store.close()
     return 0
 
 
@@ -204,5 +288,6 @@ def _print_manifest(m: Manifest, as_json: bool) -> None:
 
 COMMANDS = {
     "run": cmd_run, "ingest": cmd_ingest, "check-config": cmd_check_config, "status": cmd_status,
-    "jobs": cmd_jobs, "document": cmd_document, "plugins": cmd_plugins,
+    "jobs": cmd_jobs, "document": cmd_document, "documents": cmd_documents, "cat": cmd_cat, "changes": cmd_changes,
+    "plugins": cmd_plugins,
 }

@@ -86,6 +86,7 @@ class DaemonConfig(Strict):
     workspace_retention: Duration = 7 * 86400.0
     originals_retention: Duration = 0.0  # 0: processed originals are kept for ever
     job_retention: Duration = 0.0  # 0: job records are kept for ever
+    change_retention: Duration = 0.0  # 0: the change feed keeps every change
 
 
 class HttpConfig(Strict):

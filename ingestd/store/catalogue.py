@@ -501,8 +501,9 @@ def _open(path: Path) -> sqlite3.Connection:
     if upgrade.needed(path):
         upgrade.migrate(path)
     db = open_db(path)
-    db.executescript(_SCHEMA + feed_mod.SCHEMA)
-    db.execute(feed_mod.START)
+    db.executescript(_SCHEMA + feed_mod.SCHEMA)  # no write when the tables are there
+    if db.execute("SELECT 1 FROM feed WHERE id = 1").fetchone() is None:
+        db.execute(feed_mod.START)
     return db
 
 

@@ -1,19 +1,22 @@
 """A third-party plugin, installed the way pip would (a dist-info with an entry point),
 used by the tests to prove plugins work without touching core.
 
-Connector `fixture`: a scheduled source that ingests every file in `folder`. With
-`hold_while` set, a job waits while that path exists (to make runs overlap on purpose).
-Hook `document_stored`: appends each stored document's id to $INGESTD_TEST_HOOK_LOG.
+Connector `fixture`: a scheduled source that ingests every file in `folder`, and reports
+as deleted every name listed in the file `gone` (one per line). With `hold_while` set, a
+job waits while that path exists (to make runs overlap on purpose).
+Hooks `document_stored` and `document_deleted`: append a line per call to
+$INGESTD_TEST_HOOK_LOG.
 """
 
 import os
 import time
 
-from ingestd.plugin import ConfigPath, Connector, ScheduleOptions, Staged, hookimpl
+from ingestd.plugin import ConfigPath, Connector, Deleted, ScheduleOptions, Staged, hookimpl
 
 
 class FixtureOptions(ScheduleOptions):
     folder: ConfigPath
+    gone: ConfigPath | None = None
     hold_while: ConfigPath | None = None
 
 
@@ -29,6 +32,9 @@ class FixtureConnector(Connector):
             time.sleep(0.02)
         for path in sorted(self.options.folder.iterdir()):
             yield Staged(origin_uri=f"fixture://{path.name}", path=path, name=path.name)
+        gone = self.options.gone
+        for name in gone.read_text().split() if gone is not None and gone.exists() else ():
+            yield Deleted(origin_uri=f"fixture://{name}")
 
 
 @hookimpl
@@ -37,8 +43,17 @@ def register_connectors(register):
 
 
 @hookimpl
-def document_stored(document, job):
+def document_stored(document, job, cursor):
+    _log(f"stored {job.job_id} {document.doc_id} {document.blob.sha256} {cursor}")
+
+
+@hookimpl
+def document_deleted(document, job, cursor):
+    _log(f"deleted {job.job_id} {document.doc_id} {document.sha256} {cursor}")
+
+
+def _log(line: str) -> None:
     log = os.environ.get("INGESTD_TEST_HOOK_LOG")
     if log:
         with open(log, "a") as fh:
-            fh.write(f"{job.job_id} {document.doc_id} {document.blob.sha256}\n")
+            fh.write(line + "\n")

@@ -142,18 +142,19 @@ class Setup:
         self._drained: list = []
 
     def write(self, *, plugins: bool = False, token: bool = False, listen: str = "127.0.0.1:0",
-              settle: float = 0.2, **local) -> "Setup":
+              settle: float = 0.2, http: dict | None = None, **local) -> "Setup":
         sources = [{"name": "inbox", "kind": "local", "path": "inbox", "settle_seconds": settle, **local}]
         if plugins:
             data = self.root / "fixture-data"
             data.mkdir(exist_ok=True)
             (data / "one.txt").write_text("fixture one\n")
             sources += [
-                {"name": "fx", "kind": "fixture", "folder": str(data), "every": "1h", "hold_while": str(self.hold)},
+                {"name": "fx", "kind": "fixture", "folder": str(data), "every": "1h", "hold_while": str(self.hold),
+                 "credential_expires_in_days": 6},
                 {"name": "needy", "kind": "needy"},
                 {"name": "off", "kind": "local", "path": "inbox", "enabled": False},
             ]
-        http = {"listen": listen}
+        http = {"listen": listen, **(http or {})}
         if token:
             self.token = secrets.token_hex(24)
             self.token_file.write_text(self.token + "\n")

@@ -202,3 +202,20 @@ def test_allowed_hosts_admits_the_names_listed(api_setup):
     d = setup.start(d)
     assert setup.client(d).get("/healthz", headers={"Host": "anything.example"}).status == 200
     assert d.stop() == 0
+
+
+def test_console_log_prints_plain_statuses_for_every_answer(api_setup):
+    """Issue 15 #5: the console format printed `status=<HTTPStatus.NOT_IMPLEMENTED: 501>`."""
+    setup = api_setup.write()
+    text = setup.config.read_text().replace('log_format = "json"', 'log_format = "console"')
+    setup.config.write_text(text)
+    d = setup.start(setup.daemon())
+    client = setup.client(d)
+    client.call("BREW", "/jobs").error(405)
+    with socket.create_connection(address(d), timeout=10) as sock:
+        sock.sendall(b"GET /jobs HTTP/9.9\r\n\r\n")
+        assert read_all(sock).startswith(b"HTTP/1.1 505 ")
+    assert d.stop() == 0
+    log = d.log_text()
+    assert "method=BREW path=/jobs status=405" in log and "status=505" in log
+    assert "HTTPStatus" not in log and "Traceback" not in log

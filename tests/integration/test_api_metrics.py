@@ -3,13 +3,18 @@ against the jobs the daemon actually ran."""
 
 from __future__ import annotations
 
+import re
+import shutil
 import signal
+import subprocess
 import time
 from datetime import datetime
 
+import pytest
+
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.helpers import wait_for, write_config
+from tests.support.helpers import ROOT, wait_for, write_config
 from tests.integration.test_api_support import api_setup, trigger, wait_job, wait_taken  # noqa: F401 (fixture)
 
 
@@ -125,3 +130,29 @@ def test_every_source_has_its_series_from_the_start_and_after_a_reload(api_setup
     assert value(m, "ingestd_last_success_timestamp_seconds", source="late") == 0
     assert present(m, "ingestd_items_total", source="late", outcome="ingested")
     assert d.stop() == 0
+
+
+RULES = ROOT / "prometheus" / "ingestd.rules.yml"
+PROMTOOL = shutil.which("promtool")
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed: it comes in Debian's `prometheus` package; "
+                    "`.ci/install-promtool` installs just the binary")
+def test_the_shipped_alerting_rules_pass_promtool():
+    check = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    tests = subprocess.run([PROMTOOL, "test", "rules", "ingestd.rules.test.yml"], cwd=RULES.parent,
+                           capture_output=True, text=True, timeout=60)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+
+
+def test_the_shipped_alerting_rules_name_only_series_the_daemon_exports(api_setup):
+    setup = api_setup.write()
+    d = setup.start(setup.daemon())
+    text = setup.client(d).get("/metrics").data.decode()
+    assert d.stop() == 0
+    exported = set()
+    for family in text_string_to_metric_families(text):  # families without a sample yet included
+        exported |= {family.name, f"{family.name}_total", f"{family.name}_count", f"{family.name}_bucket"}
+    named = set(re.findall(r"\b(ingestd_[a-z_]+)\b", RULES.read_text()))
+    assert named and named <= exported, sorted(named - exported)

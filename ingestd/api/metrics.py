@@ -171,7 +171,8 @@ def _sources(views: list[SourceView], active: dict[str, str]) -> Iterator[Metric
     yield _gauge("ingestd_source_available", "1 when the source's connector can run (dependencies installed).",
                  ["source"], {(v.name,): int(v.available) for v in views})
     yield _gauge("ingestd_jobs_active", "Jobs queued or running now, by source and status.", ["source", "status"],
-                 {(v.name, status): int(active.get(v.name) == status) for v in views for status in ("queued", "running")})
+                 {(v.name, status): int(active.get(v.name) == status)
+                  for v in views for status in ("queued", "running")})
     yield _gauge("ingestd_credential_warnings", "Warnings the connector reports about the source's credential "
                  "(e.g. a certificate close to expiry).", ["source"],
                  {(v.name,): len(v.credential.warnings) for v in views})

@@ -129,8 +129,9 @@ class ApiServer:
         """The one access-log line and the metrics of every answer, the transport's own included."""
         self.metrics.request(x.route, method_label(x.method), x.status, x.duration)
         log = self.log.warning if x.duration > self.state.limits.slow_request else self.log.info
-        log("http request", method=x.method[:32] if x.method else None, path=display(x.path)[:200] if x.path is not None else None,
-            status=int(x.status), duration_ms=round(x.duration * 1000, 2), client=x.client)
+        path = display(x.path)[:200] if x.path is not None else None
+        log("http request", method=x.method[:32] if x.method else None, path=path, status=int(x.status),
+            duration_ms=round(x.duration * 1000, 2), client=x.client)
 
     def _parse(self, req: HttpRequest) -> tuple[Route, Request]:
         """Host, then authentication, then the route: an anonymous client learns nothing

@@ -20,7 +20,7 @@ from openapi_spec_validator import validate as validate_spec
 from ingestd._lib.paths import file_uri
 from tests.support.helpers import run_cli, wait_for, write_config
 from tests.integration.test_api_support import (  # noqa: F401 (api_setup is a fixture)
-    JSON_TYPE, Client, Setup, api_setup, doc_ids, trigger, wait_job, wait_taken,
+    JSON_TYPE, Client, Setup, api_setup, doc_ids, read_all, read_response, trigger, wait_job, wait_taken,
 )
 
 TRAVERSALS = [
@@ -156,17 +156,8 @@ def test_post_ingest_body_limits_and_media_type(api):
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 100000000\r\n\r\n{")
-        reply = _read_all(sock)
+        reply = read_all(sock)
     assert reply.startswith(b"HTTP/1.1 413 ") and b'"body_too_large"' in reply
-
-
-def _read_all(sock: socket.socket) -> bytes:
-    chunks = []
-    while True:
-        data = sock.recv(65536)
-        if not data:
-            return b"".join(chunks)
-        chunks.append(data)
 
 
 # -- GET /ingest/{id}: ids never become paths --------------------------------------------
@@ -346,7 +337,8 @@ def test_a_credential_close_to_expiry_shows_on_sources_and_in_metrics(api):
     expires = datetime.fromisoformat(fx["credential"]["expires_at"].replace("Z", "+00:00")).timestamp()
     assert abs(expires - (time.time() + 6 * 86400)) < 3600
     metrics = client.get("/metrics").data.decode()
-    line = next(l for l in metrics.splitlines() if l.startswith('ingestd_credential_expiry_timestamp_seconds{source="fx"}'))
+    expiry = 'ingestd_credential_expiry_timestamp_seconds{source="fx"}'
+    line = next(row for row in metrics.splitlines() if row.startswith(expiry))
     assert abs(float(line.split()[-1]) - expires) < 1
     assert 'ingestd_credential_warnings{source="fx"} 1.0' in metrics
     assert 'ingestd_credential_warnings{source="inbox"} 0.0' in metrics
@@ -446,27 +438,16 @@ def test_unknown_methods_are_405_with_allow_on_a_kept_connection(api):
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         stream = sock.makefile("rb")
         sock.sendall(b"BREW /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        head, body = _response(stream)
+        head, body = read_response(stream)
         assert head.startswith(b"HTTP/1.1 405 ") and b"\r\nAllow: GET, HEAD\r\n" in head, head
         assert b"Connection: close" not in head and json.loads(body)["error"] == "method_not_allowed"
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # the same connection still serves
-        assert _response(stream)[0].startswith(b"HTTP/1.1 200 ")
+        assert read_response(stream)[0].startswith(b"HTTP/1.1 200 ")
     client.call("BREW", "/nowhere").error(404, "not_found")
     wait_for(lambda: any(e.get("event") == "http request" and e.get("method") == "BREW" for e in d.log_events()),
              message="the access-log line")
     line = next(e for e in d.log_events() if e.get("event") == "http request" and e.get("method") == "BREW")
     assert line["path"] == "/jobs" and line["status"] == 405 and line["duration_ms"] >= 0
-
-
-def _response(stream) -> tuple[bytes, bytes]:
-    head = b""
-    while not head.endswith(b"\r\n\r\n"):
-        line = stream.readline()
-        assert line, "the server closed the connection"
-        head += line
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length:"))
-    return head, stream.read(length)
 
 
 def test_head_is_served_on_every_get_route(api):
@@ -497,7 +478,7 @@ def test_request_line_and_header_limits(api):
                     b"\x16\x03\x01\x02\x00\x01\r\n\r\n"):
         with socket.create_connection((host, int(port)), timeout=10) as sock:
             sock.sendall(garbage)
-            reply = _read_all(sock)
+            reply = read_all(sock)
         status = reply.split(b"\r\n", 1)[0]
         assert status.startswith(b"HTTP/1.1 4") or status.startswith(b"HTTP/1.1 505"), (garbage, reply)
         assert b"Content-Type: application/json; charset=utf-8" in reply and b"<html" not in reply.lower()

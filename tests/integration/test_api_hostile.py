@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.support.helpers import wait_for
-from tests.integration.test_api_support import Client, api_setup  # noqa: F401 (fixture)
+from tests.integration.test_api_support import Client, api_setup, read_all  # noqa: F401 (fixture)
 
 REQUEST = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
@@ -19,16 +19,6 @@ REQUEST = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 def address(d) -> tuple[str, int]:
     host, port = d.base_url.removeprefix("http://").rsplit(":", 1)
     return host, int(port)
-
-
-def read_all(sock: socket.socket) -> bytes:
-    chunks = []
-    try:
-        while data := sock.recv(65536):
-            chunks.append(data)
-    except (ConnectionResetError, TimeoutError):
-        pass
-    return b"".join(chunks)
 
 
 class Drip:
@@ -137,7 +127,8 @@ def test_one_address_holds_only_a_small_share_of_the_slots(api_setup):
     d = setup.start(setup.daemon())
     client = setup.client(d)
     with Drip(address(d), 256, ["127.0.0.2"], every=1.0) as drip:
-        wait_for(lambda: drip.refused >= 256 - 32, timeout=30, message="the address's connections past its share to be refused")
+        wait_for(lambda: drip.refused >= 256 - 32, timeout=30,
+                 message="the address's connections past its share to be refused")
         statuses = poll_steadily(client, 2.0)
     assert set(statuses) == {200}, statuses
     assert d.stop() == 0

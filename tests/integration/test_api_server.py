@@ -17,7 +17,7 @@ from ingestd.app import load_config
 from ingestd.daemon import Daemon
 from ingestd.plugin.manager import Plugins
 from tests.support.helpers import wait_for
-from tests.integration.test_api_support import Client, Setup
+from tests.integration.test_api_support import Client, Setup, read_all, read_response
 
 
 @pytest.fixture
@@ -96,18 +96,11 @@ def test_idle_and_stalling_clients_are_dropped_after_their_deadline(live):
         with socket.create_connection((host, port), timeout=10) as stalled:
             stalled.sendall(b"POST /ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                             b"Content-Length: 40\r\n\r\n{\"source\"")
-            reply = _read_all(stalled)  # the server answers, then closes: no thread is held
+            reply = read_all(stalled)  # the server answers, then closes: no thread is held
         assert reply.startswith(b"HTTP/1.1 408 ") and b'"request_timeout"' in reply
         assert b"Connection: close" in reply
         with socket.create_connection((host, port), timeout=10) as idle:
-            assert _read_all(idle) == b""  # closed by the server without a word
-
-
-def _read_all(sock: socket.socket) -> bytes:
-    chunks = []
-    while data := sock.recv(65536):
-        chunks.append(data)
-    return b"".join(chunks)
+            assert read_all(idle) == b""  # closed by the server without a word
 
 
 def test_a_full_server_evicts_a_waiting_connection_for_a_newcomer(live):
@@ -164,7 +157,7 @@ def test_one_address_holds_at_most_its_share_of_connections(live):
         try:
             with socket.create_connection((host, port), source_address=("127.0.0.2", 0), timeout=10) as extra:
                 extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-                assert _read_all(extra).startswith(b"HTTP/1.1 503 ")
+                assert read_all(extra).startswith(b"HTTP/1.1 503 ")
             assert client_for(server).get("/healthz").status == 200  # another address still gets in
             for sock in mine:  # and the address's own connections still work
                 assert _get(sock).startswith(b"HTTP/1.1 200 ")
@@ -219,18 +212,7 @@ def test_the_server_pins_the_allocator_for_its_threads(live, monkeypatch):
 def _get(sock: socket.socket, path: str = "/healthz") -> bytes:
     """One keep-alive GET on a raw socket; returns the whole response (headers and body)."""
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-    return _read_response(sock.makefile("rb"))
-
-
-def _read_response(stream) -> bytes:
-    head = b""
-    while not head.endswith(b"\r\n\r\n"):
-        line = stream.readline()
-        assert line, "the server closed the connection"
-        head += line
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length:"))
-    return head + stream.read(length)
+    return b"".join(read_response(sock.makefile("rb")))
 
 
 def test_idle_keep_alive_connections_hold_no_thread(live):
@@ -254,7 +236,7 @@ def test_pipelined_requests_are_all_answered_in_order(live):
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
                      b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         stream = sock.makefile("rb")
-        statuses = [_read_response(stream).split(b" ", 2)[1] for _ in range(3)]
+        statuses = [read_response(stream)[0].split(b" ", 2)[1] for _ in range(3)]
     assert statuses == [b"200", b"404", b"200"]
 
 
@@ -271,7 +253,7 @@ def test_clients_stalling_mid_request_hold_no_thread_and_hold_up_no_one(live, st
             assert server.server.pool.threads <= 1, "stalled requests are holding threads"
             for sock in stalled:
                 sock.sendall(b"thz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # they finish, and are answered too
-            assert all(_read_response(sock.makefile("rb")).startswith(b"HTTP/1.1 200 ") for sock in stalled)
+            assert all(read_response(sock.makefile("rb"))[0].startswith(b"HTTP/1.1 200 ") for sock in stalled)
         finally:
             for sock in stalled:
                 sock.close()
@@ -293,7 +275,7 @@ def test_requests_waiting_for_the_cpu_wait_parked_not_on_threads(live):
         wait_for(lambda: len(server.server._due) == 30 - max_queued - 2, message="the rest to be held back")
         assert server.server.pool.threads <= max_queued + 2
         release.set()
-        assert all(_read_response(sock.makefile("rb")).startswith(b"HTTP/1.1 200 ") for sock in socks)
+        assert all(read_response(sock.makefile("rb"))[0].startswith(b"HTTP/1.1 200 ") for sock in socks)
     finally:
         release.set()
         for sock in socks:

@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import secrets
+import socket
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -219,6 +220,29 @@ def _drain(notify) -> None:
         except OSError:
             return
         notify.messages.append(dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line))
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """Everything the server sends on a raw socket until it closes (a reset ends it too)."""
+    chunks = []
+    try:
+        while data := sock.recv(65536):
+            chunks.append(data)
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return b"".join(chunks)
+
+
+def read_response(stream) -> tuple[bytes, bytes]:
+    """One response (head, body) from a raw keep-alive connection's `makefile("rb")`."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        line = stream.readline()
+        assert line, "the server closed the connection"
+        head += line
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    return head, stream.read(length)
 
 
 def doc_ids(state: Path) -> dict[str, str]:

@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from ingestd._lib.atomic import syncfs
 from ingestd._lib.files import unlink_quietly
 from ingestd._lib.sqlite import open_db
-from ingestd._lib.times import now_iso
+from ingestd._lib.times import Timestamp, now_iso
 from ingestd.errors import Code, IngestdError, NotFoundError, StoreError
 from ingestd.store import feed as feed_mod
 from ingestd.store.enrich import CHUNK, HEAD, copy_hashing, detect_mime, read_head
@@ -84,8 +84,8 @@ class Version(BaseModel):
     size: int
     mime: str
     origin_uri: str
-    source_modified_at: str | None = None
-    ingested_at: str
+    source_modified_at: Timestamp | None = None
+    ingested_at: Timestamp
     job_id: str
     metadata: dict[str, Any] = {}
 
@@ -101,11 +101,11 @@ class Document(BaseModel):
     sha256: str
     size: int
     mime: str
-    source_modified_at: str | None = None
-    ingested_at: str
+    source_modified_at: Timestamp | None = None
+    ingested_at: Timestamp
     job_id: str
     metadata: dict[str, Any] = {}
-    deleted_at: str | None = None
+    deleted_at: Timestamp | None = None
     deleted_job: str | None = None
     blob_path: str
     versions: list[Version] = []

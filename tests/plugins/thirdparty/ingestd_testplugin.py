@@ -4,6 +4,8 @@ used by the tests to prove plugins work without touching core.
 Connector `fixture`: a scheduled source that ingests every file in `folder`, and reports
 as deleted every name listed in the file `gone` (one per line). With `hold_while` set, a
 job waits while that path exists (to make runs overlap on purpose).
+With `credential_expires_in_days`, it reports a credential expiring then (a warning
+inside 30 days), the way a certificate-based connector would.
 Hooks `document_stored` and `document_deleted`: append a line per call to
 $INGESTD_TEST_HOOK_LOG.
 """
@@ -11,13 +13,14 @@ $INGESTD_TEST_HOOK_LOG.
 import os
 import time
 
-from ingestd.plugin import ConfigPath, Connector, Deleted, ScheduleOptions, Staged, hookimpl
+from ingestd.plugin import ConfigPath, Connector, CredentialStatus, Deleted, ScheduleOptions, Staged, hookimpl
 
 
 class FixtureOptions(ScheduleOptions):
     folder: ConfigPath
     gone: ConfigPath | None = None
     hold_while: ConfigPath | None = None
+    credential_expires_in_days: float | None = None
 
 
 class FixtureConnector(Connector):
@@ -35,6 +38,18 @@ class FixtureConnector(Connector):
         gone = self.options.gone
         for name in gone.read_text().split() if gone is not None and gone.exists() else ():
             yield Deleted(origin_uri=f"fixture://{name}")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        days = self.options.credential_expires_in_days
+        self._expires = time.time() + days * 86400 if days is not None else None
+
+    def credential_status(self):
+        if self._expires is None:
+            return CredentialStatus()
+        days = (self._expires - time.time()) / 86400
+        warnings = (f"certificate expires in {days:.0f} days",) if days < 30 else ()
+        return CredentialStatus(warnings=warnings, expires_at=self._expires)
 
 
 @hookimpl

@@ -13,7 +13,8 @@ from typing import Any, Protocol
 from ingestd.jobs.manifest import Manifest, Status
 from ingestd.plugin.connector import CredentialStatus
 from ingestd.runtime.queue import Busy
-from ingestd.store.catalogue import Document
+from ingestd.store.catalogue import Content, Document, Listing
+from ingestd.store.feed import Page
 
 __all__ = ["Backend", "Busy", "CredentialStatus", "ItemsPage", "Runtime", "SourceView"]
 
@@ -74,6 +75,25 @@ class Backend(Protocol):
 
     def document(self, doc_id: str) -> Document:
         """Raises NotFoundError."""
+
+    def documents(self, *, source: str | None, include_deleted: bool, limit: int, after: str | None,
+                  feed_cursor: str | None) -> Listing:
+        """A page of documents in doc_id order (store.catalogue.Store.list)."""
+
+    def content(self, doc_id: str, version: int | None) -> Content:
+        """Where a version's bytes are. Raises NotFoundError, and Tombstoned for the
+        current content of a deleted document."""
+
+    def changes(self, after: str | None, limit: int) -> Page:
+        """A page of the change feed. Raises CursorExpired, UsageError (malformed cursor)."""
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` after each commit that adds changes (from the committing
+        thread: it must only wake something up)."""
+
+    def poll_changes(self) -> None:
+        """Look for changes committed by another process, calling the `on_change`
+        listeners if there are some (cheap: one small read)."""
 
     def sources(self) -> list[SourceView]:
         """Every configured source, in config order."""

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from ingestd._lib import logs
+from ingestd._lib.times import Timestamp
 from ingestd.errors import IngestdError, UsageError
 from ingestd.store.readers import Readers
 
@@ -94,7 +95,7 @@ class FeedChange(BaseModel):
     size: int
     mime: str
     job_id: str
-    at: str
+    at: Timestamp
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,11 @@ on the next start. The easy way: do the whole step in one SQLite transaction and
 a no-op when its result is already there (`CREATE TABLE IF NOT EXISTS`, `INSERT OR
 IGNORE`, a check of what is present); files go through `ingestd.plugin.kit`'s atomic
 writes. When `apply` returns, what it wrote must be durable (committed, fsynced).
+
+A source's steps run when ingestd starts (or `ingestd migrate`), for every configured
+source of the connector's kind; a source added by a config reload is migrated at the
+next start, so its connector must cope with an unmigrated directory until then (or the
+operator restarts instead of reloading).
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ class StateLock:
 
     def exclusive(self, wait: float) -> None:
         """Waits up to `wait` seconds for the processes using the state to let go."""
-        self.fd = self._open() if self.fd is None else self.fd
+        if self.fd is None:  # a migrator must be able to make the lock file: no fallback
+            self.fd = os.open(self.state_dir / FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
         deadline = time.monotonic() + wait
         warned = False
         while True:

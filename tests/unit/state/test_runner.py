@@ -137,3 +137,24 @@ def test_steps_must_be_numbered_from_2_in_order(tmp_path):
 
     with pytest.raises(IngestdError, match=r"connector 'fake': state_steps must be versions 2, 3, … in order, got \[3\]"):
         chains(tmp_path, sources("a"), {"fake": Gap})
+
+
+def test_a_migration_due_while_another_process_uses_the_state_gives_up_with_state_busy(tmp_path, monkeypatch):
+    """A daemon of the previous release still running holds the lock shared: migrating
+    under it would change its files as it uses them."""
+    from ingestd.errors import StateBusy
+    from ingestd.state import runner
+    from ingestd.state.lock import StateLock
+
+    state = used_state(tmp_path)
+    other = StateLock(state)  # flock: another open file is another holder, even in-process
+    other.shared()
+    monkeypatch.setattr(runner, "LOCK_WAIT", 0.3)
+    try:
+        with pytest.raises(StateBusy, match="another ingestd process .* is using it; stop it, then run `ingestd migrate`"):
+            open_state(state, chains(state, [], {}), write=True)
+        assert not (state / marker.FILE).exists()
+    finally:
+        other.release()
+    open_state(state, chains(state, [], {}), write=True).close()
+    assert read(state)["schema"] == 2

@@ -9,15 +9,25 @@ comes out of it right.
 from __future__ import annotations
 
 from ingestd.plugin.migration import Step, StepContext
+from ingestd.store import upgrade as catalogue
 
 
 def _nothing_else(ctx: StepContext) -> None:
     """The marker the runner writes after this step is the whole change."""
 
 
+def _change_feed(ctx: StepContext) -> None:
+    """One SQLite transaction (store/upgrade.py), durable when it returns, a no-op when done."""
+    ctx.progress("replaying the existing documents into the change feed")
+    written = catalogue.migrate(ctx.root / "documents.sqlite")
+    ctx.log.info("change feed created", changes_replayed=written)
+
+
 CORE: list[Step] = [
     Step(2, "schema-marker", "the state directory records its schema version and migration history (SCHEMA.json)",
          _nothing_else, read_safe=True),
+    Step(3, "change-feed", "versions get a kind (content or metadata) and the change feed is created, replaying "
+         "every document's versions and tombstones in the order they were ingested", _change_feed),
 ]
 
 

@@ -30,7 +30,7 @@ from ingestd._lib.atomic import syncfs
 from ingestd._lib.files import unlink_quietly
 from ingestd._lib.sqlite import open_db
 from ingestd._lib.times import Timestamp, now_iso
-from ingestd.errors import Code, IngestdError, NotFoundError, StoreError
+from ingestd.errors import Code, IngestdError, MigrationPending, NotFoundError, StoreError
 from ingestd.store import feed as feed_mod
 from ingestd.store.enrich import CHUNK, HEAD, copy_hashing, detect_mime, read_head
 from ingestd.store.feed import Feed, FeedChange
@@ -171,10 +171,6 @@ class Content:
 class Tombstoned(IngestdError):
     """The document was deleted at its source: it has no current content (earlier
     versions stay readable by number)."""
-
-
-class NeedsMigration(StoreError):
-    """The catalogue was written by an older ingestd and has not been migrated yet."""
 
 
 class Store:
@@ -497,9 +493,11 @@ def _version(row) -> Version:
 
 def _open(path: Path) -> sqlite3.Connection:
     """The writer's connection, with the schema in place: created whole in a new
-    catalogue; one written before the change feed is migrated first (store/upgrade.py)."""
+    catalogue; one written before the change feed must have been migrated (the state's
+    step 3, store/upgrade.py), which every start does before the store opens."""
     if upgrade.needed(path):
-        upgrade.migrate(path)
+        raise MigrationPending(f"{path}: the catalogue predates the change feed; run `ingestd migrate` "
+                               "(starting the daemon does it) before using it")
     db = open_db(path)
     db.executescript(_SCHEMA + feed_mod.SCHEMA)  # no write when the tables are there
     if db.execute("SELECT 1 FROM feed WHERE id = 1").fetchone() is None:
@@ -595,4 +593,4 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 __all__ = ["Store", "Document", "Version", "Blob", "Change", "Committed", "Content", "Listing", "Tombstoned",
-           "NeedsMigration", "doc_id_for"]
+           "doc_id_for"]

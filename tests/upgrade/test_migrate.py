@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from ingestd.state.steps import CORE, latest
 from tests.support.helpers import run_cli
 from tests.support.procs import Daemon
 
 from . import archive
 from .installation import FIXTURES
 
-NEWER = 3  # a schema this checkout does not know (its latest is 2)
+NEWER = latest(CORE) + 1  # a schema this checkout does not know
 
 
 @pytest.fixture
@@ -47,44 +48,48 @@ def test_check_says_what_migrate_does_and_writes_nothing(inst):
     check = cli(inst, "migrate", "--check")
     assert check.returncode == 3, check
     lines = check.stdout.splitlines()
-    assert lines[0] == f"state {state}: schema 1 → 2, 1 step(s) pending"
+    assert lines[0] == f"state {state}: schema 1 → 3, 2 step(s) pending"
     assert lines[1].startswith("  2 schema-marker: ")
+    assert lines[2].startswith("  3 change-feed: ")
     assert "source bucket (s3): schema 1, up to date" in lines
-    assert lines[-1].startswith("1 pending: `ingestd migrate`")
+    assert lines[-1].startswith("2 pending: `ingestd migrate`")
     assert tree(state) == before, "--check wrote to the state"
 
     done = cli(inst, "migrate")
     assert done.returncode == 0, done
-    [line] = done.stdout.splitlines()
-    assert line.startswith(f"state {state}: applied 2 schema-marker ("), line
+    applied = done.stdout.splitlines()
+    assert [line.split(" (")[0] for line in applied] == [f"state {state}: applied 2 schema-marker",
+                                                         f"state {state}: applied 3 change-feed"], applied
     after = tree(state)
     assert sorted(set(after) - set(before)) == ["SCHEMA.json", "SCHEMA.lock"]
-    assert {k: v for k, v in after.items() if k in before} == before, "the marker step changed more than the marker"
-    assert marker(state)["schema"] == 2
-    assert [(h["version"], h["step"]) for h in marker(state)["history"]] == [(2, "schema-marker")]
+    changed = sorted(k for k, v in after.items() if k in before and v != before[k])
+    assert changed == ["documents.sqlite"], "the steps changed more than the marker and the catalogue"
+    assert marker(state)["schema"] == 3
+    assert [(h["version"], h["step"]) for h in marker(state)["history"]] == [(2, "schema-marker"), (3, "change-feed")]
 
     check = cli(inst, "migrate", "--check")
     assert (check.returncode, check.stdout.splitlines()[-1]) == (0, "up to date: nothing to migrate"), check
-    assert f"state {state}: schema 2, up to date" in check.stdout.splitlines()
+    assert f"state {state}: schema 3, up to date" in check.stdout.splitlines()
     again = cli(inst, "migrate")
     assert (again.returncode, again.stdout) == (0, "up to date: nothing to migrate\n")
     assert tree(state) == after, "a second migrate changed the state"
 
 
-def test_read_only_commands_read_an_unmigrated_state_without_migrating_it(inst):
-    """The one step so far is read-safe: `jobs`, `status` and `document` read a 0.1.0
-    state as it is, and leave it unmarked (only a lock file appears)."""
+def test_read_only_commands_refuse_an_unmigrated_state_and_leave_it_alone(inst):
+    """The change-feed step is not read-safe (this code reads only the catalogue it
+    makes): `jobs`, `document` and `changes` on a 0.1.0 state say to migrate, exit 3,
+    and leave it unmarked (only a lock file appears)."""
     state = inst / "state"
     answers = json.loads((inst / "recorded" / "answers.json").read_text())["cli"]
     before = tree(state)
-    jobs = cli(inst, "jobs", "--limit", "500", "--json")
-    assert jobs.returncode == 0, jobs
-    assert [j["job_id"] for j in json.loads(jobs.stdout)] == [j["job_id"] for j in answers["jobs_list"]]
     doc_id = sorted(answers["documents"])[0]
-    doc = cli(inst, "document", doc_id, "--json")
-    assert doc.returncode == 0 and json.loads(doc.stdout)["sha256"] == answers["documents"][doc_id]["sha256"]
+    for args in (("jobs", "--json"), ("document", doc_id, "--json"), ("changes",)):
+        result = cli(inst, *args)
+        assert result.returncode == 3, (args, result)
+        assert "pending: 3 change-feed" in result.stderr and "ingestd migrate" in result.stderr, (args, result)
     assert not (state / "SCHEMA.json").exists(), "a read-only command migrated"
-    assert set(tree(state)) - set(before) <= {"SCHEMA.lock", "documents.sqlite-wal", "documents.sqlite-shm"}
+    assert set(tree(state)) - set(before) <= {"SCHEMA.lock"}
+    assert {k: v for k, v in tree(state).items() if k in before} == before
 
 
 def test_a_state_from_a_newer_ingestd_is_refused_by_every_command(inst, tmp_path):

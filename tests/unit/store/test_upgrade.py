@@ -104,3 +104,16 @@ def test_a_new_catalogue_needs_nothing(tmp_path):
     Store(tmp_path / "state").close()
     assert not upgrade.needed(tmp_path / "state" / "documents.sqlite")
     assert not upgrade.needed(tmp_path / "nowhere" / "documents.sqlite")
+
+
+def test_the_store_refuses_an_unmigrated_catalogue_and_leaves_it_alone(tmp_path):
+    """Only the migration step changes a catalogue's layout: a store opened on one from
+    0.1.0 says to migrate instead of patching it (or, worse, starting an empty feed that
+    the step would then take for done)."""
+    from ingestd.errors import MigrationPending
+
+    path = old_catalogue(tmp_path / "state")
+    with pytest.raises(MigrationPending, match="ingestd migrate"):
+        Store(tmp_path / "state")
+    assert upgrade.needed(path)
+    assert upgrade.migrate(path) == 8

@@ -70,6 +70,9 @@ class DaemonApi:
     def on_change(self, listener) -> None:
         self.app.store.feed.on_commit(lambda _last: listener())
 
+    def last_change(self) -> int:
+        return self.app.store.feed.latest()
+
     def poll_changes(self) -> None:
         self.app.store.feed.poll_others()
 

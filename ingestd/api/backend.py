@@ -91,6 +91,9 @@ class Backend(Protocol):
         """Call `listener()` after each commit that adds changes (from the committing
         thread: it must only wake something up)."""
 
+    def last_change(self) -> int:
+        """The feed's last committed cursor as a number (in memory: no read)."""
+
     def poll_changes(self) -> None:
         """Look for changes committed by another process, calling the `on_change`
         listeners if there are some (cheap: one small read)."""

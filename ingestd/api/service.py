@@ -54,7 +54,8 @@ class ApiServer:
         self._document: bytes | None = None
         limits = limits or Limits(max_per_client=cfg.max_connections_per_client)
         self.state = ServerState(limits, self.respond, self.finished, Pacer(cfg.max_requests_per_second), self.log)
-        registry = registry_for(Collector(backend, self.metrics, lambda: dict(self.state.refused)))
+        registry = registry_for(Collector(backend, self.metrics, lambda: dict(self.state.refused),
+                                         held=lambda: self.server.held))
         self.context = Context(backend=backend, registry=registry, openapi=self._openapi,
                                draining=lambda: self.state.draining)
         self.server = bind(cfg.host, cfg.port, self.state)

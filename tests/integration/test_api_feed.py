@@ -280,3 +280,66 @@ def test_held_long_polls_end_when_the_daemon_stops(tmp_path):
         assert time.monotonic() - started < 30, "the stop waited for the long-polls' wait to run out"
     finally:
         f.close()
+
+
+def test_gapless_while_several_sources_commit_at_once(tmp_path):
+    """Four drop folders, four workers, files arriving in all of them while a consumer
+    follows the feed with long-polls: no cursor at or below one it has seen ever shows up
+    later, and in the end it has seen every change exactly once."""
+    folders = ["inbox", "north", "south", "east"]
+    for name in folders:
+        (tmp_path / name).mkdir(exist_ok=True)
+    config = write_config(tmp_path / "ingestd.toml",
+                          daemon={"state_dir": "state", "log_format": "json", "workers": 4, "shutdown_timeout": 10},
+                          http={"listen": "127.0.0.1:0"},
+                          sources=[{"name": n, "kind": "local", "path": n, "settle_seconds": 0.05, "batch_max": 7}
+                                   for n in folders])
+    setup = Setup(tmp_path)
+    setup.config = config
+    d = setup.start(setup.daemon())
+    client = Client(d.base_url, timeout=60)
+    seen: list[int] = []
+    late: list[tuple[int, int]] = []
+    writing = threading.Event()
+    writing.set()
+
+    def follow():
+        after, follower = None, Client(d.base_url, timeout=60)
+        while True:
+            body = follower.get("/changes?limit=50&wait=2" + (f"&after={after}" if after else "")).json
+            for c in body["changes"]:
+                n = int(c["cursor"])
+                if seen and n <= seen[-1]:
+                    late.append((seen[-1], n))
+                seen.append(n)
+            after = body["next_after"]
+            if not body["changes"] and not writing.is_set():
+                return
+
+    def write(folder: str):
+        for i in range(60):
+            (tmp_path / folder / f"f{i:03d}.txt").write_bytes(f"{folder} {i}\n".encode())
+            if i % 10 == 9:
+                time.sleep(0.05)  # the experiment: bursts that overlap in all four folders
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    writers = [threading.Thread(target=write, args=(f,)) for f in folders]
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    try:
+        wait_for(lambda: len(client.get("/documents?limit=500").json["documents"]) == 240, timeout=120,
+                 message="all 240 files stored")
+        writing.clear()
+        follower.join(60)
+        assert late == [], f"cursors seen after a later one: {late[:5]}"
+        assert seen == list(range(1, 241))
+        jobs = [j for s in folders for j in client.get(f"/jobs?source={s}&limit=500").json["jobs"]]
+        assert len(jobs) > 8, "the sources committed in a few big jobs: no overlap was tried"
+        assert d.stop() == 0
+    finally:
+        writing.clear()
+        client.close()
+        setup.close()

@@ -135,3 +135,18 @@ class Follower:
     def __exit__(self, *exc) -> None:
         self.proc.kill()
         self.proc.wait(10)
+
+
+def test_changes_follow_waits_on_the_running_daemon(daemon_env):
+    """With a daemon running, `--follow` long-polls its API (the daemon's log shows the
+    held request) and prints each change as it commits."""
+    d = daemon_env.daemon().start()
+    with Follower(daemon_env) as follower:
+        (daemon_env.inbox / "live.txt").write_bytes(b"live\n")
+        got = follower.next()
+        assert got["origin_uri"].endswith("live.txt") and got["type"] == "stored"
+        (daemon_env.inbox / "later.txt").write_bytes(b"later\n")
+        assert follower.next()["origin_uri"].endswith("later.txt")
+    held = [e for e in d.log_events() if e.get("path") == "/changes" and e.get("held_ms")]
+    assert held, "the follower did not wait on the daemon's API"
+    assert d.stop() == 0

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import json
+import secrets
 import threading
 import time
 from urllib.parse import unquote
@@ -20,16 +20,22 @@ class Feed:
     """A daemon with a watched inbox and `fx`, a scheduled source whose deletions the test
     controls (the test plugin reports as deleted every name in its `gone` file)."""
 
-    def __init__(self, root, **daemon):
+    def __init__(self, root, token: bool = False, **daemon):
         self.setup = Setup(root)
         self.data, self.gone = root / "fx-data", root / "fx-gone"
         self.data.mkdir(exist_ok=True)
+        self.http = {"listen": "127.0.0.1:0"}
+        if token:
+            self.setup.token = secrets.token_hex(24)
+            self.setup.token_file.write_text(self.setup.token + "\n")
+            self.setup.token_file.chmod(0o600)
+            self.http["token_file"] = str(self.setup.token_file)
         self.write(**daemon)
 
     def write(self, **daemon) -> None:
         write_config(self.setup.config, daemon={"state_dir": "state", "log_format": "json", "shutdown_timeout": 10,
                                                 **daemon},
-                     http={"listen": "127.0.0.1:0"},
+                     http=self.http,
                      sources=[{"name": "inbox", "kind": "local", "path": "inbox", "settle_seconds": 0.2},
                               {"name": "fx", "kind": "fixture", "folder": str(self.data), "gone": str(self.gone),
                                "every": "1h"}])
@@ -39,7 +45,7 @@ class Feed:
     def start(self):
         """Start the daemon (the same one again after a stop)."""
         self.daemon = self.setup.start(self.daemon or self.setup.daemon(plugins=True))
-        self.client = Client(self.daemon.base_url)
+        self.client = Client(self.daemon.base_url, self.setup.token)
         wait_for(lambda: self.client.get("/jobs?source=fx&status=succeeded").json["jobs"], timeout=30,
                  message="fx's first scheduled run (at start)")
         return self

@@ -287,7 +287,7 @@ def cmd_changes(args) -> int:
     with _store(args) as (cfg, store):
         for change in follow.changes(store, cfg, args.after, follow=args.follow):
             if args.json:
-                print(change.model_dump_json(), flush=args.follow)
+                print(json.dumps(change.as_dict(), ensure_ascii=False), flush=args.follow)
             else:
                 print(f"{change.cursor}  {change.type:<8} {change.doc_id}  {change.source:<16} v{change.version:<3} "
                       f"{change.sha256[:12]}  {change.origin_uri}", flush=args.follow)

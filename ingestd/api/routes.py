@@ -287,7 +287,7 @@ def list_changes(ctx: Context, req: Request) -> Reply:
     until = req.received + q.wait
     if not page.changes and q.wait and not ctx.draining() and time.monotonic() < until:
         return Reply(200, b"", hold_until=until)
-    return Reply(200, ChangesResponse(changes=page.changes, next_after=page.next_after))
+    return Reply(200, ChangesResponse.encode(page))
 
 
 def get_metrics(ctx: Context, req: Request) -> Reply:

@@ -153,7 +153,6 @@ class Connection:
 
     def serve(self, pending: Pending) -> bool:
         """Answer one request; whether the connection stays open for the next."""
-        self.sock.settimeout(self.limits.send_timeout)
         state = self.state
         with state.tracking():
             if isinstance(pending, Refusal):
@@ -209,6 +208,7 @@ class Connection:
 
     def _write(self, head: bytes, body) -> bool:
         try:
+            self.sock.settimeout(self.limits.send_timeout)  # blocking writes, each bounded
             if isinstance(body, tuple):
                 file, offset, count = body
                 with file:

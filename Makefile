@@ -20,6 +20,7 @@ run: install
 	$(BIN)/ingestd run --config $(CONFIG)
 
 test: install
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Not part of `make test` (a smoke variant is): compares ingestd with cp+sync, openssl,

@@ -10,6 +10,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from tests.support.helpers import toml_value
+
 from . import measure
 
 PYTHON = sys.executable  # the harness's interpreter (moto's server runs on it too)
@@ -25,27 +27,17 @@ def command(*args: str) -> list[str]:
     return [INSTALLED, *args] if INSTALLED else [PYTHON, "-m", "ingestd", *args]
 
 
-def _toml(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return json.dumps(str(value))
-
-
 def write_config(path: Path, state_dir: Path, sources: list[dict], *, http: bool = False,
                  registry: Path | None = None, log_level: str = "info") -> Path:
     """A config as production would have it: JSON logs at info, durable store."""
-    lines = ["[daemon]", f"state_dir = {_toml(state_dir)}", 'log_format = "json"',
-             f"log_level = {_toml(log_level)}", "shutdown_timeout = 20"]
+    lines = ["[daemon]", f"state_dir = {toml_value(state_dir)}", 'log_format = "json"',
+             f"log_level = {toml_value(log_level)}", "shutdown_timeout = 20"]
     lines += ["[http]", 'listen = "127.0.0.1:0"'] if http else ["[http]", "enabled = false"]
     if registry is not None:
-        lines += ["[credentials]", f"registry = {_toml(registry)}"]
+        lines += ["[credentials]", f"registry = {toml_value(registry)}"]
     for source in sources:
         lines.append("[[sources]]")
-        lines += [f"{key} = {_toml(value)}" for key, value in source.items()]
+        lines += [f"{key} = {toml_value(value)}" for key, value in source.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -1,18 +1,13 @@
 """ingestd: an ingestion daemon with an auditable, content-addressed document store.
 
-This module is the public plugin API: everything a connector plugin needs, nothing else.
+The plugin API lives in `ingestd.plugin`; the names below are re-exported from it so
+plugins written against the flat layout keep working. New plugins import `ingestd.plugin`.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-from .connector import Connector, Deleted, Failed, JobContext, Outcome, Requirement, Staged
-from .errors import Code, ConnectorError, IngestdError
-from .hookspecs import hookimpl
-
-try:
-    __version__ = version("ingestd")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0"
+from ingestd._lib.version import VERSION as __version__
+from ingestd.errors import Code, ConnectorError, IngestdError
+from ingestd.plugin.connector import Connector, Deleted, Failed, JobContext, Outcome, Requirement, Staged
+from ingestd.plugin.spec import hookimpl
 
 __all__ = [
     "Code", "Connector", "ConnectorError", "Deleted", "Failed", "IngestdError", "JobContext",

@@ -10,15 +10,16 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from . import config as config_mod
-from .config import Config
-from .connector import Connector
-from .credentials import Registry
-from .errors import Code, ConfigError, UsageError
-from .jobs import JobError, JobStore, Manifest, Trigger
-from .pipeline import Pipeline
-from .plugins import Plugins
-from .store import Store
+from ingestd import config as config_mod
+from ingestd.config import Config
+from ingestd.credentials import Registry
+from ingestd.errors import Code, ConfigError, UsageError
+from ingestd.jobs.jobstore import JobStore
+from ingestd.jobs.manifest import JobError, Manifest, Trigger
+from ingestd.jobs.pipeline import Pipeline
+from ingestd.plugin.connector import Connector
+from ingestd.plugin.manager import Plugins
+from ingestd.store.catalogue import Store
 
 
 def load_config(path: Path, plugins: Plugins) -> Config:

@@ -10,11 +10,13 @@ import argparse
 import json
 import sys
 
-from . import __version__, app, config as config_mod, logs
-from .errors import ConfigError, IngestdError, NotFoundError, UsageError
-from .jobs import JobStore, Manifest
-from .paths import is_valid_id
-from .plugins import Plugins
+from ingestd import __version__, app, config as config_mod
+from ingestd._lib import logs
+from ingestd._lib.paths import is_valid_id
+from ingestd.errors import ConfigError, IngestdError, NotFoundError, UsageError
+from ingestd.jobs.jobstore import JobStore
+from ingestd.jobs.manifest import Manifest
+from ingestd.plugin.manager import Plugins
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,7 +78,7 @@ def _setup(args, *, quiet: bool = False):
 
 
 def cmd_run(args) -> int:
-    from .daemon import run_daemon
+    from ingestd.daemon import run_daemon
 
     cfg, plugins = _setup(args)
     return run_daemon(cfg, plugins, config_mod.locate(args.config))
@@ -140,7 +142,7 @@ def cmd_jobs(args) -> int:
 
 
 def cmd_document(args) -> int:
-    from .store import Store
+    from ingestd.store.catalogue import Store
 
     if not is_valid_id(args.doc_id):
         raise UsageError(f"malformed document id {args.doc_id[:80]!r}")

@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ConfigError
+from ingestd.errors import ConfigError
 
 DEFAULT_PATH = Path("/etc/ingestd/ingestd.toml")
 SOURCE_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -122,7 +122,7 @@ class HttpConfig(Strict):
     @classmethod
     def _token_readable(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         if value is not None and info.data.get("enabled", True):
-            from .api_auth import read_token
+            from ingestd._lib.token_file import read_token
 
             try:
                 read_token(value)  # ValueError names the file and the fix

@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from . import redact
-from .errors import Code, ConfigError, ConnectorError
+from ingestd._lib import redact
+from ingestd.errors import Code, ConfigError, ConnectorError
 
 MAX_REGISTRY_BYTES = 1 << 20
 

@@ -13,16 +13,18 @@ import threading
 import time
 from pathlib import Path
 
-from . import __version__, housekeeping, logs, notify
-from .app import App, load_config
-from .atomic import write_json
-from .config import Config, Source
-from .errors import ConfigError
-from .jobs import Manifest
-from .plugins import Plugins
-from .schedule import Schedule
-from .watch import Watcher
-from .workers import Workers
+from ingestd._lib import logs
+from ingestd._lib.atomic import write_json
+from ingestd._lib.version import VERSION
+from ingestd.app import App, load_config
+from ingestd.config import Config, Source
+from ingestd.errors import ConfigError
+from ingestd.jobs.manifest import Manifest
+from ingestd.plugin.manager import Plugins
+from ingestd.runtime import housekeeping, systemd
+from ingestd.runtime.queue import Workers
+from ingestd.runtime.schedule import Schedule
+from ingestd.runtime.watch import Watcher
 
 
 class Daemon:
@@ -30,7 +32,7 @@ class Daemon:
         self.config_path = config_path
         self.plugins = plugins
         self.app = App(config, plugins)
-        self.version = __version__
+        self.version = VERSION
         self.started_at = time.time()
         self.workers = Workers(self.app, config.daemon.workers, on_done=self._job_done)
         self.watcher = Watcher(self.submit, self.workers.busy)
@@ -61,7 +63,7 @@ class Daemon:
         if interrupted:
             self.log.warning("recovered interrupted jobs", sources=sorted(interrupted))
         if self.config.http.enabled:
-            from .api import ApiServer
+            from ingestd.api.service import ApiServer
 
             # bound (and its token read) before any job can run: a busy port or a bad token
             # stops the start cleanly, and the metrics see every job from the first one
@@ -76,7 +78,7 @@ class Daemon:
         if self.http is not None:
             self.http.start()
         write_json(state / "daemon.json", self.runtime_info())
-        notify.ready(self.status_line())
+        systemd.ready(self.status_line())
         self.log.info("ingestd ready", version=self.version, pid=os.getpid(),
                       http=self.http.address if self.http else None, sources=[s.name for s in self.config.sources])
 
@@ -124,7 +126,7 @@ class Daemon:
                 listener(manifest)
             except Exception:
                 self.log.exception("job listener failed", job_id=manifest.job_id)
-        notify.status(self.status_line())
+        systemd.status(self.status_line())
 
     # -- main loop --------------------------------------------------------------------
 
@@ -132,7 +134,7 @@ class Daemon:
         for sig, flag in ((signal.SIGTERM, "stop"), (signal.SIGINT, "stop"), (signal.SIGHUP, "reload")):
             signal.signal(sig, lambda _s, _f, flag=flag: self._signal(flag))
         self.start()
-        interval = notify.watchdog_interval()
+        interval = systemd.watchdog_interval()
         while True:
             self._wake.wait(timeout=interval or 1.0)
             self._wake.clear()
@@ -142,7 +144,7 @@ class Daemon:
             if "reload" in flags:
                 self.reload()
             if interval and self.healthy():
-                notify.watchdog()
+                systemd.watchdog()
         self.shutdown()
         return 0
 
@@ -153,7 +155,7 @@ class Daemon:
     # -- reload -----------------------------------------------------------------------
 
     def reload(self) -> None:
-        notify.reloading()
+        systemd.reloading()
         if self.http is not None:
             self.http.reload()  # token rotation works even when the new config is rejected
         try:
@@ -161,7 +163,7 @@ class Daemon:
         except ConfigError as exc:
             for line in exc.lines:
                 self.log.error("reload rejected; keeping the running config", error=line)
-            notify.ready(self.status_line())
+            systemd.ready(self.status_line())
             return
         old = {s.name: s for s in self.config.sources}
         fresh = {s.name: s for s in new.sources}
@@ -180,12 +182,12 @@ class Daemon:
         self.reloads += 1
         self.log.info("config reloaded", added=sorted(set(fresh) - set(old)), removed=sorted(set(old) - set(fresh)),
                       changed=sorted(n for n in changed if n in fresh))
-        notify.ready(self.status_line())
+        systemd.ready(self.status_line())
 
     # -- stop -------------------------------------------------------------------------
 
     def shutdown(self) -> None:
-        notify.stopping()
+        systemd.stopping()
         self.log.info("stopping", running_jobs=self.workers.running)
         if self.http is not None:
             self.http.drain()  # no new jobs over HTTP; status stays readable while jobs finish

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import write_config
+from tests.support.helpers import write_config
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def _reset_logging():
 @pytest.fixture
 def daemon_env(tmp_path: Path):
     """A config for a daemon process: one drop folder, HTTP on an ephemeral port."""
-    from tests.procs import Daemon
+    from tests.support.procs import Daemon
 
     class DaemonEnv:
         root = tmp_path

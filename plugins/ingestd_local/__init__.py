@@ -1,6 +1,6 @@
 """The `local` connector: a drop folder on local disk (or a mount, with `poll = true`)."""
 
-from ingestd import hookimpl
+from ingestd.plugin import hookimpl
 
 from .connector import LocalConnector
 

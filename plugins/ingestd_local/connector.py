@@ -13,10 +13,9 @@ import shutil
 import time
 from pathlib import Path
 
-from ingestd.atomic import write_json
-from ingestd.connector import Connector, Failed, JobContext, Outcome, Staged
 from ingestd.errors import Code, ConnectorError
-from ingestd.paths import display, file_uri, safe_name, safe_parts
+from ingestd.plugin import Connector, Failed, JobContext, Outcome, Staged
+from ingestd.plugin.kit import display, file_uri, safe_name, safe_parts, unlink_quietly, write_json
 
 from .kept import Kept, snap
 from .options import LocalOptions
@@ -153,7 +152,7 @@ class LocalConnector(Connector):
                 if after == "move":
                     mover.move(path, rel, "processed")
                 elif after == "delete":
-                    _unlink(path)
+                    unlink_quietly(path)
             elif out.code not in RETRY_LATER and out.code != Code.NOT_FOUND:
                 target = mover.move(path, rel, "failed")
                 if target is not None:
@@ -219,10 +218,4 @@ def _relocate(path: str, target: str) -> None:
             raise
     os.unlink(path)
 
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 

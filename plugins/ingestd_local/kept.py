@@ -11,9 +11,10 @@ written in `finish`, after the job is durable: a crash before that only means a 
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
+
+from ingestd.plugin.kit import open_db
 
 FILE = "kept.sqlite"
 Snap = tuple[int, int, int]  # inode, size, mtime_ns
@@ -38,9 +39,7 @@ def snap(path: str) -> Snap | None:
 
 class Kept:
     def __init__(self, directory: Path):
-        self._db = sqlite3.connect(directory / FILE, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db = open_db(directory / FILE, durable=False)
         self._db.executescript(_SCHEMA)
 
     def __enter__(self) -> "Kept":

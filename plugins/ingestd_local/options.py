@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ingestd.config import ConfigPath, Duration, Strict
+from ingestd.plugin import ConfigPath, Duration, Strict
 
 DEFAULT_IGNORE = [".*", "*.tmp", "*.part", "*.crdownload", "~$*"]
 

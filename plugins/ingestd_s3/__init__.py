@@ -4,7 +4,7 @@ Registered even when boto3 is missing: its `requires` then tells the operator wh
 install instead of the kind looking unknown.
 """
 
-from ingestd import hookimpl
+from ingestd.plugin import hookimpl
 
 from .connector import S3Connector
 

@@ -18,9 +18,8 @@ import botocore.utils
 from botocore.config import Config
 from botocore.credentials import CredentialProvider, RefreshableCredentials
 
-from ingestd import __version__
-from ingestd.credentials import Credential
 from ingestd.errors import Code, ConnectorError
+from ingestd.plugin import Credential, __version__
 
 from . import credentials as cred_types
 from .options import S3Options

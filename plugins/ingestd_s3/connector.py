@@ -9,10 +9,8 @@ from __future__ import annotations
 import os
 import threading
 
-from ingestd.config import Source
-from ingestd.connector import Connector, Deleted, JobContext, Outcome, Requirement, Staged
-from ingestd.credentials import Credential, Registry
 from ingestd.errors import Code, ConfigError, ConnectorError
+from ingestd.plugin import Connector, Credential, Deleted, JobContext, Outcome, Registry, Requirement, Source, Staged
 
 from . import credentials as cred_types
 from . import state

@@ -6,7 +6,7 @@ or a misspelt field before any job runs.
 
 from __future__ import annotations
 
-from ingestd.credentials import Credential
+from ingestd.plugin import Credential
 
 # type -> (required fields, optional fields)
 TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

@@ -15,9 +15,9 @@ import threading
 import time
 from pathlib import Path
 
-from ingestd.connector import Failed, Staged
 from ingestd.errors import Code, ConnectorError, io_error_code
-from ingestd.paths import safe_parts
+from ingestd.plugin import Failed, Staged
+from ingestd.plugin.kit import safe_parts, unlink_quietly
 
 from .keys import canonical_time, file_name, origin_uri, plain_etag
 from .objects import Listed, Token
@@ -112,13 +112,13 @@ class Fetcher:
         try:
             sha, size = self._stream(body, path)
         except _Stopped:
-            _unlink(path)
+            unlink_quietly(path)
             return None
         except _TooLarge:
-            _unlink(path)
+            unlink_quietly(path)
             return Failed(uri, Code.TOO_LARGE, f"larger than max_object_size {self.limit}", skip=True, token=obj.key)
         except OSError as exc:
-            _unlink(path)
+            unlink_quietly(path)
             remote = translate(exc, f"GET {uri}")  # botocore's read timeout is an OSError too
             if remote is not None:
                 return Failed(uri, remote.code, remote.message, request_id=remote.request_id, token=obj.key)
@@ -126,13 +126,13 @@ class Fetcher:
                 raise ConnectorError(Code.DISK_FULL, f"workspace full while fetching {uri}") from None
             return Failed(uri, io_error_code(exc), f"workspace: {exc.strerror or exc}", token=obj.key)
         except Exception as exc:
-            _unlink(path)
+            unlink_quietly(path)
             err = translate(exc, f"GET {uri}")
             if err is None:
                 raise
             return Failed(uri, err.code, err.message, request_id=err.request_id, token=obj.key)
         if size != got.size:
-            _unlink(path)
+            unlink_quietly(path)
             return Failed(uri, Code.TRANSIENT, f"GET {uri}: received {size} of {got.size} bytes", token=obj.key)
         version = response.get("VersionId") or got.version_id
         token = Token(got.key, got.etag, got.size, got.modified, version)
@@ -169,9 +169,3 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         view = view[os.write(fd, view):]
 
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

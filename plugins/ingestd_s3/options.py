@@ -9,8 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from ingestd.config import Duration
-from ingestd.options import DeleteOptions, FilterOptions, ScheduleOptions
+from ingestd.plugin import DeleteOptions, Duration, FilterOptions, ScheduleOptions
 
 # Loose on purpose: S3-compatible stores (and legacy AWS buckets) accept names that the
 # current AWS rules refuse, and the store itself gives the authoritative answer.

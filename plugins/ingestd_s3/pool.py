@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from ingestd.connector import Event
+from ingestd.plugin import Event
 
 from .download import Fetcher
 from .objects import Listed

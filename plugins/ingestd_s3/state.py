@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ingestd.errors import Code, ConnectorError
+from ingestd.plugin.kit import open_db
 
 from .objects import Listed, Token
 
@@ -37,10 +38,7 @@ CREATE TABLE IF NOT EXISTS objects (
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute("PRAGMA busy_timeout=10000")
+    db = open_db(path)
     db.executescript(_SCHEMA)
     return db
 

@@ -13,8 +13,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
-from ingestd.connector import Deleted, Event, Failed, JobContext
 from ingestd.errors import Code, ConnectorError
+from ingestd.plugin import Deleted, Event, Failed, JobContext
 
 from .download import Fetcher
 from .keys import file_name, is_folder_marker, is_utf8, origin_uri, plain_etag, relpath

@@ -4,7 +4,7 @@ Importing this package needs neither office365 nor msal: the connector registers
 way, and says what to install when they are missing.
 """
 
-from ingestd import hookimpl
+from ingestd.plugin import hookimpl
 
 from .connector import SharePointConnector
 

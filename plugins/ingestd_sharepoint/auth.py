@@ -17,9 +17,9 @@ import logging
 import threading
 import time
 
-from ingestd.credentials import Credential
 from ingestd.errors import Code, ConnectorError
-from ingestd.throttle import Stopped
+from ingestd.plugin import Credential
+from ingestd.plugin.kit.throttle import Stopped
 
 from . import credential as creds
 from . import http as policy

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ingestd import __version__
 from ingestd.errors import Code, ConnectorError
-from ingestd.throttle import Gate, Stopped, parse_retry_after
+from ingestd.plugin import __version__
+from ingestd.plugin.kit.throttle import Gate, Stopped, parse_retry_after
 
 USER_AGENT = f"NONISV|ingestd|ingestd/{__version__}"
 MAX_THROTTLED = 6  # retries after 429/503 before the job gives up as `throttled`

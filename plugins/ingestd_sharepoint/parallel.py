@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as NotYet
 
-from ingestd.throttle import Stopped
+from ingestd.plugin.kit.throttle import Stopped
 
 WINDOW_PER_WORKER = 4  # tasks started and not yet handed back, per thread
 POLL_SECONDS = 0.2  # how often a wait for the next result looks at the stop flag

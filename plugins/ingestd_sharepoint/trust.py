@@ -14,8 +14,8 @@ import os
 import ssl
 from pathlib import Path
 
-from ingestd.atomic import write_bytes
 from ingestd.errors import Code, ConnectorError
+from ingestd.plugin.kit import write_bytes
 
 PEM_MARK = b"-----BEGIN CERTIFICATE-----"
 

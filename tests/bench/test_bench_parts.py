@@ -10,10 +10,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench import bigstore, corpus
+import json
+import subprocess
+import sys
+
+from bench import bigstore, corpus, ingest
 from bench.delay import DelayProxy
-from ingestd.jobs import JobStore, Manifest
-from ingestd.store import Store
 
 
 class _Ok(http.server.BaseHTTPRequestHandler):
@@ -47,23 +49,28 @@ def test_the_delay_proxy_holds_every_request_and_passes_the_answer():
 
 
 def test_the_big_store_is_what_ingestd_reads(tmp_path: Path):
+    """Read back through ingestd's own CLI: every job listed, statuses as generated, each
+    sampled document found with its versions."""
     template = bigstore.make_template(tmp_path / "template")
+    (tmp_path / "inbox").mkdir()
     made = bigstore.generate(template, tmp_path / "state", tmp_path / "inbox", documents=300, jobs=60)
-    jobs = JobStore(made.state)
-    assert jobs.load_all() == 60 and jobs.unreadable == []
-    statuses = {m.status for m in jobs.list(limit=100)}
-    assert statuses == {"succeeded", "partial"}, statuses
-    newest = jobs.get(made.newest_job)
-    assert isinstance(newest, Manifest) and newest.counters.ingested == 5
-    assert len(jobs.list(before=made.middle_job, limit=100)) == 30
-    store = Store(made.state)
-    try:
-        assert store.count() == 300
-        docs = [store.get(doc_id) for doc_id in made.doc_ids]
-        assert docs and all(d.source == bigstore.SOURCE and d.mime == "text/plain" for d in docs)
-        assert any(d.versions for d in docs) or len(docs) < 10
-    finally:
-        store.close()
+    config = ingest.write_config(tmp_path / "ingestd.toml", made.state,
+                                 [{"name": bigstore.SOURCE, "kind": "local", "path": tmp_path / "inbox"}])
+
+    def cli(*args: str):
+        done = subprocess.run([sys.executable, "-m", "ingestd", *args, "--json", "--config", str(config)],
+                              capture_output=True, text=True, timeout=60, env=ingest.env())
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout)
+
+    jobs = cli("jobs", "--limit", "100")
+    assert len(jobs) == 60 and {j["status"] for j in jobs} == {"succeeded", "partial"}
+    assert jobs[0]["job_id"] == made.newest_job
+    newest = cli("status", made.newest_job)
+    assert newest["counters"]["ingested"] == 5 and newest["status"] == "succeeded"
+    docs = [cli("document", doc_id) for doc_id in made.doc_ids[:20]]
+    assert all(d["source"] == bigstore.SOURCE and d["mime"] == "text/plain" for d in docs)
+    assert any(d["versions"] for d in docs)  # every tenth document has an older version
 
 
 def test_a_drop_corpus_is_issue_20s_shape(tmp_path: Path):

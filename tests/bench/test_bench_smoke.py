@@ -15,7 +15,7 @@ from bench import tools
 from bench.cases import ALL, DEFAULT
 from bench.cases.s3 import Tools
 from bench.context import Bench
-from tests.helpers import ROOT
+from tests.support.helpers import ROOT
 
 # rows: a case measuring several of issue 20's targets in one set of rounds gives a row each
 EXTRA_ROWS = {"burst-20k": ["oneshot-20k", "drop-nesting", "scale-20k"]}

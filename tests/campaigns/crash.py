@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from tests.conftest import make_secret
-from tests.helpers import wait_for, write_config
-from tests.procs import Daemon
+from tests.support.helpers import wait_for, write_config
+from tests.support.procs import Daemon
 
 
 class Writer(threading.Thread):

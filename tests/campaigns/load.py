@@ -23,10 +23,10 @@ import threading
 import time
 from pathlib import Path
 
-from ingestd.api_models import MAX_PAGE
-from ingestd.jobs import CACHE_SIZE, JobStore
-from tests.helpers import ROOT, wait_for, write_config
-from tests.procs import Daemon
+from ingestd.api.models import MAX_PAGE
+from ingestd.jobs.jobstore import CACHE_SIZE, JobStore
+from tests.support.helpers import ROOT, wait_for, write_config
+from tests.support.procs import Daemon
 
 HISTORY = 2 * CACHE_SIZE  # finished jobs a full-form run starts with
 MEAN_FILE_BYTES = 2050  # what `burst` writes on average: 1 to 4,096 random bytes and a newline

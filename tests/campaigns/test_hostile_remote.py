@@ -31,8 +31,8 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
+from ingestd._lib.paths import display
 from ingestd.errors import NotFoundError
-from ingestd.paths import display
 from tests.campaigns.hostile import Snapshot, WriteWatch, misplaced, s3_keys, sp_names, strays, temp_listing
 from tests.campaigns.remote import Logs, environment, isolate_aws, no_delay
 from tests.fakegraph import FakeGraph, make_ca
@@ -196,7 +196,7 @@ def s3_example(world: S3World, stats: Counter, entries) -> None:
             assert URI_TEXT.fullmatch(item["origin_uri"]), f"origin URI not plain ASCII: {item['origin_uri']!r}"
             ingested[decoded_s3(item["origin_uri"])] = item
     assert set(ingested) == {k for k, v in expected.items() if v == "ingested"}
-    from ingestd.store import Store
+    from ingestd.store.catalogue import Store
 
     store = Store(world.env.state)
     try:
@@ -267,7 +267,7 @@ def test_sharepoint_names_from_a_hostile_graph(sp_rig, entries):
 
 
 def sp_example(world: SPWorld, stats: Counter, entries) -> None:
-    from ingestd.store import Store, doc_id_for
+    from ingestd.store.catalogue import Store, doc_id_for
 
     logs = Logs()
     world.n += 1
@@ -347,7 +347,7 @@ def test_sharepoint_a_slash_in_a_name_cannot_smuggle_a_file_into_the_synced_fold
     manifest = world.sp.run()
     assert manifest.status == "succeeded" and manifest.counters.ingested == 1
     assert [(e.code, e.message.split(":")[0]) for e in manifest.errors] == [("invalid_name", f"item {smuggled}")]
-    from ingestd.store import Store, doc_id_for
+    from ingestd.store.catalogue import Store, doc_id_for
 
     store = Store(world.sp.state)
     try:

@@ -4,8 +4,9 @@ import os
 import sys
 from pathlib import Path
 
-from ingestd import app, logs
-from ingestd.plugins import Plugins
+from ingestd import app
+from ingestd._lib import logs
+from ingestd.plugin.manager import Plugins
 
 config_path = Path(sys.argv[1])
 plugins = Plugins().load()

@@ -16,8 +16,8 @@ import time
 import pytest
 from openapi_spec_validator import validate as validate_spec
 
-from ingestd.paths import file_uri
-from tests.helpers import run_cli, wait_for, write_config
+from ingestd._lib.paths import file_uri
+from tests.support.helpers import run_cli, wait_for, write_config
 from tests.integration.test_api_support import (  # noqa: F401 (api_setup is a fixture)
     JSON_TYPE, Client, Setup, api_setup, doc_ids, trigger, wait_job, wait_taken,
 )

@@ -18,7 +18,7 @@ from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 from schemathesis.openapi import from_dict
 
-from ingestd.paths import file_uri
+from ingestd._lib.paths import file_uri
 from tests.integration.test_api_support import api_setup, doc_ids, wait_taken  # noqa: F401 (fixture)
 
 EXAMPLES = int(os.environ.get("INGESTD_FUZZ_EXAMPLES", "0"))

@@ -13,7 +13,7 @@ import random
 import threading
 import time
 
-from tests.helpers import wait_for
+from tests.support.helpers import wait_for
 from tests.integration.test_api_support import Client, Setup, api_setup  # noqa: F401 (fixture)
 
 FILES = int(os.environ.get("INGESTD_LOAD_FILES", "2000"))

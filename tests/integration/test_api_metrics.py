@@ -8,7 +8,7 @@ from datetime import datetime
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import wait_for
+from tests.support.helpers import wait_for
 from tests.integration.test_api_support import api_setup, trigger, wait_job, wait_taken  # noqa: F401 (fixture)
 
 

@@ -11,11 +11,11 @@ import threading
 
 import pytest
 
-from ingestd.api import ApiServer
+from ingestd.api.service import ApiServer
 from ingestd.app import load_config
 from ingestd.daemon import Daemon
-from ingestd.plugins import Plugins
-from tests.helpers import wait_for
+from ingestd.plugin.manager import Plugins
+from tests.support.helpers import wait_for
 from tests.integration.test_api_support import Client, Setup
 
 
@@ -145,7 +145,7 @@ def test_draining_refuses_new_jobs_but_still_answers_status(live):
 
 def test_pacer_spaces_requests_after_a_short_burst(monkeypatch):
     """Clients beyond `max_requests_per_second` wait their turn, they are not refused."""
-    from ingestd import api
+    from ingestd.api import service as api
 
     clock = {"now": 100.0}
     monkeypatch.setattr(api.time, "monotonic", lambda: clock["now"])
@@ -159,7 +159,7 @@ def test_pacer_spaces_requests_after_a_short_burst(monkeypatch):
 
 def test_the_server_pins_the_allocator_for_its_threads(live, monkeypatch):
     """Without it, 100 polling clients made RSS creep under ingestion (see allocator.py)."""
-    from ingestd import allocator
+    from ingestd._lib import allocator
 
     calls = []
     monkeypatch.setattr(allocator, "pin_malloc_thresholds", lambda: calls.append(True) or True)
@@ -230,7 +230,7 @@ def test_clients_stalling_mid_request_do_not_hold_up_others(live, stalling):
 def test_requests_waiting_for_the_cpu_wait_parked_not_on_threads(live):
     """When answers are what is slow, more threads would only hold more memory: past a few
     queued requests the rest wait without one, and every request is still answered."""
-    from ingestd.api_server import MAX_QUEUED
+    from ingestd.api.transport.server import MAX_QUEUED
 
     server = live.http
     entered, release = blocking_health(live)

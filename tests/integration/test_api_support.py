@@ -15,15 +15,15 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.helpers import wait_for, write_config
-from tests.procs import THIRDPARTY, Daemon, plugin_site
+from tests.support.helpers import wait_for, write_config
+from tests.support.procs import THIRDPARTY, Daemon, plugin_site
 
 JSON_TYPE = "application/json; charset=utf-8"
 
 # A connector whose dependency is missing, to see 503 connector_unavailable end to end.
 NEEDY_PLUGIN = '''
 from ingestd import Connector, Requirement, hookimpl
-from ingestd.options import ScheduleOptions
+from ingestd.plugin.options import ScheduleOptions
 
 
 class NeedyConnector(Connector):

@@ -10,8 +10,8 @@ import subprocess
 import sys
 import time
 
-from ingestd.jobs import JobStore
-from tests.helpers import ROOT
+from ingestd.jobs.jobstore import JobStore
+from tests.support.helpers import ROOT
 
 KILLS = 50
 

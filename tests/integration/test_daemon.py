@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ingestd.paths import file_uri
-from tests.helpers import wait_for
+from ingestd._lib.paths import file_uri
+from tests.support.helpers import wait_for
 
 HOSTILE = ["new\nline.txt", os.fsdecode(b"bytes-\xff\xfe.txt"), "\u202etxt.exe", "-rf", "ｆｕｌｌ.txt", "a b  c.txt"]
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.helpers import wait_for
+from tests.support.helpers import wait_for
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-from tests.helpers import manifests, run_cli
+from tests.support.helpers import manifests, run_cli
 
 HOSTILE = ["line\nbreak.txt", os.fsdecode(b"latin1-\xe9.txt"), "\u202eevil.txt", "ｆｕｌｌ.txt", "sp ace & amp.txt"]
 

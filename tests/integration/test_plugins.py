@@ -5,8 +5,8 @@ import os
 import subprocess
 import sys
 
-from tests.helpers import run_cli, wait_for, write_config
-from tests.procs import THIRDPARTY, plugin_site
+from tests.support.helpers import run_cli, wait_for, write_config
+from tests.support.procs import THIRDPARTY, plugin_site
 
 PLUGINS = {"testplugin": "ingestd_testplugin", "broken": "ingestd_brokenplugin", "typo": "ingestd_typoplugin"}
 

@@ -1,7 +1,7 @@
 """Retention as the running daemon applies it: at start, before anything else is served."""
 
-from ingestd.jobs import Manifest
-from tests.helpers import wait_for
+from ingestd.jobs.manifest import Manifest
+from tests.support.helpers import wait_for
 
 
 def old_job(state, job_id, status="succeeded", source="inbox"):

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.support.helpers import ROOT
 
 UNIT = ROOT / "systemd" / "ingestd.service"
 analyze = shutil.which("systemd-analyze")

@@ -4,8 +4,8 @@ import pytest
 
 from ingestd import config as config_mod
 from ingestd.errors import ConfigError
-from ingestd.plugins import Plugins
-from tests.helpers import run_cli
+from ingestd.plugin.manager import Plugins
+from tests.support.helpers import run_cli
 
 
 @pytest.fixture(scope="module")

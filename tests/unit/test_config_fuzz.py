@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ingestd import config as config_mod
 from ingestd.errors import ConfigError
-from ingestd.plugins import Plugins
+from ingestd.plugin.manager import Plugins
 
 MODELS = Plugins().load().option_models()
 EXAMPLES = int(os.environ.get("INGESTD_FUZZ_EXAMPLES", "300"))

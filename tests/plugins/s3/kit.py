@@ -25,7 +25,7 @@ import boto3
 from botocore.config import Config
 
 from tests.conftest import make_secret
-from tests.helpers import run_cli, write_config
+from tests.support.helpers import run_cli, write_config
 
 BUCKET = "docs"
 SOURCE = "bucket"
@@ -197,7 +197,7 @@ _PLUGINS = None
 def plugins():
     global _PLUGINS
     if _PLUGINS is None:
-        from ingestd.plugins import Plugins
+        from ingestd.plugin.manager import Plugins
 
         _PLUGINS = Plugins().load()
     return _PLUGINS
@@ -247,7 +247,7 @@ class S3Env:
     @contextlib.contextmanager
     def app(self):
         """An in-process App (one connector, one client) whose log output is captured."""
-        from ingestd import logs
+        from ingestd._lib import logs
         from ingestd.app import App, load_config
 
         stream = io.StringIO()
@@ -274,7 +274,7 @@ class S3Env:
         """origin URI → Document, for every document of the source."""
         import sqlite3
 
-        from ingestd.store import Store
+        from ingestd.store.catalogue import Store
 
         db = sqlite3.connect(self.state / "documents.sqlite")
         try:

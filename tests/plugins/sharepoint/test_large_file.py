@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.support.helpers import run_cli
 
 MIB = 1 << 20
 REPORTER = """

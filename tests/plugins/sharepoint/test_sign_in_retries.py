@@ -9,7 +9,7 @@ import time
 import pytest
 
 from ingestd_sharepoint import http as sp_http
-from tests.helpers import wait_for
+from tests.support.helpers import wait_for
 
 from .conftest import SECRET
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from ingestd import throttle
-from tests.helpers import wait_for
+from ingestd.plugin.kit import throttle
+from tests.support.helpers import wait_for
 
 RETRY_AFTER = 1.0
 

@@ -9,9 +9,7 @@ Hook `document_stored`: appends each stored document's id to $INGESTD_TEST_HOOK_
 import os
 import time
 
-from ingestd import Connector, Staged, hookimpl
-from ingestd.config import ConfigPath
-from ingestd.options import ScheduleOptions
+from ingestd.plugin import ConfigPath, Connector, ScheduleOptions, Staged, hookimpl
 
 
 class FixtureOptions(ScheduleOptions):

@@ -1,6 +1,6 @@
 """A plugin implementing a hook that does not exist (a typo): quarantined by check_pending."""
 
-from ingestd import hookimpl
+from ingestd.plugin import hookimpl
 
 
 @hookimpl

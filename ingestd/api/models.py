@@ -1,0 +1,202 @@
+"""The status API's payloads, as pydantic models.
+
+Handlers build their responses from these models and parse their inputs with them, and
+`openapi.py` generates the published schema from the very same classes, so the document
+cannot say one thing while the code does another.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from ingestd._lib.paths import ID_PATTERN
+from ingestd.config import SOURCE_NAME
+from ingestd.jobs.manifest import Counters, JobError, Manifest, Status, Trigger
+from ingestd.store.catalogue import Document, Version
+
+MAX_PAGE = 500  # the most jobs one `GET /jobs` returns
+JobId = Annotated[str, StringConstraints(pattern=ID_PATTERN, min_length=8, max_length=64)]
+"""A job id: checked against this before anything looks it up (no path can be smuggled in)."""
+DocId = Annotated[str, StringConstraints(pattern=ID_PATTERN, min_length=8, max_length=64)]
+SourceName = Annotated[str, StringConstraints(pattern=SOURCE_NAME, max_length=63)]
+
+
+class Payload(BaseModel):
+    """Base of every response: plain data, serialised exactly as declared."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class Input(BaseModel):
+    """Base of every request model: unknown keys and loose types are client errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+class ErrorResponse(Payload):
+    """Every error: a stable machine-readable code and a sentence for the operator."""
+
+    error: str
+    message: str
+
+
+class Links(Payload):
+    self_: str = Field(alias="self")
+
+
+class BusyResponse(ErrorResponse):
+    """409: the source already has a job queued or running; this names it."""
+
+    job_id: str
+    status: Status
+    links: Links
+
+
+class UnavailableResponse(ErrorResponse):
+    """503 `connector_unavailable`: what to install to make the source work."""
+
+    remediation: str
+
+
+# -- health ------------------------------------------------------------------------------
+
+
+class HealthResponse(Payload):
+    """`error`/`message` are set when unhealthy, so a 503 still has the error shape."""
+
+    status: Literal["ok", "unhealthy"]
+    version: str
+    uptime_s: float
+    checks: dict[str, dict[str, Any]]
+    failing: list[str] = []
+    error: str | None = None
+    message: str | None = None
+
+
+# -- jobs --------------------------------------------------------------------------------
+
+
+class IngestRequest(Input):
+    """The only thing a client may ask for: run a configured source now."""
+
+    source: SourceName
+
+
+class JobLinks(Payload):
+    self_: str = Field(alias="self")
+    source_jobs: str
+
+
+class IngestionStatusResponse(Payload):
+    job_id: str
+    source: str
+    kind: str
+    trigger: Trigger
+    status: Status
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    duration_s: float | None
+    counters: Counters
+    errors: list[JobError]
+    errors_dropped: int
+    links: JobLinks
+
+    @classmethod
+    def of(cls, m: Manifest) -> "IngestionStatusResponse":
+        return cls(
+            job_id=m.job_id, source=m.source, kind=m.kind, trigger=m.trigger, status=m.status,
+            created_at=m.created_at, started_at=m.started_at, finished_at=m.finished_at,
+            duration_s=m.duration_s(), counters=m.counters, errors=m.errors, errors_dropped=m.errors_dropped,
+            links=JobLinks(self_=f"/ingest/{m.job_id}", source_jobs=f"/jobs?source={m.source}"),
+        )
+
+
+class JobsQuery(Input):
+    """`GET /jobs` query parameters (strings on the wire, so `limit` is converted)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    source: SourceName | None = None
+    status: Status | None = None
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE)
+    before: JobId | None = Field(default=None, description="cursor: only jobs older than this id")
+
+
+class ListLinks(Payload):
+    self_: str = Field(alias="self")
+    next: str | None
+
+
+class JobListResponse(Payload):
+    """Newest first. `next_before` is the cursor for the following page (null on the last)."""
+
+    jobs: list[IngestionStatusResponse]
+    next_before: str | None
+    links: ListLinks
+
+
+# -- sources -----------------------------------------------------------------------------
+
+
+class LastJob(Payload):
+    job_id: str
+    status: Status
+    finished_at: str | None
+    links: Links
+
+
+class SourceInfo(Payload):
+    name: str
+    kind: str
+    enabled: bool
+    available: bool
+    remediation: str | None
+    trigger: Literal["watch", "schedule"]
+    schedule: str | None
+    next_run_at: str | None
+    last_job: LastJob | None
+
+
+class SourceListResponse(Payload):
+    sources: list[SourceInfo]
+
+
+# -- documents ---------------------------------------------------------------------------
+
+
+class DocumentLinks(Payload):
+    self_: str = Field(alias="self")
+    job: str
+
+
+class DocumentResponse(Payload):
+    """A document's current version, provenance and history.
+
+    The server-side blob path is left out on purpose: it tells a client about the host's
+    file layout and gives it nothing it can use over HTTP.
+    """
+
+    doc_id: str
+    source: str
+    origin_uri: str
+    sha256: str
+    size: int
+    mime: str
+    source_modified_at: str | None
+    ingested_at: str
+    job_id: str
+    metadata: dict[str, Any]
+    deleted_at: str | None
+    deleted_job: str | None
+    versions: list[Version]
+    links: DocumentLinks
+
+    @classmethod
+    def of(cls, doc: Document) -> "DocumentResponse":
+        data = doc.model_dump(exclude={"blob_path"})
+        return cls(**data, links=DocumentLinks(self_=f"/documents/{doc.doc_id}", job=f"/ingest/{doc.job_id}"))

@@ -1,0 +1,293 @@
+"""What each endpoint does, and the one table that lists them.
+
+The table (`ROUTES`) is read by the server to dispatch and validate, and by `openapi.py`
+to publish the document, so a route, its parameters and every status it can answer are
+declared once. Handlers are plain functions of (context, request) → Reply: no HTTP
+parsing here, no sockets, and no filesystem path ever built from client input.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import urlencode
+
+from pydantic import BaseModel
+
+from ingestd.api.models import (
+    BusyResponse,
+    DocId,
+    DocumentResponse,
+    ErrorResponse,
+    HealthResponse,
+    IngestionStatusResponse,
+    IngestRequest,
+    JobId,
+    JobListResponse,
+    JobsQuery,
+    LastJob,
+    Links,
+    ListLinks,
+    SourceInfo,
+    SourceListResponse,
+    UnavailableResponse,
+)
+from ingestd.errors import ConfigError, NotFoundError, UsageError
+from ingestd.api.metrics import CONTENT_TYPE as METRICS_TYPE
+from ingestd._lib.times import iso
+from ingestd.api.metrics import render
+from ingestd.runtime.queue import Busy
+
+JSON = "application/json; charset=utf-8"
+
+
+class ApiError(Exception):
+    """An error answer: raised anywhere in a handler, rendered as `{"error", "message"}`."""
+
+    def __init__(self, status: int, code: str, message: str, body: BaseModel | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.body = body or ErrorResponse(error=code, message=message)
+        self.headers = headers or {}
+
+
+@dataclass
+class Reply:
+    status: int
+    body: BaseModel | bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = JSON
+
+
+@dataclass
+class Request:
+    """A request after the server validated it against its route."""
+
+    method: str
+    path: str
+    params: dict[str, str]
+    query: BaseModel | None
+    body: BaseModel | None
+    detailed: bool  # authenticated (or no token configured): may see internal detail
+
+
+@dataclass
+class Context:
+    """What handlers may use: the daemon, metrics, and the server's own state."""
+
+    daemon: Any
+    registry: Any
+    openapi: Callable[[], bytes]
+    draining: Callable[[], bool]
+
+
+Responses = dict[int, type[BaseModel] | tuple[type[BaseModel], ...] | str]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # a template: "/ingest/{job_id}"
+    handler: Callable[[Context, Request], Reply]
+    operation_id: str
+    summary: str
+    responses: Responses
+    params: dict[str, Any] = field(default_factory=dict)  # path parameter → annotated type
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    public: bool = False  # served without a token
+
+    @property
+    def segments(self) -> list[str]:
+        return self.path.strip("/").split("/")
+
+
+# -- handlers -----------------------------------------------------------------------------
+
+
+def healthz(ctx: Context, req: Request) -> Reply:
+    d = ctx.daemon
+    checks = d.health()
+    failing = sorted(name for name, check in checks.items() if not check["ok"])
+    if not req.detailed:  # public endpoint: pass/fail only, no source names or paths
+        checks = {name: {"ok": check["ok"]} for name, check in checks.items()}
+    body = HealthResponse(
+        status="unhealthy" if failing else "ok", version=d.version,
+        uptime_s=round(time.time() - d.started_at, 3), checks=checks, failing=failing,
+        error="unhealthy" if failing else None,
+        message=f"failing checks: {', '.join(failing)}" if failing else None,
+    )
+    return Reply(503 if failing else 200, body)
+
+
+def post_ingest(ctx: Context, req: Request) -> Reply:
+    d = ctx.daemon
+    name = req.body.source
+    if ctx.draining():
+        raise ApiError(503, "shutting_down", "the daemon is stopping; ask again once it has restarted")
+    source = d.config.source(name)
+    if source is None:
+        raise ApiError(404, "unknown_source", f"no source named {name!r}; GET /sources lists them")
+    if not source.enabled:
+        raise ApiError(409, "source_disabled", f"source {name!r} is disabled in the config")
+    try:
+        manifest = d.submit(name, "api")
+    except Busy as exc:
+        m = exc.manifest
+        raise ApiError(409, "busy", str(exc), BusyResponse(
+            error="busy", message=f"source {name!r} already has job {m.job_id} {m.status}",
+            job_id=m.job_id, status=m.status, links=Links(self_=f"/ingest/{m.job_id}"))) from None
+    except UsageError:  # removed by a reload since the check above
+        raise ApiError(404, "unknown_source", f"no source named {name!r}; GET /sources lists them") from None
+    except ConfigError:
+        raise _unavailable(d, source) from None
+    return Reply(202, IngestionStatusResponse.of(manifest), headers={"Location": f"/ingest/{manifest.job_id}"})
+
+
+def _unavailable(d, source) -> ApiError:
+    cls = d.plugins.connectors.get(source.kind)
+    remedy = d.unavailable.get(source.name) or (cls.unavailable_reason() if cls else None) or \
+        f"install the plugin that provides connector {source.kind!r}"
+    message = f"source {source.name!r} cannot run: connector {source.kind!r} is unavailable"
+    return ApiError(503, "connector_unavailable", message,
+                    UnavailableResponse(error="connector_unavailable", message=message, remediation=remedy))
+
+
+def get_job(ctx: Context, req: Request) -> Reply:
+    try:
+        manifest = ctx.daemon.app.jobs.get(req.params["job_id"])
+    except NotFoundError:
+        raise ApiError(404, "not_found", "no such job") from None
+    return Reply(200, IngestionStatusResponse.of(manifest))
+
+
+def list_jobs(ctx: Context, req: Request) -> Reply:
+    q: JobsQuery = req.query
+    rows = ctx.daemon.app.jobs.list(source=q.source, status=q.status, limit=q.limit + 1, before=q.before)
+    page = rows[: q.limit]
+    cursor = page[-1].job_id if len(rows) > q.limit else None
+    links = ListLinks(self_=_jobs_url(q, q.before), next=_jobs_url(q, cursor) if cursor else None)
+    body = JobListResponse(jobs=[IngestionStatusResponse.of(m) for m in page], next_before=cursor, links=links)
+    return Reply(200, body)
+
+
+def _jobs_url(q: JobsQuery, before: str | None) -> str:
+    params = {"source": q.source, "status": q.status, "limit": q.limit, "before": before}
+    return "/jobs?" + urlencode({k: v for k, v in params.items() if v is not None})
+
+
+def list_sources(ctx: Context, req: Request) -> Reply:
+    d = ctx.daemon
+    return Reply(200, SourceListResponse(sources=[_source_info(d, s) for s in d.config.sources]))
+
+
+def _source_info(d, source) -> SourceInfo:
+    cls = d.plugins.connectors.get(source.kind)
+    if source.name in d.unavailable:
+        reason = d.unavailable[source.name]
+    elif cls is None:
+        reason = f"no installed plugin provides connector {source.kind!r}"
+    else:
+        reason = None if source.enabled else cls.unavailable_reason()  # enabled ones were checked at start
+    watched = bool(cls and cls.watched)
+    text = getattr(source.options, "schedule_text", None)
+    next_run = d.schedule.next_run(source.name)
+    last = d.app.jobs.list(source=source.name, limit=1)
+    return SourceInfo(
+        name=source.name, kind=source.kind, enabled=source.enabled, available=reason is None,
+        remediation=reason, trigger="watch" if watched else "schedule",
+        schedule=None if watched or text is None else text(),
+        next_run_at=iso(next_run) if next_run else None,
+        last_job=LastJob(job_id=last[0].job_id, status=last[0].status, finished_at=last[0].finished_at,
+                         links=Links(self_=f"/ingest/{last[0].job_id}")) if last else None,
+    )
+
+
+def get_document(ctx: Context, req: Request) -> Reply:
+    try:
+        doc = ctx.daemon.app.store.get(req.params["doc_id"])
+    except NotFoundError:
+        raise ApiError(404, "not_found", "no such document") from None
+    return Reply(200, DocumentResponse.of(doc))
+
+
+def get_metrics(ctx: Context, req: Request) -> Reply:
+    return Reply(200, render(ctx.registry), content_type=METRICS_TYPE)
+
+
+def get_openapi(ctx: Context, req: Request) -> Reply:
+    return Reply(200, ctx.openapi())
+
+
+# -- the table ----------------------------------------------------------------------------
+
+ROUTES: list[Route] = [
+    Route("GET", "/healthz", healthz, "getHealth", "Liveness and readiness of watchers, scheduler and workers",
+          {200: HealthResponse, 503: HealthResponse}, public=True),
+    Route("POST", "/ingest", post_ingest, "startIngestion", "Queue a job for a configured source now",
+          {202: IngestionStatusResponse, 404: ErrorResponse, 409: (BusyResponse, ErrorResponse),
+           503: UnavailableResponse}, body=IngestRequest),
+    Route("GET", "/ingest/{job_id}", get_job, "getIngestion", "One job's status, counters and errors",
+          {200: IngestionStatusResponse, 404: ErrorResponse}, params={"job_id": JobId}),
+    Route("GET", "/jobs", list_jobs, "listJobs", "Jobs, newest first, a page at a time",
+          {200: JobListResponse}, query=JobsQuery),
+    Route("GET", "/sources", list_sources, "listSources", "Configured sources with their schedule and last job",
+          {200: SourceListResponse}),
+    Route("GET", "/documents/{doc_id}", get_document, "getDocument", "A document's record, provenance and versions",
+          {200: DocumentResponse, 404: ErrorResponse}, params={"doc_id": DocId}),
+    Route("GET", "/metrics", get_metrics, "getMetrics", "Prometheus metrics (text exposition format)",
+          {200: "text/plain"}),
+    Route("GET", "/openapi.json", get_openapi, "getOpenApi", "This API's OpenAPI 3.1 document",
+          {200: "application/json"}),
+]
+
+
+def responses(route: Route) -> Responses:
+    """Every status `route` can answer: its own, plus those the server adds around it."""
+    out: dict[int, Any] = dict(route.responses)
+
+    def add(status: int, model=ErrorResponse) -> None:
+        mine = out.get(status)
+        if mine is None:
+            out[status] = model
+        elif mine is not model and not (isinstance(mine, tuple) and model in mine):
+            out[status] = (*(mine if isinstance(mine, tuple) else (mine,)), model)
+
+    if route.params or route.query or route.body:
+        add(400)
+    if not route.public:
+        add(401)
+    if route.body:
+        for status in (408, 411, 413, 415):
+            add(status)
+    add(503)  # too many connections, or (for jobs) the daemon is stopping
+    return dict(sorted(out.items()))
+
+
+def match(method: str, segments: list[str]) -> tuple[Route | None, dict[str, str], list[str]]:
+    """The route for `method` and the decoded path `segments`, its parameters, and the
+    methods the path allows (for 405)."""
+    allowed: list[str] = []
+    for route in ROUTES:
+        params = _bind(route.segments, segments)
+        if params is None:
+            continue
+        if route.method == method:
+            return route, params, [route.method]
+        allowed.append(route.method)
+    return None, {}, allowed
+
+
+def _bind(template: list[str], segments: list[str]) -> dict[str, str] | None:
+    if len(template) != len(segments):
+        return None
+    params = {}
+    for want, got in zip(template, segments):
+        if want.startswith("{"):
+            params[want[1:-1]] = got
+        elif want != got:
+            return None
+    return params
+

@@ -1,0 +1,296 @@
+"""The job store: manifests on disk, one JSON file per job rewritten atomically on every
+transition, and what answers for them in memory. A compact index (id, source, status per
+job) answers listings without reading or sorting every manifest per request; full manifests
+are held only for live jobs and a bounded cache, so memory stays small over a daemon's life.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+from collections import OrderedDict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ingestd._lib.atomic import remove_stale_temps, write_json
+from ingestd._lib.files import unlink_quietly
+from ingestd._lib.paths import is_valid_id
+from ingestd._lib.times import now_iso, parse_iso
+from ingestd.errors import Code, NotFoundError, StoreError, UsageError
+from ingestd.jobs.index import JobIndex
+from ingestd.jobs.manifest import JobError, Manifest, Status, TERMINAL, Trigger
+
+_NEXT = {"queued": ("running", "failed"), "running": TERMINAL}
+
+
+class _IdClock:
+    """Job ids sort by creation time and never repeat, even within one microsecond."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._last = 0
+
+    def new_id(self) -> str:
+        with self._lock:
+            now = max(int(datetime.now(timezone.utc).timestamp() * 1_000_000), self._last + 1)
+            self._last = now
+        stamp = datetime.fromtimestamp(now / 1_000_000, timezone.utc).strftime("%Y%m%dT%H%M%S")
+        return f"{stamp}{now % 1_000_000:06d}Z-{os.urandom(4).hex()}"
+
+
+_clock = _IdClock()
+
+
+CACHE_SIZE = 512  # finished manifests kept in memory (~2.4 KB each): a full API page (500) of the newest jobs
+
+
+class JobStore:
+    """Manifests on disk, and what answers for them in memory.
+
+    In memory: the compact JobIndex of every job; the full manifest of each job still
+    queued or running (they change, and the daemon reads them constantly); manifests the
+    disk refused to take (their newest state exists nowhere else); and a bounded LRU cache
+    of finished manifests, which covers what pollers ask for (the newest jobs). Any other
+    finished manifest is read from its file when asked for: finished manifests never change.
+    """
+
+    def __init__(self, state_dir: Path, cache_size: int = CACHE_SIZE):
+        self.dir = state_dir / "jobs"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._index = JobIndex()
+        self._live: dict[str, Manifest] = {}  # queued or running
+        self._unsaved: dict[str, Manifest] = {}
+        self._cache: OrderedDict[str, Manifest] = OrderedDict()
+        self._cache_size = cache_size
+        self._last_success: dict[str, tuple[float, str]] = {}  # source → (finished, job_id)
+        self.unreadable: list[str] = []
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def create(self, source: str, kind: str, trigger: Trigger) -> Manifest:
+        job_id = _clock.new_id()
+        manifest = Manifest(
+            job_id=job_id, source=source, kind=kind, trigger=trigger, created_at=now_iso(),
+            items_file=_items_file(job_id),
+        )
+        self.save(manifest)
+        return manifest
+
+    def transition(self, manifest: Manifest, status: Status) -> Manifest:
+        if status not in _NEXT.get(manifest.status, ()):
+            raise StoreError(f"job {manifest.job_id}: cannot go from {manifest.status} to {status}")
+        manifest.status = status
+        if status == "running":
+            manifest.started_at = now_iso()
+        if status in TERMINAL:
+            manifest.finished_at = now_iso()
+        self.save(manifest)
+        return manifest
+
+    def save(self, manifest: Manifest) -> None:
+        """Persist a manifest. If the disk refuses (full), memory still moves on, so status
+        stays truthful, and the write is retried with the next save."""
+        copy = manifest.model_copy(deep=True)
+        with self._lock:
+            self._remember(copy)
+        try:
+            write_json(self.path(manifest.job_id), manifest.to_json())
+        except OSError:
+            with self._lock:
+                self._unsaved[manifest.job_id] = copy
+            raise
+        with self._lock:
+            self._unsaved.pop(manifest.job_id, None)
+            pending = list(self._unsaved.values())
+        for stale in pending:
+            try:
+                write_json(self.path(stale.job_id), stale.to_json())
+            except OSError:
+                return
+            with self._lock:
+                if self._unsaved.get(stale.job_id) is stale:
+                    del self._unsaved[stale.job_id]
+
+    def path(self, job_id: str) -> Path:
+        if not is_valid_id(job_id):
+            raise UsageError(f"malformed job id {job_id[:80]!r}")
+        return self.dir / f"{job_id}.json"
+
+    def items_path(self, manifest: Manifest) -> Path:
+        return self.dir / manifest.items_file
+
+    # -- memory (call with the lock held) ---------------------------------------------
+
+    def _remember(self, m: Manifest, cache: bool = True) -> None:
+        """Index a manifest's newest state; hold it in full only while it is live (or,
+        with `cache`, as one of the recently used finished ones)."""
+        self._index.put(m.job_id, m.source, m.status)
+        if m.terminal:
+            self._live.pop(m.job_id, None)
+            if cache:
+                self._cache_put(m)
+            self._note_success(m)
+        else:
+            self._live[m.job_id] = m
+
+    def _cache_put(self, m: Manifest) -> None:
+        self._cache[m.job_id] = m
+        self._cache.move_to_end(m.job_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def _in_memory(self, job_id: str) -> Manifest | None:
+        for held in (self._unsaved, self._live):
+            if job_id in held:
+                return held[job_id]
+        m = self._cache.get(job_id)
+        if m is not None:
+            self._cache.move_to_end(job_id)
+        return m
+
+    def _note_success(self, m: Manifest) -> None:
+        if m.status == "succeeded" and m.finished_at:
+            finished = parse_iso(m.finished_at).timestamp()
+            if finished >= self._last_success.get(m.source, (float("-inf"), ""))[0]:
+                self._last_success[m.source] = (finished, m.job_id)
+
+    def _forget(self, job_id: str) -> None:
+        """An indexed manifest is gone or unreadable on disk: stop listing it."""
+        with self._lock:
+            if job_id not in self._live and job_id not in self._unsaved:
+                self._index.discard(job_id)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def load_all(self) -> int:
+        """Index every manifest on disk (at start, or for CLI reads); returns how many.
+        Only live jobs stay in memory in full."""
+        remove_stale_temps(self.dir)
+        bad = []
+        with self._lock:
+            self._index, self._live, self._cache, self._last_success = JobIndex(), {}, OrderedDict(), {}
+        for entry in os.scandir(self.dir):
+            if not entry.name.endswith(".json") or entry.name.startswith("."):
+                continue
+            m = _read(Path(entry.path))
+            if m is None:
+                bad.append(entry.name)
+                continue
+            with self._lock:
+                self._remember(m, cache=False)  # the cache fills with what is asked for
+        with self._lock:
+            for m in self._unsaved.values():  # this process's newest state wins over the disk's
+                self._remember(m)
+            self.unreadable = bad
+            return len(self._index)
+
+    def get(self, job_id: str) -> Manifest:
+        path = self.path(job_id)  # validates before touching the disk
+        with self._lock:
+            cached = self._in_memory(job_id)
+        if cached is not None:
+            return cached.model_copy(deep=True)
+        try:
+            m = Manifest.model_validate(json.loads(path.read_bytes()))
+        except FileNotFoundError:
+            raise NotFoundError(f"no job {job_id}") from None
+        self._keep_if_final(m)
+        return m.model_copy(deep=True)
+
+    def _keep_if_final(self, m: Manifest) -> None:
+        """Cache a manifest read from disk if it can no longer change, and only if it is
+        not indexed as live (then memory, not this file, has its newest state)."""
+        if m.terminal:
+            with self._lock:
+                if m.job_id not in self._live and m.job_id not in self._unsaved:
+                    self._cache_put(m)
+
+    def list(self, *, source=None, status=None, limit: int = 50, before: str | None = None) -> list[Manifest]:
+        """Jobs newest first, filtered; the manifests returned are shared: do not modify them."""
+        with self._lock:
+            picked = [(job_id, self._in_memory(job_id))
+                      for job_id in itertools.islice(self._index.newest(source, status, before), limit)]
+        out = []
+        for job_id, m in picked:
+            if m is None:
+                m = self._from_disk(job_id)
+            if m is not None:
+                out.append(m)
+        return out
+
+    def _from_disk(self, job_id: str) -> Manifest | None:
+        """A finished job's manifest, read back for a listing; None if it vanished."""
+        m = _read(self.path(job_id))
+        if m is None:
+            self._forget(job_id)
+            return None
+        self._keep_if_final(m)
+        return m
+
+    def last_succeeded(self) -> list[Manifest]:
+        """Each source's most recently finished succeeded job (what metrics seed from):
+        O(sources), however many jobs there are."""
+        with self._lock:
+            ids = [job_id for _, job_id in self._last_success.values()]
+        out = []
+        for job_id in ids:
+            try:
+                out.append(self.get(job_id))
+            except NotFoundError:
+                continue
+        return out
+
+    def active(self) -> list[Manifest]:
+        """Copies of the queued and running jobs' manifests."""
+        with self._lock:
+            return [m.model_copy(deep=True) for m in self._live.values()]
+
+    def memory(self) -> dict[str, int]:
+        """How many jobs are indexed and how many manifests are held in full (for tests
+        and diagnostics: the full ones must stay bounded)."""
+        with self._lock:
+            return {"indexed": len(self._index), "live": len(self._live), "cached": len(self._cache),
+                    "unsaved": len(self._unsaved)}
+
+    def expire(self, older_than: float, now: float | None = None) -> int:
+        """Delete the records (manifest and items file) of finished jobs created more than
+        `older_than` seconds ago; returns how many went. Live jobs, manifests the disk has
+        not taken yet, and each source's last success (metrics and status report it) stay."""
+        moment = (now if now is not None else datetime.now(timezone.utc).timestamp()) - older_than
+        cutoff = datetime.fromtimestamp(moment, timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        with self._lock:
+            keep = {*self._live, *self._unsaved, *(job_id for _, job_id in self._last_success.values())}
+            gone = self._index.drop_before(cutoff, keep)
+        for job_id in gone:
+            unlink_quietly(self.path(job_id))
+            unlink_quietly(self.dir / _items_file(job_id))
+            with self._lock:
+                self._cache.pop(job_id, None)
+        return len(gone)
+
+    def recover(self) -> list[Manifest]:
+        """Jobs a crash left queued or running are closed as failed/interrupted."""
+        recovered = []
+        for manifest in self.active():
+            if manifest.status == "queued":
+                manifest.status = "running"
+            manifest.add_error(JobError(code=Code.INTERRUPTED, message="ingestd stopped before the job finished"))
+            self.transition(manifest, "failed")
+            recovered.append(manifest)
+        return recovered
+
+
+def _items_file(job_id: str) -> str:
+    return f"{job_id}.items.jsonl"
+
+
+def _read(path: Path) -> Manifest | None:
+    try:
+        return Manifest.model_validate(json.loads(path.read_bytes()))
+    except (ValueError, ValidationError, OSError):
+        return None

@@ -1,0 +1,73 @@
+"""The job manifest: a job's whole public record (what started it, when, what it counted,
+what went wrong), written as one JSON file per job and rewritten on every transition."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ingestd._lib import redact
+from ingestd._lib.times import now_iso, parse_iso
+from ingestd.errors import Code
+
+Status = Literal["queued", "running", "succeeded", "partial", "failed"]
+Trigger = Literal["watch", "schedule", "api", "cli", "recovery"]
+TERMINAL = ("succeeded", "partial", "failed")
+MAX_ERRORS = 100
+
+
+class Counters(BaseModel):
+    discovered: int = 0
+    ingested: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    failed: int = 0
+    deleted: int = 0
+    bytes: int = 0
+
+
+class JobError(BaseModel):
+    code: Code
+    message: str
+    item: str | None = None
+    at: str = Field(default_factory=now_iso)
+    request_id: str | None = None
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    schema_version: int = Field(default=1, alias="schema")
+    job_id: str
+    source: str
+    kind: str
+    trigger: Trigger
+    status: Status = "queued"
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    counters: Counters = Field(default_factory=Counters)
+    errors: list[JobError] = []
+    errors_dropped: int = 0
+    items_file: str
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def duration_s(self) -> float | None:
+        if not self.started_at:
+            return None
+        end = parse_iso(self.finished_at) if self.finished_at else datetime.now(timezone.utc)
+        return round((end - parse_iso(self.started_at)).total_seconds(), 3)
+
+    def add_error(self, error: JobError) -> None:
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(error)
+        else:
+            self.errors_dropped += 1
+
+    def to_json(self) -> dict[str, Any]:
+        return redact.scrub(self.model_dump(mode="json", by_alias=True))

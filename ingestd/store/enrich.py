@@ -1,0 +1,147 @@
+"""What ingestd learns from a file's bytes: its sha256 while copying, its MIME type.
+
+The MIME type comes from the content (libmagic); the extension is only consulted when
+the content says nothing more specific than "some bytes" or "some text".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import threading
+import weakref
+
+from ingestd._lib import allocator
+
+CHUNK = 1 << 20
+HEAD = 8192
+_GENERIC = {"application/octet-stream", "text/plain", "inode/x-empty", "application/x-empty"}
+_local = threading.local()  # each enrich thread's copy buffer
+
+try:  # libmagic is a system library; without it we still run, on extensions alone
+    import magic as _magic
+except (ImportError, OSError):  # pragma: no cover - depends on the machine
+    _magic = None
+
+# One libmagic handle for the process, replaced after MAGIC_REUSE classifications.
+#
+# Why: glibc's regexec, which libmagic uses, adds a 2-4 KiB table to a compiled regex for
+# every new state an input drives it into and never drops one. On varied input a handle
+# kept ~2.3 MiB of them after 3,000 files and ~0.2 MiB more each time the files it had seen
+# doubled: with a handle per enrich thread that was the daemon's only memory still growing
+# after hours (heaptrack, docs/reliability.md, Load), and each handle also mapped its own
+# 8 MiB copy of the magic database. One handle serves every thread (python-magic locks
+# around each call, and a 2 KiB sniff is short next to a copy); closing it now and then
+# gives all of its tables back, and the new one rebuilds what it needs as it goes.
+MAGIC_REUSE = 20_000
+
+
+class _Detector:
+    def __init__(self, reuse: int = MAGIC_REUSE):
+        self.reuse = reuse
+        self._lock = threading.Lock()
+        self._handle = None
+        self._uses = 0
+
+    def get(self):
+        if _magic is None:
+            return None
+        with self._lock:
+            retired = None
+            if self._handle is None or self._uses >= self.reuse:
+                retired, self._handle, self._uses = self._handle, _magic.Magic(mime=True), 0
+            self._uses += 1
+            handle = self._handle
+        if retired is not None:
+            # Whichever thread lets go of it last closes it (freeing its tables), then hands
+            # the freed pages back: they are spread over the arenas of every thread that
+            # called it, and would otherwise stay resident, reused by none.
+            weakref.finalize(retired, allocator.trim)
+        return handle
+
+
+_detector = _Detector()
+
+
+_TEXTUAL = {
+    "application/json", "application/xml", "application/javascript", "application/x-yaml",
+    "application/yaml", "application/toml", "application/x-sh", "image/svg+xml", "application/sql",
+}
+SNIFF = 2048  # libmagic's text tests cost grows with the buffer; 2 KiB decides as well as 8
+
+
+def detect_mime(head: bytes, name: str) -> str:
+    """MIME type from content, refined by the extension only where content cannot tell.
+
+    For text, libmagic can say "text" but rarely which text (CSV, Markdown, JSON lines),
+    and its text tests are the slow ones; so when the bytes are plainly text and the
+    extension names a textual type, that type is used without asking libmagic.
+    """
+    by_name, _ = mimetypes.guess_type(name, strict=False)
+    if not head:
+        return "application/x-empty"
+    if by_name and (by_name.startswith("text/") or by_name in _TEXTUAL) and _is_text(head):
+        return by_name
+    by_content = None
+    det = _detector.get()
+    if det is not None:
+        try:
+            by_content = det.from_buffer(head[:SNIFF])
+        except Exception:  # libmagic gives up on odd input; the extension still can answer
+            by_content = None
+    if by_content and by_content not in _GENERIC:
+        return by_content
+    if by_name and by_content in (None, "application/octet-stream") and not by_name.startswith("text/"):
+        return by_name
+    return by_content or by_name or "application/octet-stream"
+
+
+def _is_text(head: bytes) -> bool:
+    if b"\0" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3  # a character cut off by the sniff window
+    return True
+
+
+def copy_hashing(src_fd: int, dst_fd: int, limit: int | None = None) -> tuple[str, int, bytes]:
+    """Copy src to dst, returning (sha256 hex, size, first bytes for MIME sniffing).
+
+    Reads into one reused buffer per thread: a fresh 1 MiB bytes object per read costs
+    an mmap, page faults and a munmap, and with several threads copying at once those
+    serialise on the process's memory map and cost more than the copy. Raises
+    ValueError once more than `limit` bytes have been read.
+    """
+    digest = hashlib.sha256()
+    buf = _buffer()
+    size = 0
+    head = b""
+    while True:
+        n = os.readv(src_fd, [buf])
+        if not n:
+            break
+        chunk = memoryview(buf)[:n]
+        if not head:
+            head = bytes(chunk[:HEAD])
+        size += n
+        if limit is not None and size > limit:
+            raise ValueError(f"larger than the {limit}-byte limit")
+        digest.update(chunk)
+        while chunk:
+            chunk = chunk[os.write(dst_fd, chunk):]
+    return digest.hexdigest(), size, head
+
+
+def _buffer() -> bytearray:
+    buf = getattr(_local, "buffer", None)
+    if buf is None:
+        buf = _local.buffer = bytearray(CHUNK)
+    return buf
+
+
+def read_head(path: str | os.PathLike[str]) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(HEAD)

@@ -1,0 +1,51 @@
+"""MIME detection: content first, the extension where content cannot tell, and one
+libmagic handle for the process, replaced now and then (it grows with what it has seen)."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+
+import pytest
+
+from ingestd.store import enrich
+
+PDF = b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(17)
+
+pytestmark = pytest.mark.skipif(enrich._magic is None, reason="libmagic is not installed")
+
+
+@pytest.mark.parametrize(("head", "name", "mime"), [
+    (PDF, "report.bin", "application/pdf"),  # content wins over a wrong extension
+    (PNG, "photo", "image/png"),
+    (b"a,b\n1,2\n", "table.csv", "text/csv"),  # plain text: the extension says which text
+    (b"", "empty.pdf", "application/x-empty"),
+])
+def test_content_first_extension_where_content_cannot_tell(head, name, mime):
+    assert enrich.detect_mime(head, name) == mime
+
+
+def test_one_handle_serves_every_thread():
+    detector = enrich._Detector(reuse=1000)
+    seen = []
+    threads = [threading.Thread(target=lambda: seen.append(detector.get())) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(seen) == 4 and all(handle is seen[0] for handle in seen)
+
+
+def test_the_handle_is_closed_and_replaced_after_its_quota(monkeypatch):
+    trims = []
+    monkeypatch.setattr(enrich.allocator, "trim", lambda: trims.append(True))
+    detector = enrich._Detector(reuse=3)
+    first = detector.get()
+    assert detector.get() is first and detector.get() is first
+    retired = weakref.ref(first)
+    second = detector.get()
+    assert second is not first and trims == [], "trimmed while a thread still held the old handle"
+    del first  # the last user lets go: closed, and its freed pages handed back
+    assert retired() is None and trims == [True]
+    assert second.from_buffer(PDF) == "application/pdf"

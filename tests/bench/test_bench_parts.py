@@ -5,14 +5,13 @@ must be what issue 20 describes."""
 from __future__ import annotations
 
 import http.server
+import json
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
 from pathlib import Path
-
-import json
-import subprocess
-import sys
 
 from bench import bigstore, corpus, ingest
 from bench.delay import DelayProxy

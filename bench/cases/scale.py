@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 from .. import corpus as corpus_mod
-from .. import ingest, measure
+from .. import measure
 from ..context import Bench
-from ..daemon import Daemon, wait_until
+from ..daemon import wait_until
 from ..stats import paired_ratio
 from .common import REFERENCE, SUBJECT, Case, check, result, rounds
-from .drop import settle_seconds, start_daemon
+from .drop import settle_seconds, start_daemon, wait_burst
 from .local import cp_sync_side, oneshot_side
 
 NOTE_DONE = ("a burst is done when its last job is `succeeded` and no file is left in the drop folder "
@@ -69,25 +69,6 @@ def burst_figures(bench: Bench, files: int, start: float, end: float, cpu_s: flo
             "files_per_s": round(files / wall, 1),
             "per_file_ms": round(max(0.0, wall - settle_seconds(bench)) / files * 1000, 4),
             "cpu_per_file_ms": round(cpu_s / files * 1000, 4), **{k: round(v, 4) for k, v in extra.items()}}
-
-
-def wait_burst(daemon: Daemon, count: int, timeout: float) -> tuple[float, int]:
-    """(wall time the last job became `succeeded`, number of jobs) once `count` files are in."""
-    watch = ingest.ManifestWatch(daemon.state_dir)
-
-    def poll():
-        ms = watch.read()
-        if any(m["status"] in ("queued", "running") for m in ms):
-            return None
-        bad = [m for m in ms if m["status"] != "succeeded"]
-        if bad:
-            raise RuntimeError(f"job {bad[0]['job_id']} ended {bad[0]['status']}: {bad[0]['errors'][:3]}")
-        taken = sum(m["counters"]["ingested"] + m["counters"]["unchanged"] for m in ms)
-        if taken < count:
-            return None
-        return max(ingest.parse_time(m["finished_at"]) for m in ms), len(ms)
-
-    return wait_until(poll, timeout, f"a burst of {count} files to be ingested", interval=0.05, daemon=daemon)
 
 
 def _no_files(root: Path) -> float | None:

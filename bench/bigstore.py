@@ -7,7 +7,8 @@ state dir, and the generator takes the tables' DDL from its SQLite catalogue and
 of a manifest, an items line and a record from what that run wrote. So a change of format
 in ingestd is followed, or (a new required column) fails loudly here, never measured wrong.
 
-Not generated: the blob bytes (the start-up and the API never read them; a million files
+The schema marker and any source state are copied from the template, so the daemon finds
+the store at its own version and migrates nothing. Not generated: the blob bytes (the start-up and the API never read them; a million files
 would only cost disk), and `processed/` originals.
 """
 
@@ -40,6 +41,7 @@ class Template:
     manifest: dict
     item: dict
     indent: int | None
+    files: dict[str, bytes]  # the rest of what the state dir holds (schema marker, source state), by path
 
 
 def make_template(root: Path) -> Template:
@@ -60,7 +62,24 @@ def make_template(root: Path) -> Template:
         db.close()
     text = (state / "jobs" / f"{manifest['job_id']}.json").read_text()
     item = ingest.items(state, manifest)[0]
-    return Template(ddl, rows, manifest, item, 2 if "\n  " in text else None)
+    return Template(ddl, rows, manifest, item, 2 if "\n  " in text else None, _other_files(state))
+
+
+def _other_files(state: Path) -> dict[str, bytes]:
+    """Top-level files and source state, such as the schema marker: a generated store must
+    be at the version this ingestd writes, or its first start would migrate it."""
+    out = {}
+    for entry in os.scandir(state):
+        if entry.is_file() and not entry.name.startswith(("documents.sqlite", "daemon.json")) \
+                and not entry.name.endswith(".lock"):
+            out[entry.name] = Path(entry.path).read_bytes()
+    sources = state / "sources"
+    for folder, _, names in os.walk(sources):
+        for name in names:
+            path = Path(folder) / name
+            if not name.endswith(".lock"):
+                out[str(path.relative_to(state))] = path.read_bytes()
+    return out
 
 
 @dataclass
@@ -82,6 +101,9 @@ def generate(template: Template, state: Path, inbox: Path, documents: int, jobs:
     (state / "jobs").mkdir(parents=True)
     (state / "blobs" / "sha256").mkdir(parents=True)
     (state / "blobs" / "tmp").mkdir()
+    for rel, data in template.files.items():
+        (state / rel).parent.mkdir(parents=True, exist_ok=True)
+        (state / rel).write_bytes(data)
     base = time.time() - jobs - 86_400  # one job a second, ending a day ago
     ids = [_job_id(base + j, rng) for j in range(jobs)]
     per_job = max(1, documents // jobs)

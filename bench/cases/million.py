@@ -1,7 +1,7 @@
 """A one-shot of 1,000,000 tiny files: what it holds in memory while it runs (peak RSS,
 from /usr/bin/time), against `cp -r && sync` of the same files for the time it takes.
 Opt-in (`--case oneshot-1m`): it makes a million files, copies them twice and takes 30-45
-minutes today. It needs ~12 GiB and ~4 million inodes where the work directory is; on a
+minutes today. It needs ~12 GiB and ~3.2 million inodes where the work directory is; on a
 short disk, point `--workdir` at a tmpfs with room (RAM: each tiny file takes a page).
 """
 

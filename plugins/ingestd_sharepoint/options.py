@@ -6,6 +6,7 @@ be able to validate a config on a machine without the SharePoint extra installed
 
 from __future__ import annotations
 
+from typing import ClassVar
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator
@@ -14,6 +15,8 @@ from ingestd.plugin import ConfigPath, DeleteOptions, Duration, FilterOptions, S
 
 
 class SharePointOptions(ScheduleOptions, FilterOptions, DeleteOptions):
+    glob_ignore_case: ClassVar[bool] = True  # SharePoint names ignore case: `*.pdf` takes Scan.PDF
+
     site_url: str
     library: str = "Documents"
     folder: str | None = None
@@ -90,6 +93,6 @@ class SharePointOptions(ScheduleOptions, FilterOptions, DeleteOptions):
         return {
             "site_url": self.site_url.lower(), "library": self.library.lower(),
             "folder": (self.folder or "").lower(), "include": list(self.include),
-            "exclude": list(self.exclude), "max_file_size": self.max_file_size,
+            "exclude": list(self.exclude), "globs": "gitignore, ignore case", "max_file_size": self.max_file_size,
             "graph_url": self.graph_url.lower(),
         }

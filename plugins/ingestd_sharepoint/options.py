@@ -93,9 +93,12 @@ class SharePointOptions(ScheduleOptions, FilterOptions, DeleteOptions):
 
     def scope_key(self) -> dict:
         """What decides which items the source holds; a change means a full re-enumeration."""
-        return {
+        key = {
             "site_url": self.site_url.lower(), "library": self.library.lower(),
             "folder": (self.folder or "").lower(), "include": list(self.include),
-            "exclude": list(self.exclude), "globs": "gitignore, ignore case", "max_file_size": self.max_file_size,
+            "exclude": list(self.exclude), "max_file_size": self.max_file_size,
             "graph_url": self.graph_url.lower(),
         }
+        if self.include != ["**"] or self.exclude:  # 0.1 matched case-sensitively: filtered sources re-read once
+            key["globs"] = "gitignore, ignore case"
+        return key

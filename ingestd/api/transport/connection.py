@@ -155,7 +155,6 @@ class Connection:
     def serve(self, pending: Pending) -> bool | float:
         """Answer one request; whether the connection stays open for the next, or (a
         float) the time until which the request is held unanswered."""
-        self.sock.settimeout(self.limits.send_timeout)
         state = self.state
         with state.tracking():
             if isinstance(pending, Refusal):
@@ -215,6 +214,7 @@ class Connection:
 
     def _write(self, head: bytes, body) -> bool:
         try:
+            self.sock.settimeout(self.limits.send_timeout)  # blocking writes, each bounded
             if isinstance(body, tuple):
                 file, offset, count = body
                 with file:

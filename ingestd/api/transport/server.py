@@ -215,11 +215,7 @@ class Server:
 
     def _readable(self, conn: Connection) -> None:
         waiting = conn.started is None
-        try:
-            pending = conn.take() if conn.receive() else False
-        except Exception:
-            self.state.log.exception("http connection failed", client=conn.client)
-            pending = False
+        pending = self._take(conn) if conn.receive() else False
         if pending is False:  # the client closed, or reading its request failed
             self._unpark(conn)
             self._close(conn)
@@ -230,6 +226,15 @@ class Server:
             return
         self._unpark(conn)
         self._pace(conn, pending)
+
+    def _take(self, conn: Connection) -> Pending | None | bool:
+        """The connection's next request if it has arrived whole; False if taking it failed
+        (a bug, logged: the loop must survive it)."""
+        try:
+            return conn.take()
+        except Exception:
+            self.state.log.exception("http connection failed", client=conn.client)
+            return False
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -291,8 +296,10 @@ class Server:
             if isinstance(keep, float):
                 self._hold(conn, pending, keep)
                 continue
-            pending = conn.take()  # the client may have pipelined its next request
-            if pending is None:
+            pending = self._take(conn)  # the client may have pipelined its next request
+            if pending is False:
+                self._close(conn)
+            elif pending is None:
                 self._park(conn)
             else:
                 self._pace(conn, pending)

@@ -65,7 +65,7 @@ class DaemonApi:
         return self.app.store.content(doc_id, version)
 
     def changes(self, after: str | None, limit: int):
-        return self.app.store.feed.read(after, limit)
+        return self.app.store.feed.read_json(after, limit)
 
     def on_change(self, listener) -> None:
         self.app.store.feed.on_commit(lambda _last: listener())

@@ -7,6 +7,7 @@ Credential values are remembered when resolved; `scrub` replaces any remembered 
 from __future__ import annotations
 
 import functools
+import json
 import re
 import threading
 from typing import Any
@@ -30,6 +31,18 @@ def scrub_text(text: str) -> str:
     for value in sorted(_values, key=len, reverse=True):
         if value in text:
             text = text.replace(value, MASK)
+    return text
+
+
+def scrub_json_text(text: str) -> str:
+    """`scrub_text` for JSON already written: a remembered value is masked as it is, and
+    in its JSON-escaped form (a `"` or `\\` in a secret is written escaped)."""
+    if not _values:
+        return text
+    for value in sorted(_values, key=len, reverse=True):
+        for form in {value, json.dumps(value, ensure_ascii=False)[1:-1]}:
+            if form in text:
+                text = text.replace(form, MASK)
     return text
 
 

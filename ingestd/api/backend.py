@@ -14,7 +14,7 @@ from ingestd.jobs.manifest import Manifest, Status
 from ingestd.plugin.connector import CredentialStatus
 from ingestd.runtime.queue import Busy
 from ingestd.store.catalogue import Content, Document, Listing
-from ingestd.store.feed import Page
+from ingestd.store.feed import JsonPage
 
 __all__ = ["Backend", "Busy", "CredentialStatus", "ItemsPage", "Runtime", "SourceView"]
 
@@ -84,8 +84,9 @@ class Backend(Protocol):
         """Where a version's bytes are. Raises NotFoundError, and Tombstoned for the
         current content of a deleted document."""
 
-    def changes(self, after: str | None, limit: int) -> Page:
-        """A page of the change feed. Raises CursorExpired, UsageError (malformed cursor)."""
+    def changes(self, after: str | None, limit: int) -> JsonPage:
+        """A page of the change feed, each change as JSON text. Raises CursorExpired,
+        UsageError (malformed cursor)."""
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call `listener()` after each commit that adds changes (from the committing

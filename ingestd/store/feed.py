@@ -76,6 +76,9 @@ CREATE TABLE IF NOT EXISTS feed (
 START = "INSERT OR IGNORE INTO feed (id, last, expired) VALUES (1, 0, 0)"
 
 _COLUMNS = "cursor, type, doc_id, source, origin_uri, version, sha256, size, mime, job_id, at"
+_AS_JSON = ("json_object('cursor', printf('%0" + str(WIDTH) + "d', cursor), 'type', type, 'doc_id', doc_id, "
+            "'source', source, 'origin_uri', origin_uri, 'version', version, 'sha256', sha256, 'size', size, "
+            "'mime', mime, 'job_id', job_id, 'at', at)")
 _CURSOR = re.compile(CURSOR_PATTERN)
 
 
@@ -109,6 +112,14 @@ class Page:
     """Changes after a cursor, oldest first; `next_after` is where to read on from."""
 
     changes: list[FeedChange]
+    next_after: str
+
+
+@dataclass(frozen=True)
+class JsonPage:
+    """A `Page` whose changes are JSON objects already (one text each, fields as FeedChange)."""
+
+    changes: list[str]
     next_after: str
 
 
@@ -173,26 +184,35 @@ class Feed:
         """Up to `limit` changes after `after` (None: from the first), oldest first;
         only those of `sources` when given. Costs O(limit): the cursor is the primary key.
         Raises CursorExpired when changes after `after` were removed by retention."""
+        rows, nxt = self._page(_COLUMNS, after, limit, sources)
+        return Page([change(r[0], r[1:]) for r in rows], nxt)
+
+    def read_json(self, after: str | None, limit: int) -> JsonPage:
+        """`read`, with each change already a JSON object (text) made by SQLite: what the
+        API sends, at a fraction of the cost of building and encoding objects here."""
+        rows, nxt = self._page(f"cursor, {_AS_JSON}", after, limit, None)
+        return JsonPage([r[1] for r in rows], nxt)
+
+    def _page(self, columns: str, after: str | None, limit: int, sources) -> tuple[list[tuple], str]:
         position = parse_cursor(after)
         wanted = sorted(set(sources)) if sources is not None else None
         with self._readers.snapshot() as db:
             last, expired = db.execute("SELECT last, expired FROM feed WHERE id = 1").fetchone()
             _check(position, last, expired)
             if wanted is None:
-                rows = db.execute(f"SELECT {_COLUMNS} FROM changes WHERE cursor > ? ORDER BY cursor LIMIT ?",
+                rows = db.execute(f"SELECT {columns} FROM changes WHERE cursor > ? ORDER BY cursor LIMIT ?",
                                   (position, limit)).fetchall()
             else:
-                rows = db.execute(f"SELECT {_COLUMNS} FROM changes WHERE cursor > ? AND source IN "
+                rows = db.execute(f"SELECT {columns} FROM changes WHERE cursor > ? AND source IN "
                                   "(SELECT value FROM json_each(?)) ORDER BY cursor LIMIT ?",
                                   (position, json.dumps(wanted), limit)).fetchall()
-        changes = [change(r[0], r[1:]) for r in rows]
         if len(rows) < limit:
             # everything up to the head was looked at: a filtered reader moves past the
             # changes of other sources instead of scanning them again next time
             nxt = max(last, position)
         else:
             nxt = rows[-1][0]
-        return Page(changes, format_cursor(nxt))
+        return rows, format_cursor(nxt)
 
     def head(self) -> int:
         """The cursor of the last committed change (0 when there is none)."""
@@ -304,5 +324,5 @@ def _check(position: int, last: int, expired: int) -> None:
             "GET /documents, then follow from the next_after it returns", format_cursor(expired))
 
 
-__all__ = ["Feed", "FeedChange", "Page", "CursorExpired", "append", "format_cursor", "parse_cursor",
+__all__ = ["Feed", "FeedChange", "Page", "JsonPage", "CursorExpired", "append", "format_cursor", "parse_cursor",
            "FIRST", "TYPES", "WIDTH", "CURSOR_PATTERN"]

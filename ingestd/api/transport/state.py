@@ -76,8 +76,10 @@ class ServerState:
                 self._idle.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
+        """Until no request is being answered, nor handed to a thread and not started yet
+        (the loop's last turn hands out what was waiting: held long-polls among them)."""
         with self._idle:
-            return self._idle.wait_for(lambda: self.inflight == 0, timeout=timeout)
+            return self._idle.wait_for(lambda: self.inflight == 0 and self.queued == 0, timeout=timeout)
 
     def enqueue(self) -> None:
         """A request is handed to a thread (counted from here, so the loop never hands out
@@ -88,6 +90,7 @@ class ServerState:
     def dequeue(self) -> None:
         with self._idle:
             self.queued -= 1
+            self._idle.notify_all()
 
     @contextlib.contextmanager
     def slot(self):

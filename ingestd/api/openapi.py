@@ -100,7 +100,7 @@ def _response(status: int, model, refs) -> dict[str, Any]:
 def _raw_schema(media: str) -> dict[str, Any]:
     if media.startswith("text/"):
         return {"type": "string"}
-    if media == "application/octet-stream":  # any bytes: a document's content, in its own MIME type
+    if media in ("*/*", "application/octet-stream"):  # any bytes: a document's content, in its own MIME type
         return {"type": "string", "format": "binary"}
     return {"type": "object"}
 

@@ -322,7 +322,7 @@ ROUTES: list[Route] = [
           {200: DocumentResponse, 404: ErrorResponse}, params={"doc_id": DocId}),
     Route("GET", "/documents/{doc_id}/content", get_content, "getDocumentContent",
           "A document version's bytes, streamed (ETag, Range, If-None-Match)",
-          {200: "application/octet-stream", 206: "application/octet-stream", 304: "", 404: ErrorResponse,
+          {200: "*/*", 206: "*/*", 304: "", 404: ErrorResponse,
            410: ErrorResponse, 416: ErrorResponse}, params={"doc_id": DocId}, query=ContentQuery),
     Route("GET", "/changes", list_changes, "listChanges",
           "The change feed after a cursor, oldest first; `wait` long-polls for the next change",

@@ -376,7 +376,8 @@ def test_openapi_document_is_valid_and_lists_every_route(api):
     assert doc["openapi"] == "3.1.0"
     ops = {(path, method.upper()) for path, item in doc["paths"].items() for method in item}
     assert ops == {("/healthz", "GET"), ("/ingest", "POST"), ("/ingest/{job_id}", "GET"), ("/jobs", "GET"),
-                   ("/ingest/{job_id}/items", "GET"), ("/sources", "GET"), ("/documents/{doc_id}", "GET"),
+                   ("/ingest/{job_id}/items", "GET"), ("/sources", "GET"), ("/documents", "GET"),
+                   ("/documents/{doc_id}", "GET"), ("/documents/{doc_id}/content", "GET"), ("/changes", "GET"),
                    ("/metrics", "GET"), ("/openapi.json", "GET")}
     post = doc["paths"]["/ingest"]["post"]
     assert set(post["responses"]) >= {"202", "400", "404", "408", "409", "411", "413", "415", "503"}
@@ -411,7 +412,7 @@ def test_openapi_is_as_strict_as_the_data(api):
     response_schemas = {n for n in doc["components"]["schemas"] if n not in ("IngestRequest",)}
     assert [x for x in loose if x[0] in response_schemas] == []
     assert set(doc["components"]["schemas"]["Counters"]["required"]) == {
-        "discovered", "ingested", "unchanged", "skipped", "failed", "deleted", "bytes"}
+        "discovered", "ingested", "unchanged", "skipped", "filtered", "failed", "deleted", "bytes"}
 
 
 # -- routing, methods, limits -----------------------------------------------------------

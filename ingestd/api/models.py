@@ -19,7 +19,7 @@ from ingestd._lib.times import Timestamp
 from ingestd.config import SOURCE_NAME
 from ingestd.jobs.manifest import Counters, JobError, Manifest, Status, Trigger
 from ingestd.store.catalogue import Document, Version
-from ingestd.store.feed import CURSOR_PATTERN, JsonPage
+from ingestd.store.feed import CURSOR_PATTERN, FeedChange, JsonPage
 
 MAX_PAGE = 500  # the most jobs one `GET /jobs` returns, and the most items one `GET /ingest/{id}/items`
 JobId = Annotated[str, StringConstraints(pattern=ID_PATTERN, min_length=8, max_length=64)]
@@ -330,30 +330,11 @@ class ChangesQuery(Input):
                         description="seconds to wait for a change when there is none yet (long-poll)")
 
 
-class Change(Payload):
-    """One change to a document. `type`: `stored` (its first version), `updated` (a new
-    version: new content, or a metadata version with the same sha256), `deleted`
-    (tombstoned; the version that was current), `restored` (back after a deletion; the new
-    version). More types will come: skip those you do not know."""
-
-    cursor: str
-    type: str
-    doc_id: str
-    source: str
-    origin_uri: str
-    version: int
-    sha256: str
-    size: int
-    mime: str
-    job_id: str
-    at: Timestamp
-
-
 class ChangesResponse(Payload):
     """Changes after `after`, oldest first; `next_after` is the `after` of the next call
     (unchanged when there was nothing new). Skip change types you do not know."""
 
-    changes: list[Change]
+    changes: list[FeedChange]
     next_after: str
 
     @staticmethod

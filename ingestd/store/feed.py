@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 
 from ingestd._lib import logs
+from ingestd._lib.times import Timestamp
 from ingestd.errors import IngestdError, UsageError
 from ingestd.store.readers import Readers
 
@@ -82,11 +83,14 @@ _AS_JSON = ("json_object('cursor', printf('%0" + str(WIDTH) + "d', cursor), 'typ
 _CURSOR = re.compile(CURSOR_PATTERN)
 
 
+# A plain dataclass, not a pydantic model: a page of 500 is built for every read, and model
+# construction cost more than the whole query. The API publishes it as it is.
 @dataclass(frozen=True, slots=True)
 class FeedChange:
-    """One change, as `GET /changes`, the CLI, hooks and sinks see it. A plain dataclass,
-    not a pydantic model: a page of 500 is built for every read, and model construction
-    cost more than the whole query (the API publishes its schema as `api.models.Change`)."""
+    """One change to a document. `type`: `stored` (its first version), `updated` (a new
+    version: new content, or a metadata version with the same sha256), `deleted`
+    (tombstoned; the version that was current), `restored` (back after a deletion; the new
+    version). More types will come: skip those you do not know."""
 
     cursor: str
     type: str
@@ -98,7 +102,7 @@ class FeedChange:
     size: int
     mime: str
     job_id: str
-    at: str  # ISO time, as ingestd writes every time (`_lib.times`)
+    at: Timestamp
 
     def as_dict(self) -> dict:
         return {name: getattr(self, name) for name in FIELDS}

@@ -29,9 +29,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.campaigns.crash import _aws_isolation, _moto
-from tests.conftest import make_secret
-from tests.support.helpers import wait_for, write_config
+from tests.campaigns.crash import _aws_isolation, _moto, campaign_config
+from tests.support.helpers import wait_for
 from tests.support.procs import Daemon
 
 CHANGED = 0.2  # of the documents, the share written a second time with other bytes
@@ -189,20 +188,7 @@ def run(documents: int, kills: int, seed: int, workdir: Path, seconds: float | N
     inbox, state = workdir / "inbox", workdir / "state"
     inbox.mkdir(parents=True)
     moto = _moto()
-    sources = [{"name": "inbox", "kind": "local", "path": "inbox", "settle_seconds": 0.1, "batch_max": 50}]
-    credentials = None
-    if moto is not None:
-        registry = workdir / "credentials.json"
-        registry.write_text(json.dumps({"s3": {"type": "aws", "access_key_id": "AKIACHURNCAMPAIGN001",
-                                               "secret_access_key": make_secret("churn")}}))
-        registry.chmod(0o600)
-        credentials = {"registry": str(registry)}
-        sources.append({"name": "bucket", "kind": "s3", "bucket": "docs", "endpoint_url": moto.url,
-                        "addressing_style": "path", "region": "us-east-1", "credentials": "s3", "every": "1s",
-                        "max_delete_fraction": 1.0})
-    config = write_config(workdir / "ingestd.toml",
-                          daemon={"state_dir": "state", "log_format": "json", "shutdown_timeout": 5},
-                          http={"listen": "127.0.0.1:0"}, credentials=credentials, sources=sources)
+    config = campaign_config(workdir, moto, "churn", max_delete_fraction=1.0)
     seconds = seconds if seconds is not None else max(10.0, documents / 60)
     workload = Workload(inbox, moto, documents, seconds, rng, in_place=in_place)
     daemon = Daemon(config, state, workdir, env=_aws_isolation(workdir))

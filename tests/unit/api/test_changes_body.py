@@ -24,7 +24,6 @@ def test_the_body_is_what_the_model_publishes_and_what_read_returns(tmp_path):
         parsed = ChangesResponse.model_validate(body)
         assert parsed.model_dump(mode="json") == body
         assert [list(c) for c in body["changes"]] == [list(FIELDS)] * 2
-        assert list(FIELDS) == list(ChangesResponse.model_fields["changes"].annotation.__args__[0].model_fields)
         assert body["changes"] == [c.as_dict() for c in store.feed.read(None, 10).changes]
         assert body["changes"][1]["origin_uri"] == 's3://b/ü "q"\\.txt' and body["next_after"] == "0000000000000002"
     finally:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ingestd._lib import redact
 from ingestd._lib.times import now_iso, parse_iso
@@ -34,6 +34,12 @@ class JobError(BaseModel):
     item: str | None = None
     at: str = Field(default_factory=now_iso)
     request_id: str | None = None
+
+    @field_validator("message")
+    @classmethod
+    def _masked(cls, message: str) -> str:
+        """Free text is masked where it is made, so memory, disk and API say the same."""
+        return redact.scrub_text(message)
 
 
 class Manifest(BaseModel):
@@ -70,4 +76,5 @@ class Manifest(BaseModel):
             self.errors_dropped += 1
 
     def to_json(self) -> dict[str, Any]:
-        return redact.scrub(self.model_dump(mode="json", by_alias=True))
+        """The record as written to disk and served: never rewritten by masking."""
+        return self.model_dump(mode="json", by_alias=True)

@@ -398,6 +398,7 @@ def test_non_loopback_listen_without_token_is_refused_with_exit_78(api_setup):
     assert d.proc.wait(timeout=30) == 78
     assert "http.token_file" in d.log_text() and "Traceback" not in d.log_text()
     setup.token_file.write_text("too-short\n")
+    setup.token_file.chmod(0o600)  # a readable-by-others file is refused before its content is looked at
     write_config(setup.config, daemon={"state_dir": "state"},
                  http={"listen": "0.0.0.0:0", "token_file": str(setup.token_file)})
     check = run_cli("check-config", "--config", setup.config)

@@ -2,7 +2,8 @@
 used by the tests to prove plugins work without touching core.
 
 Connector `fixture`: a scheduled source that ingests every file in `folder`. With
-`hold_while` set, a job waits while that path exists (to make runs overlap on purpose).
+`hold_while` set, a job waits while that path exists (to make runs overlap on purpose);
+with `warn` set, `check()` reports that text as a warning.
 Hook `document_stored`: appends each stored document's id to $INGESTD_TEST_HOOK_LOG.
 """
 
@@ -15,12 +16,17 @@ from ingestd.plugin import ConfigPath, Connector, ScheduleOptions, Staged, hooki
 class FixtureOptions(ScheduleOptions):
     folder: ConfigPath
     hold_while: ConfigPath | None = None
+    warn: str | None = None
 
 
 class FixtureConnector(Connector):
     kind = "fixture"
     Options = FixtureOptions
     description = "test connector: every file in a folder"
+
+    def check(self):
+        warn = self.options.warn
+        return [f'sources "{self.source.name}": warn: warning: {warn}'] if warn else []
 
     def stage(self, ctx):
         hold = self.options.hold_while

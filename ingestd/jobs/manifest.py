@@ -43,7 +43,9 @@ class JobError(BaseModel):
 
 
 class Manifest(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+    # `schema` on disk, over HTTP and from model_dump() alike (a hook's plugin sees what the
+    # file says); the attribute is `schema_version` because `schema` is a BaseModel method
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     schema_version: int = Field(default=1, alias="schema")
     job_id: str

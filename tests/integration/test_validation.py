@@ -89,3 +89,19 @@ def test_jobs_limit_is_validated_as_the_api_validates_it(env):
     assert good.returncode == 0 and len(json.loads(good.stdout)) == 1
     bad_cursor = run_cli("jobs", "--before", "../etc", "--config", env.config)
     assert bad_cursor.returncode == 2 and "--before" in bad_cursor.stderr
+
+
+def test_ingest_of_a_source_whose_connector_is_unavailable_exits_78(tmp_path):
+    """Issue 25 #12: the code said 78, the README's table 0 or 1; now both say 78."""
+    import subprocess
+    import sys
+
+    from tests.support.helpers import write_config
+
+    config = write_config(tmp_path / "c.toml", daemon={"state_dir": "state"},
+                          sources=[{"name": "bucket", "kind": "s3", "bucket": "reports"}])
+    code = "import sys; sys.modules['boto3'] = None; from ingestd.cli import main; sys.exit(main(sys.argv[1:]))"
+    result = subprocess.run([sys.executable, "-c", code, "ingest", "bucket", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 78 and "pip install 'ingestd[s3]'" in result.stderr
+    assert result.stderr.startswith(f"{config}: ") and not manifests(tmp_path / "state")

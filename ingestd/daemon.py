@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from ingestd._lib import logs
+from ingestd._lib import logs, redact
 from ingestd._lib.atomic import write_json
 from ingestd._lib.version import VERSION
 from ingestd.app import App, Findings, findings, load_config
@@ -105,7 +105,8 @@ class Daemon:
         cls = self.plugins.connectors[source.kind]
         problems = found.problems.get(source.name)
         if problems:
-            reason = cls.unavailable_reason() or "; ".join(problems)
+            # free text, masked where it is made: /healthz and /sources serve it as it is
+            reason = cls.unavailable_reason() or redact.scrub_text("; ".join(problems))
             self.unavailable[source.name] = reason
             self.log.error("source not started", source=source.name, kind=source.kind, reason=reason)
             return
@@ -119,7 +120,7 @@ class Daemon:
         except (ConfigError, OSError) as exc:
             # one bad source must not keep the others from running; health reports it
             reason = "; ".join(exc.lines) if isinstance(exc, ConfigError) else f"{exc.strerror}: {exc.filename}"
-            self.unavailable[source.name] = reason
+            self.unavailable[source.name] = reason = redact.scrub_text(reason)
             self.log.error("source not started", source=source.name, reason=reason)
 
     def _stop_source(self, name: str) -> None:

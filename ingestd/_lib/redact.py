@@ -21,7 +21,7 @@ WHOLE_WORD_BELOW = 8  # shorter secrets are masked only as a whole token, never 
 HEAD = 8  # a run of a secret's first characters this long is masked where the text was cut
 TAIL_HEAD = 4  # at the very end of a text (where cuts happen) even a shorter head is masked
 ROTATING_KEEP = 2  # per slot: the current value and the one it replaced
-FREE_TEXT_KEYS = frozenset({"message", "detail", "reason"})  # in records, the only strings masked
+FREE_TEXT_KEYS = frozenset({"message", "detail", "reason", "remediation"})  # in records, the only strings masked
 
 # In log lines every string is masked except these: ids and provenance stay readable.
 _STRUCTURED_LOG_KEYS = frozenset({

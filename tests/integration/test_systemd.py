@@ -97,3 +97,18 @@ def test_documentation_points_at_the_projects_docs():
     docs = values(unit(), "Documentation")
     assert docs and all(d.startswith("file:/usr/share/doc/ingestd/") for d in docs)
     assert all((ROOT / "docs" / d.rsplit("/", 1)[1]).is_file() for d in docs)
+
+
+def test_the_install_steps_create_what_the_unit_and_config_need():
+    """The documented steps, followed literally on a clean host, leave nothing missing: the
+    production config where the unit reads it, and every drop folder it names."""
+    text = (ROOT / "docs" / "operations.md").read_text()
+    steps = re.search(r"## Running under systemd.*?```sh\n(.*?)```", text, re.S).group(1)
+    assert "install -m 0640 -o root -g ingestd systemd/ingestd.toml /etc/ingestd/ingestd.toml" in steps
+    assert "install -m 0644 systemd/ingestd.service /etc/systemd/system/" in steps
+    cfg = config_mod.load(PRODUCTION, Plugins().load().option_models())
+    for source in cfg.sources:
+        if source.kind == "local":
+            assert re.search(rf"install -d .*-o ingestd .*{re.escape(str(source.options.path))}\b", steps)
+    installed_docs = re.search(r"install -m 0644 docs/\*\.md (\S+)", steps).group(1)
+    assert all(d.startswith(f"file:{installed_docs}") for d in values(unit(), "Documentation"))

@@ -89,19 +89,13 @@ class Registry:
     def _load(self) -> dict[str, Any]:
         if self.path is None:
             raise ConfigError("credentials.registry: not set; add [credentials] registry = \"/etc/ingestd/credentials.json\"")
+        text = _read_text(Path(self.path), str(self.path), private=True,
+                          missing="credential registry not found (credentials.registry)")
         try:
-            data = json.loads(read_private(self.path, MAX_REGISTRY_BYTES))
-        except FileNotFoundError:
-            raise ConfigError(f"{self.path}: credential registry not found (credentials.registry)") from None
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             # the message names only the position: a JSON error must not quote a secret
             raise ConfigError(f"{self.path}:{exc.lineno}:{exc.colno}: invalid JSON") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{self.path}: not UTF-8 text") from None
-        except ValueError as exc:
-            raise ConfigError(f"{self.path}: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"{self.path}: cannot read: {exc.strerror}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{self.path}: must be a JSON object mapping names to credentials")
         return data
@@ -133,12 +127,20 @@ def _read_secret_file(where: str, raw: str, *, secret: bool) -> str:
         path = Path(credentials_dir.expand(raw))
     except ValueError as exc:
         raise ConfigError(f"{where}: {raw}: {exc}") from None
+    return _read_text(path, f"{where}: {path}", private=secret, missing="file not found").strip()
+
+
+def _read_text(path: Path, prefix: str, *, private: bool, missing: str) -> str:
+    """A file's text, or ConfigError(`prefix: what is wrong`); `private`: it must be
+    readable by its owner alone."""
     try:
-        data = read_private(path, MAX_REGISTRY_BYTES) if secret else path.read_bytes()[:MAX_REGISTRY_BYTES]
-        return data.decode("utf-8").strip()
+        data = read_private(path, MAX_REGISTRY_BYTES) if private else path.read_bytes()[:MAX_REGISTRY_BYTES]
+        return data.decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{prefix}: {missing}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{where}: {path} is not UTF-8 text") from None
+        raise ConfigError(f"{prefix}: not UTF-8 text") from None
     except ValueError as exc:
-        raise ConfigError(f"{where}: {path}: {exc}") from None
+        raise ConfigError(f"{prefix}: {exc}") from None
     except OSError as exc:
-        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(f"{prefix}: cannot read: {exc.strerror}") from None

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import signal
-import urllib.error
-import urllib.request
 
 from tests.integration.test_plugins import plugin_env
 from tests.support.helpers import manifests, run_cli, wait_for
+from tests.upgrade.kit import post
 
 UNREGISTERED = {"name": "bucket", "kind": "s3", "bucket": "reports", "credentials": "prod", "every": "1s",
                 "endpoint_url": "http://127.0.0.1:9"}
@@ -66,16 +65,6 @@ def test_warnings_stop_nothing_and_are_told_apart(daemon_env, tmp_path):
     assert {s["name"]: s["available"] for s in sources["sources"]} == {"inbox": True, "fx": True}
     assert "warning: expires soon" in d.log_text()
     assert d.stop() == 0
-
-
-def post(d, path: str, body: dict):
-    request = urllib.request.Request(d.base_url + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def test_jobs_limit_is_validated_as_the_api_validates_it(env):

@@ -40,29 +40,6 @@ def test_a_profile_name_is_never_masked_in_records(s3env, moto, profile):
     assert doc["origin_uri"] == item["origin_uri"] and doc["source"] == SOURCE
 
 
-def test_keys_from_a_profile_are_remembered_for_masking(s3env, moto):
-    """The secret behind a profile never passes through the registry, yet a message
-    quoting it is masked (issue 14: keys from the default chain never registered)."""
-    secret = make_secret("profile")
-    write_aws_files(s3env, "reader", "AKIAPROFILEKEY000001", secret)
-    s3env.credentials = {"minio": {"type": "aws_profile", "profile": "reader"}}
-    s3env.write_registry()
-    moto.put("a.txt", b"a")
-    assert s3env.run()["status"] == "succeeded"
-    assert secret not in redact.scrub_text(f"signature failed for {secret}")
-
-
-def test_keys_from_the_default_chain_are_remembered_for_masking(s3env, moto, monkeypatch):
-    secret = make_secret("env")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAENVIRONMENT00001")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
-    s3env.extra_secrets.append(secret)
-    s3env.write(credentials=None)
-    moto.put("a.txt", b"a")
-    assert s3env.run()["status"] == "succeeded"
-    assert secret not in redact.scrub_text(f"signature failed for {secret}")
-
-
 def test_temporary_keys_from_sts_are_remembered_for_masking(s3env, moto, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIABASEFORSTS000001")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", make_secret("base"))

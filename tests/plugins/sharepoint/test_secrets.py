@@ -37,10 +37,12 @@ def test_a_headerless_private_key_never_reaches_any_output(sp, tmp_path):
     assert check.returncode == 78
     assert "private_key" in check.stderr and "PEM" in check.stderr
     assert not _leaked(key, check.stdout + check.stderr)
-    result, manifest = sp.cli()
-    assert manifest["status"] == "failed" and manifest["errors"][0]["code"] == "auth"
-    on_disk = (sp.state / "jobs" / f"{manifest['job_id']}.json").read_text()
-    assert not _leaked(key, result.stdout + result.stderr + on_disk + json.dumps(manifest))
+    result, manifest = sp.cli()  # refused by the same check, before any job
+    assert result.returncode == 78 and manifest is None and not _leaked(key, result.stderr)
+    job = sp.run()  # a job started anyway (the daemon's, were the file changed under it)
+    assert job.status == "failed" and job.errors[0].code == "auth"
+    on_disk = (sp.state / "jobs" / f"{job.job_id}.json").read_text()
+    assert not _leaked(key, on_disk + json.dumps(job.to_json()))
 
 
 def test_graph_access_tokens_are_masked_in_messages(sp):

@@ -20,20 +20,19 @@ def test_sigkill_during_writes_leaves_every_manifest_and_blob_valid(env):
     env.write(after="delete")
     rng = random.Random(1234)
     child = ROOT / "tests" / "integration" / "crash_child.py"
+    jobs_dir = env.state / "jobs"
     for _ in range(KILLS):
-        started = len(manifest_files(env.state))
+        before = _manifests(jobs_dir)
         proc = subprocess.Popen([sys.executable, str(child), str(env.config)], stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
         assert proc.stdout.readline().strip() == b"ready"
-        # a job under way first (a busy machine may take a while to get there), then a kill
-        # at a random point in its writes
-        wait_for(lambda: len(manifest_files(env.state)) > started, timeout=60, message="the child's first job")
+        # each child is killed inside its work, however slow the machine: once its first job exists
+        wait_for(lambda: _manifests(jobs_dir) > before, timeout=60, message="the child's first job")
         time.sleep(rng.uniform(0.0, 0.25))  # the kill point, not a synchronisation
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
 
-    jobs_dir = env.state / "jobs"
-    finals = manifest_files(env.state)
+    finals = [p for p in jobs_dir.iterdir() if p.name.endswith(".json") and not p.name.startswith(".")]
     assert len(finals) >= KILLS  # every child got at least one job going
     for path in finals:
         json.loads(path.read_text())  # parses
@@ -54,6 +53,8 @@ def test_sigkill_during_writes_leaves_every_manifest_and_blob_valid(env):
     assert not [p for p in jobs_dir.iterdir() if p.name.endswith(".tmp")]
 
 
-def manifest_files(state) -> list:
-    jobs = state / "jobs"
-    return [p for p in jobs.iterdir() if p.name.endswith(".json") and not p.name.startswith(".")] if jobs.exists() else []
+def _manifests(jobs_dir) -> int:
+    if not jobs_dir.exists():
+        return 0
+    return sum(1 for p in jobs_dir.iterdir() if p.name.endswith(".json")
+               and not p.name.startswith("."))

@@ -124,8 +124,8 @@ def test_missing_drop_folder_is_refused_as_check_config_refuses_it(env):
     env.inbox.rmdir()
     result, manifest = ingest(env)
     assert result.returncode == 78 and manifest is None
-    assert result.stderr.strip() == (f'{env.config}: sources "inbox": path: {env.inbox} is not a directory '
-                                     "(create it)")
+    assert result.stderr.splitlines()[-1] == (f'{env.config}: sources "inbox": path: {env.inbox} is not a '
+                                              "directory (create it)")
     assert not (env.state / "jobs").exists() or not list((env.state / "jobs").iterdir())
 
 

@@ -22,7 +22,7 @@ def test_a_source_check_config_refuses_is_refused_by_run_and_ingest(daemon_env):
     (line,) = check.stderr.splitlines()
     assert line.startswith(f"{daemon_env.config}: ") and "credentials.registry: not set" in line
     once = run_cli("ingest", "bucket", "--config", daemon_env.config)
-    assert once.returncode == 78 and once.stderr.strip() == line and not manifests(daemon_env.state)
+    assert once.returncode == 78 and once.stderr.splitlines()[-1] == line and not manifests(daemon_env.state)
     d = daemon_env.daemon().start()
     _, sources = d.get("/sources")
     bucket = {s["name"]: s for s in sources["sources"]}["bucket"]
@@ -93,4 +93,4 @@ def test_ingest_of_a_source_whose_connector_is_unavailable_exits_78(tmp_path):
     result = subprocess.run([sys.executable, "-c", code, "ingest", "bucket", "--config", str(config)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 78 and "pip install 'ingestd[s3]'" in result.stderr
-    assert result.stderr.startswith(f"{config}: ") and not manifests(tmp_path / "state")
+    assert result.stderr.splitlines()[-1].startswith(f"{config}: ") and not manifests(tmp_path / "state")

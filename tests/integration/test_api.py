@@ -411,7 +411,7 @@ def test_openapi_is_as_strict_as_the_data(api):
     response_schemas = {n for n in doc["components"]["schemas"] if n not in ("IngestRequest",)}
     assert [x for x in loose if x[0] in response_schemas] == []
     assert set(doc["components"]["schemas"]["Counters"]["required"]) == {
-        "discovered", "ingested", "unchanged", "skipped", "failed", "deleted", "bytes"}
+        "discovered", "ingested", "unchanged", "skipped", "failed", "deleted", "filtered", "bytes"}
 
 
 # -- routing, methods, limits -----------------------------------------------------------

@@ -5,7 +5,8 @@ Connector `fixture`: a scheduled source that ingests every file in `folder`, and
 as deleted every name listed in the file `gone` (one per line). With `hold_while` set, a
 job waits while that path exists (to make runs overlap on purpose).
 With `credential_expires_in_days`, it reports a credential expiring then (a warning
-inside 30 days), the way a certificate-based connector would.
+inside 30 days), the way a certificate-based connector would. With `warn` set, `check()`
+reports that text as a warning.
 Hooks `document_stored` and `document_deleted`: append a line per call to
 $INGESTD_TEST_HOOK_LOG.
 """
@@ -21,12 +22,17 @@ class FixtureOptions(ScheduleOptions):
     gone: ConfigPath | None = None
     hold_while: ConfigPath | None = None
     credential_expires_in_days: float | None = None
+    warn: str | None = None
 
 
 class FixtureConnector(Connector):
     kind = "fixture"
     Options = FixtureOptions
     description = "test connector: every file in a folder"
+
+    def check(self):
+        warn = self.options.warn
+        return [f'sources "{self.source.name}": warn: warning: {warn}'] if warn else []
 
     def stage(self, ctx):
         hold = self.options.hold_while

@@ -28,7 +28,7 @@ from ingestd.store.catalogue import Store
 
 
 def load_config(path: Path, plugins: Plugins) -> Config:
-    return config_mod.load(path, plugins.option_models())
+    return config_mod.load(path, plugins.option_models(), plugins.sink_option_models())
 
 
 class App:

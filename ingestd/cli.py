@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--after", metavar="CURSOR", help="only changes after this cursor (default: from the first)")
     p.add_argument("--follow", action="store_true", help="keep waiting for new changes (Ctrl-C to stop)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p = sub.add_parser("sinks", parents=[common], help="list sinks: cursor, lag, state, last error")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    r = actions.add_parser("reset", parents=[common], help="deliver again from a cursor (replay)")
+    r.add_argument("name")
+    r.add_argument("--to", required=True, metavar="CURSOR",
+                   help="a change's cursor; 0000000000000000 replays the whole feed")
     p = sub.add_parser("plugins", parents=[common], help="list plugins and connector kinds")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("migrate", parents=[common], help="bring the state up to this version's schema")
@@ -275,14 +282,20 @@ def cmd_document(args) -> int:
 @contextmanager
 def _store(args):
     """The catalogue, read-only, with the state held shared (never migrated) meanwhile."""
+    cfg, plugins = _setup(args, quiet=True)
+    with _opened_store(cfg, plugins) as store:
+        yield cfg, store
+
+
+@contextmanager
+def _opened_store(cfg, plugins):
     from ingestd.store.catalogue import Store
 
-    cfg, plugins = _setup(args, quiet=True)
     state = _read_only(cfg, plugins)
     try:
         store = Store(cfg.daemon.state_dir)
         try:
-            yield cfg, store
+            yield store
         finally:
             store.close()
     finally:
@@ -342,6 +355,28 @@ def cmd_changes(args) -> int:
             else:
                 print(f"{change.cursor}  {change.type:<8} {change.doc_id}  {change.source:<16} v{change.version:<3} "
                       f"{change.sha256[:12]}  {change.origin_uri}", flush=args.follow)
+    return 0
+
+
+def cmd_sinks(args) -> int:
+    """With a daemon running on this state directory, ask its API (a reset then takes
+    effect at once, safely between two batches); without one, read and write the sinks'
+    cursor files, which the next start takes up."""
+    from ingestd import sinks_cmd
+
+    cfg, plugins = _setup(args, quiet=True)
+    if args.action == "reset":
+        view = sinks_cmd.reset(cfg, lambda: _opened_store(cfg, plugins), args.name, args.to)
+        print(f"sink {view['name']}: cursor {view['cursor']} ({view['state']}); it delivers again from there")
+        return 0
+    for view in sinks_cmd.listing(cfg, lambda: _opened_store(cfg, plugins)):
+        if args.json:
+            print(json.dumps(view, ensure_ascii=False))
+            continue
+        error = view["last_error"]
+        print(f"{view['name']:<16} {view['kind']:<10} {view['state']:<11} cursor {view['cursor'] or '-'}  "
+              f"lag {view['lag'] if view['lag'] is not None else '-'}"
+              + (f"  last error: {error['code']}: {error['message']}" if error else ""))
     return 0
 
 
@@ -423,6 +458,6 @@ def _print_manifest(m: Manifest, as_json: bool) -> None:
 
 COMMANDS = {
     "run": cmd_run, "ingest": cmd_ingest, "check-config": cmd_check_config, "status": cmd_status,
-    "jobs": cmd_jobs, "document": cmd_document, "documents": cmd_documents, "cat": cmd_cat, "changes": cmd_changes,
+    "jobs": cmd_jobs, "document": cmd_document, "documents": cmd_documents, "cat": cmd_cat, "changes": cmd_changes, "sinks": cmd_sinks,
     "plugins": cmd_plugins, "migrate": cmd_migrate,
 }

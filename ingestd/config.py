@@ -166,6 +166,7 @@ class _Top(Strict):
     http: HttpConfig = HttpConfig()
     credentials: CredentialsConfig = CredentialsConfig()
     sources: list[dict[str, Any]] = []
+    sinks: list[dict[str, Any]] = []
 
 
 class _SourceHead(BaseModel):
@@ -185,6 +186,34 @@ class Source(BaseModel):
     options: Any
 
 
+class _SinkHead(Strict):
+    """The keys every `[[sinks]]` table has; the rest are its kind's options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str = Field(pattern=SOURCE_NAME)
+    kind: str
+    enabled: bool = True
+    sources: list[Annotated[str, StringConstraints(pattern=SOURCE_NAME)]] | None = None
+    batch_max: int = Field(default=100, ge=1, le=10_000)
+    retry_max: Duration = Field(default=60.0, gt=0, le=86400)  # the longest wait between two attempts
+
+
+SINK_KEYS = tuple(_SinkHead.model_fields)
+
+
+class SinkConfig(BaseModel):
+    """One configured sink: the keys every sink has, plus its kind's options."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    name: str
+    kind: str
+    enabled: bool
+    sources: tuple[str, ...] | None  # None: every source
+    batch_max: int
+    retry_max: float
+    options: Any
+
+
 class Config(BaseModel):
     model_config = ConfigDict(frozen=True)
     path: Path | None  # the file it was read from (None when parsed from data)
@@ -192,9 +221,13 @@ class Config(BaseModel):
     http: HttpConfig
     credentials: CredentialsConfig
     sources: tuple[Source, ...]
+    sinks: tuple[SinkConfig, ...] = ()
 
     def source(self, name: str) -> Source | None:
         return next((s for s in self.sources if s.name == name), None)
+
+    def sink(self, name: str) -> SinkConfig | None:
+        return next((s for s in self.sinks if s.name == name), None)
 
 
 def locate(explicit: str | os.PathLike[str] | None) -> Path:
@@ -205,7 +238,8 @@ def locate(explicit: str | os.PathLike[str] | None) -> Path:
     return Path(env) if env else DEFAULT_PATH
 
 
-def load(path: Path, option_models: Mapping[str, type[BaseModel]]) -> Config:
+def load(path: Path, option_models: Mapping[str, type[BaseModel]],
+         sink_models: Mapping[str, type[BaseModel]] | None = None) -> Config:
     """Read and validate `path`; raise ConfigError listing every problem."""
     label = str(path)
     try:
@@ -220,7 +254,8 @@ def load(path: Path, option_models: Mapping[str, type[BaseModel]]) -> Config:
         raise ConfigError(f"{label}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(_toml_error(label, exc)) from None
-    return parse(data, option_models, base_dir=path.resolve().parent, label=label, path=path)
+    return parse(data, option_models, base_dir=path.resolve().parent, label=label, path=path,
+                 sink_models=sink_models)
 
 
 def parse(
@@ -230,6 +265,7 @@ def parse(
     base_dir: Path,
     label: str = "<config>",
     path: Path | None = None,
+    sink_models: Mapping[str, type[BaseModel]] | None = None,
 ) -> Config:
     context = {"base_dir": base_dir}
     errors: list[str] = []
@@ -240,10 +276,14 @@ def parse(
         top = None
     raw_sources = data.get("sources", []) if isinstance(data, dict) else []
     sources = _sources(raw_sources, option_models, context, label, errors) if isinstance(raw_sources, list) else []
+    raw_sinks = data.get("sinks", []) if isinstance(data, dict) else []
+    known = {item.get("name") for item in raw_sources if isinstance(item, dict)} if isinstance(raw_sources, list) else set()
+    sinks = _sinks(raw_sinks, sink_models or {}, known, context, label, errors) if isinstance(raw_sinks, list) else []
     if errors or top is None:
         raise ConfigError(errors)
     return Config(
-        path=path, daemon=top.daemon, http=top.http, credentials=top.credentials, sources=tuple(sources)
+        path=path, daemon=top.daemon, http=top.http, credentials=top.credentials, sources=tuple(sources),
+        sinks=tuple(sinks),
     )
 
 
@@ -278,14 +318,52 @@ def _sources(raw, option_models, context, label, errors) -> list[Source]:
     return sources
 
 
-def _format(label, exc: ValidationError, model, *, prefix: str = "", only=None) -> list[str]:
+def _sinks(raw, sink_models, known_sources, context, label, errors) -> list[SinkConfig]:
+    sinks: list[SinkConfig] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            continue  # already reported by _Top
+        name = item.get("name")
+        where = f"sinks[{index}]" + (f" {_quoted(name)}" if isinstance(name, str) else "")
+        try:
+            head = _SinkHead.model_validate(item)
+        except ValidationError as exc:
+            errors.extend(_format(label, exc, _SinkHead, prefix=where, only=SINK_KEYS))
+            continue
+        if head.name in seen:
+            errors.append(f"{label}: {where}: name: duplicate sink name; every sink needs its own")
+        seen.add(head.name)
+        for source in head.sources or ():
+            if source not in known_sources:
+                errors.append(f"{label}: {where}: sources: no source named {source!r} "
+                              f"(configured: {', '.join(sorted(n for n in known_sources if isinstance(n, str))) or 'none'})")
+        model = sink_models.get(head.kind)
+        if model is None:
+            kinds = ", ".join(sorted(sink_models)) or "none installed"
+            errors.append(f"{label}: {where}: kind: unknown sink kind {head.kind!r} (available: {kinds})")
+            continue
+        options = {k: v for k, v in item.items() if k not in SINK_KEYS}
+        try:
+            parsed = model.model_validate(options, context=context)
+        except ValidationError as exc:
+            errors.extend(_format(label, exc, model, prefix=where, keys=SINK_KEYS))
+            continue
+        sinks.append(SinkConfig(name=head.name, kind=head.kind, enabled=head.enabled,
+                                sources=tuple(head.sources) if head.sources is not None else None,
+                                batch_max=head.batch_max, retry_max=head.retry_max, options=parsed))
+    return sinks
+
+
+def _format(label, exc: ValidationError, model, *, prefix: str = "", only=None,
+            keys: tuple[str, ...] = ("name", "kind", "enabled")) -> list[str]:
     lines = []
     for err in exc.errors(include_url=False):
         loc = err["loc"]
         if only is not None and (not loc or loc[0] not in only):
             continue
         path = _dotted(loc)
-        message = _message(err, model, loc)
+        message = _message(err, model, loc, keys)
         where = ": ".join(p for p in (prefix, path) if p)
         lines.append(f"{label}: {where}: {message}")
     return lines
@@ -310,12 +388,12 @@ def _quoted(text: str) -> str:
     return json.dumps(text[:64] + ("…" if len(text) > 64 else ""), ensure_ascii=True)
 
 
-def _message(err: dict, model, loc: tuple) -> str:
+def _message(err: dict, model, loc: tuple, head: tuple[str, ...]) -> str:
     kind = err["type"]
     if kind == "missing":
         return "field required"
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(model, loc)
+        allowed = _allowed_keys(model, loc, head)
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"unknown key{hint} (allowed: {', '.join(allowed)})"
@@ -327,7 +405,7 @@ def _message(err: dict, model, loc: tuple) -> str:
     return msg[:1].lower() + msg[1:]
 
 
-def _allowed_keys(model, loc: tuple) -> list[str]:
+def _allowed_keys(model, loc: tuple, head: tuple[str, ...]) -> list[str]:
     """Walk the model along `loc` to list the keys valid at that level."""
     current = model
     for part in loc[:-1]:
@@ -339,10 +417,10 @@ def _allowed_keys(model, loc: tuple) -> list[str]:
     if current is None:
         return []
     keys = list(getattr(current, "model_fields", {}))
-    if current is _SourceHead:
+    if current is _SourceHead or current is _SinkHead:
         return keys
     if model is not _Top and current is model:
-        keys = ["name", "kind", "enabled", *keys]
+        keys = [*head, *keys]
     return keys
 
 

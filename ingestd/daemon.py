@@ -27,6 +27,7 @@ from ingestd.runtime import housekeeping, systemd
 from ingestd.runtime.queue import Workers
 from ingestd.runtime.schedule import Schedule
 from ingestd.runtime.watch import Watcher
+from ingestd.sinks.fleet import Fleet
 
 
 class Daemon:
@@ -41,9 +42,12 @@ class Daemon:
         self.schedule = Schedule(self.submit)
         self.unavailable: dict[str, str] = {}
         self.job_listeners: list = []  # called with each finished job's manifest (the API's metrics)
+        self.sinks = Fleet(self.app.store.feed, plugins.sinks, self.app.state_dir, self.app.registry,
+                           refused=_refused_sink_kinds(plugins))
         self.api = DaemonApi(app=self.app, plugins=plugins, workers=self.workers, schedule=self.schedule,
                              unavailable=self.unavailable, health=self.health, submit=self.submit,
-                             listeners=self.job_listeners, version=self.version, started_at=self.started_at)
+                             listeners=self.job_listeners, version=self.version, started_at=self.started_at,
+                             sinks=self.sinks)
         self.http = None
         self.reloads = 0
         self._flags: set[str] = set()
@@ -83,6 +87,7 @@ class Daemon:
         for source in self.config.sources:
             if source.enabled:
                 self._start_source(source, found, recovering=source.name in interrupted)
+        self.sinks.start(self.config.sinks)
         if self.http is not None:
             self.http.start()
         write_json(state / "daemon.json", self.runtime_info())
@@ -199,6 +204,9 @@ class Daemon:
                                    or name in self.unavailable):
                 self._stop_source(name)
                 self._start_source(source, found)
+        sinks = self.sinks.apply(new.sinks)
+        if any(sinks.values()):
+            self.log.info("sinks reloaded", **sinks)
         self.reloads += 1
         self.log.info("config reloaded", added=sorted(set(fresh) - set(old)), removed=sorted(set(old) - set(fresh)),
                       changed=sorted(n for n in changed if n in fresh))
@@ -214,6 +222,7 @@ class Daemon:
         self.watcher.stop()
         self.schedule.stop()
         self.workers.shutdown(self.config.daemon.shutdown_timeout)
+        self.sinks.stop()  # after the workers: what the last jobs committed is on its way out
         if self.http is not None:
             self.http.stop()
         self.app.close()
@@ -235,6 +244,8 @@ class Daemon:
             # informational: a misconfigured source is reported, but restarting the daemon
             # (which is what an unhealthy watchdog leads to) would not fix it
             "sources": {"ok": True, "unavailable": dict(self.unavailable)},
+            # informational too: a receiver down for hours is not fixed by restarting the daemon
+            "sinks": self.sinks.health(),
         }
         return checks
 
@@ -248,6 +259,12 @@ class Daemon:
     def runtime_info(self) -> dict:
         return {"pid": os.getpid(), "version": self.version, "http": self.http.address if self.http else None,
                 "started_at": self.started_at}
+
+
+def _refused_sink_kinds(plugins: Plugins) -> dict[str, str]:
+    """A sink kind a quarantined plugin would have provided (named like its entry point)."""
+    return {info.name: f"plugin {info.name!r} is quarantined: {info.error}"
+            for info in plugins.info.values() if info.status == "quarantined" and info.name not in plugins.sinks}
 
 
 def run_daemon(config: Config, plugins: Plugins, config_path: Path) -> int:

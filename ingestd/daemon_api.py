@@ -9,6 +9,7 @@ from pathlib import Path
 from ingestd._lib import logs
 from ingestd.api.backend import CredentialStatus, ItemsPage, Runtime, SourceView
 from ingestd.config import Source
+from ingestd.errors import NotFoundError
 from ingestd.jobs.items import read_page
 from ingestd.jobs.manifest import Manifest
 
@@ -16,11 +17,12 @@ from ingestd.jobs.manifest import Manifest
 class DaemonApi:
     def __init__(self, *, app, plugins, workers, schedule, unavailable: dict[str, str],
                  health: Callable[[], dict], submit: Callable[..., Manifest], listeners: list,
-                 version: str, started_at: float):
+                 version: str, started_at: float, sinks=None):
         self.app, self.plugins, self.workers, self.schedule = app, plugins, workers, schedule
         self.unavailable = unavailable  # the daemon's own dict: sources that could not start, and why
         self._health, self._submit, self._listeners = health, submit, listeners
         self.version, self.started_at = version, started_at
+        self.fleet = sinks  # ingestd.sinks.fleet.Fleet
         self.log = logs.get("ingestd.http")
 
     def health(self) -> dict[str, dict]:
@@ -117,6 +119,16 @@ class DaemonApi:
             self.log.exception("credential_status failed", source=source.name)
             return CredentialStatus()
         return status if isinstance(status, CredentialStatus) else CredentialStatus()
+
+    # -- sinks ------------------------------------------------------------------------------
+
+    def sinks(self) -> list:
+        return self.fleet.statuses() if self.fleet is not None else []
+
+    def reset_sink(self, name: str, to: str):
+        if self.fleet is None:
+            raise NotFoundError(f"no sink named {name!r}; GET /sinks lists them")
+        return self.fleet.reset(name, to)
 
     # -- gauges -----------------------------------------------------------------------------
 

@@ -72,14 +72,24 @@ def _wait_on_daemon(config: Config, after: str) -> bool:
 
 def _daemon_url(config: Config) -> str | None:
     """The API of the daemon running on this state directory, from its `daemon.json`."""
+    info = _running(config)
+    address = info.get("http") if info else None
+    return f"http://{address}" if address else None
+
+
+def daemon_pid(config: Config) -> int | None:
+    """The pid of the daemon running on this state directory (with or without its API)."""
+    info = _running(config)
+    return info["pid"] if info else None
+
+
+def _running(config: Config) -> dict | None:
     try:
         info = json.loads((Path(config.daemon.state_dir) / "daemon.json").read_bytes())
-        pid, address = int(info["pid"]), info.get("http")
+        info["pid"] = int(info["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not address or not _alive(pid):
-        return None
-    return f"http://{address}"
+    return info if _alive(info["pid"]) else None
 
 
 def _alive(pid: int) -> bool:

@@ -13,10 +13,11 @@ from typing import Any, Protocol
 from ingestd.jobs.manifest import Manifest, Status
 from ingestd.plugin.connector import CredentialStatus
 from ingestd.runtime.queue import Busy
+from ingestd.sinks.runner import SinkStatus
 from ingestd.store.catalogue import Content, Document, Listing
 from ingestd.store.feed import JsonPage
 
-__all__ = ["Backend", "Busy", "CredentialStatus", "ItemsPage", "Runtime", "SourceView"]
+__all__ = ["Backend", "Busy", "CredentialStatus", "ItemsPage", "Runtime", "SinkStatus", "SourceView"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,13 @@ class Backend(Protocol):
         such source, e.g. removed by a reload), ConfigError (its connector cannot run)."""
 
     def runtime(self) -> Runtime: ...
+
+    def sinks(self) -> list[SinkStatus]:
+        """Every configured sink, in config order."""
+
+    def reset_sink(self, name: str, to: str) -> SinkStatus:
+        """Make a sink deliver again from `to`. Raises NotFoundError (no such sink),
+        UsageError (malformed cursor), CursorExpired (a cursor the feed does not have)."""
 
     def on_job_finished(self, listener: Callable[[Manifest], None]) -> None:
         """Call `listener` with each job's manifest once it is terminal."""

@@ -168,6 +168,7 @@ class Collector:
                                           [("per_client",), ("full",), ("evicted",)]))
         yield _gauge("ingestd_http_requests_held", "Long-polls (GET /changes?wait=) waiting for a change now.",
                      [], {(): self.held()})
+        yield from _sinks(b.sinks())
         yield _gauge("ingestd_changes_last_cursor", "The change feed's last cursor, as a number (0: no change yet).",
                      [], {(): b.last_change()})
 
@@ -184,6 +185,18 @@ def _sources(views: list[SourceView], active: dict[str, str]) -> Iterator[Metric
     yield _gauge("ingestd_credential_expiry_timestamp_seconds", "Unix time the source's credential expires "
                  "(sources whose connector knows it).", ["source"],
                  {(v.name,): v.credential.expires_at for v in views if v.credential.expires_at is not None})
+
+
+def _sinks(statuses) -> Iterator[Metric]:
+    yield _gauge("ingestd_sink_lag_changes", "Changes committed after the sink's cursor (not yet delivered or "
+                 "passed over).", ["sink"], {(s.name,): s.lag for s in statuses if s.lag is not None})
+    yield _counter("ingestd_sink_deliveries", "Batches handed to the sink since the daemon started, by result "
+                   "(ok: accepted, the cursor moved; failed: to be retried).", ["sink", "result"],
+                   {(s.name, result): s.deliveries.get(result, 0) for s in statuses for result in ("ok", "failed")})
+    yield _counter("ingestd_sink_delivered_changes", "Changes in batches the sink accepted since the daemon started.",
+                   ["sink"], {(s.name,): s.delivered_changes for s in statuses})
+    yield _gauge("ingestd_sink_up", "1 when the sink is running and its last attempt succeeded (idle or "
+                 "delivering).", ["sink"], {(s.name,): int(s.state in ("idle", "delivering")) for s in statuses})
 
 
 def _zeros(values, keys: Iterable[tuple]) -> dict:

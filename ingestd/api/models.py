@@ -347,6 +347,56 @@ class ChangesResponse(Payload):
         return redact.scrub_json_text(text).encode()
 
 
+# -- sinks -------------------------------------------------------------------------------
+
+
+class SinkErrorInfo(Payload):
+    """A sink's last failure: `code` is typed (http_status, timeout, connection, protocol,
+    rejected, plugin_error, cursor_expired, config, cursor, feed), `message` holds no secret."""
+
+    code: str
+    message: str
+    at: Timestamp
+
+
+class SinkDeliveries(Payload):
+    ok: int
+    failed: int
+
+
+class SinkInfo(Payload):
+    """`state`: idle (caught up), delivering, stalled (one delivery running for minutes),
+    retrying (failed; waiting to send the same batch again), expired (its cursor is older
+    than the feed keeps: reset it), unavailable (could not start: see last_error),
+    disabled, stopped. `lag`: changes committed after its cursor."""
+
+    name: str
+    kind: str
+    enabled: bool
+    state: str
+    cursor: Cursor | None
+    lag: int | None
+    sources: list[str] | None
+    last_error: SinkErrorInfo | None
+    failing_since: Timestamp | None
+    last_delivery_at: Timestamp | None
+    deliveries: SinkDeliveries
+    delivered_changes: int
+
+
+class SinkListResponse(Payload):
+    sinks: list[SinkInfo]
+
+
+class SinkResetRequest(Input):
+    """Deliver again from this cursor (`0000000000000000`: from the first change)."""
+
+    to: Cursor
+
+
+SinkName = SourceName
+
+
 class CursorExpiredResponse(ErrorResponse):
     """410 `cursor_expired`: the changes right after this cursor are no longer kept (or the
     cursor is not from this store). Resync: list `resync` (`/documents`), then follow the

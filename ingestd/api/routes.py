@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from pydantic import BaseModel, ValidationError
 
 from ingestd._lib.times import iso_from_timestamp
-from ingestd.api.backend import Backend, Busy, SourceView
+from ingestd.api.backend import Backend, Busy, SinkStatus, SourceView
 from ingestd.api.metrics import CONTENT_TYPE as METRICS_TYPE
 from ingestd.api.metrics import render
 from ingestd.api.models import (
@@ -44,6 +44,12 @@ from ingestd.api.models import (
     LastJob,
     Links,
     ListLinks,
+    SinkDeliveries,
+    SinkErrorInfo,
+    SinkInfo,
+    SinkListResponse,
+    SinkName,
+    SinkResetRequest,
     SourceInfo,
     SourceListResponse,
     UnavailableResponse,
@@ -290,6 +296,41 @@ def list_changes(ctx: Context, req: Request) -> Reply:
     return Reply(200, ChangesResponse.encode(page))
 
 
+def list_sinks(ctx: Context, req: Request) -> Reply:
+    return Reply(200, SinkListResponse(sinks=[_sink_info(s) for s in ctx.backend.sinks()]))
+
+
+def reset_sink(ctx: Context, req: Request) -> Reply:
+    """Replay: the sink takes the new cursor up at once (a batch in flight finishes but does
+    not move it). The cursor is checked against the feed before anything changes."""
+    if ctx.draining():
+        raise ApiError(503, "shutting_down", "the daemon is stopping; ask again once it has restarted")
+    name, body = req.params["name"], req.body
+    try:
+        status = ctx.backend.reset_sink(name, body.to)
+    except NotFoundError:
+        raise ApiError(404, "unknown_sink", f"no sink named {name!r}; GET /sinks lists them") from None
+    except CursorExpired as exc:
+        raise ApiError(410, "cursor_expired", str(exc), CursorExpiredResponse(
+            error="cursor_expired", message=str(exc), oldest=exc.oldest, resync="/documents")) from None
+    except UsageError as exc:
+        raise ApiError(400, "invalid_body", str(exc)) from None
+    return Reply(200, _sink_info(status))
+
+
+def _sink_info(s: SinkStatus) -> SinkInfo:
+    error = s.last_error
+    return SinkInfo(
+        name=s.name, kind=s.kind, enabled=s.enabled, state=s.state, cursor=s.cursor, lag=s.lag,
+        sources=list(s.sources) if s.sources is not None else None,
+        last_error=SinkErrorInfo(code=error.code, message=error.message, at=error.at) if error else None,
+        failing_since=iso_from_timestamp(s.failing_since) if s.failing_since is not None else None,
+        last_delivery_at=iso_from_timestamp(s.last_delivery_at) if s.last_delivery_at is not None else None,
+        deliveries=SinkDeliveries(ok=s.deliveries.get("ok", 0), failed=s.deliveries.get("failed", 0)),
+        delivered_changes=s.delivered_changes,
+    )
+
+
 def get_metrics(ctx: Context, req: Request) -> Reply:
     return Reply(200, render(ctx.registry), content_type=METRICS_TYPE)
 
@@ -327,6 +368,13 @@ ROUTES: list[Route] = [
     Route("GET", "/changes", list_changes, "listChanges",
           "The change feed after a cursor, oldest first; `wait` long-polls for the next change",
           {200: ChangesResponse, 410: CursorExpiredResponse}, query=ChangesQuery),
+    Route("GET", "/sinks", list_sinks, "listSinks",
+          "Configured sinks: cursor, lag behind the feed, state, last error and last delivery",
+          {200: SinkListResponse}),
+    Route("POST", "/sinks/{name}/reset", reset_sink, "resetSink",
+          "Make a sink deliver again from a cursor (replay)",
+          {200: SinkInfo, 404: ErrorResponse, 410: CursorExpiredResponse, 503: ErrorResponse},
+          params={"name": SinkName}, body=SinkResetRequest),
     Route("GET", "/metrics", get_metrics, "getMetrics", "Prometheus metrics (text exposition format)",
           {200: "text/plain"}),
     Route("GET", "/openapi.json", get_openapi, "getOpenApi", "This API's OpenAPI 3.1 document",

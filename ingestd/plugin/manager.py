@@ -3,14 +3,17 @@ reason instead of taking the daemon (or every other plugin) down with it."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
 import pluggy
+from pydantic import BaseModel, ConfigDict
 
 from ingestd._lib import logs
 from ingestd.plugin import spec
 from ingestd.plugin.connector import Connector
+from ingestd.plugin.sink import SINK_KINDS, Sink
 
 GROUP = "ingestd"
 
@@ -23,6 +26,13 @@ class PluginInfo:
     status: str = "loaded"  # loaded | quarantined
     error: str | None = None
     kinds: list[str] = field(default_factory=list)
+    sink_kinds: list[str] = field(default_factory=list)
+
+
+class _UncheckedSink(BaseModel):
+    """Options of a sink whose plugin was quarantined: kept as written, unvalidated."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
 
 class Plugins:
@@ -31,6 +41,7 @@ class Plugins:
         self.pm.add_hookspecs(spec)
         self.info: dict[str, PluginInfo] = {}
         self.connectors: dict[str, type[Connector]] = {}
+        self.sinks: dict[str, type[Sink]] = {}
         self._log = logs.get("ingestd.plugins")
 
     def load(self, extra: dict[str, object] | None = None) -> "Plugins":
@@ -47,6 +58,7 @@ class Plugins:
             self.pm.register(obj, name=name)
         self._check_pending()
         self._collect_connectors()
+        self._collect_sinks()
         return self
 
     def _check_pending(self) -> None:
@@ -75,8 +87,39 @@ class Plugins:
         self.connectors[cls.kind] = cls
         info.kinds.append(cls.kind)
 
+    def _collect_sinks(self) -> None:
+        for impl in self.pm.hook.register_sinks.get_hookimpls():
+            info = self.info[impl.plugin_name]
+            try:
+                impl.function(register=lambda cls, info=info: self._register_sink(info, cls))
+            except (Exception, SystemExit) as exc:
+                self._quarantine(info, f"register_sinks failed: {type(exc).__name__}: {exc}")
+
+    def _register_sink(self, info: PluginInfo, cls: type[Sink]) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, Sink)):
+            raise TypeError(f"{cls!r} is not a Sink subclass")
+        kind = getattr(cls, "kind", None)
+        if not isinstance(kind, str) or not re.match(SINK_KINDS, kind):
+            raise TypeError(f"{cls.__name__}.kind must be a short lower-case name, not {kind!r}")
+        if not (isinstance(cls.Options, type) and issubclass(cls.Options, BaseModel)):
+            raise TypeError(f"{cls.__name__}.Options must be a pydantic model")
+        if kind in self.sinks:
+            raise ValueError(f"sink kind {kind!r} is already registered")
+        self.sinks[kind] = cls
+        info.sink_kinds.append(kind)
+
+    def sink_option_models(self) -> dict[str, type[BaseModel]]:
+        """What the config validates each sink kind's options with. A kind a quarantined
+        plugin would have provided (named like its entry point) is kept unchecked: that
+        sink is reported unavailable, and the daemon still starts."""
+        quarantined = {info.name: _UncheckedSink for info in self.info.values()
+                       if info.status == "quarantined" and info.name not in self.connectors}
+        return {**quarantined, **{kind: cls.Options for kind, cls in self.sinks.items()}}
+
     def _quarantine(self, info: PluginInfo, reason: str) -> None:
         info.status, info.error = "quarantined", reason
+        for kind in info.sink_kinds:
+            self.sinks.pop(kind, None)
         for kind in info.kinds:
             self.connectors.pop(kind, None)
         self._log.error("plugin quarantined", plugin=info.name, reason=reason)

@@ -24,6 +24,13 @@ def register_connectors(register):
 
 
 @hookspec
+def register_sinks(register):
+    """Register sink classes (`ingestd.plugin.Sink` subclasses): call `register(SinkSubclass)`
+    once per kind. A `[[sinks]]` table with `kind = "<kind>"` then pushes the change feed
+    through it (docs/sinks.md)."""
+
+
+@hookspec
 def document_stored(document, job, cursor):
     """A new document version was committed to the store: new content, or a metadata
     version (the same bytes with a new origin or metadata).

@@ -64,7 +64,7 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 def parse_duration(value: str | int | float) -> float:
     """`"30s"`, `"5m"`, `"1h"`, `"1d"` or plain seconds."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError("expected a duration like '30s', '5m', '1h'")
     if isinstance(value, (int, float)):
         seconds = float(value)
@@ -277,7 +277,8 @@ def parse(
     raw_sources = data.get("sources", []) if isinstance(data, dict) else []
     sources = _sources(raw_sources, option_models, context, label, errors) if isinstance(raw_sources, list) else []
     raw_sinks = data.get("sinks", []) if isinstance(data, dict) else []
-    known = {item.get("name") for item in raw_sources if isinstance(item, dict)} if isinstance(raw_sources, list) else set()
+    known = {item["name"] for item in raw_sources if isinstance(item, dict) and isinstance(item.get("name"), str)} \
+        if isinstance(raw_sources, list) else set()
     sinks = _sinks(raw_sinks, sink_models or {}, known, context, label, errors) if isinstance(raw_sinks, list) else []
     if errors or top is None:
         raise ConfigError(errors)
@@ -337,7 +338,7 @@ def _sinks(raw, sink_models, known_sources, context, label, errors) -> list[Sink
         for source in head.sources or ():
             if source not in known_sources:
                 errors.append(f"{label}: {where}: sources: no source named {source!r} "
-                              f"(configured: {', '.join(sorted(n for n in known_sources if isinstance(n, str))) or 'none'})")
+                              f"(configured: {', '.join(sorted(known_sources)) or 'none'})")
         model = sink_models.get(head.kind)
         if model is None:
             kinds = ", ".join(sorted(sink_models)) or "none installed"

@@ -61,13 +61,14 @@ def daemon_env(tmp_path: Path):
         config = tmp_path / "ingestd.toml"
         daemons: list = []
 
-        def write(self, extra_sources=(), daemon=None, **local):
+        def write(self, extra_sources=(), daemon=None, sinks=(), **local):
             options = {"settle_seconds": 0.3, **local}
             write_config(
                 self.config,
                 daemon={"state_dir": "state", "log_format": "json", "shutdown_timeout": 10, **(daemon or {})},
                 http={"listen": "127.0.0.1:0"},
                 sources=[{"name": "inbox", "kind": "local", "path": "inbox", **options}, *extra_sources],
+                sinks=sinks,
             )
 
         def daemon(self, **kwargs) -> Daemon:

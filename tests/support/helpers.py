@@ -22,7 +22,7 @@ def toml_value(value) -> str:
     return json.dumps(str(value))
 
 
-def write_config(path: Path, *, daemon=None, http=None, credentials=None, sources=()) -> Path:
+def write_config(path: Path, *, daemon=None, http=None, credentials=None, sources=(), sinks=()) -> Path:
     lines = []
     for table, values in (("daemon", daemon), ("http", http), ("credentials", credentials)):
         if values:
@@ -31,6 +31,9 @@ def write_config(path: Path, *, daemon=None, http=None, credentials=None, source
     for source in sources:
         lines.append("[[sources]]")
         lines += [f"{k} = {toml_value(v)}" for k, v in source.items()]
+    for sink in sinks:
+        lines.append("[[sinks]]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in sink.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 

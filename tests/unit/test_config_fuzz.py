@@ -9,13 +9,15 @@ from ingestd import config as config_mod
 from ingestd.errors import ConfigError
 from ingestd.plugin.manager import Plugins
 
-MODELS = Plugins().load().option_models()
+PLUGINS = Plugins().load()
+MODELS, SINK_MODELS = PLUGINS.option_models(), PLUGINS.sink_option_models()
 EXAMPLES = int(os.environ.get("INGESTD_FUZZ_EXAMPLES", "300"))
 
 keys = st.sampled_from(["name", "kind", "path", "enabled", "every", "cron", "bucket", "state_dir", "workers",
-                        "listen", "after", "ignore", "settle_seconds", "x", "", "é", "../"]) | st.text(max_size=8)
+                        "listen", "after", "ignore", "settle_seconds", "x", "", "é", "../", "url", "secret_file",
+                        "sources", "batch_max", "retry_max", "timeout"]) | st.text(max_size=8)
 scalars = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20)
-           | st.sampled_from(["local", "s3", "sharepoint", "5m", "*/5 * * * *", "bad cron", "-1s", "inbox"]))
+           | st.sampled_from(["local", "s3", "sharepoint", "webhook", "http://127.0.0.1:9/x", "5m", "*/5 * * * *", "bad cron", "-1s", "inbox"]))
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
                       max_leaves=12)
 documents = st.fixed_dictionaries({}, optional={
@@ -23,6 +25,7 @@ documents = st.fixed_dictionaries({}, optional={
     "http": st.dictionaries(keys, values, max_size=3),
     "credentials": values,
     "sources": st.lists(st.dictionaries(keys, values, max_size=6), max_size=4) | values,
+    "sinks": st.lists(st.dictionaries(keys, values, max_size=6), max_size=3) | values,
 }) | st.dictionaries(keys, values, max_size=4)
 
 
@@ -30,7 +33,7 @@ documents = st.fixed_dictionaries({}, optional={
 @given(documents)
 def test_random_documents_validate_or_fail_cleanly(doc):
     try:
-        config_mod.parse(doc, MODELS, base_dir=config_mod.Path("/tmp"), label="f.toml")
+        config_mod.parse(doc, MODELS, base_dir=config_mod.Path("/tmp"), label="f.toml", sink_models=SINK_MODELS)
     except ConfigError as exc:
         assert exc.lines and all(line.startswith("f.toml") for line in exc.lines)
         assert all("\n" not in line and "Traceback" not in line for line in exc.lines)

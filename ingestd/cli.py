@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("name")
     r.add_argument("--to", required=True, metavar="CURSOR",
                    help="a change's cursor; 0000000000000000 replays the whole feed")
-    p = sub.add_parser("plugins", parents=[common], help="list plugins and connector kinds")
+    p = sub.add_parser("plugins", parents=[common], help="list plugins, connector and sink kinds")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("migrate", parents=[common], help="bring the state up to this version's schema")
     p.add_argument("--check", action="store_true", help="only say what would change (exit 3 if anything would)")
@@ -389,7 +389,7 @@ def cmd_plugins(args) -> int:
             reason = plugins.connectors[kind].unavailable_reason() if kind in plugins.connectors else None
             kinds.append({"kind": kind, "available": reason is None, "remediation": reason})
         rows.append({"name": info.name, "module": info.module, "version": info.version,
-                     "status": info.status, "error": info.error, "connectors": kinds})
+                     "status": info.status, "error": info.error, "connectors": kinds, "sinks": info.sink_kinds})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -398,6 +398,8 @@ def cmd_plugins(args) -> int:
         for k in row["connectors"]:
             state = "available" if k["available"] else f"unavailable ({k['remediation']})"
             print(f"  connector {k['kind']}: {state}")
+        for kind in row["sinks"]:
+            print(f"  sink {kind}")
     return 0
 
 

@@ -81,8 +81,10 @@ def _call(config: Config, url: str, method: str, path: str, body: dict | None = 
         answer = _error_body(err)
         if err.code == 404:
             raise NotFoundError(answer.get("message", "no such sink in the running daemon")) from None
-        if err.code in (400, 410):
-            raise UsageError(answer.get("message", f"HTTP {err.code}")) from None
+        if err.code == 400:
+            raise UsageError(answer.get("message", "HTTP 400")) from None
+        if err.code == 410:
+            raise IngestdError(answer.get("message", "the feed no longer has that cursor")) from None
         raise IngestdError(f"the daemon answered HTTP {err.code}: {answer.get('message', '')}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise IngestdError(f"cannot reach the running daemon's API at {url}: {exc}") from None

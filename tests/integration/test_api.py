@@ -378,7 +378,7 @@ def test_openapi_document_is_valid_and_lists_every_route(api):
     assert ops == {("/healthz", "GET"), ("/ingest", "POST"), ("/ingest/{job_id}", "GET"), ("/jobs", "GET"),
                    ("/ingest/{job_id}/items", "GET"), ("/sources", "GET"), ("/documents", "GET"),
                    ("/documents/{doc_id}", "GET"), ("/documents/{doc_id}/content", "GET"), ("/changes", "GET"),
-                   ("/metrics", "GET"), ("/openapi.json", "GET")}
+                   ("/sinks", "GET"), ("/sinks/{name}/reset", "POST"), ("/metrics", "GET"), ("/openapi.json", "GET")}
     post = doc["paths"]["/ingest"]["post"]
     assert set(post["responses"]) >= {"202", "400", "404", "408", "409", "411", "413", "415", "503"}
     assert "security" not in post  # no token configured: the document says so

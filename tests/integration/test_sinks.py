@@ -105,7 +105,7 @@ def test_cli_lists_and_resets_through_the_daemon_and_without_one(daemon_env, rec
     reset = run_cli("sinks", "reset", "hook", "--to", FIRST, "--config", daemon_env.config)
     assert reset.returncode == 0, reset.stderr
     wait_for(lambda: receiver.cursors() == first + first, DEADLINE, message="the replay through the API")
-    for bad, code in (("12", 2), ("9999999999999999", 2)):
+    for bad, code in (("12", 2), ("9999999999999999", 1)):
         out = run_cli("sinks", "reset", "hook", "--to", bad, "--config", daemon_env.config)
         assert out.returncode == code and "Traceback" not in out.stderr
     assert run_cli("sinks", "reset", "nope", "--to", FIRST, "--config", daemon_env.config).returncode == 2
@@ -161,4 +161,24 @@ def test_sigkill_mid_delivery_means_duplicates_never_gaps(daemon_env, receiver):
     got = receiver.cursors()
     assert sorted(set(got)) == feed_cursors(d)  # no gap
     assert got == sorted(got)  # in order: the batch in flight was not accepted, so it came again whole
+    assert d.stop() == 0
+
+
+def test_a_third_party_sink_runs_and_a_quarantined_one_is_only_unavailable(daemon_env, tmp_path):
+    from tests.support.procs import THIRDPARTY, plugin_site
+
+    site = plugin_site(tmp_path, {"file": "ingestd_filesink", "brokensink": "ingestd_brokenplugin"})
+    out = tmp_path / "changes.jsonl"
+    daemon_env.write(sinks=[{"name": "tofile", "kind": "file", "path": str(out)},
+                            {"name": "broken", "kind": "brokensink", "anything": 1}])
+    listed = run_cli("plugins", "--json", env={"PYTHONPATH": f"{site}:{THIRDPARTY}"})
+    rows = {r["name"]: r for r in json.loads(listed.stdout)}
+    assert rows["file"]["sinks"] == ["file"] and rows["webhook"]["sinks"] == ["webhook"]
+    d = daemon_env.daemon(pythonpath=[site, THIRDPARTY]).start()
+    drop(daemon_env, "a.txt", "b.txt")
+    wait_for(lambda: out.exists() and len(out.read_text().splitlines()) == 2, DEADLINE)
+    assert [json.loads(line)["cursor"] for line in out.read_text().splitlines()] == feed_cursors(d)
+    broken = sink_view(d, "broken")
+    assert broken["state"] == "unavailable" and "broken on purpose" in broken["last_error"]["message"]
+    assert d.get("/healthz")[1]["checks"]["sinks"]["failing"]["broken"]["state"] == "unavailable"
     assert d.stop() == 0

@@ -59,10 +59,13 @@ def documented_default(cell: str):
 
 
 def test_every_config_model_has_its_table():
-    expected = {("ingestd.config", n) for n in ("DaemonConfig", "HttpConfig", "CredentialsConfig", "_SourceHead")}
+    expected = {("ingestd.config", n) for n in ("DaemonConfig", "HttpConfig", "CredentialsConfig", "_SourceHead",
+                                                 "_SinkHead")}
     plugins = Plugins().load()
     for kind in ("local", "s3", "sharepoint"):
         options = plugins.connectors[kind].Options
+        expected.add((options.__module__, options.__name__))
+    for options in plugins.sink_option_models().values():
         expected.add((options.__module__, options.__name__))
     assert expected <= set(TABLES), f"undocumented: {sorted(expected - set(TABLES))}"
 

@@ -11,9 +11,10 @@ from .local import LARGE, SMALL
 from .million import MILLION
 from .s3 import CHANGED, FIRST_LARGE, FIRST_SMALL, NOOP, PROXIED
 from .scale import BURST_20K, SCALE_100K
+from .sinks import SINK_LATENCY
 from .startup import STARTUP
 
 ALL: list[Case] = [SMALL, LARGE, STARTUP, LATENCY, BURST, BURST_20K, SCALE_100K, MILLION, BIG_STORE,
-                   FEED_LATENCY, FEED_READ, FIRST_SMALL, PROXIED, NOOP, CHANGED, FIRST_LARGE, IDLE]
+                   FEED_LATENCY, SINK_LATENCY, FEED_READ, FIRST_SMALL, PROXIED, NOOP, CHANGED, FIRST_LARGE, IDLE]
 DEFAULT: list[Case] = [case for case in ALL if not case.opt_in]
 BY_NAME = {case.name: case for case in ALL}

@@ -9,7 +9,9 @@ along. Afterwards:
   `GET /documents` (same documents, same sha256: 0 missing, 0 extra, deletions
   included), which is also the ground truth (the last bytes written for every dropped
   path, every object still in the bucket);
-- so did the live follower.
+- so did the live follower;
+- a webhook sink's receiver got every change at least once, in order, with duplicates
+  only around the kills (tests/campaigns/sinkcheck.py).
 
     python -m tests.campaigns.churn --documents 10000 --kills 5     # the full form
 
@@ -29,9 +31,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tests.campaigns import sinkcheck
 from tests.campaigns.crash import _aws_isolation, _moto, campaign_config
 from tests.support.helpers import wait_for
 from tests.support.procs import Daemon
+from tests.support.receiver import Receiver
 
 CHANGED = 0.2  # of the documents, the share written a second time with other bytes
 DELETED = 0.15  # of the S3 objects, the share deleted again
@@ -189,6 +193,8 @@ def run(documents: int, kills: int, seed: int, workdir: Path, seconds: float | N
     inbox.mkdir(parents=True)
     moto = _moto()
     config = campaign_config(workdir, moto, "churn", max_delete_fraction=1.0)
+    receiver = Receiver()
+    sinkcheck.add_sink(config, receiver)
     seconds = seconds if seconds is not None else max(10.0, documents / 60)
     workload = Workload(inbox, moto, documents, seconds, rng, in_place=in_place)
     daemon = Daemon(config, state, workdir, env=_aws_isolation(workdir))
@@ -207,6 +213,8 @@ def run(documents: int, kills: int, seed: int, workdir: Path, seconds: float | N
         expected = dict(workload.expected)
         _converge(daemon, expected, workdir, timeout=max(180.0, seconds))
         wait_for(lambda: follower.after == _head(daemon), timeout=60, message="the follower to catch up")
+        head = int(_head(daemon))
+        wait_for(lambda: len(set(receiver.cursors())) == head, timeout=120, message="the sink to catch up")
         follower.halt.set()
         follower.join(60)
         listed = listing(daemon)
@@ -215,9 +223,11 @@ def run(documents: int, kills: int, seed: int, workdir: Path, seconds: float | N
     finally:
         follower.halt.set()
         daemon.close()
+        receiver.close()
         if moto is not None:
             moto.stop()
     report = verify(listed, replayed, follower, expected)
+    report.update(sinkcheck.verify(receiver.cursors(), head, kills))
     report.update(documents=documents, kills=kills, seed=seed, changes=changes, seconds=round(time.monotonic() - started, 1),
                   follower_reconnects=follower.errors, **workload.counts)
     return report

@@ -43,3 +43,19 @@ def test_churn_campaign_short(tmp_path):
     assert report["changed"] > 30 and report["deleted"] > 5 and report["live_documents"] > 250
     assert report["changes"] > report["live_documents"]  # edits and deletions are changes too
     assert report["follower_changes"] == report["changes"]
+    assert report["sink_changes_received"] >= report["changes"] and report["sink_redeliveries"] <= 2
+
+
+def test_the_sink_check_catches_gaps_disorder_and_stray_duplicates():
+    import pytest
+
+    from tests.campaigns.sinkcheck import verify
+
+    c = [f"{n:016d}" for n in (1, 2, 3, 4, 3, 4, 5, 6)]  # 3-4 sent again after a kill
+    assert verify(c, 6, kills=1) == {"sink_changes_received": 8, "sink_duplicates": 2, "sink_redeliveries": 1}
+    with pytest.raises(AssertionError, match="misses"):
+        verify([f"{n:016d}" for n in (1, 2, 4)], 4, kills=1)
+    with pytest.raises(AssertionError, match="a gap"):
+        verify([f"{n:016d}" for n in (1, 3, 2, 3)], 3, kills=1)
+    with pytest.raises(AssertionError, match="not caused by a kill"):
+        verify(c, 6, kills=0)

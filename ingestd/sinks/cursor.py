@@ -47,5 +47,7 @@ def load(state_dir: Path, name: str) -> str:
     return cursor
 
 
-def save(state_dir: Path, name: str, cursor: str) -> None:
-    write_json(path(state_dir, name), {"sink": name, "cursor": cursor, "saved_at": now_iso()})
+def save(state_dir: Path, name: str, cursor: str, *, durable: bool = True) -> None:
+    """`durable=False` for a cursor moved past changes the sink filters out: losing that
+    write in a crash costs a second look at them, never a delivery."""
+    write_json(path(state_dir, name), {"sink": name, "cursor": cursor, "saved_at": now_iso()}, durable=durable)

@@ -11,6 +11,7 @@ from ingestd._lib import logs
 from ingestd.config import SinkConfig
 from ingestd.errors import NotFoundError
 from ingestd.plugin.sink import Sink
+from ingestd.sinks import cursor as cursors
 from ingestd.sinks.runner import SinkRunner, SinkStatus
 from ingestd.store.feed import Feed, format_cursor, parse_cursor
 
@@ -65,7 +66,7 @@ class Fleet:
         with self._lock:
             runners, self._runners = list(self._runners.values()), {}
         for runner in runners:  # signal every one first: they finish their batches side by side
-            runner._stopping.set()
+            runner.signal_stop()
         deadline = time.monotonic() + STOP_TIMEOUT
         for runner in runners:
             runner.stop(max(0.0, deadline - time.monotonic()))
@@ -86,7 +87,12 @@ class Fleet:
         cursor) or CursorExpired (one the feed no longer has, or has not reached)."""
         runner = self._runner(name)
         self.feed.check(to)
-        runner.reset(format_cursor(parse_cursor(to)))
+        to = format_cursor(parse_cursor(to))
+        if runner.state == "unavailable":  # e.g. a damaged cursor file: the reset is its fix
+            cursors.save(self.state_dir, name, to)
+            self._start(runner.config)
+            return self.status(name)
+        runner.reset(to)
         return runner.status(self.feed.latest())
 
     def _runner(self, name: str) -> SinkRunner:

@@ -108,12 +108,16 @@ class SinkRunner:
         self._thread.start()
         self._log.info("sink started", kind=self.config.kind, cursor=self.cursor)
 
-    def stop(self, timeout: float) -> bool:
-        """Stop after the batch in flight (if any); False when `deliver` did not return in
-        `timeout` (the thread is then abandoned and may never write the cursor again)."""
+    def signal_stop(self) -> None:
+        """Ask the thread to end after its batch in flight; `stop` then waits for it."""
         self._stopping.set()
         self._control.set()
         self._kick.set()
+
+    def stop(self, timeout: float) -> bool:
+        """Stop after the batch in flight (if any); False when `deliver` did not return in
+        `timeout` (the thread is then abandoned and may never write the cursor again)."""
+        self.signal_stop()
         self._unsubscribe()
         done = True
         if self._thread is not None:
@@ -192,7 +196,7 @@ class SinkRunner:
         with self._lock:
             if self._retired or generation != self._generation:
                 return False
-            cursors.save(self.state_dir, self.config.name, to)
+            cursors.save(self.state_dir, self.config.name, to, durable=count > 0)
             self.cursor = to
         return True
 

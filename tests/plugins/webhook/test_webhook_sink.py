@@ -197,3 +197,18 @@ def test_a_sink_that_cannot_start_is_unavailable_and_the_others_run(rig, tmp_pat
     assert broken.state == "unavailable" and broken.last_error.code == "config"
     assert "file not found" in broken.last_error.message
     assert rig.fleet.health()["ok"] is True and "broken" in rig.fleet.health()["failing"]
+
+
+def test_a_damaged_cursor_file_makes_the_sink_unavailable_not_replay_or_skip(rig):
+    rig.commit(2)
+    path = cursors.path(rig.state, "hook")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"cursor": "not a cursor"}')
+    rig.start()
+    status = rig.status()
+    assert status.state == "unavailable" and status.last_error.code == "cursor" and rig.receiver.posts == []
+    assert "ingestd sinks reset" in status.last_error.message
+    rig.fleet.reset("hook", FIRST)  # the fix the message names
+    expect(rig, [1, 2])
+    with pytest.raises(ValueError):
+        cursors.path(rig.state, "../escape")

@@ -199,6 +199,7 @@ class _SinkHead(Strict):
 
 
 SINK_KEYS = tuple(_SinkHead.model_fields)
+SOURCE_KEYS = ("name", "kind", "enabled")
 
 
 class SinkConfig(BaseModel):
@@ -289,71 +290,61 @@ def parse(
 
 
 def _sources(raw, option_models, context, label, errors) -> list[Source]:
-    sources: list[Source] = []
-    seen: set[str] = set()
-    for index, item in enumerate(raw):
-        if not isinstance(item, dict):
-            continue  # already reported by _Top
-        name = item.get("name")
-        where = f'sources[{index}]' + (f" {_quoted(name)}" if isinstance(name, str) else "")
-        try:
-            head = _SourceHead.model_validate(item)
-        except ValidationError as exc:
-            errors.extend(_format(label, exc, _SourceHead, prefix=where, only=("name", "kind", "enabled")))
-            continue
-        if head.name in seen:
-            errors.append(f"{label}: {where}: name: duplicate source name; every source needs its own")
-        seen.add(head.name)
-        model = option_models.get(head.kind)
-        if model is None:
-            known = ", ".join(sorted(option_models)) or "none installed"
-            errors.append(f"{label}: {where}: kind: unknown connector {head.kind!r} (available: {known})")
-            continue
-        options = {k: v for k, v in item.items() if k not in ("name", "kind", "enabled")}
-        try:
-            parsed = model.model_validate(options, context=context)
-        except ValidationError as exc:
-            errors.extend(_format(label, exc, model, prefix=where))
-            continue
-        sources.append(Source(name=head.name, kind=head.kind, enabled=head.enabled, options=parsed))
-    return sources
+    return [Source(name=head.name, kind=head.kind, enabled=head.enabled, options=options)
+            for _, head, options in _tables(raw, "sources", _SourceHead, SOURCE_KEYS, option_models, "connector",
+                                            context, label, errors)]
 
 
 def _sinks(raw, sink_models, known_sources, context, label, errors) -> list[SinkConfig]:
     sinks: list[SinkConfig] = []
+    for where, head, options in _tables(raw, "sinks", _SinkHead, SINK_KEYS, sink_models, "sink kind", context,
+                                        label, errors):
+        unknown = [s for s in head.sources or () if s not in known_sources]
+        for source in unknown:
+            errors.append(f"{label}: {where}: sources: no source named {source!r} "
+                          f"(configured: {', '.join(sorted(known_sources)) or 'none'})")
+        if not unknown:
+            sinks.append(SinkConfig(name=head.name, kind=head.kind, enabled=head.enabled,
+                                    sources=tuple(head.sources) if head.sources is not None else None,
+                                    batch_max=head.batch_max, retry_max=head.retry_max, options=options))
+    return sinks
+
+
+def _tables(raw, table, head_model, keys, models, what, context, label, errors):
+    """Each valid `[[table]]` as (where, head, options): the keys every table has are
+    checked by `head_model`, the rest by the model of its kind; every problem found is
+    added to `errors`, one line each, and that table is left out."""
     seen: set[str] = set()
     for index, item in enumerate(raw):
         if not isinstance(item, dict):
             continue  # already reported by _Top
         name = item.get("name")
-        where = f"sinks[{index}]" + (f" {_quoted(name)}" if isinstance(name, str) else "")
+        where = f"{table}[{index}]" + (f" {_quoted(name)}" if isinstance(name, str) else "")
         try:
-            head = _SinkHead.model_validate(item)
+            head = head_model.model_validate(item)
         except ValidationError as exc:
-            errors.extend(_format(label, exc, _SinkHead, prefix=where, only=SINK_KEYS))
+            errors.extend(_format(label, exc, head_model, prefix=where, only=keys))
             continue
         if head.name in seen:
-            errors.append(f"{label}: {where}: name: duplicate sink name; every sink needs its own")
+            noun = table.rstrip("s")
+            errors.append(f"{label}: {where}: name: duplicate {noun} name; every {noun} needs its own")
         seen.add(head.name)
-        for source in head.sources or ():
-            if source not in known_sources:
-                errors.append(f"{label}: {where}: sources: no source named {source!r} "
-                              f"(configured: {', '.join(sorted(known_sources)) or 'none'})")
-        model = sink_models.get(head.kind)
+        model = models.get(head.kind)
         if model is None:
-            kinds = ", ".join(sorted(sink_models)) or "none installed"
-            errors.append(f"{label}: {where}: kind: unknown sink kind {head.kind!r} (available: {kinds})")
+            known = ", ".join(sorted(models)) or "none installed"
+            errors.append(f"{label}: {where}: kind: unknown {what} {head.kind!r} (available: {known})")
             continue
-        options = {k: v for k, v in item.items() if k not in SINK_KEYS}
+        options = {k: v for k, v in item.items() if k not in keys}
         try:
             parsed = model.model_validate(options, context=context)
         except ValidationError as exc:
-            errors.extend(_format(label, exc, model, prefix=where, keys=SINK_KEYS))
+            errors.extend(_format(label, exc, model, prefix=where, keys=keys))
             continue
-        sinks.append(SinkConfig(name=head.name, kind=head.kind, enabled=head.enabled,
-                                sources=tuple(head.sources) if head.sources is not None else None,
-                                batch_max=head.batch_max, retry_max=head.retry_max, options=parsed))
-    return sinks
+        except Exception as exc:  # a plugin's validator raising what pydantic does not wrap
+            errors.append(f"{label}: {where}: {what} {head.kind!r} failed checking these options: "
+                          f"{type(exc).__name__}: {exc}")
+            continue
+        yield where, head, parsed
 
 
 def _format(label, exc: ValidationError, model, *, prefix: str = "", only=None,

@@ -153,10 +153,12 @@ def test_sigkill_mid_delivery_means_duplicates_never_gaps(daemon_env, receiver):
     receiver.script = ["hang"]
     drop(daemon_env, "c.txt", "d.txt", "e.txt")
     wait_for(lambda: any(p["status"] == "hang" for p in receiver.posts), DEADLINE, message="a delivery in flight")
+    drop(daemon_env, "f.txt")  # a hung receiver never holds ingestion up
+    wait_for(lambda: len(feed_cursors(d)) == 6, DEADLINE, message="ingestion going on beside the hung sink")
     d.kill()
     receiver.release.set()
     d.start()
-    wait_for(lambda: len(set(receiver.cursors())) == len(feed_cursors(d)) == 5, DEADLINE,
+    wait_for(lambda: len(set(receiver.cursors())) == len(feed_cursors(d)) == 6, DEADLINE,
              message="every change delivered after the restart")
     got = receiver.cursors()
     assert sorted(set(got)) == feed_cursors(d)  # no gap

@@ -54,6 +54,8 @@ class Fleet:
             self._stop(name)
         for name in changed + added:
             self._start(fresh[name])
+        with self._lock:  # listed in config order
+            self._runners = {n: self._runners[n] for n in fresh if n in self._runners}
         return {"added": added, "removed": removed, "changed": changed}
 
     def _stop(self, name: str) -> None:

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from ingestd import config as config_mod
+from ingestd._lib import logs
 from ingestd.config import Config
 from ingestd.credentials import Registry
 from ingestd.errors import Code, ConfigError, UsageError
@@ -41,14 +42,18 @@ class App:
                                 write=True, progress=systemd.starting)
         self.store = Store(self.state_dir)
         self.jobs = JobStore(self.state_dir)
-        self.pipeline = Pipeline(self.store, self.jobs, self.state_dir, hooks=plugins)
+        self.pipeline = Pipeline(self.store, self.jobs, self.state_dir, hooks=plugins.hooks)
         self.connectors: dict[str, Connector] = {}
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        for connector in self.connectors.values():
-            connector.close()
+        for name, connector in self.connectors.items():
+            try:
+                connector.close()
+            except Exception:  # one plugin's failure to close must not keep the rest open
+                logs.get("ingestd.plugins").exception("connector close failed", source=name)
         self.pipeline.close()
+        self.plugins.hooks.close()  # queued hook calls get a last chance to run
         self.store.close()
         self.state.close()
 
@@ -61,11 +66,16 @@ class App:
             if source is None:
                 known = ", ".join(s.name for s in self.config.sources) or "none"
                 raise UsageError(f"unknown source {name!r} (configured: {known})")
-            cls = self.plugins.connectors[source.kind]
-            problem = unavailable_problem(source, cls)
+            problem = unavailable_problem(source, self.plugins)
             if problem:
                 raise ConfigError(problem)
-            connector = self.connectors[name] = cls(source, self.registry, self.state_dir)
+            cls = self.plugins.connectors[source.kind]
+            try:
+                connector = cls(source, self.registry, self.state_dir)
+            except Exception as exc:  # the plugin's constructor: this source is out, not the caller
+                raise ConfigError(f'sources "{name}": connector {source.kind!r} could not be set up: '
+                                  f"{type(exc).__name__}: {exc}") from exc
+            self.connectors[name] = connector
             return connector
 
     def forget_connector(self, name: str) -> None:
@@ -88,9 +98,10 @@ class App:
         return self.jobs.transition(manifest, "failed")
 
 
-def unavailable_problem(source, cls) -> str | None:
-    """The one-line complaint for a source whose connector's dependency is missing."""
-    reason = cls.unavailable_reason()
+def unavailable_problem(source, plugins: Plugins) -> str | None:
+    """The one-line complaint for a source whose connector cannot run: its plugin or class
+    was refused, or its dependency is missing or broken."""
+    reason = plugins.unavailable(source.kind)
     return f'sources "{source.name}": connector {source.kind!r} is unavailable: {reason}' if reason else None
 
 
@@ -99,11 +110,11 @@ def check(config: Config, plugins: Plugins) -> list[str]:
     registry = Registry(config.credentials.registry)
     problems: list[str] = []
     for source in config.sources:
-        cls = plugins.connectors[source.kind]
-        problem = unavailable_problem(source, cls)
+        problem = unavailable_problem(source, plugins)
         if problem:
             problems.append(problem)
             continue
+        cls = plugins.connectors[source.kind]
         credential = getattr(source.options, "credentials", None)
         if credential:
             try:
@@ -112,5 +123,13 @@ def check(config: Config, plugins: Plugins) -> list[str]:
                 problems.extend(exc.lines)
                 continue
         if source.enabled:
-            problems.extend(cls(source, registry, config.daemon.state_dir).check())
+            problems.extend(connector_check(source, lambda: cls(source, registry, config.daemon.state_dir)))
     return problems
+
+
+def connector_check(source, build) -> list[str]:
+    """A connector's own `check()`, with whatever its plugin raises turned into one line."""
+    try:
+        return list(build().check())
+    except Exception as exc:
+        return [f'sources "{source.name}": connector {source.kind!r} check failed: {type(exc).__name__}: {exc}']

@@ -11,12 +11,13 @@ import os
 import signal
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from ingestd._lib import logs
 from ingestd._lib.atomic import write_json
 from ingestd._lib.version import VERSION
-from ingestd.app import App, load_config
+from ingestd.app import App, connector_check, load_config
 from ingestd.config import Config, Source
 from ingestd.errors import ConfigError
 from ingestd.jobs.manifest import Manifest
@@ -91,16 +92,16 @@ class Daemon:
             self.log.info("housekeeping removed expired records", **removed)
 
     def _start_source(self, source: Source, recovering: bool = False) -> None:
-        cls = self.plugins.connectors[source.kind]
-        reason = cls.unavailable_reason()
+        reason = self.plugins.unavailable(source.kind)
         if reason:
             self.unavailable[source.name] = reason
             self.log.error("source unavailable", source=source.name, kind=source.kind, remediation=reason)
             return
         self.unavailable.pop(source.name, None)
-        connector = self.app.connector(source.name)
-        problems = connector.check() if cls.watched else []
+        cls = self.plugins.connectors[source.kind]
         try:
+            connector = self.app.connector(source.name)
+            problems = connector_check(source, lambda: connector) if cls.watched else []
             if problems:
                 raise ConfigError(problems)
             if cls.watched:
@@ -215,6 +216,9 @@ class Daemon:
             # informational: a misconfigured source is reported, but restarting the daemon
             # (which is what an unhealthy watchdog leads to) would not fix it
             "sources": {"ok": True, "unavailable": dict(self.unavailable)},
+            # informational too: a refused plugin needs a fix and a restart, not a restart alone
+            "plugins": {"ok": True, "problems": [asdict(p) for p in self.plugins.problems()],
+                        "hooks": {name: asdict(s) for name, s in self.plugins.hooks.stats().items()}},
         }
         return checks
 

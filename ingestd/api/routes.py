@@ -147,8 +147,7 @@ def post_ingest(ctx: Context, req: Request) -> Reply:
 
 
 def _unavailable(d, source) -> ApiError:
-    cls = d.plugins.connectors.get(source.kind)
-    remedy = d.unavailable.get(source.name) or (cls.unavailable_reason() if cls else None) or \
+    remedy = d.unavailable.get(source.name) or d.plugins.unavailable(source.kind) or \
         f"install the plugin that provides connector {source.kind!r}"
     message = f"source {source.name!r} cannot run: connector {source.kind!r} is unavailable"
     return ApiError(503, "connector_unavailable", message,
@@ -187,10 +186,10 @@ def _source_info(d, source) -> SourceInfo:
     cls = d.plugins.connectors.get(source.kind)
     if source.name in d.unavailable:
         reason = d.unavailable[source.name]
-    elif cls is None:
-        reason = f"no installed plugin provides connector {source.kind!r}"
+    elif cls is None or not source.enabled:  # enabled ones were checked at start
+        reason = d.plugins.unavailable(source.kind)
     else:
-        reason = None if source.enabled else cls.unavailable_reason()  # enabled ones were checked at start
+        reason = None
     watched = bool(cls and cls.watched)
     text = getattr(source.options, "schedule_text", None)
     next_run = d.schedule.next_run(source.name)

@@ -24,6 +24,7 @@ from ingestd.jobs.manifest import Manifest
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # every name here is a classic one: the format every scraper reads
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 OUTCOMES = ("ingested", "unchanged", "skipped", "failed", "deleted")
+HOOK_OUTCOMES = ("ok", "failed", "overran", "dropped")
 OVERFLOW = "overflow"  # errors past a manifest's cap of 100 are counted, but their code is not kept
 
 
@@ -143,6 +144,16 @@ class DaemonCollector:
                        ["source"], {(n,): w["restarts"] for n, w in watchers.items()})
         yield _counter("ingestd_schedule_skipped_runs", "Scheduled runs skipped because the last was still going.",
                        ["source"], {(n,): v for n, v in dict(d.schedule.overlaps).items()})
+        yield from self._hooks(d.plugins.hooks.stats())
+
+    def _hooks(self, lanes) -> Iterator[Metric]:
+        calls = {(name, outcome): getattr(s, outcome) for name, s in lanes.items() for outcome in HOOK_OUTCOMES}
+        yield _counter("ingestd_plugin_hook_calls", "Plugin hook calls by outcome (overran: given up after the "
+                       "time budget; dropped: queue full, stalled or closed).", ["plugin", "outcome"], calls)
+        yield _gauge("ingestd_plugin_hook_queue", "Plugin hook calls waiting in the plugin's queue.", ["plugin"],
+                     {(name,): s.queued for name, s in lanes.items()})
+        yield _gauge("ingestd_plugin_hook_lag_seconds", "How long the plugin's oldest waiting hook call has waited.",
+                     ["plugin"], {(name,): s.lag_s for name, s in lanes.items()})
 
     def _sources(self, d) -> Iterator[Metric]:
         available, active = {}, {}

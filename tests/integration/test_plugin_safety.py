@@ -182,19 +182,31 @@ def test_a_slow_hook_holds_neither_the_job_nor_its_source(daemon_env):
     first = wait_for(lambda: next((m for m in d.manifests() if m["source"] == "fx" and m["status"] == "succeeded"),
                                   None), timeout=20, message="the scheduled job to finish while its hooks wait")
     (folder / "new.txt").write_text("new\n")
-    status, second = post(d, "/ingest", {"source": "fx"})
-    assert status == 202, second  # the source is free: not 409 behind the hooks
+    # the source is freed moments after the manifest says succeeded (not behind the hooks)
+    second = wait_for(lambda: (lambda r: r[0] == 202 and r[1])(post(d, "/ingest", {"source": "fx"})),
+                      timeout=20, message="POST /ingest accepted while the first job's hooks wait")
     wait_for(lambda: d.get(f"/ingest/{second['job_id']}")[1]["status"] == "succeeded", timeout=20)
     assert seen(hook_seen) == []  # every call is still waiting behind the held one
     _, health = d.get("/healthz")
     lane = health["checks"]["plugins"]["hooks"]["hooks"]
     assert lane["queued"] >= 1 and lane["dropped"] == 0
+    assert metric(d, 'ingestd_plugin_hook_queue{plugin="hooks"}') >= 1
     hold.unlink()
     wait_for(lambda: len(seen(hook_seen)) == 6, timeout=20, message="the held hook calls")
     calls = seen(hook_seen)
     assert [c["job_id"] for c in calls] == [first["job_id"]] * 4 + [second["job_id"]] * 2
     assert [c["hook"] for c in calls] == ["document_stored"] * 3 + ["job_finished"] + ["document_stored", "job_finished"]
+    wait_for(lambda: metric(d, 'ingestd_plugin_hook_calls_total{outcome="ok",plugin="hooks"}') == 6, timeout=10)
+    assert metric(d, 'ingestd_plugin_hook_calls_total{outcome="dropped",plugin="hooks"}') == 0
     assert d.stop() == 0
+
+
+def metric(d, series: str) -> float:
+    with urllib.request.urlopen(d.base_url + "/metrics", timeout=10) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[-1])
+    raise AssertionError(f"no {series} in /metrics")
 
 
 def post(d, path: str, body: dict):

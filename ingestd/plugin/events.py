@@ -70,9 +70,14 @@ class Job(Protocol):
     def duration_s(self) -> float | None: ...
 
 
+_IMMUTABLE = (str, int, float, bool, bytes, type(None))
+
+
 def snapshot(value: Any) -> Any:
     """A deep, read-only copy: pydantic models and dataclasses become frozen copies of
     themselves (same fields and methods), mappings read-only views, sequences tuples."""
+    if isinstance(value, _IMMUTABLE):
+        return value
     if isinstance(value, BaseModel):
         return _frozen_model(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -93,6 +98,8 @@ def _frozen_model(model: BaseModel) -> BaseModel:
 def _model_value(value: Any) -> Any:
     """Inside a model, containers stay the types the model declares (so it serializes as
     before), but are copies; models inside are frozen."""
+    if isinstance(value, _IMMUTABLE):
+        return value
     if isinstance(value, BaseModel):
         return _frozen_model(value)
     if isinstance(value, list):

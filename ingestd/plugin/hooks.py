@@ -64,13 +64,25 @@ class Hooks:
         self._limit = limit
         self._lanes: dict[str, _Lane] = {}
         self._lock = threading.Lock()
+        self._recent = threading.local()  # per job thread: the last job snapshot and what it was of
 
     def document_stored(self, document, job) -> None:
         self._dispatch("document_stored", {"job_id": job.job_id, "source": job.source, "doc_id": document.doc_id},
-                       document=document, job=job)
+                       document=lambda: snapshot(document), job=lambda: self._job(job))
 
     def job_finished(self, manifest) -> None:
-        self._dispatch("job_finished", {"job_id": manifest.job_id, "source": manifest.source}, manifest=manifest)
+        self._dispatch("job_finished", {"job_id": manifest.job_id, "source": manifest.source},
+                       manifest=lambda: snapshot(manifest))
+
+    def _job(self, job):
+        """The job's snapshot, shared by the calls of one commit: the documents of a batch
+        are announced together, and the manifest does not change between them."""
+        key = (job.job_id, job.status, job.finished_at, len(job.errors), job.errors_dropped,
+               tuple(vars(job.counters).values()))
+        cached = getattr(self._recent, "job", None)
+        if cached is None or cached[0] != key:
+            cached = self._recent.job = (key, snapshot(job))
+        return cached[1]
 
     def stats(self) -> dict[str, LaneStats]:
         with self._lock:
@@ -85,11 +97,13 @@ class Hooks:
         for lane in lanes:
             lane.close(deadline)
 
-    def _dispatch(self, hook: str, context: dict[str, Any], **kwargs) -> None:
+    def _dispatch(self, hook: str, context: dict[str, Any], **snapshots: Callable[[], Any]) -> None:
+        """Queue a call for each plugin implementing `hook`; the arguments are snapshotted
+        (on the caller's thread, as they are now) only when there is one."""
         impls = getattr(self._pm.hook, hook).get_hookimpls()
         if not impls:
             return
-        frozen = {name: snapshot(value) for name, value in kwargs.items()}
+        frozen = {name: make() for name, make in snapshots.items()}
         for impl in impls:
             args = {name: frozen[name] for name in impl.argnames if name in frozen}
             self._lane(impl.plugin_name).put(_Call(hook, impl.function, args, {"plugin": impl.plugin_name,

@@ -103,7 +103,7 @@ def test_daemon_runs_the_rest_and_reports_each_refused_source(daemon_env):
     unavailable = health["checks"]["sources"]["unavailable"]  # each source it leaves out, once
     assert {name for name in unavailable} == {f"src-{kind}" for kind in REASONS}
 
-    status, refused = post(d, "/ingest", {"source": "src-no-stage"})
+    status, refused = d.post("/ingest", {"source": "src-no-stage"})
     assert status == 503 and REASONS["no-stage"] in refused["remediation"]
     (daemon_env.inbox / "dropped.txt").write_text("still ingested\n")
     wait_for(lambda: any(m["source"] == "inbox" and m["status"] == "succeeded" for m in d.manifests()),
@@ -183,7 +183,7 @@ def test_a_slow_hook_holds_neither_the_job_nor_its_source(daemon_env):
                                   None), timeout=20, message="the scheduled job to finish while its hooks wait")
     (folder / "new.txt").write_text("new\n")
     # the source is freed moments after the manifest says succeeded (not behind the hooks)
-    second = wait_for(lambda: (lambda r: r[0] == 202 and r[1])(post(d, "/ingest", {"source": "fx"})),
+    second = wait_for(lambda: (lambda r: r[0] == 202 and r[1])(d.post("/ingest", {"source": "fx"})),
                       timeout=20, message="POST /ingest accepted while the first job's hooks wait")
     wait_for(lambda: d.get(f"/ingest/{second['job_id']}")[1]["status"] == "succeeded", timeout=20)
     assert seen(hook_seen) == []  # every call is still waiting behind the held one
@@ -208,12 +208,3 @@ def metric(d, series: str) -> float:
                 return float(line.split()[-1])
     raise AssertionError(f"no {series} in /metrics")
 
-
-def post(d, path: str, body: dict):
-    req = urllib.request.Request(d.base_url + path, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"null")

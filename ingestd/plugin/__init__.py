@@ -16,7 +16,7 @@ from ingestd.config import ConfigPath, Duration, Source, Strict
 from ingestd.credentials import Credential, Registry
 from ingestd.errors import Code, ConfigError, ConnectorError, IngestdError, io_error_code
 from ingestd.plugin.connector import (
-    Connector, Deleted, Event, Failed, JobContext, Outcome, OutcomeName, Requirement, Staged,
+    Connector, CredentialStatus, Deleted, Event, Failed, JobContext, Outcome, OutcomeName, Requirement, Staged,
 )
 from ingestd.plugin.events import BlobInfo, Job, JobCounters, StoredDocument
 from ingestd.plugin.migration import Step, StepContext
@@ -24,8 +24,9 @@ from ingestd.plugin.options import DEFAULT_EVERY, DeleteOptions, FilterOptions, 
 from ingestd.plugin.spec import hookimpl
 
 __all__ = [
-    "BlobInfo", "Code", "ConfigError", "ConfigPath", "Connector", "ConnectorError", "Credential", "DEFAULT_EVERY",
-    "DeleteOptions", "Deleted", "Duration", "Event", "Failed", "FilterOptions", "IngestdError", "Job",
-    "JobContext", "JobCounters", "Outcome", "OutcomeName", "Registry", "Requirement", "ScheduleOptions", "Source",
-    "Staged", "Step", "StepContext", "StoredDocument", "Strict", "__version__", "hookimpl", "io_error_code",
+    "BlobInfo", "Code", "ConfigError", "ConfigPath", "Connector", "ConnectorError", "Credential", "CredentialStatus",
+    "DEFAULT_EVERY", "DeleteOptions", "Deleted", "Duration", "Event", "Failed", "FilterOptions", "IngestdError",
+    "Job", "JobContext", "JobCounters", "Outcome", "OutcomeName", "Registry", "Requirement", "ScheduleOptions",
+    "Source", "Staged", "Step", "StepContext", "StoredDocument", "Strict", "__version__", "hookimpl",
+    "io_error_code",
 ]

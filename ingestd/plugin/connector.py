@@ -101,6 +101,12 @@ class JobContext:
     stop: threading.Event
     log: Any
     hint: list[str] | None = None  # for a watch-triggered job: the settled files' paths
+    filtered: int = 0  # see note_filtered
+
+    def note_filtered(self, count: int = 1) -> None:
+        """Count items the source listed but `include`/`exclude` left out: they are no
+        events (nothing to record per item), yet the job's counters must show them."""
+        self.filtered += count
 
     @property
     def workspace(self) -> Path:
@@ -143,6 +149,17 @@ class Requirement:
         return out
 
 
+@dataclass(frozen=True)
+class CredentialStatus:
+    """What a connector knows about the health of its source's credential, short of using
+    it: advisory `warnings` (e.g. "certificate expires on 2026-01-05 (6 days left)") and
+    `expires_at`, the Unix time it stops working. Shown on `GET /sources` and as the metric
+    `ingestd_credential_expiry_timestamp_seconds`; never fatal to a job."""
+
+    warnings: tuple[str, ...] = ()
+    expires_at: float | None = None
+
+
 class Connector:
     """Base class for connector plugins; subclass it and register the subclass through the
     `register_connectors` hook. ingestd checks the class once, when the plugin loads, and
@@ -152,7 +169,8 @@ class Connector:
     `Options`, a pydantic model of the source's keys (subclass `ingestd.plugin.Strict` so
     unknown keys are errors), subclassing `ScheduleOptions` unless the connector is
     watched (a scheduled source takes `every`, `cron` and `jitter`); `stage()`.
-    MAY: `requires`, `description`, `state_steps`, `finish()`, `check()`, `close()`.
+    MAY: `requires`, `description`, `state_steps`, `finish()`, `check()`,
+    `credential_status()`, `close()`.
     A watched connector subclasses `WatchedConnector` instead (see docs/plugins.md).
     """
 
@@ -199,6 +217,12 @@ class Connector:
         a line containing `warning:` is shown without failing the check. Empty when fine.
         Runs without a job: no downloads."""
         return []
+
+    def credential_status(self) -> CredentialStatus:
+        """MAY: warnings about the source's credential and when it expires. Called on every
+        `GET /sources` and metrics scrape, so it must be cheap: no network (reading a local
+        certificate is fine, better cached). The default: nothing to say."""
+        return CredentialStatus()
 
     def close(self) -> None:
         """MAY: release clients and pools when the source is removed or the daemon stops."""

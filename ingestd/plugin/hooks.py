@@ -23,7 +23,7 @@ from typing import Any
 
 import pluggy
 
-from ingestd.plugin.events import snapshot
+from ingestd.plugin.events import Job, StoredDocument, snapshot
 
 BUDGET_SECONDS = 30.0  # one call's time before it is given up on
 QUEUE_LIMIT = 1000  # calls waiting per plugin; more are dropped
@@ -66,15 +66,15 @@ class Hooks:
         self._lock = threading.Lock()
         self._recent = threading.local()  # per job thread: the last job snapshot and what it was of
 
-    def document_stored(self, document, job) -> None:
+    def document_stored(self, document: StoredDocument, job: Job) -> None:
         self._dispatch("document_stored", {"job_id": job.job_id, "source": job.source, "doc_id": document.doc_id},
                        document=lambda: snapshot(document), job=lambda: self._job(job))
 
-    def job_finished(self, manifest) -> None:
+    def job_finished(self, manifest: Job) -> None:
         self._dispatch("job_finished", {"job_id": manifest.job_id, "source": manifest.source},
                        manifest=lambda: snapshot(manifest))
 
-    def _job(self, job):
+    def _job(self, job: Job) -> Job:
         """The job's snapshot, shared by the calls of one commit: the documents of a batch
         are announced together, and the manifest does not change between them."""
         key = (job.job_id, job.status, job.finished_at, len(job.errors), job.errors_dropped,

@@ -6,9 +6,8 @@ writes, a SQLite opener, request pacing) live in `ingestd.plugin.kit`.
 
 Nothing else in ingestd is for plugins: the built-in ones are held to this by
 import-linter (see pyproject.toml), and a third-party plugin that imports only these
-names keeps working whatever moves inside core. `ingestd.errors` is importable too
-(these error names are the same objects), for plugins written before this package.
-docs/plugins.md is the guide.
+names keeps working whatever moves inside core. `ingestd.errors` stays importable as
+well (its names here are the same objects). docs/plugins.md is the guide.
 """
 
 from ingestd._lib.version import VERSION as __version__

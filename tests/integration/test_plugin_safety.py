@@ -62,7 +62,7 @@ def test_check_config_gives_the_reason_for_each_refused_source(tmp_path):
     assert check.returncode == 78, check.stderr
     lines = check.stderr.strip().splitlines()
     for kind, reason in REASONS.items():
-        line = next(line for line in lines if line.startswith(f'sources "src-{kind}"'))
+        line = next(line for line in lines if line.startswith(f'{config}: sources "src-{kind}"'))
         assert f"connector {kind!r} is unavailable" in line and reason in line, line
     assert "unknown connector" not in check.stderr and "Traceback" not in check.stderr
 

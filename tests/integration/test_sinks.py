@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import signal
-import urllib.error
 import urllib.request
 
 import pytest
@@ -47,16 +46,6 @@ def sink_view(d, name="hook") -> dict:
     status, body = d.get("/sinks")
     assert status == 200
     return next(s for s in body["sinks"] if s["name"] == name)
-
-
-def post(d, path: str, body: dict):
-    request = urllib.request.Request(d.base_url + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"null")
 
 
 def test_changes_reach_the_receiver_and_the_api_shows_the_sink(daemon_env, receiver, tmp_path):
@@ -109,8 +98,8 @@ def test_cli_lists_and_resets_through_the_daemon_and_without_one(daemon_env, rec
         out = run_cli("sinks", "reset", "hook", "--to", bad, "--config", daemon_env.config)
         assert out.returncode == code and "Traceback" not in out.stderr
     assert run_cli("sinks", "reset", "nope", "--to", FIRST, "--config", daemon_env.config).returncode == 2
-    assert post(d, "/sinks/nope/reset", {"to": FIRST})[0] == 404
-    assert post(d, "/sinks/hook/reset", {"to": "x"})[0] == 400
+    assert d.post("/sinks/nope/reset", {"to": FIRST})[0] == 404
+    assert d.post("/sinks/hook/reset", {"to": "x"})[0] == 400
     assert d.stop() == 0
     offline = run_cli("sinks", "--config", daemon_env.config)
     assert offline.returncode == 0 and "no daemon" in offline.stdout and first[-1] in offline.stdout

@@ -157,7 +157,8 @@ function when(iso) {
 }
 
 function duration(job) {
-  if (job.duration_s !== null && job.duration_s !== undefined) return seconds(job.duration_s);
+  const live = job.status === "queued" || job.status === "running";
+  if (job.duration_s !== null && job.duration_s !== undefined) return seconds(job.duration_s) + (live ? " so far" : "");
   if (job.started_at) return seconds((Date.now() - new Date(job.started_at).getTime()) / 1000) + " so far";
   return "—";
 }
@@ -576,7 +577,7 @@ async function documentPage(id) {
   const text = await textView(id, hasText);
   if (mine !== generation) return;
   const versions = versionsOf(d);
-  const rows = versions.map((v) => [h("span", {}, `v${v.version}`, v.current ? h("span", { class: "badge current" }, "current") : null),
+  const rows = versions.map((v) => [h("span", {}, `v${v.version}`, v.current ? " " : null, v.current ? h("span", { class: "badge current" }, "current") : null),
     v.kind || "content", short(v.sha256), bytes(v.size), v.mime, when(v.ingested_at), link(`#/jobs/${v.job_id}`, v.job_id, { class: "mono" }),
     Object.keys(v.metadata || {}).length ? h("details", {}, h("summary", {}, "metadata"), h("pre", {}, JSON.stringify(v.metadata, null, 2))) : "—",
     download(d, v, canDownload)]);

@@ -85,7 +85,7 @@ def load(driver, url: str, page: str):
     """A full load of `url` (a fresh document, not a hash change), once `page` has drawn."""
     driver.get("about:blank")
     driver.get(url)
-    until(driver, lambda d: d.execute_script("return document.body.dataset.ready") == page, message=f"{page} ready")
+    browser.wait_ready(driver, page)
 
 
 def text(driver, css: str) -> str:

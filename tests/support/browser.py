@@ -58,3 +58,11 @@ def console(driver) -> list[dict]:
 
 def errors(entries: list[dict]) -> list[dict]:
     return [e for e in entries if e.get("level") == "SEVERE"]
+
+
+def wait_ready(driver, page: str, timeout: float = 30.0) -> None:
+    """Until the dashboard says `page` has drawn its data (its `data-ready` mark)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout, poll_frequency=0.02).until(
+        lambda d: d.execute_script("return document.body.dataset.ready") == page, f"the {page} page to be ready")

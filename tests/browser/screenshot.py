@@ -39,7 +39,7 @@ def main(out: Path) -> None:
         daemon = Daemon(config, root / "state", root, env={"AWS_EC2_METADATA_DISABLED": "true"}).start()
         try:
             feed(root)
-            with browser.browser(width=1100, height=820) as driver:
+            with browser.browser(width=1100, height=900) as driver:
                 driver.get(daemon.base_url + "/")
                 browser.wait_ready(driver, "overview")
                 wait_for(lambda: "peak 0.0" not in driver.execute_script(

@@ -99,6 +99,12 @@ def rows(driver, table: str) -> list[list[str]]:
         ".map(tr => [...tr.querySelectorAll('td')].map(td => td.innerText.trim()))", table)
 
 
+def first_status(driver) -> str | None:
+    """The status of the newest job on the Jobs list, or None while the list is (re)drawn."""
+    listed = rows(driver, "jobs")
+    return listed[0][3] if listed else None
+
+
 def no_console_errors(driver) -> None:
     entries = browser.console(driver)
     assert browser.errors(entries) == [], entries
@@ -189,7 +195,7 @@ def test_a_running_job_updates_live_on_the_list_and_on_its_page(site, chrome, sh
     job_id = client.post("/ingest", {"source": "fx"}).json["job_id"]
     # the list picks the new job up by itself, and its status moves on without a reload
     until(chrome, lambda dr: len(rows(dr, "jobs")) == shown + 1, message="the new job on the list")
-    until(chrome, lambda dr: rows(dr, "jobs")[0][3] == "running", message="the job running on the list")
+    until(chrome, lambda dr: first_status(dr) == "running", message="the job running on the list")
     assert all(r[1] == "fx" for r in rows(chrome, "jobs"))
     chrome.find_element(By.LINK_TEXT, job_id).click()
     until(chrome, lambda dr: dr.execute_script("return document.body.dataset.ready") == "job")
@@ -215,7 +221,7 @@ def test_a_running_job_updates_live_on_the_list_and_on_its_page(site, chrome, sh
     assert "so far" not in text(chrome, "#job-facts")
     chrome.back()
     until(chrome, lambda dr: dr.execute_script("return document.body.dataset.ready") == "jobs")
-    until(chrome, lambda dr: rows(dr, "jobs")[0][3] == "succeeded", message="the list to catch up")
+    until(chrome, lambda dr: first_status(dr) == "succeeded", message="the list to catch up")
     no_console_errors(chrome)
 
 
@@ -257,7 +263,8 @@ def test_a_jobs_page_groups_errors_and_pages_its_items(site, chrome, shots):
         if page < 2:
             assert len(items) == 50
             chrome.find_element(By.LINK_TEXT, "Next page").click()
-            until(chrome, lambda dr: rows(dr, "items") and rows(dr, "items")[0][1] not in listed, message="next page")
+            until(chrome, lambda dr: dr.execute_script("return document.body.dataset.ready") == "job"
+                  and (shown_now := rows(dr, "items")) and shown_now[0][1] not in listed, message="the next page")
     api, after = [], ""
     while True:
         body = client.get(f"/ingest/{job['job_id']}/items?limit=500{after}").json

@@ -4,6 +4,7 @@ run when named (`--case NAME`) and, on tiny inputs, in the smoke variant."""
 
 from .bigstore import BIG_STORE
 from .common import Case
+from .dashboard import DASHBOARD
 from .drop import BURST, LATENCY
 from .feed import FEED_LATENCY, FEED_READ
 from .idle import IDLE
@@ -15,6 +16,6 @@ from .sinks import SINK_LATENCY
 from .startup import STARTUP
 
 ALL: list[Case] = [SMALL, LARGE, STARTUP, LATENCY, BURST, BURST_20K, SCALE_100K, MILLION, BIG_STORE,
-                   FEED_LATENCY, SINK_LATENCY, FEED_READ, FIRST_SMALL, PROXIED, NOOP, CHANGED, FIRST_LARGE, IDLE]
+                   FEED_LATENCY, SINK_LATENCY, FEED_READ, DASHBOARD, FIRST_SMALL, PROXIED, NOOP, CHANGED, FIRST_LARGE, IDLE]
 DEFAULT: list[Case] = [case for case in ALL if not case.opt_in]
 BY_NAME = {case.name: case for case in ALL}

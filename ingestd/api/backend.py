@@ -13,11 +13,12 @@ from typing import Any, Protocol
 from ingestd.jobs.manifest import Manifest, Status
 from ingestd.plugin.connector import CredentialStatus
 from ingestd.runtime.queue import Busy
+from ingestd.runtime.throughput import Window
 from ingestd.sinks.runner import SinkStatus
 from ingestd.store.catalogue import Content, Document, Listing
 from ingestd.store.feed import JsonPage
 
-__all__ = ["Backend", "Busy", "CredentialStatus", "ItemsPage", "Runtime", "SinkStatus", "SourceView"]
+__all__ = ["Backend", "Busy", "CredentialStatus", "ItemsPage", "Runtime", "SinkStatus", "SourceView", "Window"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class SourceView:
     next_run_at: float | None  # Unix time
     last_job: Manifest | None
     credential: CredentialStatus = CredentialStatus()
+    documents: int = 0  # live documents in the store
+    bytes: int = 0  # their current versions' sizes
 
     @property
     def available(self) -> bool:
@@ -118,6 +121,9 @@ class Backend(Protocol):
     def reset_sink(self, name: str, to: str) -> SinkStatus:
         """Make a sink deliver again from `to`. Raises NotFoundError (no such sink),
         UsageError (malformed cursor), CursorExpired (a cursor the feed does not have)."""
+
+    def throughput(self) -> Window:
+        """The last hour's throughput in fixed slots (the dashboard's charts)."""
 
     def on_job_finished(self, listener: Callable[[Manifest], None]) -> None:
         """Call `listener` with each job's manifest once it is terminal."""

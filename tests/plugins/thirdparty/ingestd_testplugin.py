@@ -6,7 +6,8 @@ as deleted every name listed in the file `gone` (one per line). With `hold_while
 job waits while that path exists (to make runs overlap on purpose).
 With `credential_expires_in_days`, it reports a credential expiring then (a warning
 inside 30 days), the way a certificate-based connector would. With `warn` set, `check()`
-reports that text as a warning.
+reports that text as a warning. With `pace`, it stages one file every `pace` seconds (a slow
+source: a job that stays running while its counters move).
 Hooks `document_stored` and `document_deleted`: append a line per call to
 $INGESTD_TEST_HOOK_LOG.
 """
@@ -23,6 +24,7 @@ class FixtureOptions(ScheduleOptions):
     hold_while: ConfigPath | None = None
     credential_expires_in_days: float | None = None
     warn: str | None = None
+    pace: float = 0.0
 
 
 class FixtureConnector(Connector):
@@ -40,6 +42,8 @@ class FixtureConnector(Connector):
         while hold is not None and hold.exists() and time.monotonic() < deadline and not ctx.stop.is_set():
             time.sleep(0.02)
         for path in sorted(self.options.folder.iterdir()):
+            if self.options.pace:
+                ctx.stop.wait(self.options.pace)  # the workload: a source that lists slowly
             yield Staged(origin_uri=f"fixture://{path.name}", path=path, name=path.name)
         gone = self.options.gone
         for name in gone.read_text().split() if gone is not None and gone.exists() else ():

@@ -77,8 +77,8 @@ class Plugins:
             self.info[name] = PluginInfo(name, getattr(obj, "__name__", repr(obj)), None)
             self.pm.register(obj, name=name)
         self._check_pending()
-        self._collect_connectors()
-        self._collect_sinks()
+        self._collect("register_connectors", self._register)
+        self._collect("register_sinks", self._register_sink)
         return self
 
     def _check_pending(self) -> None:
@@ -91,13 +91,15 @@ class Plugins:
                 self.pm.unregister(exc.plugin)
                 self._quarantine(self.info[name], f"unknown hook: {exc}")
 
-    def _collect_connectors(self) -> None:
-        for impl in self.pm.hook.register_connectors.get_hookimpls():
+    def _collect(self, hook: str, register) -> None:
+        """Call each plugin's `register_connectors` / `register_sinks`; one that raises is
+        quarantined with every kind it had registered."""
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
             info = self.info[impl.plugin_name]
             try:
-                impl.function(register=lambda cls, info=info: self._register(info, cls))
+                impl.function(register=lambda cls, info=info: register(info, cls))
             except (Exception, SystemExit) as exc:
-                self._quarantine(info, f"register_connectors failed: {type(exc).__name__}: {exc}")
+                self._quarantine(info, f"{hook} failed: {type(exc).__name__}: {exc}")
 
     def _register(self, info: PluginInfo, cls: type[Connector]) -> None:
         if not (isinstance(cls, type) and issubclass(cls, Connector)):
@@ -116,14 +118,6 @@ class Plugins:
 
     def _refused_by_other(self, info: PluginInfo, kind: str) -> bool:
         return any(kind in other.refused for other in self.info.values() if other is not info)
-
-    def _collect_sinks(self) -> None:
-        for impl in self.pm.hook.register_sinks.get_hookimpls():
-            info = self.info[impl.plugin_name]
-            try:
-                impl.function(register=lambda cls, info=info: self._register_sink(info, cls))
-            except (Exception, SystemExit) as exc:
-                self._quarantine(info, f"register_sinks failed: {type(exc).__name__}: {exc}")
 
     def _register_sink(self, info: PluginInfo, cls: type[Sink]) -> None:
         if not (isinstance(cls, type) and issubclass(cls, Sink)):

@@ -104,6 +104,7 @@ class Access:
         self.known: dict[str, str] = state.acl_digests()  # item id -> digest of its own entries
         self.changed: set[str] = set()
         self.requests = 0
+        self._entries: dict[str, list] = {}  # snapshots read back for documents, by root
 
     @property
     def prefer(self) -> dict | None:
@@ -137,6 +138,7 @@ class Access:
             url = body.get("@odata.nextLink")
         entries = entries_of(value)
         digest = digest_of(entries)
+        self._entries.pop(item_id, None)
         self.state.stage_acl(item_id, digest, json.dumps(entries, ensure_ascii=False))
         if self.known.get(item_id) != digest:
             self.known[item_id] = digest
@@ -145,6 +147,7 @@ class Access:
     def forget(self, item_id: str) -> None:
         self.state.stage_acl(item_id, None, None)
         self.known.pop(item_id, None)
+        self._entries.pop(item_id, None)
         self.changed.add(item_id)
 
     def root_of(self, tree, item) -> str | None:
@@ -182,7 +185,9 @@ class Access:
         if root is None:
             return None
         inherited = root != item.id
-        entries = json.loads(self.state.acl_snapshot(root) or "[]")
+        if root not in self._entries:
+            self._entries[root] = json.loads(self.state.acl_snapshot(root) or "[]")
+        entries = self._entries[root]
         out = {"digest": self.effective(tree, item), "inherited": inherited, "entries": entries}
         if self.mode == "every_run":
             out.pop("inherited")  # Graph's listing for one file does not say reliably

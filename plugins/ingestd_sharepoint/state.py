@@ -157,11 +157,12 @@ class State:
         """Each file seen this run gets its columns: as the list delta gave them, else as
         tracked (and its list item id, where this sighting did not carry it)."""
         self.db.execute("BEGIN")
-        self.db.execute("UPDATE seen SET list_item_id=(SELECT i.list_item_id FROM items i WHERE i.id=seen.id) "
-                        "WHERE list_item_id IS NULL")
+        for table in ("items", "gone"):  # gone: back from the recycle bin, listed without its list item id
+            self.db.execute(f"UPDATE seen SET list_item_id=(SELECT t.list_item_id FROM {table} t WHERE t.id=seen.id) "
+                            "WHERE list_item_id IS NULL")
         self.db.execute("UPDATE seen SET fields=COALESCE((SELECT f.fields FROM fields_seen f WHERE "
-                        "f.list_item_id=seen.list_item_id), (SELECT i.fields FROM items i WHERE i.id=seen.id)) "
-                        f"WHERE kind='{FILE}' AND deleted=0")
+                        "f.list_item_id=seen.list_item_id), (SELECT i.fields FROM items i WHERE i.id=seen.id), "
+                        f"(SELECT g.fields FROM gone g WHERE g.id=seen.id)) WHERE kind='{FILE}' AND deleted=0")
         self.db.execute("COMMIT")
 
     def fields_changed(self) -> Iterator[tuple[sqlite3.Row, str]]:

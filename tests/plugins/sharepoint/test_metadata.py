@@ -112,6 +112,22 @@ def test_adding_a_column_reads_it_for_every_document_without_downloads(sp):
         {"Department": None, "Owner": None}]
 
 
+def test_files_back_from_the_recycle_bin_keep_their_columns(sp):
+    item = sp.drive.add("Box/report.docx", b"PK report")
+    sp.drive.set_fields("Box/report.docx", Department="Audit")
+    sp.write(columns=["Department"], max_delete_fraction=1.0)
+    assert sp.run().status == "succeeded"
+    folder = sp.drive.delete("Box")
+    assert sp.run().counters.deleted == 1
+    downloads = len(sp.downloads())
+
+    sp.drive.restore(folder)  # the folder alone is reported; its file is listed from it
+    m = sp.run()
+
+    assert m.status == "succeeded" and sp.doc(item).deleted_at is None and sp.downloads()[downloads:] == []
+    assert sp.doc(item).metadata["columns"] == {"Department": "Audit"}
+
+
 def test_column_values_too_long_are_kept_as_null(sp):
     item = sp.drive.add("a.txt", b"a")
     sp.drive.set_fields("a.txt", Notes="x" * 20_000, Department="Legal")

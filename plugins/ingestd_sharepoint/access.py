@@ -131,7 +131,14 @@ class Access:
             if not same_origin(url, self.graph_url):
                 raise ConnectorError(Code.INTERNAL, f"Graph returned a link to {where(url)}, outside graph_url")
             self.requests += 1
-            status, body, _ = self.http.get_json(url, accept=(404,), check=page_problem)
+            try:
+                status, body, _ = self.http.get_json(url, accept=(404,), check=page_problem)
+            except ConnectorError as exc:
+                if exc.code == Code.PERMISSION:  # in place of the read-access hint: reading is not enough here
+                    exc.message = (exc.message.split("; ")[0] + "; reading who may see an item (permissions = true) "
+                                   "needs the application permission Sites.FullControl.All, or Sites.Selected with "
+                                   "the fullcontrol role on the site")
+                raise
             if status == 404:  # gone since the listing: the next delta says so
                 return
             value += body["value"]

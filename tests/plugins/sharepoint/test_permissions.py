@@ -176,3 +176,13 @@ def test_turning_permissions_on_versions_every_document_without_downloads(sp):
     m = sp.run()
     assert m.status == "succeeded" and m.counters.unchanged == len(ids) and sp.downloads()[downloads:] == []
     assert all("permissions" in sp.doc(i).metadata for i in ids.values())
+
+
+def test_an_app_not_allowed_to_read_permissions_is_told_which_it_needs(sp):
+    sp.drive.add("a.txt", b"a")
+    sp.fake.fail(status=403, count=100, retry_after=None, match=lambda r: r.path.endswith("/permissions"))
+    sp.write(permissions=True)
+    m = sp.run()
+    assert m.status == "failed" and m.errors[0].code == "permission"
+    assert "Sites.FullControl.All" in m.errors[0].message and "fullcontrol" in m.errors[0].message
+    assert sp.meta("delta_link") is None

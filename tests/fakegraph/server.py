@@ -2,9 +2,16 @@
 
 Serves what the SharePoint connector and MSAL use, in the shapes Microsoft documents:
 OpenID configuration and `/{tenant}/oauth2/v2.0/token` (client secret, or a certificate
-JWT assertion it verifies), site by path, a site's drives, drive delta with pages, next
-and delta links, `410 Gone` for invalidated links, items, children, and `/content`
-redirecting to a pre-authenticated download URL (with `Range` support).
+JWT assertion it verifies), site by path (team sites, personal sites), a site's drives,
+drive delta with pages, next and delta links (keeping `$select`), `410 Gone` for
+invalidated links, items, children, and `/content` redirecting to a pre-authenticated
+download URL (with `Range` support); a drive's list, the list-item delta with
+`$expand=fields($select=...)`; an item's permissions; delta's sharing preferences
+(`Prefer: hierarchicalsharing`, `deltashowsharingchanges`, which Graph documents as needing
+`deltashowremovedasdeleted` and `deltatraversepermissiongaps` too: the fake refuses it
+without them). Where the documentation is silent the fake says what it assumes: a plain
+delta does not report permission-only changes; `$select=*,sharepointIds` keeps the
+download URL.
 
 Tests script it: add apps, sites and files, inject 429/503 with `Retry-After`, damage
 answers (cut short, not JSON, a reset connection) on any endpoint, sign-in included,

@@ -10,14 +10,18 @@ from ingestd.config import ConfigPath, Duration, Source, Strict
 from ingestd.credentials import Credential, Registry
 from ingestd.errors import Code, ConfigError, ConnectorError, IngestdError, io_error_code
 from ingestd.plugin.connector import (
-    Connector, Deleted, Event, Failed, JobContext, Outcome, OutcomeName, Requirement, Staged,
+    Connector, Deleted, Event, Failed, JobContext, Outcome, OutcomeName, Requirement, Staged, Unchanged,
 )
-from ingestd.plugin.options import DEFAULT_EVERY, DeleteOptions, FilterOptions, ScheduleOptions
+from ingestd.plugin.options import (
+    DEFAULT_EVERY, DEFAULT_IGNORE, DeleteOptions, FilterOptions, ScheduleOptions, WatchOptions,
+)
 from ingestd.plugin.spec import hookimpl
+from ingestd.plugin.watched import WatchedConnector
 
 __all__ = [
     "Code", "ConfigError", "ConfigPath", "Connector", "ConnectorError", "Credential", "DEFAULT_EVERY",
-    "DeleteOptions", "Deleted", "Duration", "Event", "Failed", "FilterOptions", "IngestdError",
+    "DEFAULT_IGNORE", "DeleteOptions", "Deleted", "Duration", "Event", "Failed", "FilterOptions", "IngestdError",
     "JobContext", "Outcome", "OutcomeName", "Registry", "Requirement", "ScheduleOptions", "Source",
-    "Staged", "Strict", "__version__", "hookimpl", "io_error_code",
+    "Staged", "Strict", "Unchanged", "WatchOptions", "WatchedConnector", "__version__", "hookimpl",
+    "io_error_code",
 ]

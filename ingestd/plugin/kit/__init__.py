@@ -1,13 +1,16 @@
 """Helpers plugins share, so a connector never reaches into core for them: safe names
-and paths for remote items, atomic writes and a SQLite opener for its own state files.
-Request pacing for throttled services is `ingestd.plugin.kit.throttle`."""
+and paths for remote items, operations confined to a tree others can write (`Dir`,
+`walk_files`), atomic writes and a SQLite opener for its own state files. Request pacing
+for throttled services is `ingestd.plugin.kit.throttle`."""
 
 from ingestd._lib.atomic import write_bytes, write_json
 from ingestd._lib.files import unlink_quietly
-from ingestd._lib.paths import display, file_uri, safe_join, safe_name, safe_parts
+from ingestd._lib.paths import MAX_DEPTH, display, file_uri, safe_join, safe_name, safe_parts
+from ingestd._lib.safefs import EMPTY, Dir, Identity, TooDeep, copy_into, identity, is_regular, split, walk_files
 from ingestd._lib.sqlite import open_db
 
 __all__ = [
-    "display", "file_uri", "open_db", "safe_join", "safe_name", "safe_parts", "unlink_quietly", "write_bytes",
+    "EMPTY", "MAX_DEPTH", "Dir", "Identity", "TooDeep", "copy_into", "display", "file_uri", "identity", "is_regular",
+    "open_db", "safe_join", "safe_name", "safe_parts", "split", "unlink_quietly", "walk_files", "write_bytes",
     "write_json",
 ]

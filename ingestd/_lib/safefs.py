@@ -1,0 +1,224 @@
+"""File operations confined to a directory tree that someone else can write into.
+
+A path string is resolved by the kernel from `/` each time it is used, so a folder swapped
+for a symlink between two uses (a scan and a read, a read and a move) leads elsewhere.
+Here every operation starts from a directory held open (`Dir`, an O_PATH descriptor) and
+opens each folder on the way with O_NOFOLLOW|O_DIRECTORY, relative to the one before
+(openat semantics): a component that is a symlink at that instant fails (ELOOP/ENOTDIR)
+instead of being followed, `..` is refused, and the last component is never followed
+either. Only the root of a tree is opened by path; that path is the operator's.
+
+O_PATH descriptors make no inotify events and need no read permission, so walking costs
+one openat and one close per folder and does not feed the watcher's own queue.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import stat
+from collections.abc import Iterable
+
+_WALK = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_LIST = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_RENAME_NOREPLACE = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+Identity = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
+
+
+def identity(st: os.stat_result) -> Identity:
+    """What makes "the file that was read" the same file later: its inode, unchanged."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def split(rel: str) -> list[str]:
+    """The components of a relative path, refusing any that could leave the tree."""
+    parts = rel.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise OSError(errno.EINVAL, "path component is empty, '.' or '..'", rel)
+    return parts
+
+
+class Dir:
+    """A directory held open; every name below it is looked up relative to it."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> "Dir":
+        """Open a tree's root by its configured path (trusted, so symlinks in it are followed)."""
+        return cls(os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> "Dir":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def fstat(self) -> os.stat_result:
+        return os.fstat(self.fd)
+
+    # -- walking ------------------------------------------------------------------------
+
+    def walk(self, parts: Iterable[str], *, create: bool = False, mode: int = 0o750) -> "Dir":
+        """The folder `parts` below this one (a new Dir the caller closes). With `create`,
+        missing folders are made (never through a symlink)."""
+        fd = os.dup(self.fd)
+        try:
+            for part in parts:
+                if part in ("", ".", "..") or "/" in part:
+                    raise OSError(errno.EINVAL, "path component is empty, '.', '..' or holds '/'", part)
+                fd = _step(fd, part, create, mode)
+        except BaseException:
+            os.close(fd)
+            raise
+        return Dir(fd)
+
+    def parent_of(self, parts: list[str]) -> "Dir":
+        return self.walk(parts[:-1])
+
+    # -- one name in this folder -----------------------------------------------------------
+
+    def stat(self, name: str) -> os.stat_result:
+        return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+
+    def open_file(self, name: str, flags: int, mode: int = 0o640) -> int:
+        return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=self.fd)
+
+    def unlink(self, name: str) -> None:
+        os.unlink(name, dir_fd=self.fd)
+
+    def rmdir(self, name: str) -> None:
+        os.rmdir(name, dir_fd=self.fd)
+
+    def link(self, name: str, dst: "Dir", dst_name: str) -> None:
+        """A second name for the file `name` (never for what a symlink points at)."""
+        os.link(name, dst_name, src_dir_fd=self.fd, dst_dir_fd=dst.fd, follow_symlinks=False)
+
+    def rename(self, name: str, dst: "Dir", dst_name: str, *, replace: bool = True) -> None:
+        if replace:
+            os.rename(name, dst_name, src_dir_fd=self.fd, dst_dir_fd=dst.fd)
+            return
+        if _libc.renameat2(self.fd, os.fsencode(name), dst.fd, os.fsencode(dst_name), _RENAME_NOREPLACE) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), dst_name)
+
+    def entries(self) -> list[tuple[str, bool]]:
+        """(name, is a folder) for each entry, sorted by name; symlinks are not folders."""
+        fd = os.open(".", _LIST, dir_fd=self.fd)
+        try:
+            with os.scandir(fd) as it:
+                out = [(e.name, _is_dir(e)) for e in it]
+        finally:
+            os.close(fd)
+        out.sort()
+        return out
+
+
+def _step(fd: int, part: str, create: bool, mode: int) -> int:
+    """Replace `fd` by its child folder `part` (closing `fd` on success)."""
+    try:
+        nxt = os.open(part, _WALK, dir_fd=fd)
+    except FileNotFoundError:
+        if not create:
+            raise
+        try:
+            os.mkdir(part, mode, dir_fd=fd)
+        except FileExistsError:
+            pass
+        nxt = os.open(part, _WALK, dir_fd=fd)
+    os.close(fd)
+    return nxt
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False  # looked at again, with a typed outcome, when it is staged
+
+
+def copy_into(src_fd: int, dst: Dir, name: str) -> None:
+    """Copy an open file into a new file `name` of `dst` (a move across filesystems)."""
+    out = dst.open_file(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        offset = 0
+        while sent := os.sendfile(out, src_fd, offset, 1 << 24):  # copy_file_range refuses other filesystems
+            offset += sent
+    except OSError:
+        os.close(out)
+        dst.unlink(name)
+        raise
+    os.close(out)
+
+
+def is_regular(st: os.stat_result) -> bool:
+    return stat.S_ISREG(st.st_mode)
+
+
+EMPTY = "empty"
+
+
+class TooDeep(OSError):
+    """A folder below the depth a walk searches (ENAMETOOLONG, as the kernel would say)."""
+
+
+def walk_files(root: Dir, max_depth: int, ignored=lambda name: False, skip: frozenset = frozenset()):
+    """Depth-first, by name, below `root`: `(parent, parts, None)` for each entry that is
+    not a folder, `(parent, parts, EMPTY)` for each folder found empty, `(parent, parts,
+    error)` for a folder that could not be listed or lies deeper than `max_depth` (its
+    content is not searched). `parent` is the held folder holding `parts[-1]`, valid until
+    the next item. Names `ignored` are left out (and not descended into), and so are
+    folders whose (st_dev, st_ino) is in `skip`. One entry's error never ends the walk; at
+    most `max_depth + 2` descriptors are open at once."""
+    try:
+        entries = root.entries()
+    except OSError as exc:
+        yield root, [], exc
+        return
+    yield from _walk(root, [], entries, max_depth, ignored, skip)
+
+
+def _walk(folder: Dir, prefix: list[str], entries, depth_left: int, ignored, skip):
+    for name, is_dir in entries:
+        if ignored(name):
+            continue
+        parts = [*prefix, name]
+        if not is_dir:
+            yield folder, parts, None
+            continue
+        if depth_left <= 0:
+            yield folder, parts, TooDeep(errno.ENAMETOOLONG, "folder nested too deep")
+            continue
+        try:
+            sub = folder.walk([name])
+        except OSError as exc:
+            yield folder, parts, exc
+            continue
+        with sub:
+            try:
+                if skip and _inode(sub.fstat()) in skip:
+                    continue
+                inner = sub.entries()
+            except OSError as exc:
+                yield folder, parts, exc
+                continue
+            if not inner:
+                yield folder, parts, EMPTY
+                continue
+            yield from _walk(sub, parts, inner, depth_left - 1, ignored, skip)
+
+
+def _inode(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino

@@ -272,7 +272,8 @@ class LocalConnector(WatchedConnector):
                           token=item)
         return Staged(
             origin_uri=file_uri(path), path=path, name=parts[-1], metadata={"relpath": display(rel)},
-            max_size=self.options.max_file_size, allow_empty=False, allow_hardlinks=False, token=item,
+            max_size=self.options.max_file_size, allow_empty=False, allow_hardlinks=self.options.hard_links == "ingest",
+            token=item,
             opener=partial(self._open, item),
         )
 

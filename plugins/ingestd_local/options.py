@@ -17,3 +17,5 @@ class LocalOptions(WatchOptions):
     after: Literal["move", "delete", "keep"] = "move"
     max_file_size: int | None = Field(default=None, gt=0)
     remove_empty_folders: bool = True
+    # a file with more than one name may be a name of a file that lives outside the folder
+    hard_links: Literal["refuse", "ingest"] = "refuse"

@@ -366,3 +366,12 @@ def test_pruning_removes_only_inside_the_tree(make):
     list(drop.connector(SwapBeforePrune).scan())
     assert swapped and (drop.victim / "e").is_dir(), "an empty folder outside the tree was removed"
     assert not (drop.inbox / "d.away" / "e").exists(), "the empty folder that was inside went, as it should"
+
+
+def test_hard_links_meant_as_drops_are_ingested_when_the_source_says_so(make):
+    drop = make(after="move", hard_links="ingest")
+    (drop.tmp / "mine.txt").write_bytes(b"linked in on purpose\n")
+    os.link(drop.tmp / "mine.txt", drop.inbox / "mine.txt")
+    job = drop.run([drop.inbox / "mine.txt"])
+    assert job.counters.ingested == 1 and sha(b"linked in on purpose\n") in drop.stored()
+    assert not (drop.inbox / "mine.txt").exists() and (drop.tmp / "mine.txt").exists(), "only the name moved"

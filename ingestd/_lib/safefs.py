@@ -60,6 +60,13 @@ class Dir:
             os.close(self.fd)
             self.fd = -1
 
+    def __del__(self) -> None:
+        # a root replaced while jobs still walk from it is closed when the last one lets go
+        try:
+            self.close()
+        except OSError:
+            pass
+
     def __enter__(self) -> "Dir":
         return self
 

@@ -20,6 +20,7 @@ import pytest
 
 from ingestd.app import App, load_config
 from ingestd.plugin.manager import Plugins
+from ingestd.plugin.kit import Dir, identity
 from ingestd_local.connector import LocalConnector
 from tests.support.helpers import write_config
 
@@ -375,3 +376,36 @@ def test_hard_links_meant_as_drops_are_ingested_when_the_source_says_so(make):
     job = drop.run([drop.inbox / "mine.txt"])
     assert job.counters.ingested == 1 and sha(b"linked in on purpose\n") in drop.stored()
     assert not (drop.inbox / "mine.txt").exists() and (drop.tmp / "mine.txt").exists(), "only the name moved"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_where_hard_links_are_not_allowed_the_move_is_a_checked_rename():
+    """fs.protected_hardlinks: a daemon may not link a file it does not own; the original
+    then leaves by rename, checked to be the inode that was read."""
+    import tempfile
+
+    from ingestd_local.originals import DONE, _relocate
+
+    if open("/proc/sys/fs/protected_hardlinks").read().strip() != "1":
+        pytest.skip("fs.protected_hardlinks is off here: links are allowed")
+    base = Path(tempfile.mkdtemp(prefix="ingestd-eperm-"))
+    try:
+        for folder in ("inbox", "state"):
+            (base / folder).mkdir()
+            os.chown(base / folder, 65534, 65534)
+        (base / "inbox" / "a.txt").write_bytes(b"not the daemon's file\n")  # root's, 0644
+
+        def move():
+            with Dir.open(base / "inbox") as parent, Dir.open(base / "state") as target:
+                try:
+                    parent.link("a.txt", target, "probe")
+                    return "linked"
+                except PermissionError:
+                    pass
+                return _relocate(parent, "a.txt", target, "a.txt", identity(parent.stat("a.txt")))
+
+        assert as_nobody(move, readable=[base]) == DONE
+        assert not (base / "inbox" / "a.txt").exists()
+        assert (base / "state" / "a.txt").read_bytes() == b"not the daemon's file\n"
+    finally:
+        shutil.rmtree(base)

@@ -35,7 +35,7 @@ from collections import Counter
 from pathlib import Path
 
 from tests.campaigns.hostile import Snapshot
-from tests.support.helpers import wait_for, write_config
+from tests.support.helpers import drop_file, make_chain, wait_for, write_config
 from tests.support.procs import Daemon
 
 VICTIM = b"victim file: never to be read, moved or deleted by ingestd\n"
@@ -66,12 +66,7 @@ class Honest(threading.Thread):
             self.halt.wait(self.rng.expovariate(self.rate))
 
     def _drop(self, path: Path, data: bytes, rename: bool) -> None:
-        if rename:
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(data)
-            os.rename(tmp, path)
-        else:
-            path.write_bytes(data)
+        drop_file(path, data, rename=rename)
         self.expected[path.as_uri()] = data
 
 
@@ -131,29 +126,12 @@ class Attacker(threading.Thread):
         folder.symlink_to(self.victim)  # the victim has an old empty folder "e" too
 
     def deep_tree(self, n: int) -> None:
-        _chain(self.inbox.parent / "staging", [f"deep{n}"] + [f"d{i}" for i in range(69)] + ["deep.txt"])
+        make_chain(self.inbox.parent / "staging", [f"deep{n}", *[f"d{i}" for i in range(69)], "deep.txt"], b"bait\n")
         os.rename(self.inbox.parent / "staging" / f"deep{n}", self.inbox / f"deep{n}")
 
     def long_path(self, n: int) -> None:
-        _chain(self.inbox.parent / "staging", [f"long{n}"] + ["x" * 250] * 17 + ["long.txt"])
+        make_chain(self.inbox.parent / "staging", [f"long{n}", *["x" * 250] * 17, "long.txt"], b"bait\n")
         os.rename(self.inbox.parent / "staging" / f"long{n}", self.inbox / f"long{n}")
-
-
-def _chain(root: Path, names: list[str]) -> None:
-    """Folders and a file made by descriptor (the whole path may be past PATH_MAX)."""
-    root.mkdir(exist_ok=True)
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for name in names[:-1]:
-            os.mkdir(name, dir_fd=fd)
-            nxt = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
-        out = os.open(names[-1], os.O_WRONLY | os.O_CREAT, dir_fd=fd)
-        os.write(out, b"bait in a deep tree\n")
-        os.close(out)
-    finally:
-        os.close(fd)
 
 
 def run(seconds: float, seed: int, workdir: Path, after: str = "move") -> dict:

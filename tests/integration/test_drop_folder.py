@@ -8,7 +8,7 @@ import json
 import os
 import time
 
-from tests.support.helpers import run_cli, wait_for
+from tests.support.helpers import make_chain, run_cli, wait_for
 
 
 def jobs_after(d, count: int, seconds: float) -> list[dict]:
@@ -70,16 +70,7 @@ def test_keep_remembers_a_file_refused_for_good_and_a_restart_makes_no_empty_job
 def test_a_tree_nested_too_deep_is_reported_once_and_never_queued_in_a_loop(daemon_env):
     d = daemon_env.daemon().start()
     staging = daemon_env.root / "staging"
-    staging.mkdir()
-    fd = os.open(staging, os.O_RDONLY)
-    for i in range(70):  # past the 64 folders a path may have
-        os.mkdir(f"d{i}", dir_fd=fd)
-        nxt = os.open(f"d{i}", os.O_RDONLY, dir_fd=fd)
-        os.close(fd)
-        fd = nxt
-    with os.fdopen(os.open("deep.txt", os.O_WRONLY | os.O_CREAT, dir_fd=fd), "wb") as fh:
-        fh.write(b"deep")
-    os.close(fd)
+    make_chain(staging, [f"d{i}" for i in range(70)] + ["deep.txt"], b"deep")  # past the 64 folders allowed
     os.rename(staging / "d0", daemon_env.inbox / "d0")  # moved in: the watcher scans the new folder
     jobs_after(d, 1, 4.0)  # at most one job (for the file an event reported): no loop
     wait_for(lambda: "not searched" in d.log_text(), timeout=20)

@@ -22,7 +22,7 @@ from ingestd.app import App, load_config
 from ingestd.plugin.manager import Plugins
 from ingestd.plugin.kit import Dir, identity
 from ingestd_local.connector import LocalConnector
-from tests.support.helpers import write_config
+from tests.support.helpers import make_chain, write_config
 
 VICTIM = b"victim: never to be read, moved or deleted by ingestd\n"
 
@@ -203,24 +203,6 @@ def test_a_file_changed_in_place_after_the_read_is_not_moved(make):
 
 
 # -- 3 and 4: too deep, too long, unreadable --------------------------------------------------
-
-
-def make_chain(root: Path, names: list[str], data: bytes) -> str:
-    """Folders `names[:-1]` and a file `names[-1]` below `root`, made by descriptor (the
-    path may be longer than PATH_MAX); returns the path as a string."""
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for name in names[:-1]:
-            os.mkdir(name, dir_fd=fd)
-            nxt = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
-        out = os.open(names[-1], os.O_WRONLY | os.O_CREAT, dir_fd=fd)
-        os.write(out, data)
-        os.close(out)
-    finally:
-        os.close(fd)
-    return os.path.join(str(root), *names)
 
 
 def test_a_file_nested_too_deep_is_refused_once_and_moved_aside(make):

@@ -81,16 +81,17 @@ class Dir:
     def walk(self, parts: Iterable[str], *, create: bool = False, mode: int = 0o750) -> "Dir":
         """The folder `parts` below this one (a new Dir the caller closes). With `create`,
         missing folders are made (never through a symlink)."""
-        fd = os.dup(self.fd)
+        fd = self.fd
         try:
             for part in parts:
                 if part in ("", ".", "..") or "/" in part:
                     raise OSError(errno.EINVAL, "path component is empty, '.', '..' or holds '/'", part)
-                fd = _step(fd, part, create, mode)
+                fd = _step(fd, part, create, mode, close=fd != self.fd)
         except BaseException:
-            os.close(fd)
+            if fd != self.fd:
+                os.close(fd)
             raise
-        return Dir(fd)
+        return Dir(os.dup(fd) if fd == self.fd else fd)
 
     def parent_of(self, parts: list[str]) -> "Dir":
         return self.walk(parts[:-1])
@@ -133,8 +134,8 @@ class Dir:
         return out
 
 
-def _step(fd: int, part: str, create: bool, mode: int) -> int:
-    """Replace `fd` by its child folder `part` (closing `fd` on success)."""
+def _step(fd: int, part: str, create: bool, mode: int, close: bool) -> int:
+    """The child folder `part` of `fd` (closing `fd` on success when `close`)."""
     try:
         nxt = os.open(part, _WALK, dir_fd=fd)
     except FileNotFoundError:
@@ -145,7 +146,8 @@ def _step(fd: int, part: str, create: bool, mode: int) -> int:
         except FileExistsError:
             pass
         nxt = os.open(part, _WALK, dir_fd=fd)
-    os.close(fd)
+    if close:
+        os.close(fd)
     return nxt
 
 

@@ -192,8 +192,11 @@ class Watcher:
             folder = self._folders.get(name)
             if folder is None or path in folder.held or not self._wanted(folder, path):
                 return
-        # an open changes nothing a snap would see; the close that follows is looked at
-        snap = self._look_snap(folder, path) if opened != 1 else None
+            entry = folder.pending.get(path)
+            # an open changes nothing a snap would see, nor does a write while a writer we saw
+            # open it still has it open: the close that follows is looked at
+            look = opened == -1 or (opened == 0 and (entry is None or entry.opens == 0 or delay > 0))
+        snap = self._look_snap(folder, path) if look else None
         with self._cond:
             if path in folder.held or self._folders.get(name) is not folder:
                 return  # taken by a job, or the source removed, while we looked
@@ -204,7 +207,7 @@ class Watcher:
                 entry = folder.pending[path] = _Pending(due=0.0, snap=snap)
             entry.opens = max(0, entry.opens + opened)
             entry.due = max(entry.due, now + folder.options.settle_seconds + delay)
-            if opened != 1:
+            if look:
                 entry.snap = snap
             if not entry.queued:
                 self._push(entry.due, name, path)

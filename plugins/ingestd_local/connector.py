@@ -18,7 +18,6 @@ import os
 import stat
 import threading
 import time
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -113,15 +112,6 @@ class LocalConnector(WatchedConnector):
         parts = path[len(self._prefix):].split(os.sep)
         return None if any(p in ("", ".", "..") for p in parts) else parts
 
-    @contextmanager
-    def _parent(self, tree: Dir, parts: list[str]):
-        """The held folder holding `parts[-1]` (the root itself needs no walk)."""
-        if len(parts) == 1:
-            yield tree
-        else:
-            with tree.walk(parts[:-1]) as folder:
-                yield folder
-
     # -- the watcher's view (WatchedConnector) ---------------------------------------------
 
     def scan(self, start: str | None = None):
@@ -140,8 +130,7 @@ class LocalConnector(WatchedConnector):
         if parts is None:
             return None
         try:
-            with self._parent(self._tree(), parts) as parent:
-                st = parent.stat(parts[-1])
+            st = _stat(self._tree(), parts)
         except OSError as exc:
             if exc.errno in _GONE:
                 return None
@@ -246,8 +235,7 @@ class LocalConnector(WatchedConnector):
         now = item.seen
         if now is None:
             try:
-                with self._parent(tree, item.parts) as parent:
-                    st = parent.stat(item.parts[-1])
+                st = _stat(tree, item.parts)
             except OSError:
                 return False
             now = st.st_ino, st.st_size, st.st_mtime_ns
@@ -279,20 +267,22 @@ class LocalConnector(WatchedConnector):
 
     def _open(self, item: Item, flags: int) -> tuple[int, os.stat_result]:
         """Open a staged file for core, relative to the held root, and note what was read."""
+        tree = self._tree()
         try:
-            with self._parent(self._tree(), item.parts) as parent:
-                try:
-                    fd = parent.open_file(item.parts[-1], flags)
-                except OSError as exc:
-                    if exc.errno == errno.ELOOP:  # the file itself is a symlink: note it, to move it aside
-                        item.read = _identity_or_none(parent, item.parts[-1])
-                    raise
-        except (NotADirectoryError, FileNotFoundError):
-            raise FileNotFoundError(errno.ENOENT, "no longer in the drop folder", item.rel) from None
+            parent = tree if len(item.parts) == 1 else tree.walk(item.parts[:-1])
+        except OSError as exc:  # a folder on the way is gone, or is a symlink now
+            raise FileNotFoundError(errno.ENOENT, "no longer in the drop folder", item.rel) from exc
+        try:
+            fd = parent.open_file(item.parts[-1], flags)
         except OSError as exc:
-            if exc.errno == errno.ELOOP and item.read is None:  # a folder on the way became a symlink
-                raise FileNotFoundError(errno.ENOENT, "no longer in the drop folder", item.rel) from None
+            if exc.errno == errno.ELOOP:  # the file itself is a symlink: note it, to move it aside
+                item.read = _identity_or_none(parent, item.parts[-1])
+            elif exc.errno == errno.ENOTDIR:
+                raise FileNotFoundError(errno.ENOENT, "no longer in the drop folder", item.rel) from exc
             raise
+        finally:
+            if parent is not tree:
+                parent.close()
         st = os.fstat(fd)
         item.read = identity(st)
         return fd, st
@@ -327,3 +317,11 @@ def _identity_or_none(parent: Dir, name: str):
         return identity(parent.stat(name))
     except OSError:
         return None
+
+
+def _stat(tree: Dir, parts: list[str]) -> os.stat_result:
+    """lstat of `parts` below `tree`, walked; the common top-level file needs no walk."""
+    if len(parts) == 1:
+        return tree.stat(parts[0])
+    with tree.walk(parts[:-1]) as parent:
+        return parent.stat(parts[-1])

@@ -212,6 +212,8 @@ def _verify(daemon: Daemon, state: Path, victim: Path, before: Snapshot, databas
     if any(victim_sha == v[0] for versions in daemon.documents().values() for v in versions):
         escapes.append("victim content in the store")
     for area in ("processed", "failed"):
+        if not (state / area).is_dir():
+            continue
         for top, _, files, fd in os.fwalk(state / area):
             for name in files:
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)

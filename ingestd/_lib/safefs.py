@@ -18,6 +18,8 @@ import ctypes
 import errno
 import os
 import stat
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 
 _WALK = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -132,6 +134,34 @@ class Dir:
             os.close(fd)
         out.sort()
         return out
+
+
+class Folders:
+    """Folders below a root, each walked once and then held, for one job: files in the same
+    folder need no new walk. A held folder stays the folder that was walked (renamed or
+    swapped later, it is not followed). At most `size` are held; one let go is closed when
+    its last user is done with it, never under a thread still using it."""
+
+    def __init__(self, root: Dir, size: int = 64):
+        self.root, self.size = root, size
+        self._held: OrderedDict[tuple[str, ...], Dir] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, parts: list[str] | tuple[str, ...]) -> Dir:
+        key = tuple(parts)
+        if not key:
+            return self.root
+        with self._lock:
+            folder = self._held.get(key)
+            if folder is not None:
+                self._held.move_to_end(key)
+                return folder
+        folder = self.root.walk(key)
+        with self._lock:
+            folder = self._held.setdefault(key, folder)
+            if len(self._held) > self.size:
+                self._held.popitem(last=False)
+        return folder
 
 
 def _step(fd: int, part: str, create: bool, mode: int, close: bool) -> int:

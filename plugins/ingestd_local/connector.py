@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ingestd.errors import Code, ConnectorError, io_error_code
 from ingestd.plugin import Failed, JobContext, Outcome, Staged, Unchanged, WatchedConnector
-from ingestd.plugin.kit import EMPTY, MAX_DEPTH, Dir, TooDeep, display, file_uri, identity, walk_files
+from ingestd.plugin.kit import EMPTY, MAX_DEPTH, Dir, Folders, TooDeep, display, file_uri, identity, walk_files
 
 from .memory import FAILED, LEFT, TAKEN, Memory
 from .memory import FILE as MEMORY_FILE
@@ -205,7 +205,9 @@ class LocalConnector(WatchedConnector):
             tree = self._fresh_tree()
         except OSError:
             raise ConnectorError(Code.NOT_FOUND, f"drop folder {self.root} does not exist") from None
-        events = (self.describe(p) for p in ctx.hint) if ctx.hint is not None else self._scan_events(tree)
+        folders = Folders(tree)  # this job's reads walk each folder once
+        events = (self.describe(p, folders) for p in ctx.hint) if ctx.hint is not None \
+            else self._scan_events(tree, folders)
         known = 0
         for event in events:
             if ctx.stop.is_set():
@@ -217,12 +219,12 @@ class LocalConnector(WatchedConnector):
         if known:
             ctx.log.info("kept files unchanged since taken, not read again", files=known)
 
-    def _scan_events(self, tree: Dir):
+    def _scan_events(self, tree: Dir, folders: Folders):
         for parent, parts, kind in self._walk(tree, None):
             if kind is not None:
                 yield self._unsearchable(parts, kind)
                 continue
-            event = self._event(parts)
+            event = self._event(parts, folders)
             if self.leaves_originals:
                 try:
                     st = parent.stat(parts[-1])
@@ -242,16 +244,16 @@ class LocalConnector(WatchedConnector):
         memory = self._mem(create=False)
         return memory is not None and memory.state(item.rel, now) == TAKEN
 
-    def describe(self, path):
+    def describe(self, path, folders: Folders | None = None):
         """The event for one path. Core opens the file through `opener` (in its worker
         threads) and refuses non-regular, hard-linked, empty and oversized files."""
         path = str(path)
         parts = self._parts(path)
         if parts is None:
             return Failed(file_uri(path), Code.INVALID_NAME, "outside the drop folder", skip=True)
-        return self._event(parts)
+        return self._event(parts, folders or Folders(self._tree()))
 
-    def _event(self, parts: list[str]):
+    def _event(self, parts: list[str], folders: Folders):
         rel = os.sep.join(parts)
         path = self._prefix + rel
         item = Item(rel, parts)
@@ -262,30 +264,8 @@ class LocalConnector(WatchedConnector):
             origin_uri=file_uri(path), path=path, name=parts[-1], metadata={"relpath": display(rel)},
             max_size=self.options.max_file_size, allow_empty=False, allow_hardlinks=self.options.hard_links == "ingest",
             token=item,
-            opener=partial(self._open, item),
+            opener=partial(_open, item, folders),
         )
-
-    def _open(self, item: Item, flags: int) -> tuple[int, os.stat_result]:
-        """Open a staged file for core, relative to the held root, and note what was read."""
-        tree = self._tree()
-        try:
-            parent = tree if len(item.parts) == 1 else tree.walk(item.parts[:-1])
-        except OSError as exc:  # a folder on the way is gone, or is a symlink now
-            raise FileNotFoundError(errno.ENOENT, "no longer in the drop folder", item.rel) from exc
-        try:
-            fd = parent.open_file(item.parts[-1], flags)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:  # the file itself is a symlink: note it, to move it aside
-                item.read = _identity_or_none(parent, item.parts[-1])
-            elif exc.errno == errno.ENOTDIR:
-                raise FileNotFoundError(errno.ENOENT, "no longer in the drop folder", item.rel) from exc
-            raise
-        finally:
-            if parent is not tree:
-                parent.close()
-        st = os.fstat(fd)
-        item.read = identity(st)
-        return fd, st
 
     # -- after the commit ---------------------------------------------------------------------
 
@@ -325,3 +305,22 @@ def _stat(tree: Dir, parts: list[str]) -> os.stat_result:
         return tree.stat(parts[0])
     with tree.walk(parts[:-1]) as parent:
         return parent.stat(parts[-1])
+
+
+def _open(item: Item, folders: Folders, flags: int) -> tuple[int, os.stat_result]:
+    """Open a staged file for core, relative to the held root, and note what was read."""
+    try:
+        parent = folders.get(item.parts[:-1])
+    except OSError as exc:  # a folder on the way is gone, or is a symlink now
+        raise FileNotFoundError(errno.ENOENT, "no longer in the drop folder", item.rel) from exc
+    try:
+        fd = parent.open_file(item.parts[-1], flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # the file itself is a symlink: note it, to move it aside
+            item.read = _identity_or_none(parent, item.parts[-1])
+        elif exc.errno == errno.ENOTDIR:
+            raise FileNotFoundError(errno.ENOENT, "no longer in the drop folder", item.rel) from exc
+        raise
+    st = os.fstat(fd)
+    item.read = identity(st)
+    return fd, st

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from ingestd.errors import Code, io_error_code
 from ingestd.plugin import JobContext
-from ingestd.plugin.kit import MAX_DEPTH, Dir, Identity, copy_into, display, identity, safe_name, safe_parts
+from ingestd.plugin.kit import MAX_DEPTH, Dir, Folders, Identity, copy_into, display, identity, safe_name, safe_parts
 
 from .memory import FAILED, LEFT, TAKEN, Snap
 
@@ -52,6 +52,8 @@ class Originals:
 
     def __init__(self, tree: Dir | None, state_dir: str, source: str, ctx: JobContext, after: str):
         self.tree, self.source, self.ctx, self.after = tree, source, ctx, after
+        # walked from the root when this job's first original there leaves, then held
+        self.drop = Folders(tree) if tree is not None else None
         self.state_dir = state_dir
         self.rows: list[tuple[str, Snap, str]] = []
         self.moved: list[str] = []
@@ -96,11 +98,10 @@ class Originals:
     # -- the drop folder's side ------------------------------------------------------------
 
     def _identity(self, item: Item) -> Identity | None:
-        if self.tree is None:
+        if self.drop is None:
             return None
         try:
-            with self.tree.walk(item.parts[:-1]) as parent:
-                return identity(parent.stat(item.parts[-1]))
+            return identity(self.drop.get(item.parts[:-1]).stat(item.parts[-1]))
         except OSError:
             return None
 
@@ -122,27 +123,27 @@ class Originals:
 
     def _act(self, item: Item, action: str, step) -> tuple[str, Identity | None]:
         """Run `step(parent, name, expect)` on the original if it is still the file read."""
-        if self.tree is None:
+        if self.drop is None:
             return GONE, None
         name = item.parts[-1]
-        try:
-            with self.tree.walk(item.parts[:-1]) as parent:
-                now = identity(parent.stat(name))
-                if item.read is not None and now != item.read:
-                    return REPLACED, None
-                expect = item.read or now
-                try:
-                    return step(parent, name, expect), expect
-                except _StateSide as side:
-                    return self._stuck(item, action, side.exc, expect)
-                except OSError as exc:
-                    if exc.errno in _GONE:
-                        return GONE, None
-                    return self._stuck(item, action, exc, expect)
+        try:  # the parent is held for this job's other originals there
+            parent = self.drop.get(item.parts[:-1])
+            now = identity(parent.stat(name))
         except OSError as exc:
             if exc.errno in _GONE:
                 return GONE, None  # not there, or a folder on its path is now a symlink: not ours
             return self._stuck(item, action, exc, item.read)
+        if item.read is not None and now != item.read:
+            return REPLACED, None
+        expect = item.read or now
+        try:
+            return step(parent, name, expect), expect
+        except _StateSide as side:
+            return self._stuck(item, action, side.exc, expect)
+        except OSError as exc:
+            if exc.errno in _GONE:
+                return GONE, None
+            return self._stuck(item, action, exc, expect)
 
     def _stuck(self, item: Item, action: str, exc: OSError, ident: Identity | None) -> tuple[str, Identity | None]:
         self.ctx.log.warning("original left in place; it is not taken again until it changes",

@@ -54,6 +54,7 @@ class _Pending:
     snap: Hashable | None
     opens: int = 0
     queued: bool = False
+    looks: int = 0  # touches that looked at the file: only the latest one's snap is kept
 
 
 @dataclass
@@ -187,31 +188,34 @@ class Watcher:
             self.touch(name, os.fsdecode(event.src_path))
 
     def touch(self, name: str, path: str, opened: int = 0, delay: float = 0.0) -> None:
-        """Something happened to `path`: (re)start its quiet period (plus `delay`)."""
+        """Something happened to `path`: (re)start its quiet period (plus `delay`). The entry
+        is made at once (a scan that meets it meanwhile leaves it be); the connector's look
+        at the file happens outside the lock, and only the latest look is kept."""
         with self._cond:
             folder = self._folders.get(name)
             if folder is None or path in folder.held or not self._wanted(folder, path):
                 return
-            entry = folder.pending.get(path)
-            # an open changes nothing a snap would see, nor does a write while a writer we saw
-            # open it still has it open: the close that follows is looked at
-            look = opened == -1 or (opened == 0 and (entry is None or entry.opens == 0 or delay > 0))
-        snap = self._look_snap(folder, path) if look else None
-        with self._cond:
-            if path in folder.held or self._folders.get(name) is not folder:
-                return  # taken by a job, or the source removed, while we looked
             folder.ready.pop(path, None)  # settled, then written again: back to waiting
-            now = time.monotonic()
             entry = folder.pending.get(path)
             if entry is None:
-                entry = folder.pending[path] = _Pending(due=0.0, snap=snap)
+                entry = folder.pending[path] = _Pending(due=0.0, snap=None)
+            # an open changes nothing a snap would see, nor does a write while a writer we saw
+            # open it still has it open: the close that follows is looked at
+            look = opened == -1 or (opened == 0 and (entry.opens == 0 or delay > 0 or entry.snap is None))
             entry.opens = max(0, entry.opens + opened)
-            entry.due = max(entry.due, now + folder.options.settle_seconds + delay)
+            entry.due = max(entry.due, time.monotonic() + folder.options.settle_seconds + delay)
             if look:
-                entry.snap = snap
+                entry.looks += 1
+                ticket = entry.looks
             if not entry.queued:
                 self._push(entry.due, name, path)
                 entry.queued = True
+        if not look:
+            return
+        snap = self._look_snap(folder, path)
+        with self._cond:
+            if folder.pending.get(path) is entry and entry.looks == ticket:
+                entry.snap = snap
 
     def _look_snap(self, folder: _Folder, path: str) -> Hashable | None:
         try:

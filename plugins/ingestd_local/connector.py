@@ -23,7 +23,9 @@ from pathlib import Path
 
 from ingestd.errors import Code, ConnectorError, io_error_code
 from ingestd.plugin import Failed, JobContext, Outcome, Staged, Unchanged, WatchedConnector
-from ingestd.plugin.kit import EMPTY, MAX_DEPTH, Dir, Folders, TooDeep, display, file_uri, identity, walk_files
+from ingestd.plugin.kit import (
+    EMPTY, MAX_DEPTH, Dir, TooDeep, display, file_uri, identity, lstat_below, open_below, walk_files,
+)
 
 from .memory import FAILED, LEFT, TAKEN, Memory
 from .memory import FILE as MEMORY_FILE
@@ -46,6 +48,7 @@ class LocalConnector(WatchedConnector):
         self._lock = threading.Lock()
         self._dir: Dir | None = None
         self._memory: Memory | None = None
+        self._memory_absent_until = 0.0
 
     @property
     def root(self) -> Path:
@@ -97,12 +100,20 @@ class LocalConnector(WatchedConnector):
 
     def _mem(self, create: bool = True) -> Memory | None:
         """The memory of what jobs left in place; None (without `create`) while there is none,
-        so a folder whose files all leave never makes one."""
+        so a folder whose files all leave never makes one (looked for at most once a second:
+        a one-shot run in another process may make it)."""
+        if self._memory is None and not create and time.monotonic() < self._memory_absent_until:
+            return None  # the common case, without the lock
         with self._lock:
             if self._memory is None:
                 folder = self.state_dir / "sources" / self.source.name
-                if not create and not (folder / MEMORY_FILE).exists():
-                    return None
+                if not create:
+                    now = time.monotonic()
+                    if now < self._memory_absent_until:
+                        return None
+                    if not (folder / MEMORY_FILE).exists():
+                        self._memory_absent_until = now + 1.0
+                        return None
                 self._memory = Memory(folder, self.options.model_dump(mode="json"))
             return self._memory
 
@@ -110,7 +121,7 @@ class LocalConnector(WatchedConnector):
         if not path.startswith(self._prefix):
             return None
         parts = path[len(self._prefix):].split(os.sep)
-        return None if any(p in ("", ".", "..") for p in parts) else parts
+        return None if "" in parts or "." in parts or ".." in parts else parts
 
     # -- the watcher's view (WatchedConnector) ---------------------------------------------
 
@@ -130,7 +141,7 @@ class LocalConnector(WatchedConnector):
         if parts is None:
             return None
         try:
-            st = _stat(self._tree(), parts)
+            st = lstat_below(self._tree(), parts)
         except OSError as exc:
             if exc.errno in _GONE:
                 return None
@@ -140,11 +151,10 @@ class LocalConnector(WatchedConnector):
         return st.st_ino, st.st_size, st.st_mtime_ns
 
     def taken(self, path: str, snap) -> bool:
-        parts = self._parts(path)
-        if parts is None or not isinstance(snap, tuple) or snap[0] == "error":
-            return False
         memory = self._mem(create=False)
-        state = memory.state(os.sep.join(parts), snap) if memory is not None else None
+        if memory is None or not isinstance(snap, tuple) or snap[0] == "error" or not path.startswith(self._prefix):
+            return False
+        state = memory.state(path[len(self._prefix):], snap)
         return state in (FAILED, LEFT) or (state == TAKEN and self.leaves_originals)
 
     def _walk(self, tree: Dir, start: str | None):
@@ -205,9 +215,7 @@ class LocalConnector(WatchedConnector):
             tree = self._fresh_tree()
         except OSError:
             raise ConnectorError(Code.NOT_FOUND, f"drop folder {self.root} does not exist") from None
-        folders = Folders(tree)  # this job's reads walk each folder once
-        events = (self.describe(p, folders) for p in ctx.hint) if ctx.hint is not None \
-            else self._scan_events(tree, folders)
+        events = (self.describe(p) for p in ctx.hint) if ctx.hint is not None else self._scan_events(tree)
         known = 0
         for event in events:
             if ctx.stop.is_set():
@@ -219,12 +227,12 @@ class LocalConnector(WatchedConnector):
         if known:
             ctx.log.info("kept files unchanged since taken, not read again", files=known)
 
-    def _scan_events(self, tree: Dir, folders: Folders):
+    def _scan_events(self, tree: Dir):
         for parent, parts, kind in self._walk(tree, None):
             if kind is not None:
                 yield self._unsearchable(parts, kind)
                 continue
-            event = self._event(parts, folders)
+            event = self._event(parts)
             if self.leaves_originals:
                 try:
                     st = parent.stat(parts[-1])
@@ -237,23 +245,23 @@ class LocalConnector(WatchedConnector):
         now = item.seen
         if now is None:
             try:
-                st = _stat(tree, item.parts)
+                st = lstat_below(tree, item.parts)
             except OSError:
                 return False
             now = st.st_ino, st.st_size, st.st_mtime_ns
         memory = self._mem(create=False)
         return memory is not None and memory.state(item.rel, now) == TAKEN
 
-    def describe(self, path, folders: Folders | None = None):
+    def describe(self, path):
         """The event for one path. Core opens the file through `opener` (in its worker
         threads) and refuses non-regular, hard-linked, empty and oversized files."""
         path = str(path)
         parts = self._parts(path)
         if parts is None:
             return Failed(file_uri(path), Code.INVALID_NAME, "outside the drop folder", skip=True)
-        return self._event(parts, folders or Folders(self._tree()))
+        return self._event(parts)
 
-    def _event(self, parts: list[str], folders: Folders):
+    def _event(self, parts: list[str]):
         rel = os.sep.join(parts)
         path = self._prefix + rel
         item = Item(rel, parts)
@@ -264,8 +272,26 @@ class LocalConnector(WatchedConnector):
             origin_uri=file_uri(path), path=path, name=parts[-1], metadata={"relpath": display(rel)},
             max_size=self.options.max_file_size, allow_empty=False, allow_hardlinks=self.options.hard_links == "ingest",
             token=item,
-            opener=partial(_open, item, folders),
+            opener=partial(self._open, item),
         )
+
+    def _open(self, item: Item, flags: int) -> tuple[int, os.stat_result]:
+        """Open a staged file for core, relative to the held root, and note what was read."""
+        tree = self._tree()
+        try:
+            fd = open_below(tree, item.parts, flags)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            st = _lstat_or_none(tree, item.parts)
+            if exc.errno == errno.ELOOP and st is not None and stat.S_ISLNK(st.st_mode):
+                item.read = identity(st)  # the file itself is a symlink: noted, to move it aside
+                raise
+            # a folder on the way became a symlink, or a file: not in the drop folder now
+            raise FileNotFoundError(errno.ENOENT, "no longer in the drop folder", item.rel) from exc
+        st = os.fstat(fd)
+        item.read = identity(st)
+        return fd, st
 
     # -- after the commit ---------------------------------------------------------------------
 
@@ -292,35 +318,8 @@ class LocalConnector(WatchedConnector):
             memory.forget(originals.moved)
 
 
-def _identity_or_none(parent: Dir, name: str):
+def _lstat_or_none(tree: Dir, parts: list[str]) -> os.stat_result | None:
     try:
-        return identity(parent.stat(name))
+        return lstat_below(tree, parts)
     except OSError:
         return None
-
-
-def _stat(tree: Dir, parts: list[str]) -> os.stat_result:
-    """lstat of `parts` below `tree`, walked; the common top-level file needs no walk."""
-    if len(parts) == 1:
-        return tree.stat(parts[0])
-    with tree.walk(parts[:-1]) as parent:
-        return parent.stat(parts[-1])
-
-
-def _open(item: Item, folders: Folders, flags: int) -> tuple[int, os.stat_result]:
-    """Open a staged file for core, relative to the held root, and note what was read."""
-    try:
-        parent = folders.get(item.parts[:-1])
-    except OSError as exc:  # a folder on the way is gone, or is a symlink now
-        raise FileNotFoundError(errno.ENOENT, "no longer in the drop folder", item.rel) from exc
-    try:
-        fd = parent.open_file(item.parts[-1], flags)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # the file itself is a symlink: note it, to move it aside
-            item.read = _identity_or_none(parent, item.parts[-1])
-        elif exc.errno == errno.ENOTDIR:
-            raise FileNotFoundError(errno.ENOENT, "no longer in the drop folder", item.rel) from exc
-        raise
-    st = os.fstat(fd)
-    item.read = identity(st)
-    return fd, st

@@ -6,11 +6,14 @@ for throttled services is `ingestd.plugin.kit.throttle`."""
 from ingestd._lib.atomic import write_bytes, write_json
 from ingestd._lib.files import unlink_quietly
 from ingestd._lib.paths import MAX_DEPTH, display, file_uri, safe_join, safe_name, safe_parts
-from ingestd._lib.safefs import EMPTY, Dir, Folders, Identity, TooDeep, copy_into, identity, is_regular, split, walk_files
+from ingestd._lib.safefs import (
+    EMPTY, Dir, Folders, Identity, TooDeep, copy_into, identity, is_regular, lstat_below, open_below, split,
+    walk_files,
+)
 from ingestd._lib.sqlite import open_db
 
 __all__ = [
     "EMPTY", "MAX_DEPTH", "Dir", "Folders", "Identity", "TooDeep", "copy_into", "display", "file_uri", "identity", "is_regular",
-    "open_db", "safe_join", "safe_name", "safe_parts", "split", "unlink_quietly", "walk_files", "write_bytes",
+    "lstat_below", "open_below", "open_db", "safe_join", "safe_name", "safe_parts", "split", "unlink_quietly", "walk_files", "write_bytes",
     "write_json",
 ]

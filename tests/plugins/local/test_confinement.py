@@ -27,6 +27,19 @@ from tests.support.helpers import make_chain, write_config
 VICTIM = b"victim: never to be read, moved or deleted by ingestd\n"
 
 
+@pytest.fixture(autouse=True, params=["openat2", "walk"])
+def resolution(request, monkeypatch):
+    """Every attack twice: with openat2's one-call resolution and with the walk that stands in
+    where openat2 is missing or filtered."""
+    from ingestd._lib import safefs
+
+    if request.param == "walk":
+        monkeypatch.setattr(safefs, "_HAVE_OPENAT2", False)
+    elif not safefs._HAVE_OPENAT2:
+        pytest.skip("openat2 is not available here")
+    return request.param
+
+
 class Swapping(LocalConnector):
     """The local connector with an attacker's move run right before its `finish`."""
 

@@ -6,7 +6,9 @@ Here every operation starts from a directory held open (`Dir`, an O_PATH descrip
 opens each folder on the way with O_NOFOLLOW|O_DIRECTORY, relative to the one before
 (openat semantics): a component that is a symlink at that instant fails (ELOOP/ENOTDIR)
 instead of being followed, `..` is refused, and the last component is never followed
-either. Only the root of a tree is opened by path; that path is the operator's.
+either. Where the kernel has openat2, `open_below`/`lstat_below` do the same walk in one
+call (RESOLVE_NO_SYMLINKS|RESOLVE_BENEATH). Only the root of a tree is opened by path;
+that path is the operator's.
 
 O_PATH descriptors make no inotify events and need no read permission, so walking costs
 one openat and one close per folder and does not feed the watcher's own queue.
@@ -33,15 +35,6 @@ Identity = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
 def identity(st: os.stat_result) -> Identity:
     """What makes "the file that was read" the same file later: its inode, unchanged."""
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
-
-
-def split(rel: str) -> list[str]:
-    """The components of a relative path, refusing any that could leave the tree."""
-    parts = rel.split("/")
-    for part in parts:
-        if part in ("", ".", ".."):
-            raise OSError(errno.EINVAL, "path component is empty, '.' or '..'", rel)
-    return parts
 
 
 class Dir:
@@ -291,10 +284,6 @@ def copy_into(src_fd: int, dst: Dir, name: str) -> None:
         dst.unlink(name)
         raise
     os.close(out)
-
-
-def is_regular(st: os.stat_result) -> bool:
-    return stat.S_ISREG(st.st_mode)
 
 
 EMPTY = "empty"

@@ -7,13 +7,12 @@ from ingestd._lib.atomic import write_bytes, write_json
 from ingestd._lib.files import unlink_quietly
 from ingestd._lib.paths import MAX_DEPTH, display, file_uri, safe_join, safe_name, safe_parts
 from ingestd._lib.safefs import (
-    EMPTY, Dir, Folders, Identity, TooDeep, copy_into, identity, is_regular, lstat_below, open_below, split,
-    walk_files,
+    EMPTY, Dir, Folders, Identity, TooDeep, copy_into, identity, lstat_below, open_below, walk_files,
 )
 from ingestd._lib.sqlite import open_db
 
 __all__ = [
-    "EMPTY", "MAX_DEPTH", "Dir", "Folders", "Identity", "TooDeep", "copy_into", "display", "file_uri", "identity", "is_regular",
-    "lstat_below", "open_below", "open_db", "safe_join", "safe_name", "safe_parts", "split", "unlink_quietly", "walk_files", "write_bytes",
-    "write_json",
+    "EMPTY", "MAX_DEPTH", "Dir", "Folders", "Identity", "TooDeep", "copy_into", "display", "file_uri", "identity",
+    "lstat_below", "open_below", "open_db", "safe_join", "safe_name", "safe_parts", "unlink_quietly", "walk_files",
+    "write_bytes", "write_json",
 ]

@@ -19,6 +19,9 @@ from ingestd.jobs.manifest import JobError, Manifest, Trigger
 from ingestd.jobs.pipeline import Pipeline
 from ingestd.plugin.connector import Connector
 from ingestd.plugin.manager import Plugins
+from ingestd.runtime import systemd
+from ingestd.state.chains import chains
+from ingestd.state.runner import open_state
 from ingestd.store.catalogue import Store
 
 
@@ -33,6 +36,9 @@ class App:
         self.state_dir: Path = config.daemon.state_dir
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         self.registry = Registry(config.credentials.registry)
+        # an older state is migrated before anything opens it; held (shared) until close
+        self.state = open_state(self.state_dir, chains(self.state_dir, config.sources, plugins.connectors),
+                                write=True, progress=systemd.starting)
         self.store = Store(self.state_dir)
         self.jobs = JobStore(self.state_dir)
         self.pipeline = Pipeline(self.store, self.jobs, self.state_dir, hooks=plugins)
@@ -44,6 +50,7 @@ class App:
             connector.close()
         self.pipeline.close()
         self.store.close()
+        self.state.close()
 
     def connector(self, name: str) -> Connector:
         """The connector for a configured source, built on first use."""

@@ -18,6 +18,7 @@ from ingestd._lib.atomic import write_json
 from ingestd._lib.version import VERSION
 from ingestd.app import App, load_config
 from ingestd.config import Config, Source
+from ingestd.daemon_api import DaemonApi
 from ingestd.errors import ConfigError
 from ingestd.jobs.manifest import Manifest
 from ingestd.plugin.manager import Plugins
@@ -39,6 +40,9 @@ class Daemon:
         self.schedule = Schedule(self.submit)
         self.unavailable: dict[str, str] = {}
         self.job_listeners: list = []  # called with each finished job's manifest (the API's metrics)
+        self.api = DaemonApi(app=self.app, plugins=plugins, workers=self.workers, schedule=self.schedule,
+                             unavailable=self.unavailable, health=self.health, submit=self.submit,
+                             listeners=self.job_listeners, version=self.version, started_at=self.started_at)
         self.http = None
         self.reloads = 0
         self._flags: set[str] = set()
@@ -67,7 +71,7 @@ class Daemon:
 
             # bound (and its token read) before any job can run: a busy port or a bad token
             # stops the start cleanly, and the metrics see every job from the first one
-            self.http = ApiServer(self)
+            self.http = ApiServer(self.api, self.config.http)
         self.workers.start()
         self.watcher.start()
         self.schedule.start()

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ingestd._lib import redact
-from ingestd._lib.times import now_iso, parse_iso
+from ingestd._lib.times import Timestamp, now_iso, parse_iso
 from ingestd.errors import Code
 
 Status = Literal["queued", "running", "succeeded", "partial", "failed"]
@@ -25,6 +25,7 @@ class Counters(BaseModel):
     skipped: int = 0
     failed: int = 0
     deleted: int = 0
+    filtered: int = 0  # listed by the source, left out by include/exclude (no item, no error)
     bytes: int = 0
 
 
@@ -32,7 +33,7 @@ class JobError(BaseModel):
     code: Code
     message: str
     item: str | None = None
-    at: str = Field(default_factory=now_iso)
+    at: Timestamp = Field(default_factory=now_iso)
     request_id: str | None = None
 
 
@@ -45,9 +46,9 @@ class Manifest(BaseModel):
     kind: str
     trigger: Trigger
     status: Status = "queued"
-    created_at: str
-    started_at: str | None = None
-    finished_at: str | None = None
+    created_at: Timestamp
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
     counters: Counters = Field(default_factory=Counters)
     errors: list[JobError] = []
     errors_dropped: int = 0

@@ -231,6 +231,7 @@ class _Run:
         return blob, iso_from_timestamp(before.st_mtime)
 
     def commit(self) -> None:
+        self.manifest.counters.filtered = self.ctx.filtered
         batch, self.batch = self.batch, _Batch()
         if not len(batch):
             return

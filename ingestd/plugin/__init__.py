@@ -10,8 +10,10 @@ from ingestd.config import ConfigPath, Duration, Source, Strict
 from ingestd.credentials import Credential, Registry
 from ingestd.errors import Code, ConfigError, ConnectorError, IngestdError, io_error_code
 from ingestd.plugin.connector import (
-    Connector, Deleted, Event, Failed, JobContext, Outcome, OutcomeName, Requirement, Staged, Unchanged,
+    Connector, CredentialStatus, Deleted, Event, Failed, JobContext, Outcome, OutcomeName, Requirement, Staged,
+    Unchanged,
 )
+from ingestd.plugin.migration import Step, StepContext
 from ingestd.plugin.options import (
     DEFAULT_EVERY, DEFAULT_IGNORE, DeleteOptions, FilterOptions, ScheduleOptions, WatchOptions,
 )
@@ -19,9 +21,9 @@ from ingestd.plugin.spec import hookimpl
 from ingestd.plugin.watched import WatchedConnector
 
 __all__ = [
-    "Code", "ConfigError", "ConfigPath", "Connector", "ConnectorError", "Credential", "DEFAULT_EVERY",
-    "DEFAULT_IGNORE", "DeleteOptions", "Deleted", "Duration", "Event", "Failed", "FilterOptions", "IngestdError",
-    "JobContext", "Outcome", "OutcomeName", "Registry", "Requirement", "ScheduleOptions", "Source",
-    "Staged", "Strict", "Unchanged", "WatchOptions", "WatchedConnector", "__version__", "hookimpl",
-    "io_error_code",
+    "Code", "ConfigError", "ConfigPath", "Connector", "ConnectorError", "Credential", "CredentialStatus",
+    "DEFAULT_EVERY", "DEFAULT_IGNORE", "DeleteOptions", "Deleted", "Duration", "Event", "Failed", "FilterOptions",
+    "IngestdError", "JobContext", "Outcome", "OutcomeName", "Registry", "Requirement", "ScheduleOptions", "Source",
+    "Staged", "Step", "StepContext", "Strict", "Unchanged", "WatchOptions", "WatchedConnector", "__version__",
+    "hookimpl", "io_error_code",
 ]

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from ingestd.config import Source
 from ingestd.credentials import Registry
 from ingestd.errors import Code
+from ingestd.plugin.migration import Step
 
 OutcomeName = Literal["ingested", "unchanged", "skipped", "failed", "deleted"]
 
@@ -118,6 +119,12 @@ class JobContext:
     stop: threading.Event
     log: Any
     hint: list[str] | None = None  # for a watch-triggered job: the settled files' paths
+    filtered: int = 0  # see note_filtered
+
+    def note_filtered(self, count: int = 1) -> None:
+        """Count items the source listed but `include`/`exclude` left out: they are no
+        events (nothing to record per item), yet the job's counters must show them."""
+        self.filtered += count
 
     @property
     def workspace(self) -> Path:
@@ -151,6 +158,17 @@ class Requirement:
         return out
 
 
+@dataclass(frozen=True)
+class CredentialStatus:
+    """What a connector knows about the health of its source's credential, short of using
+    it: advisory `warnings` (e.g. "certificate expires on 2026-01-05 (6 days left)") and
+    `expires_at`, the Unix time it stops working. Shown on `GET /sources` and as the metric
+    `ingestd_credential_expiry_timestamp_seconds`; never fatal to a job."""
+
+    warnings: tuple[str, ...] = ()
+    expires_at: float | None = None
+
+
 class Connector:
     """Base class for connector plugins; subclass and register through `register_connectors`."""
 
@@ -159,6 +177,9 @@ class Connector:
     requires: ClassVar[Requirement | None] = None
     watched: ClassVar[bool] = False  # True: the daemon watches it; False: it runs on a schedule
     description: ClassVar[str] = ""
+    # migrations of what the connector keeps under `sources/<name>/`, oldest first (see
+    # `ingestd.plugin.migration`); run for each configured source of this kind at start
+    state_steps: ClassVar[tuple[Step, ...]] = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -188,6 +209,12 @@ class Connector:
     def check(self) -> list[str]:
         """Problems `check-config` should report (credentials, paths); empty when fine."""
         return []
+
+    def credential_status(self) -> CredentialStatus:
+        """MAY: warnings about the source's credential and when it expires. Called on every
+        `GET /sources` and metrics scrape, so it must be cheap: no network (reading a local
+        certificate is fine, better cached). The default: nothing to say."""
+        return CredentialStatus()
 
     def close(self) -> None:
         """Release clients and pools when the source is removed or the daemon stops."""

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from ingestd._lib.atomic import syncfs
 from ingestd._lib.files import unlink_quietly
 from ingestd._lib.sqlite import open_db
-from ingestd._lib.times import now_iso
+from ingestd._lib.times import Timestamp, now_iso
 from ingestd.errors import Code, NotFoundError, StoreError
 from ingestd.store.enrich import CHUNK, HEAD, copy_hashing, detect_mime, read_head
 
@@ -66,8 +66,8 @@ class Version(BaseModel):
     size: int
     mime: str
     origin_uri: str
-    source_modified_at: str | None = None
-    ingested_at: str
+    source_modified_at: Timestamp | None = None
+    ingested_at: Timestamp
     job_id: str
     metadata: dict[str, Any] = {}
 
@@ -81,11 +81,11 @@ class Document(BaseModel):
     sha256: str
     size: int
     mime: str
-    source_modified_at: str | None = None
-    ingested_at: str
+    source_modified_at: Timestamp | None = None
+    ingested_at: Timestamp
     job_id: str
     metadata: dict[str, Any] = {}
-    deleted_at: str | None = None
+    deleted_at: Timestamp | None = None
     deleted_job: str | None = None
     blob_path: str
     versions: list[Version] = []

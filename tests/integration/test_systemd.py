@@ -29,7 +29,7 @@ def test_unit_declares_the_contract():
     parser.read(UNIT)
     service = parser["Service"]
     assert service["Type"] == "notify"
-    assert service["RestartPreventExitStatus"] == "78"
+    assert service["RestartPreventExitStatus"].split() == ["78", "76"]  # bad config, state from a newer ingestd
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert service["StateDirectory"] == "ingestd"
     assert service["ProtectSystem"] == "strict" and service["NoNewPrivileges"] == "yes"

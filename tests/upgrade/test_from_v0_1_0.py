@@ -27,6 +27,20 @@ def _same(expected: dict, actual: dict, what: str) -> list[str]:
     return [f"{what}{line}" for line in missing(expected, actual)]
 
 
+def test_the_daemon_migrated_the_state_before_using_it(upgraded):
+    """0.1.0 wrote no schema marker (version 1); the daemon's start ran every step up to
+    this checkout's (v2: the marker), once, before READY. The manifests keep the
+    `schema` 0.1.0 wrote (1), and the listings below read them."""
+    state = upgraded.inst.state
+    marker = json.loads((state / "SCHEMA.json").read_text())
+    assert marker["schema"] == 2 and [(h["version"], h["step"]) for h in marker["history"]] == [(2, "schema-marker")]
+    events = [e for e in upgraded.daemon.log_events() if e.get("logger") == "ingestd.state"]
+    assert [(e["event"], e.get("step")) for e in events] == [
+        ("migration step starting", "schema-marker"), ("migration step applied", "schema-marker")], events
+    assert {json.loads(p.read_text())["schema"] for p in (state / "jobs").glob("*.json")
+            if p.name.split("-")[0] < upgraded.since} == {1}
+
+
 def test_every_document_reads_the_same_over_http(upgraded):
     expected = upgraded.inst.answers["api"]["documents"]
     assert len(expected) >= 20, "the fixture holds fewer documents than it was made with"

@@ -49,19 +49,26 @@ class Memory:
         self._lock = threading.Lock()
         with self._lock:
             self._db.executescript(_SCHEMA)
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(kept)")}
-            if "state" not in columns:  # a memory written before failures were remembered
-                self._db.execute(f"ALTER TABLE kept ADD COLUMN state TEXT NOT NULL DEFAULT '{TAKEN}'")
+            self._add_state_column()
             self._forget_failures_if_settings_changed(settings)
+
+    def _add_state_column(self) -> None:
+        """A memory written before refusals were remembered (0.1.0) gains its `state` column
+        on first use; every row it has was taken. Another process may be doing the same."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(kept)")}
+            if "state" not in columns:
+                self._db.execute(f"ALTER TABLE kept ADD COLUMN state TEXT NOT NULL DEFAULT '{TAKEN}'")
 
     def _forget_failures_if_settings_changed(self, settings: object) -> None:
         """A file refused under other settings (a size limit since raised) deserves a new
         look: refusals are remembered only for the settings that made them."""
         text = json.dumps(settings, sort_keys=True, default=str)
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
-        if row is None or row[0] != text:
-            with self._db:
-                self._db.execute("BEGIN")
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
+            if row is None or row[0] != text:
                 self._db.execute("DELETE FROM kept WHERE state != ?", (TAKEN,))
                 self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('settings', ?)", (text,))
 

@@ -1,9 +1,9 @@
 """Drop-folder ingestion: take each settled regular file, then move it out of the way.
 
 Anyone who can write into the folder is untrusted. Every look at it (scan, stat, open,
-move, delete, prune) starts from the folder's root held open and walks one component at a
-time without following symlinks (`ingestd.plugin.kit.Dir`); paths are only names here,
-never handed to the kernel whole. Core opens each staged file through `Staged.opener`,
+move, delete, prune) starts from the folder's root held open and goes down without
+following a symlink anywhere (`ingestd.plugin.kit`: `Dir`, `open_below`, `lstat_below`);
+no path is resolved from `/` again. Core opens each staged file through `Staged.opener`,
 which notes the inode it read, and only that inode is moved or deleted afterwards.
 
 The original is only moved (or deleted) in `finish`, after its blob, record and the job

@@ -4,7 +4,7 @@ inotify (or polling, with `poll = true`) reports what changed. Polling cannot se
 has a file open, so a polled folder also gets an inotify observer for open and close
 events only: local writers that pause with the file open are still waited for. On a
 network mount a writer on another machine makes no local events; that limit remains
-(see the README).
+(see docs/operations.md).
 
 An observer whose emitter died is alive in name only: watchdog keeps its thread running
 when the watched folder is deleted, but nothing is reported any more. `Observers.problem`

@@ -208,17 +208,7 @@ def open_below(root: Dir, parts: list[str], flags: int) -> int:
         except OSError as exc:
             if exc.errno not in _WALK_INSTEAD:
                 raise
-    fd = root.fd
-    try:
-        for part in parts[:-1]:
-            nxt = os.open(part, _WALK, dir_fd=fd)
-            if fd != root.fd:
-                os.close(fd)
-            fd = nxt
-        return os.open(parts[-1], flags, dir_fd=fd)
-    finally:
-        if fd != root.fd:
-            os.close(fd)
+    return _walked(root, parts, lambda name, fd: os.open(name, flags, dir_fd=fd))
 
 
 def lstat_below(root: Dir, parts: list[str]) -> os.stat_result:
@@ -235,6 +225,12 @@ def lstat_below(root: Dir, parts: list[str]) -> os.stat_result:
                 return os.fstat(fd)
             finally:
                 os.close(fd)
+    return _walked(root, parts, lambda name, fd: os.stat(name, dir_fd=fd, follow_symlinks=False))
+
+
+def _walked(root: Dir, parts: list[str], last):
+    """`last(name, parent_fd)` on the entry `parts` below `root`, reached one folder at a
+    time without following a symlink (where openat2 cannot resolve the path itself)."""
     fd = root.fd
     try:
         for part in parts[:-1]:
@@ -242,7 +238,7 @@ def lstat_below(root: Dir, parts: list[str]) -> os.stat_result:
             if fd != root.fd:
                 os.close(fd)
             fd = nxt
-        return os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        return last(parts[-1], fd)
     finally:
         if fd != root.fd:
             os.close(fd)

@@ -79,7 +79,7 @@ def test_a_tree_nested_too_deep_is_reported_once_and_never_queued_in_a_loop(daem
     assert d.stop() == 0
 
 
-def test_a_watched_plugin_without_watch_options_is_quarantined_and_the_rest_runs(daemon_env):
+def test_a_watched_kind_without_the_contract_is_refused_and_the_rest_runs(daemon_env):
     from tests.integration.test_plugins import plugin_env
 
     env = plugin_env(daemon_env.root, {"badwatch": "ingestd_badwatchplugin"})
@@ -88,16 +88,23 @@ def test_a_watched_plugin_without_watch_options_is_quarantined_and_the_rest_runs
     wait_for(lambda: d.manifests() and d.idle(), timeout=20)
     assert d.manifests()[0]["status"] == "succeeded"
     listing = json.loads(run_cli("plugins", "--json", env=env).stdout)
-    row = {r["name"]: r for r in listing}["badwatch"]
-    assert row["status"] == "quarantined" and "needs the watched-connector contract" in row["error"]
+    kinds = {k["kind"]: k for k in {r["name"]: r for r in listing}["badwatch"]["connectors"]}
+    assert not kinds["bare-watched"]["available"]
+    assert "needs the watched-connector contract" in kinds["bare-watched"]["remediation"]
     assert d.stop() == 0
 
 
-def test_a_source_of_a_refused_watched_plugin_stops_run_with_a_clear_line(daemon_env):
+def test_a_source_of_a_refused_watched_kind_is_unavailable_with_its_reason(daemon_env):
+    """Issue 25, item 2: such a source crashed `ingestd run` when its watcher started."""
     from tests.integration.test_plugins import plugin_env
 
     daemon_env.write(extra_sources=[{"name": "bare", "kind": "bare-watched", "folder": "inbox"}])
-    d = daemon_env.daemon(env=plugin_env(daemon_env.root, {"badwatch": "ingestd_badwatchplugin"}))
-    d.start(ready=False)
-    assert d.proc.wait(timeout=30) == 78, d.log_text()[-2000:]
-    assert "Traceback" not in d.log_text() and "bare-watched" in d.log_text()
+    d = daemon_env.daemon(env=plugin_env(daemon_env.root, {"badwatch": "ingestd_badwatchplugin"})).start()
+    _, body = d.get("/sources")
+    row = {s["name"]: s for s in body["sources"]}["bare"]
+    assert row["available"] is False and "needs the watched-connector contract" in row["remediation"], row
+    (daemon_env.inbox / "b.txt").write_bytes(b"b")
+    wait_for(lambda: any(m["source"] == "inbox" and m["status"] == "succeeded" for m in d.manifests()),
+             timeout=20, message="the drop folder's job")
+    assert "Traceback" not in d.log_text()
+    assert d.stop() == 0

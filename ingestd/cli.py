@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("document", parents=[common], help="show a document's record, provenance and versions")
     p.add_argument("doc_id")
     p.add_argument("--json", action="store_true")
-    p = sub.add_parser("plugins", parents=[common], help="list plugins and connector kinds")
+    p = sub.add_parser("plugins", parents=[common], help="list plugins, connector kinds and extractors")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("migrate", parents=[common], help="bring the state up to this version's schema")
     p.add_argument("--check", action="store_true", help="only say what would change (exit 3 if anything would)")
@@ -217,8 +217,15 @@ def cmd_plugins(args) -> int:
         for kind in info.kinds:
             reason = plugins.connectors[kind].unavailable_reason() if kind in plugins.connectors else None
             kinds.append({"kind": kind, "available": reason is None, "remediation": reason})
+        extractors = []
+        for name in info.extractors:
+            cls = plugins.extractors.get(name)
+            if cls is not None:
+                reason = cls.unavailable_reason()
+                extractors.append({"name": name, "version": cls.version, "mime_types": list(cls.mime_types),
+                                   "available": reason is None, "remediation": reason})
         rows.append({"name": info.name, "module": info.module, "version": info.version,
-                     "status": info.status, "error": info.error, "connectors": kinds})
+                     "status": info.status, "error": info.error, "connectors": kinds, "extractors": extractors})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -227,6 +234,9 @@ def cmd_plugins(args) -> int:
         for k in row["connectors"]:
             state = "available" if k["available"] else f"unavailable ({k['remediation']})"
             print(f"  connector {k['kind']}: {state}")
+        for e in row["extractors"]:
+            state = "available" if e["available"] else f"unavailable ({e['remediation']})"
+            print(f"  extractor {e['name']} {e['version']}: {state}; {', '.join(e['mime_types'])}")
     return 0
 
 

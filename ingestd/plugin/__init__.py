@@ -1,4 +1,4 @@
-"""The plugin API: everything a connector plugin imports from ingestd, and nothing else
+"""The plugin API: everything a connector or extractor plugin imports from ingestd, and nothing else
 (besides `ingestd.errors`). Shared helpers live in `ingestd.plugin.kit`.
 
 Built-in plugins are held to this by import-linter (see pyproject.toml); a third-party
@@ -12,13 +12,14 @@ from ingestd.errors import Code, ConfigError, ConnectorError, IngestdError, io_e
 from ingestd.plugin.connector import (
     Connector, CredentialStatus, Deleted, Event, Failed, JobContext, Outcome, OutcomeName, Requirement, Staged,
 )
+from ingestd.plugin.extractor import Boundary, Extracted, ExtractionError, Extractor, Limits
 from ingestd.plugin.migration import Step, StepContext
 from ingestd.plugin.options import DEFAULT_EVERY, DeleteOptions, FilterOptions, ScheduleOptions
 from ingestd.plugin.spec import hookimpl
 
 __all__ = [
-    "Code", "ConfigError", "ConfigPath", "Connector", "ConnectorError", "Credential", "CredentialStatus",
-    "DEFAULT_EVERY",
+    "Boundary", "Code", "ConfigError", "ConfigPath", "Connector", "ConnectorError", "Credential", "CredentialStatus",
+    "DEFAULT_EVERY", "Extracted", "ExtractionError", "Extractor", "Limits",
     "DeleteOptions", "Deleted", "Duration", "Event", "Failed", "FilterOptions", "IngestdError",
     "JobContext", "Outcome", "OutcomeName", "Registry", "Requirement", "ScheduleOptions", "Source",
     "Staged", "Step", "StepContext", "Strict", "__version__", "hookimpl", "io_error_code",

@@ -11,6 +11,7 @@ import pluggy
 from ingestd._lib import logs
 from ingestd.plugin import spec
 from ingestd.plugin.connector import Connector
+from ingestd.plugin.extractor import Extractor
 
 GROUP = "ingestd"
 
@@ -23,6 +24,7 @@ class PluginInfo:
     status: str = "loaded"  # loaded | quarantined
     error: str | None = None
     kinds: list[str] = field(default_factory=list)
+    extractors: list[str] = field(default_factory=list)
 
 
 class Plugins:
@@ -31,6 +33,7 @@ class Plugins:
         self.pm.add_hookspecs(spec)
         self.info: dict[str, PluginInfo] = {}
         self.connectors: dict[str, type[Connector]] = {}
+        self.extractors: dict[str, type[Extractor]] = {}
         self._log = logs.get("ingestd.plugins")
 
     def load(self, extra: dict[str, object] | None = None) -> "Plugins":
@@ -47,6 +50,7 @@ class Plugins:
             self.pm.register(obj, name=name)
         self._check_pending()
         self._collect_connectors()
+        self._collect_extractors()
         return self
 
     def _check_pending(self) -> None:
@@ -75,10 +79,31 @@ class Plugins:
         self.connectors[cls.kind] = cls
         info.kinds.append(cls.kind)
 
+    def _collect_extractors(self) -> None:
+        for impl in self.pm.hook.register_extractors.get_hookimpls():
+            info = self.info[impl.plugin_name]
+            try:
+                impl.function(register=lambda cls, info=info: self._register_extractor(info, cls))
+            except Exception as exc:
+                self._quarantine(info, f"register_extractors failed: {type(exc).__name__}: {exc}")
+
+    def _register_extractor(self, info: PluginInfo, cls: type[Extractor]) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, Extractor)):
+            raise TypeError(f"{cls!r} is not an Extractor subclass")
+        for attr in ("name", "version", "mime_types"):
+            if not getattr(cls, attr, None):
+                raise ValueError(f"extractor {cls.__name__} declares no {attr}")
+        if cls.name in self.extractors:
+            raise ValueError(f"extractor {cls.name!r} is already registered")
+        self.extractors[cls.name] = cls
+        info.extractors.append(cls.name)
+
     def _quarantine(self, info: PluginInfo, reason: str) -> None:
         info.status, info.error = "quarantined", reason
         for kind in info.kinds:
             self.connectors.pop(kind, None)
+        for name in info.extractors:
+            self.extractors.pop(name, None)
         self._log.error("plugin quarantined", plugin=info.name, reason=reason)
         if self.pm.has_plugin(info.name):
             self.pm.unregister(name=info.name)

@@ -24,6 +24,16 @@ def register_connectors(register):
 
 
 @hookspec
+def register_extractors(register):
+    """Register extractor classes: call `register(ExtractorSubclass)` once per extractor
+    (`ingestd.plugin.Extractor`: a name, a version, the MIME types it turns into Markdown).
+
+    Extractors run in child processes, never in the daemon; register one even when its
+    library is missing (its `requires` says what to install).
+    """
+
+
+@hookspec
 def document_stored(document, job):
     """A new document version was committed to the store.
 

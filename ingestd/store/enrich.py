@@ -67,6 +67,7 @@ _detector = _Detector()
 _TEXTUAL = {
     "application/json", "application/xml", "application/javascript", "application/x-yaml",
     "application/yaml", "application/toml", "application/x-sh", "image/svg+xml", "application/sql",
+    "message/rfc822",  # an e-mail whose first part is HTML looks like HTML to libmagic
 }
 SNIFF = 2048  # libmagic's text tests cost grows with the buffer; 2 KiB decides as well as 8
 # Formats that are zip archives inside: libmagic names them only when the member that

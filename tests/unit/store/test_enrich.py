@@ -49,6 +49,13 @@ def test_a_zip_whose_first_member_does_not_name_its_format_takes_the_extension(n
     assert enrich.detect_mime(head, name) == mime
 
 
+def test_an_email_whose_first_part_is_html_is_an_email():
+    head = (b"Subject: hi\nFrom: a@example.com\nMIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=b\n\n"
+            b"--b\nContent-Type: text/html\n\n<html><body><p>hello</p></body></html>\n--b--\n")
+    assert enrich.detect_mime(head, "noext") == "text/html"  # what libmagic alone says
+    assert enrich.detect_mime(head, "message.eml") == "message/rfc822"
+
+
 def test_one_handle_serves_every_thread():
     detector = enrich._Detector(reuse=1000)
     seen = []

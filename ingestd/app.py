@@ -23,6 +23,7 @@ from ingestd.runtime import systemd
 from ingestd.state.chains import chains
 from ingestd.state.runner import open_state
 from ingestd.store.catalogue import Store
+from ingestd.store.texts import Texts
 
 
 def load_config(path: Path, plugins: Plugins) -> Config:
@@ -40,6 +41,7 @@ class App:
         self.state = open_state(self.state_dir, chains(self.state_dir, config.sources, plugins.connectors),
                                 write=True, progress=systemd.starting)
         self.store = Store(self.state_dir)
+        self.texts = Texts(self.state_dir)
         self.jobs = JobStore(self.state_dir)
         self.pipeline = Pipeline(self.store, self.jobs, self.state_dir, hooks=plugins)
         self.connectors: dict[str, Connector] = {}
@@ -49,6 +51,7 @@ class App:
         for connector in self.connectors.values():
             connector.close()
         self.pipeline.close()
+        self.texts.close()
         self.store.close()
         self.state.close()
 

@@ -20,6 +20,8 @@ from ingestd.app import App, load_config
 from ingestd.config import Config, Source
 from ingestd.daemon_api import DaemonApi
 from ingestd.errors import ConfigError
+from ingestd.extract.policy import Policy
+from ingestd.extract.service import Extraction
 from ingestd.jobs.manifest import Manifest
 from ingestd.plugin.manager import Plugins
 from ingestd.runtime import housekeeping, systemd
@@ -40,12 +42,18 @@ class Daemon:
         self.schedule = Schedule(self.submit)
         self.unavailable: dict[str, str] = {}
         self.job_listeners: list = []  # called with each finished job's manifest (the API's metrics)
+        self.policy = Policy(plugins.extractors, config)
+        # off the ingest path: woken after each job, it extracts in its own child processes
+        self.extraction = Extraction(self.app.store, self.app.texts, self.policy, config.extract) \
+            if self.policy.enabled else None
         self.api = DaemonApi(app=self.app, plugins=plugins, workers=self.workers, schedule=self.schedule,
                              unavailable=self.unavailable, health=self.health, submit=self.submit,
-                             listeners=self.job_listeners, version=self.version, started_at=self.started_at)
+                             listeners=self.job_listeners, version=self.version, started_at=self.started_at,
+                             policy=self.policy, extraction=self.extraction)
         self.http = None
         self.reloads = 0
         self._flags: set[str] = set()
+        self._started = False
         self._wake = threading.Event()
         self.log = logs.get("ingestd.daemon")
 
@@ -73,6 +81,8 @@ class Daemon:
             # stops the start cleanly, and the metrics see every job from the first one
             self.http = ApiServer(self.api, self.config.http)
         self.workers.start()
+        if self.extraction is not None:
+            self.extraction.start()
         self.watcher.start()
         self.schedule.start()
         self.schedule.every("housekeeping", housekeeping.INTERVAL, self.housekeeping)
@@ -81,6 +91,7 @@ class Daemon:
                 self._start_source(source, recovering=source.name in interrupted)
         if self.http is not None:
             self.http.start()
+        self._started = True
         write_json(state / "daemon.json", self.runtime_info())
         systemd.ready(self.status_line())
         self.log.info("ingestd ready", version=self.version, pid=os.getpid(),
@@ -125,6 +136,8 @@ class Daemon:
 
     def _job_done(self, manifest: Manifest, hint) -> None:
         self.watcher.job_done(manifest.source, hint, ok=manifest.status == "succeeded")
+        if self.extraction is not None and manifest.counters.ingested:
+            self.extraction.wake()
         for listener in self.job_listeners:
             try:
                 listener(manifest)
@@ -179,7 +192,10 @@ class Daemon:
         changed = [n for n in old if n not in fresh or fresh[n] != old[n]]
         for name in changed:
             self._stop_source(name)
+        if new.extract != self.config.extract:
+            self.log.warning("setting needs a restart to take effect", key="extract")
         self.app.replace_config(new)
+        self.policy.replace_config(new)
         for name, source in fresh.items():
             if source.enabled and (name not in old or name in changed):
                 self._start_source(source)
@@ -198,6 +214,8 @@ class Daemon:
         self.watcher.stop()
         self.schedule.stop()
         self.workers.shutdown(self.config.daemon.shutdown_timeout)
+        if self.extraction is not None:
+            self.extraction.stop()  # files in flight are redone at the next start
         if self.http is not None:
             self.http.stop()
         self.app.close()
@@ -216,6 +234,8 @@ class Daemon:
             "scheduler": {"ok": self.schedule.running(), "sources": sorted(self.schedule.names())},
             "watchers": {"ok": all(w["alive"] for w in watchers.values()), "sources": watchers},
             "settle_loop": {"ok": self.watcher.alive() or not watchers},
+            "extraction": {"ok": self.extraction is None or self.extraction.alive() or not self._started,
+                           "enabled": self.extraction is not None},
             # informational: a misconfigured source is reported, but restarting the daemon
             # (which is what an unhealthy watchdog leads to) would not fix it
             "sources": {"ok": True, "unavailable": dict(self.unavailable)},

@@ -27,11 +27,12 @@ START_GRACE = 30.0  # seconds a new worker may take to import its libraries, on 
 MAX_REPLY = 64 << 20
 
 
-@dataclass
+@dataclass(eq=False)
 class _Worker:
     proc: subprocess.Popen
     served: int = 0
     started: bool = False  # has answered once (its imports are done)
+    closed: bool = False
 
     @property
     def pid(self) -> int:
@@ -45,6 +46,7 @@ class Pool:
         self.recycle = recycle
         self._slots = threading.BoundedSemaphore(size)
         self._idle: list[_Worker] = []
+        self._live: set[_Worker] = set()
         self._lock = threading.Lock()
         self._closed = False
         self.started = 0  # workers started over the pool's life (a test and a metric read it)
@@ -60,7 +62,8 @@ class Pool:
             except BaseException:
                 self._kill(worker)
                 raise
-            result.seconds = round(time.monotonic() - started, 4)
+            if not result.ok and not result.seconds:  # timed out or died: the wall clock it cost
+                result.seconds = round(time.monotonic() - started, 4)
             self._give(worker, result)
             return result
 
@@ -70,6 +73,18 @@ class Pool:
             idle, self._idle = self._idle, []
         for worker in idle:
             self._stop(worker)
+
+    def terminate(self) -> None:
+        """Close, and kill the workers still busy: their callers get a failed result,
+        which they must not take as a verdict on the file (they are stopping)."""
+        self.close()
+        with self._lock:
+            busy = list(self._live)
+        for worker in busy:
+            try:
+                os.killpg(worker.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     # -- workers ----------------------------------------------------------------------------
 
@@ -85,7 +100,10 @@ class Pool:
             [sys.executable, "-m", "ingestd.extract.worker", "--memory-mib", str(self.memory_mib)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True, close_fds=True,
         )
-        return _Worker(proc)
+        worker = _Worker(proc)
+        with self._lock:
+            self._live.add(worker)
+        return worker
 
     def _give(self, worker: _Worker, result: Result) -> None:
         worker.served += 1
@@ -146,6 +164,10 @@ class Pool:
         self._log.warning("extraction worker died", pid=worker.pid, extractor=request.extractor, how=how)
         return Result.failed("corrupt", f"the parser crashed ({how}; memory limit {self.memory_mib} MiB)")
 
+    def _forget(self, worker: _Worker) -> None:
+        with self._lock:
+            self._live.discard(worker)
+
     def _kill(self, worker: _Worker) -> int | None:
         try:
             os.killpg(worker.pid, signal.SIGKILL)
@@ -157,6 +179,7 @@ class Pool:
             return None
         finally:
             _close(worker)
+            self._forget(worker)
 
     def _stop(self, worker: _Worker) -> None:
         """Retire a worker: end of its input makes it exit; it is killed if it lingers."""
@@ -169,9 +192,11 @@ class Pool:
         except subprocess.TimeoutExpired:
             self._kill(worker)
         _close(worker)
+        self._forget(worker)
 
 
 def _close(worker: _Worker) -> None:
+    worker.closed = True
     for pipe in (worker.proc.stdin, worker.proc.stdout):
         try:
             pipe.close()

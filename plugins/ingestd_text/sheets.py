@@ -32,7 +32,14 @@ class Spreadsheet(Extractor):
     def extract(self, path: Path, limits: Limits) -> Extracted:
         import openpyxl
 
-        book = open_or_raise(lambda: openpyxl.load_workbook(str(path), read_only=True, data_only=True), path, limits)
+        # a file object, not the path: openpyxl refuses a path without an .xlsx-like suffix,
+        # and a blob's name is its hash
+        stream = open(path, "rb")
+        try:
+            book = open_or_raise(lambda: openpyxl.load_workbook(stream, read_only=True, data_only=True), path, limits)
+        except BaseException:
+            stream.close()
+            raise
         out = Writer(limits)
         try:
             for sheet in book.worksheets:
@@ -44,6 +51,7 @@ class Spreadsheet(Extractor):
                     raise ExtractionError("corrupt", f"sheet {sheet.title!r}: {type(exc).__name__}: {exc}") from None
         finally:
             book.close()
+            stream.close()
         return out.result()
 
 

@@ -6,6 +6,10 @@ and nothing else.
 `abort` kills its own process (a parser's segfault); `chatty` prints to stdout and
 stderr, then succeeds; `slow` sleeps for the seconds written in the file, then succeeds.
 Each claims a made-up MIME type, `application/x-ingestd-test-<name>`.
+
+`versioned` takes CSV over from the built-in (a higher priority), in the version named
+by $INGESTD_TEST_CSV_VERSION, and sleeps $INGESTD_TEST_CSV_SLEEP seconds per file: a new
+release of an extractor, as the re-extraction tests need one.
 """
 
 import os
@@ -65,7 +69,18 @@ class Slow(_Base):
         return Extracted("slept\n")
 
 
+class Versioned(Extractor):
+    name = "versioned"
+    version = os.environ.get("INGESTD_TEST_CSV_VERSION", "1")
+    mime_types = ("text/csv",)
+    priority = 10
+
+    def extract(self, path, limits):
+        time.sleep(float(os.environ.get("INGESTD_TEST_CSV_SLEEP", "0")))
+        return Extracted(f"version {self.version}\n\n" + path.read_text() + "\n")
+
+
 @hookimpl
 def register_extractors(register):
-    for cls in (Hang, Balloon, Abort, Chatty, Slow):
+    for cls in (Hang, Balloon, Abort, Chatty, Slow, Versioned):
         register(cls)

@@ -38,6 +38,9 @@ def text_state(doc: Document, texts: Texts, policy: Policy, store: Store) -> Tex
     if record is None:
         record = texts.latest(doc.sha256, cls.name)  # an older version's, while the new one is pending
     if record is None:
+        if doc.deleted_at is not None:  # the queue extracts live documents only
+            return TextState("not_extracted", reason="the document was deleted at its source before its text "
+                             "was extracted")
         return TextState("pending")
     if not record.ok:
         return TextState("failed", record, current=current)

@@ -245,7 +245,9 @@ class Extraction:
                 unlink_quietly(out)
                 return None
             if result.ok:
-                self._dirs.add(self.store.place(out, result.sha256).parent)
+                placed = self.store.place(out, result.sha256)
+                with self._lock:
+                    self._dirs.add(placed.parent)
         with self._lock:
             self.stats.done[name, OK if result.ok else result.code] += 1
             self.stats.seconds[name] += result.seconds
@@ -269,6 +271,8 @@ class Extraction:
                 self._flush()
             except StoreError as exc:
                 self._log.error("extraction results not recorded; retrying", error=str(exc))
+            except Exception:  # this thread must outlive any one bad batch
+                self._log.exception("extraction results not recorded; retrying")
 
     def _flush(self) -> None:
         with self._lock:

@@ -8,6 +8,7 @@ job started by hand and one started by a watcher take exactly the same path.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingestd import config as config_mod
@@ -15,6 +16,7 @@ from ingestd.config import Config
 from ingestd.credentials import Registry
 from ingestd.errors import Code, ConfigError, UsageError
 from ingestd.jobs.jobstore import JobStore
+from ingestd.jobs.locks import source_lock
 from ingestd.jobs.manifest import JobError, Manifest, Trigger
 from ingestd.jobs.pipeline import Pipeline
 from ingestd.plugin.connector import Connector
@@ -82,9 +84,16 @@ class App:
 
     def run_job(self, source: str, trigger: Trigger, *, hint=None, stop: threading.Event | None = None,
                 manifest: Manifest | None = None) -> Manifest:
+        """Run a job the daemon's queue made (`manifest`), or a new one. A new one is made
+        only once its source's lock is taken: a one-shot whose source is busy records no
+        job, and no other process ever sees this one before it is running under the lock
+        (so none can take it for one a dead process left)."""
         connector = self.connector(source)
-        manifest = manifest or self.jobs.create(source, connector.kind, trigger)
-        return self.pipeline.run(manifest, connector, stop=stop, hint=hint)
+        if manifest is not None:
+            return self.pipeline.run(manifest, connector, stop=stop, hint=hint)
+        with source_lock(self.state_dir, source) as held:
+            manifest = self.jobs.create(source, connector.kind, trigger)
+            return self.pipeline.run(manifest, connector, stop=stop, hint=hint, held=held)
 
     def failed_before_start(self, manifest: Manifest, code: Code, message: str) -> Manifest:
         manifest.add_error(JobError(code=code, message=message))
@@ -97,23 +106,63 @@ def unavailable_problem(source, cls) -> str | None:
     return f'sources "{source.name}": connector {source.kind!r} is unavailable: {reason}' if reason else None
 
 
-def check(config: Config, plugins: Plugins) -> list[str]:
-    """Everything `check-config` verifies beyond the file's own validity; writes nothing."""
+@dataclass(frozen=True)
+class Findings:
+    """What checking a config found, sorted by what it means, the same for every entry
+    point: `check-config` fails on any problem; `run`, a reload and `ingest` refuse to run
+    a source with problems (reported with these lines) and run the others; warnings
+    (a certificate close to expiry) are printed or logged and stop nothing."""
+
+    problems: dict[str, list[str]] = field(default_factory=dict)  # source name -> lines
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return [line for lines in self.problems.values() for line in lines] + self.warnings
+
+
+def findings(config: Config, plugins: Plugins, only: str | None = None) -> Findings:
+    """Everything checked beyond the file's own validity (connector dependencies,
+    credentials, each connector's `check()`), for every source or `only` one; writes
+    nothing. Every line starts with the file to fix."""
     registry = Registry(config.credentials.registry)
-    problems: list[str] = []
+    label = str(config.path) if config.path else "<config>"
+    found = Findings()
     for source in config.sources:
-        cls = plugins.connectors[source.kind]
-        problem = unavailable_problem(source, cls)
-        if problem:
-            problems.append(problem)
+        if only is not None and source.name != only:
             continue
-        credential = getattr(source.options, "credentials", None)
-        if credential:
-            try:
-                registry.resolve(credential)
-            except ConfigError as exc:
-                problems.extend(exc.lines)
-                continue
-        if source.enabled:
-            problems.extend(cls(source, registry, config.daemon.state_dir).check())
-    return problems
+        for line in _source_lines(source, plugins.connectors[source.kind], registry, config.daemon.state_dir):
+            located = line if _names_a_file(line, registry) else f"{label}: {line}"
+            if _is_warning(line):
+                found.warnings.append(located)
+            else:
+                found.problems.setdefault(source.name, []).append(located)
+    return found
+
+
+def check(config: Config, plugins: Plugins) -> list[str]:
+    """`findings` as lines, problems first (what `check-config` prints)."""
+    return findings(config, plugins).lines()
+
+
+def _source_lines(source, cls, registry: Registry, state_dir: Path) -> list[str]:
+    problem = unavailable_problem(source, cls)
+    if problem:
+        return [problem]
+    credential = getattr(source.options, "credentials", None)
+    if credential:
+        try:
+            registry.resolve(credential)
+        except ConfigError as exc:
+            return [line if _names_a_file(line, registry) else f'sources "{source.name}": credentials: {line}'
+                    for line in exc.lines]
+    return cls(source, registry, state_dir).check() if source.enabled else []
+
+
+def _names_a_file(line: str, registry: Registry) -> bool:
+    """A registry problem already starts with the registry's path: the file to fix."""
+    return registry.path is not None and line.startswith(f"{registry.path}:")
+
+
+def _is_warning(line: str) -> bool:
+    """Connectors mark advisory findings `warning:` (after their `sources "x": key:` prefix)."""
+    return line.startswith("warning:") or ": warning: " in line

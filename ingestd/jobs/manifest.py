@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ingestd._lib import redact
 from ingestd._lib.times import Timestamp, now_iso, parse_iso
@@ -25,6 +25,7 @@ class Counters(BaseModel):
     skipped: int = 0
     failed: int = 0
     deleted: int = 0
+    filtered: int = 0  # listed by the source, left out by include/exclude (no item, no error)
     bytes: int = 0
 
 
@@ -35,9 +36,17 @@ class JobError(BaseModel):
     at: Timestamp = Field(default_factory=now_iso)
     request_id: str | None = None
 
+    @field_validator("message")
+    @classmethod
+    def _masked(cls, message: str) -> str:
+        """Free text is masked where it is made, so memory, disk and API say the same."""
+        return redact.scrub_text(message)
+
 
 class Manifest(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+    # `schema` on disk, over HTTP and from model_dump() alike (a hook's plugin sees what the
+    # file says); the attribute is `schema_version` because `schema` is a BaseModel method
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     schema_version: int = Field(default=1, alias="schema")
     job_id: str
@@ -70,4 +79,5 @@ class Manifest(BaseModel):
             self.errors_dropped += 1
 
     def to_json(self) -> dict[str, Any]:
-        return redact.scrub(self.model_dump(mode="json", by_alias=True))
+        """The record as written to disk and served: never rewritten by masking."""
+        return self.model_dump(mode="json", by_alias=True)

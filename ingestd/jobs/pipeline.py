@@ -16,6 +16,7 @@ import stat
 import threading
 import time
 from collections import deque
+from contextlib import ExitStack
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from ingestd._lib.times import iso_from_timestamp
 from ingestd.errors import Code, ConnectorError, IngestdError, io_error_code
 from ingestd.jobs.items import ItemsWriter
 from ingestd.jobs.jobstore import JobStore
-from ingestd.jobs.locks import source_lock
+from ingestd.jobs.locks import Held, source_lock
 from ingestd.jobs.manifest import JobError, Manifest
 from ingestd.plugin.connector import Connector, Deleted, Event, Failed, JobContext, Outcome, Staged
 from ingestd.store.catalogue import Change, Store, doc_id_for
@@ -78,27 +79,45 @@ class Pipeline:
         self._pool.shutdown(wait=True)
 
     def run(self, manifest: Manifest, connector: Connector, *, stop: threading.Event | None = None,
-            hint: list[str] | None = None) -> Manifest:
+            hint: list[str] | None = None, held: Held | None = None) -> Manifest:
+        """Run one job under its source's lock (`held`, when the caller took it already).
+        The lock comes first: a job is `running` only while its process holds the lock, so
+        a `running` job whose lock is free was left by a process that died."""
         log = logs.get(job_id=manifest.job_id, source=manifest.source)
         stop = stop or threading.Event()
         ctx = JobContext(job_id=manifest.job_id, source=connector.source, state_dir=self.state_dir,
                          stop=stop, log=log, hint=hint)
-        self.jobs.transition(manifest, "running")
-        log.info("job started", kind=manifest.kind, trigger=manifest.trigger)
-        run = _Run(self, manifest, ctx, log)
-        try:
-            lock = source_lock(self.state_dir, manifest.source)
-            lock.__enter__()
-        except ConnectorError as exc:  # another process holds the source
-            run.job_error = JobError(code=exc.code, message=exc.message)
-            return run.close(connector, staged=False)
-        try:
+        with ExitStack() as stack:
+            try:
+                held = held or stack.enter_context(source_lock(self.state_dir, manifest.source))
+            except ConnectorError as exc:  # another process holds the source
+                run = _Run(self, manifest, ctx, log)
+                run.job_error = JobError(code=exc.code, message=exc.message)
+                return run.close(connector, staged=False)
+            self.close_stale(manifest.source, held.previous)
+            held.claim(manifest.job_id)
+            self.jobs.transition(manifest, "running")
+            log.info("job started", kind=manifest.kind, trigger=manifest.trigger)
+            run = _Run(self, manifest, ctx, log)
             _guarded(run, lambda: run.consume(connector.stage(ctx)))
             # finish runs under the lock too: the next job of this source must see the
             # cursor this one saves
             return run.close(connector)
-        finally:
-            lock.__exit__(None, None, None)
+
+    def close_stale(self, source: str, previous: str | None) -> None:
+        """Holding `source`'s lock: end the jobs a dead process left running, and remove
+        their half-done downloads."""
+        for stale in self.jobs.close_stale(source, previous):
+            remove_workspace(self.state_dir, stale.job_id)
+            logs.get(job_id=stale.job_id, source=source).warning("recovered a job left running by a process "
+                                                                 "that stopped", code=Code.INTERRUPTED.value)
+
+    def recover(self) -> list[Manifest]:
+        """At daemon start: every job a dead process left queued or running, closed."""
+        recovered = self.jobs.recover()
+        for manifest in recovered:
+            remove_workspace(self.state_dir, manifest.job_id)
+        return recovered
 
 
 def _guarded(run: "_Run", step) -> None:
@@ -106,7 +125,7 @@ def _guarded(run: "_Run", step) -> None:
     try:
         step()
     except Interrupted:
-        run.job_error = JobError(code=Code.INTERRUPTED, message="stopped by shutdown before the job finished")
+        run.job_error = JobError(code=Code.INTERRUPTED, message="stopped by a signal before the job finished")
     except ConnectorError as exc:
         run.job_error = JobError(code=exc.code, message=exc.message, item=exc.item, request_id=exc.request_id)
     except OSError as exc:
@@ -230,6 +249,7 @@ class _Run:
         return blob, iso_from_timestamp(before.st_mtime)
 
     def commit(self) -> None:
+        self.manifest.counters.filtered = self.ctx.filtered
         batch, self.batch = self.batch, _Batch()
         if not len(batch):
             return
@@ -302,7 +322,7 @@ class _Run:
                 connector.finish(self.ctx, self.outcomes, status)
             except Exception:
                 self.log.exception("connector finish failed")
-        _tidy_workspace(self.ctx, status)
+        _tidy_workspace(self.ctx, status, self.job_error)
         self.log.info("job finished", status=status, counters=m.counters.model_dump(), duration_s=m.duration_s(),
                       **({"error": self.job_error.code.value, "message": self.job_error.message} if self.job_error else {}))
         self.p.hooks.job_finished(m)
@@ -368,11 +388,17 @@ def _admit(ev: Staged, st: os.stat_result) -> None:
         raise _Refused(Code.TOO_LARGE, f"{st.st_size} bytes is over the {ev.max_size}-byte limit")
 
 
-def _tidy_workspace(ctx: JobContext, status: str) -> None:
-    """A succeeded job's workspace is garbage; a failed one's is kept for inspection
-    (and swept after `daemon.workspace_retention`, see housekeeping)."""
-    path = ctx.state_dir / "workspace" / ctx.job_id
-    if status == "succeeded" and path.exists():
+def _tidy_workspace(ctx: JobContext, status: str, error: JobError | None) -> None:
+    """A succeeded or interrupted job's workspace is garbage (an interrupted download is
+    only a part); a failed one's is kept for inspection (and swept after
+    `daemon.workspace_retention`, see housekeeping)."""
+    if status == "succeeded" or (error is not None and error.code == Code.INTERRUPTED):
+        remove_workspace(ctx.state_dir, ctx.job_id)
+
+
+def remove_workspace(state_dir: Path, job_id: str) -> None:
+    path = state_dir / "workspace" / job_id
+    if path.exists():
         shutil.rmtree(path, ignore_errors=True)
 
 

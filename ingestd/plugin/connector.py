@@ -99,6 +99,12 @@ class JobContext:
     stop: threading.Event
     log: Any
     hint: list[str] | None = None  # for a watch-triggered job: the settled files' paths
+    filtered: int = 0  # see note_filtered
+
+    def note_filtered(self, count: int = 1) -> None:
+        """Count items the source listed but `include`/`exclude` left out: they are no
+        events (nothing to record per item), yet the job's counters must show them."""
+        self.filtered += count
 
     @property
     def workspace(self) -> Path:

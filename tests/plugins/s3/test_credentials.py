@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+from ingestd._lib import redact
 from tests.conftest import make_secret
 
 from .kit import ACCESS_KEY, SOURCE
@@ -30,13 +31,16 @@ def test_static_keys_sign_every_request(s3env, moto):
 
 
 def test_a_profile_credential_uses_the_aws_config_files(s3env, moto):
-    write_aws_files(s3env, "reader", "AKIAPROFILEKEY000001", make_secret("profile"))
+    secret = make_secret("profile")
+    write_aws_files(s3env, "reader", "AKIAPROFILEKEY000001", secret)
     s3env.credentials = {"minio": {"type": "aws_profile", "profile": "reader"}}
     s3env.write_registry()
     moto.put("a.txt", b"a")
     moto.log.clear()
     assert s3env.run()["status"] == "succeeded"
     assert moto.log.access_keys() == {"AKIAPROFILEKEY000001"}
+    # the profile's secret never passes through the registry, yet messages mask it
+    assert secret not in redact.scrub_text(f"signature failed for {secret}")
 
 
 def test_no_credentials_key_uses_the_default_chain(s3env, moto, monkeypatch):
@@ -49,6 +53,7 @@ def test_no_credentials_key_uses_the_default_chain(s3env, moto, monkeypatch):
     moto.log.clear()
     assert s3env.run()["status"] == "succeeded"
     assert moto.log.access_keys() == {"AKIAENVIRONMENT00001"}
+    assert secret not in redact.scrub_text(f"signature failed for {secret}")  # masked, though not registered
 
 
 def test_an_assumed_role_signs_with_the_temporary_keys(s3env, moto, monkeypatch):
@@ -127,6 +132,21 @@ def test_check_config_reports_an_undefined_profile(s3env, capsys):
     s3env.write_registry()
     code, text = check(s3env, capsys)
     assert code == 78 and "'nowhere' is not defined" in text and "aws configure --profile nowhere" in text
+
+
+def test_check_config_warns_of_a_prefix_that_also_takes_its_siblings(s3env, moto, capsys):
+    """`reports` takes `reports-2024/…` too: a warning, which neither fails check-config
+    nor any job (a warning treated as fatal is the SharePoint certificate bug)."""
+    moto.put("reports/q1.txt", b"in")
+    moto.put("reports-2024/q1.txt", b"sibling")
+    s3env.write(prefix="reports")
+    code, text = check(s3env, capsys)
+    assert code == 0 and "ok\n" in text
+    assert 'sources "bucket": prefix: warning: "reports" has no trailing "/"' in text and 'write "reports/"' in text
+    manifest = s3env.run()
+    assert manifest["status"] == "succeeded" and manifest["counters"]["ingested"] == 2
+    s3env.write(prefix="reports/")
+    assert check(s3env, capsys) == (0, "ok\n")
 
 
 def test_the_secret_scan_can_fail(s3env):

@@ -63,13 +63,17 @@ class Plugins:
                 self.pm.unregister(exc.plugin)
                 self._quarantine(self.info[name], f"unknown hook: {exc}")
 
-    def _collect_connectors(self) -> None:
-        for impl in self.pm.hook.register_connectors.get_hookimpls():
+    def _collect(self, hook: str, register) -> None:
+        """Call each plugin's `hook(register)`; a plugin whose registration fails is quarantined."""
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
             info = self.info[impl.plugin_name]
             try:
-                impl.function(register=lambda cls, info=info: self._register(info, cls))
+                impl.function(register=lambda cls, info=info: register(info, cls))
             except Exception as exc:
-                self._quarantine(info, f"register_connectors failed: {type(exc).__name__}: {exc}")
+                self._quarantine(info, f"{hook} failed: {type(exc).__name__}: {exc}")
+
+    def _collect_connectors(self) -> None:
+        self._collect("register_connectors", self._register)
 
     def _register(self, info: PluginInfo, cls: type[Connector]) -> None:
         if not (isinstance(cls, type) and issubclass(cls, Connector)):
@@ -80,12 +84,7 @@ class Plugins:
         info.kinds.append(cls.kind)
 
     def _collect_extractors(self) -> None:
-        for impl in self.pm.hook.register_extractors.get_hookimpls():
-            info = self.info[impl.plugin_name]
-            try:
-                impl.function(register=lambda cls, info=info: self._register_extractor(info, cls))
-            except Exception as exc:
-                self._quarantine(info, f"register_extractors failed: {type(exc).__name__}: {exc}")
+        self._collect("register_extractors", self._register_extractor)
 
     def _register_extractor(self, info: PluginInfo, cls: type[Extractor]) -> None:
         if not (isinstance(cls, type) and issubclass(cls, Extractor)):

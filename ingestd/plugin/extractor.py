@@ -17,6 +17,7 @@ the same bytes.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -97,6 +98,15 @@ class Extractor:
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        if cls.requires and cls.requires.missing():
-            return f"needs {', '.join(cls.requires.missing())}: {cls.requires.install}"
-        return None
+        """What to install, when a required module is not there. Looked up without being
+        imported: the daemon asks this of every extractor, and a parsing library's import
+        belongs in the worker (trafilatura alone costs a second and tens of MiB)."""
+        missing = [m for m in (cls.requires.modules if cls.requires else ()) if not _findable(m)]
+        return f"needs {', '.join(missing)}: {cls.requires.install}" if missing else None
+
+
+def _findable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False

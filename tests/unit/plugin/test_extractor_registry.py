@@ -51,3 +51,18 @@ def test_the_highest_priority_takes_a_mime_type_and_sources_can_narrow_it():
     assert "extract_skip_mime" in policy.choose("a", "text/plain").reason
     assert "off for source 'b'" in policy.choose("b", "application/pdf").reason
     assert policy.choose("a", "image/png").reason == "no installed extractor reads image/png"
+
+
+def test_the_daemon_never_imports_a_parsing_library():
+    """Availability is looked up, not imported: the libraries load in the workers only."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from ingestd.plugin.manager import Plugins; "
+            "from ingestd.extract.policy import Policy; from ingestd.config import parse; p = Plugins().load(); "
+            "policy = Policy(p.extractors, parse({}, p.option_models(), base_dir=Path('/'))); "
+            "assert len(policy.extractors) >= 10, policy.extractors; "
+            "print(sorted(m for m in ('trafilatura', 'pypdfium2', 'docx', 'pptx', 'openpyxl', 'odf', 'striprtf', "
+            "'py3langid') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", (out.stdout, out.stderr)

@@ -248,9 +248,6 @@ class Extraction:
                 placed = self.store.place(out, result.sha256)
                 with self._lock:
                     self._dirs.add(placed.parent)
-        with self._lock:
-            self.stats.done[name, OK if result.ok else result.code] += 1
-            self.stats.seconds[name] += result.seconds
         if not result.ok:
             self._log.info("extraction failed", extractor=name, sha256=sha, code=result.code, error=result.message)
         return TextRecord(sha, name, version, OK if result.ok else result.code, result.sha256,
@@ -297,5 +294,8 @@ class Extraction:
         self.texts_cursor = max(self.texts_cursor, cursor)
         self.window.finish(rowids)
         with self._flushed:
+            for r in records:  # counted once recorded, so a metric never runs ahead of the API
+                self.stats.done[r.extractor, r.status] += 1
+                self.stats.seconds[r.extractor] += r.seconds
             self._unrecorded -= len(results)
             self._flushed.notify_all()

@@ -16,7 +16,7 @@ from . import measure
 
 PYTHON = sys.executable  # the harness's interpreter (moto's server runs on it too)
 ROOT = Path(__file__).resolve().parent.parent
-# `make bench` measures ingestd as a user installs it (`pip install 'ingestd[s3,sharepoint]'`,
+# `make bench` measures ingestd as a user installs it (`pip install 'ingestd[s3,sharepoint,text]'`,
 # no test tools, no editable-install finder): INGESTD_BENCH_INGESTD names that install's
 # console script. Without it (the smoke test), the harness's own venv runs ingestd.
 INSTALLED = os.environ.get("INGESTD_BENCH_INGESTD")

@@ -336,21 +336,7 @@ def cmd_reextract(args) -> int:
 
 def cmd_plugins(args) -> int:
     plugins = Plugins().load()
-    rows = []
-    for info in plugins.info.values():
-        kinds = []
-        for kind in info.kinds:
-            reason = plugins.connectors[kind].unavailable_reason() if kind in plugins.connectors else None
-            kinds.append({"kind": kind, "available": reason is None, "remediation": reason})
-        extractors = []
-        for name in info.extractors:
-            cls = plugins.extractors.get(name)
-            if cls is not None:
-                reason = cls.unavailable_reason()
-                extractors.append({"name": name, "version": cls.version, "mime_types": list(cls.mime_types),
-                                   "available": reason is None, "remediation": reason})
-        rows.append({"name": info.name, "module": info.module, "version": info.version,
-                     "status": info.status, "error": info.error, "connectors": kinds, "extractors": extractors})
+    rows = [_plugin_row(plugins, info) for info in plugins.info.values()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -358,11 +344,32 @@ def cmd_plugins(args) -> int:
         print(f"{row['name']:<12} {row['version'] or '-':<8} {row['status']}" + (f": {row['error']}" if row["error"] else ""))
         for k in row["connectors"]:
             state = "available" if k["available"] else f"unavailable ({k['remediation']})"
-            print(f"  connector {k['kind']}: {state}")
+            print(f"  connector {k['kind']}: {state}" + (f" - {k['description']}" if k["description"] else ""))
         for e in row["extractors"]:
             state = "available" if e["available"] else f"unavailable ({e['remediation']})"
             print(f"  extractor {e['name']} {e['version']}: {state}; {', '.join(e['mime_types'])}")
     return 0
+
+
+def _plugin_row(plugins: Plugins, info) -> dict:
+    kinds = [{"kind": kind, "available": reason is None, "remediation": reason,
+              "description": plugins.connectors[kind].description or None}
+             for kind in info.kinds for reason in [plugins.unavailable(kind)]]
+    kinds += [{"kind": kind, "available": False, "remediation": reason, "description": None}
+              for kind, reason in info.refused.items()]
+    return {"name": info.name, "module": info.module, "version": info.version,
+            "status": info.status, "error": info.error, "connectors": kinds, "extractors": _extractor_rows(plugins, info)}
+
+
+def _extractor_rows(plugins: Plugins, info) -> list[dict]:
+    rows = []
+    for name in info.extractors:
+        cls = plugins.extractors.get(name)
+        if cls is not None:
+            reason = cls.unavailable_reason()
+            rows.append({"name": name, "version": cls.version, "mime_types": list(cls.mime_types),
+                         "available": reason is None, "remediation": reason})
+    return rows
 
 
 def cmd_migrate(args) -> int:

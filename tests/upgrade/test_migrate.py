@@ -52,18 +52,25 @@ def test_check_says_what_migrate_does_and_writes_nothing(inst):
     assert lines[1].startswith("  2 schema-marker: ")
     assert lines[2].startswith("  3 text-catalogue: ")
     assert "source bucket (s3): schema 1, up to date" in lines
-    assert lines[-1].startswith("2 pending: `ingestd migrate`")
+    assert "source legal (sharepoint): schema 1 → 2, 1 step(s) pending" in lines
+    assert any(line.startswith("  2 per-library-state: ") for line in lines)
+    assert lines[-1].startswith("3 pending: `ingestd migrate`")
     assert tree(state) == before, "--check wrote to the state"
 
     done = cli(inst, "migrate")
     assert done.returncode == 0, done
     applied = done.stdout.splitlines()
-    assert [line.split(" (")[0] for line in applied] == [f"state {state}: applied 2 schema-marker",
-                                                         f"state {state}: applied 3 text-catalogue"], applied
+    assert [line.rsplit(" (", 1)[0] for line in applied] == [
+        f"state {state}: applied 2 schema-marker", f"state {state}: applied 3 text-catalogue",
+        "source legal (sharepoint): applied 2 per-library-state"], applied
     after = tree(state)
-    assert sorted(set(after) - set(before)) == ["SCHEMA.json", "SCHEMA.lock"]
-    changed = sorted(k for k, v in after.items() if k in before and v != before[k])
+    legal = "sources/legal/"
+    assert sorted(k for k in set(after) - set(before) if not k.startswith(legal)) == ["SCHEMA.json", "SCHEMA.lock"]
+    changed = sorted(k for k, v in after.items() if k in before and v != before[k] and not k.startswith(legal))
     assert changed == ["documents.sqlite"], "the steps changed more than the marker and the catalogue"
+    # the SharePoint step moved its one library's file under libraries/ and indexed it
+    assert f"{legal}sharepoint.sqlite" in after and f"{legal}SCHEMA.json" in after
+    assert len([k for k in after if k.startswith(f"{legal}libraries/") and k.endswith(".sqlite")]) == 1
     assert marker(state)["schema"] == 3
     assert [(h["version"], h["step"]) for h in marker(state)["history"]] == [(2, "schema-marker"),
                                                                             (3, "text-catalogue")]

@@ -161,19 +161,50 @@ class CredentialsConfig(Strict):
     registry: SecretPath | None = None
 
 
+class ExtractConfig(Strict):
+    """`[extract]`: text extraction (docs/extraction.md). It runs in `workers` child
+    processes at a lower priority than ingestion, each file within `timeout` and
+    `memory_mib` of address space; `max_chars` caps a text, and files over
+    `max_file_size` are recorded `too_large` without being opened."""
+
+    enabled: bool = True
+    workers: int = Field(default=1, ge=1, le=32)
+    timeout: Duration = Field(default=60.0, gt=0, le=3600)
+    memory_mib: int = Field(default=1024, ge=256, le=65536)
+    max_chars: int = Field(default=20_000_000, ge=1000)
+    max_file_size: int = Field(default=256 << 20, ge=1)
+
+
+MimePattern = Annotated[str, StringConstraints(pattern=r"^[a-z0-9*][a-z0-9.+*_-]*/[a-z0-9*][a-z0-9.+*_-]*$")]
+
+
+class SourceExtract(Strict):
+    """A source's own extraction keys: `extract` (default: on when an extractor is
+    installed), `extract_mime` (only these MIME types; `*` globs, e.g. `text/*`) and
+    `extract_skip_mime` (never these)."""
+
+    extract: bool | None = None
+    extract_mime: list[MimePattern] = []
+    extract_skip_mime: list[MimePattern] = []
+
+
 class _Top(Strict):
     daemon: DaemonConfig = DaemonConfig()
     http: HttpConfig = HttpConfig()
     credentials: CredentialsConfig = CredentialsConfig()
+    extract: ExtractConfig = ExtractConfig()
     sources: list[dict[str, Any]] = []
     sinks: list[dict[str, Any]] = []
 
 
-class _SourceHead(BaseModel):
+class _SourceHead(SourceExtract):
     model_config = ConfigDict(extra="allow")
     name: str = Field(pattern=SOURCE_NAME)
     kind: str
     enabled: bool = True
+
+
+CORE_KEYS = ("name", "kind", "enabled", *SourceExtract.model_fields)  # every source's; the rest are its connector's
 
 
 class Source(BaseModel):
@@ -184,6 +215,7 @@ class Source(BaseModel):
     kind: str
     enabled: bool
     options: Any
+    extract: SourceExtract = SourceExtract()
 
 
 class _SinkHead(Strict):
@@ -199,7 +231,6 @@ class _SinkHead(Strict):
 
 
 SINK_KEYS = tuple(_SinkHead.model_fields)
-SOURCE_KEYS = ("name", "kind", "enabled")
 
 
 class SinkConfig(BaseModel):
@@ -221,6 +252,7 @@ class Config(BaseModel):
     daemon: DaemonConfig
     http: HttpConfig
     credentials: CredentialsConfig
+    extract: ExtractConfig = ExtractConfig()
     sources: tuple[Source, ...]
     sinks: tuple[SinkConfig, ...] = ()
 
@@ -284,14 +316,15 @@ def parse(
     if errors or top is None:
         raise ConfigError(errors)
     return Config(
-        path=path, daemon=top.daemon, http=top.http, credentials=top.credentials, sources=tuple(sources),
-        sinks=tuple(sinks),
+        path=path, daemon=top.daemon, http=top.http, credentials=top.credentials, extract=top.extract,
+        sources=tuple(sources), sinks=tuple(sinks),
     )
 
 
 def _sources(raw, option_models, context, label, errors) -> list[Source]:
-    return [Source(name=head.name, kind=head.kind, enabled=head.enabled, options=options)
-            for _, head, options in _tables(raw, "sources", _SourceHead, SOURCE_KEYS, option_models, "connector",
+    return [Source(name=head.name, kind=head.kind, enabled=head.enabled, options=options,
+                   extract=SourceExtract(**{k: getattr(head, k) for k in SourceExtract.model_fields}))
+            for _, head, options in _tables(raw, "sources", _SourceHead, CORE_KEYS, option_models, "connector",
                                             context, label, errors)]
 
 
@@ -348,7 +381,7 @@ def _tables(raw, table, head_model, keys, models, what, context, label, errors):
 
 
 def _format(label, exc: ValidationError, model, *, prefix: str = "", only=None,
-            keys: tuple[str, ...] = ("name", "kind", "enabled")) -> list[str]:
+            keys: tuple[str, ...] = CORE_KEYS) -> list[str]:
     lines = []
     for err in exc.errors(include_url=False):
         loc = err["loc"]

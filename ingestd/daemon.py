@@ -22,6 +22,8 @@ from ingestd.app import App, Findings, findings, load_config
 from ingestd.config import Config, Source
 from ingestd.daemon_api import DaemonApi
 from ingestd.errors import ConfigError
+from ingestd.extract.policy import Policy
+from ingestd.extract.service import Extraction
 from ingestd.jobs.manifest import Manifest
 from ingestd.plugin.manager import Plugins
 from ingestd.runtime import housekeeping, systemd
@@ -47,13 +49,19 @@ class Daemon:
         self.job_listeners: list = [self.throughput.job_finished]  # called with each finished job's manifest
         self.sinks = Fleet(self.app.store.feed, plugins.sinks, self.app.state_dir, self.app.registry,
                            refused=_refused_sink_kinds(plugins))
+        self.policy = Policy(plugins.extractors, config)
+        # off the ingest path: woken after each job, it extracts in its own child processes
+        self.extraction = Extraction(self.app.store, self.app.texts, self.policy, config.extract) \
+            if self.policy.enabled else None
         self.api = DaemonApi(app=self.app, plugins=plugins, workers=self.workers, schedule=self.schedule,
                              unavailable=self.unavailable, health=self.health, submit=self.submit,
                              listeners=self.job_listeners, throughput=self.throughput.window,
-                             version=self.version, started_at=self.started_at, sinks=self.sinks)
+                             version=self.version, started_at=self.started_at, sinks=self.sinks,
+                             policy=self.policy, extraction=self.extraction)
         self.http = None
         self.reloads = 0
         self._flags: set[str] = set()
+        self._started = False
         self._wake = threading.Event()
         self.log = logs.get("ingestd.daemon")
 
@@ -83,6 +91,8 @@ class Daemon:
             # stops the start cleanly, and the metrics see every job from the first one
             self.http = ApiServer(self.api, self.config.http)
         self.workers.start()
+        if self.extraction is not None:
+            self.extraction.start()
         self.watcher.start()
         self.schedule.start()
         self.schedule.every("housekeeping", housekeeping.INTERVAL, self.housekeeping)
@@ -94,6 +104,7 @@ class Daemon:
         self.sinks.start(self.config.sinks)
         if self.http is not None:
             self.http.start()
+        self._started = True
         write_json(state / "daemon.json", self.runtime_info())
         systemd.ready(self.status_line())
         self.log.info("ingestd ready", version=self.version, pid=os.getpid(),
@@ -147,6 +158,8 @@ class Daemon:
 
     def _job_done(self, manifest: Manifest, hint) -> None:
         self.watcher.job_done(manifest.source, hint, ok=manifest.status == "succeeded")
+        if self.extraction is not None and manifest.counters.ingested:
+            self.extraction.wake()
         for listener in self.job_listeners:
             try:
                 listener(manifest)
@@ -169,7 +182,7 @@ class Daemon:
                 break
             if "reload" in flags:
                 self.reload()
-            if interval and self.healthy():
+            if interval and self.live():
                 systemd.watchdog()
         self.shutdown()
         return 0
@@ -201,7 +214,10 @@ class Daemon:
         changed = [n for n in old if n not in fresh or fresh[n] != old[n]]
         for name in changed:
             self._stop_source(name)
+        if new.extract != self.config.extract:
+            self.log.warning("setting needs a restart to take effect", key="extract")
         self.app.replace_config(new)
+        self.policy.replace_config(new)
         found = self._checked(new)
         for name, source in fresh.items():
             if source.enabled and (name not in old or name in changed or name in found.problems
@@ -227,6 +243,8 @@ class Daemon:
         self.schedule.stop()
         self.workers.shutdown(self.config.daemon.shutdown_timeout)
         self.sinks.stop()  # after the workers: what the last jobs committed is on its way out
+        if self.extraction is not None:
+            self.extraction.stop()  # files in flight are redone at the next start
         if self.http is not None:
             self.http.stop()
         self.app.close()
@@ -245,6 +263,8 @@ class Daemon:
             "scheduler": {"ok": self.schedule.running(), "sources": sorted(self.schedule.names())},
             "watchers": {"ok": all(w["alive"] for w in watchers.values()), "sources": watchers},
             "settle_loop": {"ok": self.watcher.alive() or not watchers},
+            "extraction": {"ok": self.extraction is None or self.extraction.alive() or not self._started,
+                           "enabled": self.extraction is not None},
             # informational: a misconfigured source is reported, but restarting the daemon
             # (which is what an unhealthy watchdog leads to) would not fix it
             "sources": {"ok": True, "unavailable": dict(self.unavailable)},
@@ -258,6 +278,12 @@ class Daemon:
 
     def healthy(self) -> bool:
         return all(check["ok"] for check in self.health().values())
+
+    def live(self) -> bool:
+        """What the systemd watchdog keys on: the daemon's own threads. A deleted drop
+        folder fails /healthz, but a restart would not bring it back."""
+        checks = self.health()
+        return all(checks[name]["ok"] for name in ("workers", "scheduler", "settle_loop"))
 
     def status_line(self) -> str:
         return (f"watching {len(self.watcher.names())} folder(s), {len(self.schedule.names())} scheduled source(s); "

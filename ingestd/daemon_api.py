@@ -13,6 +13,8 @@ from ingestd._lib import logs
 from ingestd.api.backend import CredentialStatus, ItemsPage, Runtime, SourceView
 from ingestd.config import Source
 from ingestd.errors import NotFoundError
+from ingestd.extract.lookup import TextState, text_state
+from ingestd.extract.service import Stats
 from ingestd.jobs.items import read_page
 from ingestd.jobs.manifest import Manifest
 from ingestd.runtime.throughput import Window
@@ -21,7 +23,8 @@ from ingestd.runtime.throughput import Window
 class DaemonApi:
     def __init__(self, *, app, plugins, workers, schedule, unavailable: dict[str, str],
                  health: Callable[[], dict], submit: Callable[..., Manifest], listeners: list,
-                 throughput: Callable[[], Window], version: str, started_at: float, sinks=None):
+                 throughput: Callable[[], Window], version: str, started_at: float, sinks=None, policy=None,
+                 extraction=None):
         self.app, self.plugins, self.workers, self.schedule = app, plugins, workers, schedule
         self.unavailable = unavailable  # the daemon's own dict: sources that could not start, and why
         self._health, self._submit, self._listeners, self._throughput = health, submit, listeners, throughput
@@ -29,6 +32,7 @@ class DaemonApi:
         listeners.append(self._totals.job_finished)
         self.version, self.started_at = version, started_at
         self.fleet = sinks  # ingestd.sinks.fleet.Fleet
+        self.policy, self.extraction = policy, extraction
         self.log = logs.get("ingestd.http")
 
     def health(self) -> dict[str, dict]:
@@ -83,6 +87,13 @@ class DaemonApi:
 
     def poll_changes(self) -> None:
         self.app.store.feed.poll_others()
+
+    def document_text(self, doc_id: str) -> TextState:
+        doc = self.app.store.get(doc_id)
+        return text_state(doc, self.app.texts, self.policy, self.app.store)
+
+    def extraction_stats(self) -> Stats | None:
+        return self.extraction.snapshot() if self.extraction is not None else None
 
     # -- sources ----------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from ingestd._lib import logs
 from ingestd.plugin import contract, spec
 from ingestd.plugin.connector import Connector
+from ingestd.plugin.extractor import Extractor
 from ingestd.plugin.hooks import Hooks
 from ingestd.plugin.sink import SINK_KINDS, Sink
 
@@ -34,6 +35,7 @@ class PluginInfo:
     kinds: list[str] = field(default_factory=list)  # registered and usable
     refused: dict[str, str] = field(default_factory=dict)  # kind → why its class was refused
     sink_kinds: list[str] = field(default_factory=list)
+    extractors: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class Plugins:
         self.info: dict[str, PluginInfo] = {}
         self.connectors: dict[str, type[Connector]] = {}
         self.sinks: dict[str, type[Sink]] = {}
+        self.extractors: dict[str, type[Extractor]] = {}
         self._log = logs.get("ingestd.plugins")
         self.hooks = Hooks(self.pm, self._log, **hook_limits)
 
@@ -77,8 +80,7 @@ class Plugins:
             self.info[name] = PluginInfo(name, getattr(obj, "__name__", repr(obj)), None)
             self.pm.register(obj, name=name)
         self._check_pending()
-        self._collect("register_connectors", self._register)
-        self._collect("register_sinks", self._register_sink)
+        self._collect_all()
         return self
 
     def _check_pending(self) -> None:
@@ -92,14 +94,21 @@ class Plugins:
                 self._quarantine(self.info[name], f"unknown hook: {exc}")
 
     def _collect(self, hook: str, register) -> None:
-        """Call each plugin's `register_connectors` / `register_sinks`; one that raises is
-        quarantined with every kind it had registered."""
+        """Call each plugin's `hook(register)`; one that raises is quarantined with every
+        kind (connector, extractor, sink) it had registered."""
         for impl in getattr(self.pm.hook, hook).get_hookimpls():
             info = self.info[impl.plugin_name]
             try:
                 impl.function(register=lambda cls, info=info: register(info, cls))
             except (Exception, SystemExit) as exc:
                 self._quarantine(info, f"{hook} failed: {type(exc).__name__}: {exc}")
+
+    def _collect_all(self) -> None:
+        """One walk over the three registration hooks, in this order."""
+        for hook, register in (("register_connectors", self._register),
+                               ("register_extractors", self._register_extractor),
+                               ("register_sinks", self._register_sink)):
+            self._collect(hook, register)
 
     def _register(self, info: PluginInfo, cls: type[Connector]) -> None:
         if not (isinstance(cls, type) and issubclass(cls, Connector)):
@@ -140,6 +149,17 @@ class Plugins:
                        if info.status == "quarantined" and info.name not in self.connectors}
         return {**quarantined, **{kind: cls.Options for kind, cls in self.sinks.items()}}
 
+    def _register_extractor(self, info: PluginInfo, cls: type[Extractor]) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, Extractor)):
+            raise TypeError(f"{cls!r} is not an Extractor subclass")
+        for attr in ("name", "version", "mime_types"):
+            if not getattr(cls, attr, None):
+                raise ValueError(f"extractor {cls.__name__} declares no {attr}")
+        if cls.name in self.extractors:
+            raise ValueError(f"extractor {cls.name!r} is already registered")
+        self.extractors[cls.name] = cls
+        info.extractors.append(cls.name)
+
     def _quarantine(self, info: PluginInfo, reason: str) -> None:
         info.status, info.error = "quarantined", reason
         for kind in info.sink_kinds:
@@ -148,6 +168,8 @@ class Plugins:
             self.connectors.pop(kind, None)
             info.refused[kind] = f"plugin {info.name!r} is quarantined: {reason}"
         info.kinds = []
+        for name in info.extractors:
+            self.extractors.pop(name, None)
         self._log.error("plugin quarantined", plugin=info.name, reason=reason)
         if self.pm.has_plugin(info.name):
             self.pm.unregister(name=info.name)

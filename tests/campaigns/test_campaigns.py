@@ -59,3 +59,13 @@ def test_the_sink_check_catches_gaps_disorder_and_stray_duplicates():
         verify([f"{n:016d}" for n in (1, 3, 2, 3)], 3, kills=1)
     with pytest.raises(AssertionError, match="not caused by a kill"):
         verify(c, 6, kills=0)
+
+
+def test_hostile_writers_campaign_short(tmp_path):
+    from tests.campaigns import hostile_writers
+
+    report = hostile_writers.run(seconds=6, seed=11, workdir=tmp_path)
+    assert report["escapes"] == 0, report["escape_list"]
+    assert report["lost"] == 0, report["lost_sample"]
+    assert report["swaps_attempted"] >= 20 and report["exit_code"] == 0
+    assert {"hardlink", "symlink"} <= set(report["refused"])

@@ -64,6 +64,8 @@ def test_500s_and_timeouts_are_retried_with_the_same_batch_never_dropped(rig):
     posts = rig.receiver.posts
     assert len(posts) == 5 and len({p["headers"]["X-Ingestd-Delivery"] for p in posts}) == 1  # the same batch
     assert {p["body"] for p in posts} == {posts[0]["body"]}
+    # the receiver holds the batch before the runner has read its answer: wait for the count
+    wait_for(lambda: rig.status().deliveries["ok"] == 1, DEADLINE, message="the accepted batch counted")
     status = rig.status()
     assert status.deliveries == {"ok": 1, "failed": 4} and status.failing_since is None
     assert status.last_error.code == "http_status" and status.last_error.message == "the receiver answered HTTP 404"

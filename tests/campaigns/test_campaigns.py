@@ -43,3 +43,13 @@ def test_churn_campaign_short(tmp_path):
     assert report["changed"] > 30 and report["deleted"] > 5 and report["live_documents"] > 250
     assert report["changes"] > report["live_documents"]  # edits and deletions are changes too
     assert report["follower_changes"] == report["changes"]
+
+
+def test_hostile_writers_campaign_short(tmp_path):
+    from tests.campaigns import hostile_writers
+
+    report = hostile_writers.run(seconds=6, seed=11, workdir=tmp_path)
+    assert report["escapes"] == 0, report["escape_list"]
+    assert report["lost"] == 0, report["lost_sample"]
+    assert report["swaps_attempted"] >= 20 and report["exit_code"] == 0
+    assert {"hardlink", "symlink"} <= set(report["refused"])

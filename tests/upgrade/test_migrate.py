@@ -48,20 +48,22 @@ def test_check_says_what_migrate_does_and_writes_nothing(inst):
     check = cli(inst, "migrate", "--check")
     assert check.returncode == 3, check
     lines = check.stdout.splitlines()
-    assert lines[0] == f"state {state}: schema 1 → 3, 2 step(s) pending"
+    assert lines[0] == f"state {state}: schema 1 → 4, 3 step(s) pending"
     assert lines[1].startswith("  2 schema-marker: ")
-    assert lines[2].startswith("  3 change-feed: ")
+    assert lines[2].startswith("  3 text-catalogue: ")
+    assert lines[3].startswith("  4 change-feed: ")
     assert "source bucket (s3): schema 1, up to date" in lines
     assert "source legal (sharepoint): schema 1 → 2, 1 step(s) pending" in lines
     assert any(line.startswith("  2 per-library-state: ") for line in lines)
-    assert lines[-1].startswith("3 pending: `ingestd migrate`")
+    assert lines[-1].startswith("4 pending: `ingestd migrate`")
     assert tree(state) == before, "--check wrote to the state"
 
     done = cli(inst, "migrate")
     assert done.returncode == 0, done
     applied = done.stdout.splitlines()
     assert [line.rsplit(" (", 1)[0] for line in applied] == [
-        f"state {state}: applied 2 schema-marker", f"state {state}: applied 3 change-feed",
+        f"state {state}: applied 2 schema-marker", f"state {state}: applied 3 text-catalogue",
+        f"state {state}: applied 4 change-feed",
         "source legal (sharepoint): applied 2 per-library-state"], applied
     after = tree(state)
     legal = "sources/legal/"
@@ -71,29 +73,30 @@ def test_check_says_what_migrate_does_and_writes_nothing(inst):
     # the SharePoint step moved its one library's file under libraries/ and indexed it
     assert f"{legal}sharepoint.sqlite" in after and f"{legal}SCHEMA.json" in after
     assert len([k for k in after if k.startswith(f"{legal}libraries/") and k.endswith(".sqlite")]) == 1
-    assert marker(state)["schema"] == 3
-    assert [(h["version"], h["step"]) for h in marker(state)["history"]] == [(2, "schema-marker"), (3, "change-feed")]
+    assert marker(state)["schema"] == 4
+    assert [(h["version"], h["step"]) for h in marker(state)["history"]] == [(2, "schema-marker"),
+                                                                            (3, "text-catalogue"), (4, "change-feed")]
 
     check = cli(inst, "migrate", "--check")
     assert (check.returncode, check.stdout.splitlines()[-1]) == (0, "up to date: nothing to migrate"), check
-    assert f"state {state}: schema 3, up to date" in check.stdout.splitlines()
+    assert f"state {state}: schema 4, up to date" in check.stdout.splitlines()
     again = cli(inst, "migrate")
     assert (again.returncode, again.stdout) == (0, "up to date: nothing to migrate\n")
     assert tree(state) == after, "a second migrate changed the state"
 
 
 def test_read_only_commands_refuse_an_unmigrated_state_and_leave_it_alone(inst):
-    """The change-feed step is not read-safe (this code reads only the catalogue it
-    makes): `jobs`, `document` and `changes` on a 0.1.0 state say to migrate, exit 3,
-    and leave it unmarked (only a lock file appears)."""
+    """The change-feed step (4) is not read-safe (this code reads only the catalogue it
+    makes): `jobs`, `document`, `text` and `changes` on a 0.1.0 state say to migrate,
+    exit 3, and leave it unmarked (only a lock file appears)."""
     state = inst / "state"
     answers = json.loads((inst / "recorded" / "answers.json").read_text())["cli"]
     before = tree(state)
     doc_id = sorted(answers["documents"])[0]
-    for args in (("jobs", "--json"), ("document", doc_id, "--json"), ("changes",)):
+    for args in (("jobs", "--json"), ("document", doc_id, "--json"), ("text", doc_id, "--json"), ("changes",)):
         result = cli(inst, *args)
         assert result.returncode == 3, (args, result)
-        assert "pending: 3 change-feed" in result.stderr and "ingestd migrate" in result.stderr, (args, result)
+        assert "pending: 4 change-feed" in result.stderr and "ingestd migrate" in result.stderr, (args, result)
     assert not (state / "SCHEMA.json").exists(), "a read-only command migrated"
     assert set(tree(state)) - set(before) <= {"SCHEMA.lock"}
     assert {k: v for k, v in tree(state).items() if k in before} == before

@@ -19,7 +19,7 @@ $(RUN_STAMP): pyproject.toml
 	touch $(RUN_STAMP)
 
 $(TEST_STAMP): $(RUN_STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[s3,sharepoint,test]'
+	$(BIN)/python -m pip install --quiet -e '.[s3,sharepoint,cluster,test]'
 	touch $(TEST_STAMP)
 
 run: $(RUN_STAMP)

@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("migrate", parents=[common], help="bring the state up to this version's schema")
     p.add_argument("--check", action="store_true", help="only say what would change (exit 3 if anything would)")
+    p = sub.add_parser("cluster", parents=[common], help="cluster mode: the shared database and blob store")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("init", parents=[common], help="create or migrate the cluster database's schema")
+    a.add_argument("--check", action="store_true", help="only say what would change (exit 3 if anything would)")
+    a = actions.add_parser("status", parents=[common], help="instances, leases and lag")
+    a.add_argument("--json", action="store_true")
     return parser
 
 
@@ -320,6 +326,19 @@ def _print_check(statuses) -> int:
     return MigrationPending.exit_code if pending else 0
 
 
+def cmd_cluster(args) -> int:
+    from ingestd.cluster import commands
+
+    cfg, _plugins = _setup(args, quiet=True)
+    if args.action == "init":
+        lines, code = commands.init(cfg, check=args.check)
+    else:
+        lines, code = commands.status(cfg, as_json=args.json)
+    for line in lines:
+        print(line)
+    return code
+
+
 def _print_manifest(m: Manifest, as_json: bool) -> None:
     if as_json:
         print(json.dumps(m.to_json(), indent=2, ensure_ascii=False))
@@ -339,4 +358,5 @@ def _print_manifest(m: Manifest, as_json: bool) -> None:
 COMMANDS = {
     "run": cmd_run, "ingest": cmd_ingest, "check-config": cmd_check_config, "status": cmd_status,
     "jobs": cmd_jobs, "document": cmd_document, "plugins": cmd_plugins, "migrate": cmd_migrate,
+    "cluster": cmd_cluster,
 }

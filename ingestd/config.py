@@ -12,10 +12,12 @@ import json
 import ipaddress
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -160,10 +162,72 @@ class CredentialsConfig(Strict):
     registry: SecretPath | None = None
 
 
+INSTANCE_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+
+
+def _host_name() -> str:
+    """The default instance id: the host name up to its first dot, as an instance id."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname().split(".")[0])[:63].lstrip("._-")
+    return name or "ingestd"
+
+
+class ClusterConfig(Strict):
+    """`[cluster]`: several instances sharing PostgreSQL and S3-compatible storage
+    (docs/cluster.md). Absent, ingestd runs embedded: SQLite and files in `state_dir`."""
+
+    database_url: str = Field(min_length=1, max_length=4096)  # a libpq URL or key=value string
+    database_credentials: str | None = None  # a registry entry (type "postgres") with the password
+    blob_store: str  # s3://BUCKET[/PREFIX]
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    region: str | None = None
+    credentials: str | None = None  # a registry entry for the blob store, as for S3 sources
+    addressing_style: Literal["auto", "virtual", "path"] = "auto"
+    conditional_writes: Literal["auto", "on", "off"] = "auto"  # If-None-Match: * (auto: probe)
+    instance_id: str = Field(default_factory=_host_name, pattern=INSTANCE_ID)
+    lease_ttl: Duration = Field(default=30.0, ge=2.0, le=3600.0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        """ingestd.toml is meant to be readable by anyone who may read the config; the
+        password goes to the registry, where secrets live (and are masked)."""
+        if _has_password(value):
+            raise ValueError("holds a password; put it in the credential registry (an entry of type "
+                             '"postgres" with a "password") and name that entry in cluster.database_credentials')
+        return value
+
+    @field_validator("blob_store")
+    @classmethod
+    def _s3_url(cls, value: str) -> str:
+        if not _BLOB_STORE.match(value):
+            raise ValueError("expected s3://BUCKET or s3://BUCKET/PREFIX (a bucket name of 3-63 lower-case "
+                             "letters, digits, '.' and '-'; a prefix without control characters)")
+        return value
+
+    @property
+    def bucket(self) -> str:
+        return self.blob_store.removeprefix("s3://").partition("/")[0]
+
+    @property
+    def prefix(self) -> str:
+        return self.blob_store.removeprefix("s3://").partition("/")[2].strip("/")
+
+
+_BLOB_STORE = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\x00-\x1f\x7f]{0,512})?$")
+
+
+def _has_password(dsn: str) -> bool:
+    if re.match(r"^postgres(ql)?://", dsn):
+        parts = urlsplit(dsn)
+        return bool(parts.password) or "password" in parse_qs(parts.query)
+    return re.search(r"(^|\s)password\s*=", dsn) is not None
+
+
 class _Top(Strict):
     daemon: DaemonConfig = DaemonConfig()
     http: HttpConfig = HttpConfig()
     credentials: CredentialsConfig = CredentialsConfig()
+    cluster: ClusterConfig | None = None
     sources: list[dict[str, Any]] = []
 
 
@@ -172,16 +236,22 @@ class _SourceHead(BaseModel):
     name: str = Field(pattern=SOURCE_NAME)
     kind: str
     enabled: bool = True
+    node: str | None = Field(default=None, pattern=INSTANCE_ID)
+
+
+HEAD_KEYS = ("name", "kind", "enabled", "node")
 
 
 class Source(BaseModel):
-    """One configured source: the keys every source has, plus its connector's options."""
+    """One configured source: the keys every source has, plus its connector's options.
+    `node`, in cluster mode, is the instance that runs it (a drop folder is on one host)."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
     name: str
     kind: str
     enabled: bool
     options: Any
+    node: str | None = None
 
 
 class Config(BaseModel):
@@ -191,6 +261,7 @@ class Config(BaseModel):
     http: HttpConfig
     credentials: CredentialsConfig
     sources: tuple[Source, ...]
+    cluster: ClusterConfig | None = None
 
     def source(self, name: str) -> Source | None:
         return next((s for s in self.sources if s.name == name), None)
@@ -242,7 +313,8 @@ def parse(
     if errors or top is None:
         raise ConfigError(errors)
     return Config(
-        path=path, daemon=top.daemon, http=top.http, credentials=top.credentials, sources=tuple(sources)
+        path=path, daemon=top.daemon, http=top.http, credentials=top.credentials, sources=tuple(sources),
+        cluster=top.cluster,
     )
 
 
@@ -257,7 +329,7 @@ def _sources(raw, option_models, context, label, errors) -> list[Source]:
         try:
             head = _SourceHead.model_validate(item)
         except ValidationError as exc:
-            errors.extend(_format(label, exc, _SourceHead, prefix=where, only=("name", "kind", "enabled")))
+            errors.extend(_format(label, exc, _SourceHead, prefix=where, only=HEAD_KEYS))
             continue
         if head.name in seen:
             errors.append(f"{label}: {where}: name: duplicate source name; every source needs its own")
@@ -267,13 +339,13 @@ def _sources(raw, option_models, context, label, errors) -> list[Source]:
             known = ", ".join(sorted(option_models)) or "none installed"
             errors.append(f"{label}: {where}: kind: unknown connector {head.kind!r} (available: {known})")
             continue
-        options = {k: v for k, v in item.items() if k not in ("name", "kind", "enabled")}
+        options = {k: v for k, v in item.items() if k not in HEAD_KEYS}
         try:
             parsed = model.model_validate(options, context=context)
         except ValidationError as exc:
             errors.extend(_format(label, exc, model, prefix=where))
             continue
-        sources.append(Source(name=head.name, kind=head.kind, enabled=head.enabled, options=parsed))
+        sources.append(Source(name=head.name, kind=head.kind, enabled=head.enabled, options=parsed, node=head.node))
     return sources
 
 
@@ -341,7 +413,7 @@ def _allowed_keys(model, loc: tuple) -> list[str]:
     if current is _SourceHead:
         return keys
     if model is not _Top and current is model:
-        keys = ["name", "kind", "enabled", *keys]
+        keys = [*HEAD_KEYS, *keys]
     return keys
 
 

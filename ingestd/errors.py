@@ -29,6 +29,7 @@ class Code(StrEnum):
     DELETE_LIMIT = "delete_limit"
     CONFIG = "config"
     UNAVAILABLE = "unavailable"
+    LEASE_LOST = "lease_lost"  # cluster mode: another instance took the source over
     INTERNAL = "internal"
 
 

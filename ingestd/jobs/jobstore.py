@@ -44,6 +44,7 @@ class _IdClock:
 
 
 _clock = _IdClock()
+new_job_id = _clock.new_id  # the one id policy, for every job store (the cluster's too)
 
 
 CACHE_SIZE = 512  # finished manifests kept in memory (~2.4 KB each): a full API page (500) of the newest jobs

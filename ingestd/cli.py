@@ -29,6 +29,7 @@ from ingestd.errors import (
 from ingestd.jobs.jobstore import JobStore
 from ingestd.jobs.manifest import Manifest
 from ingestd.plugin.manager import Plugins
+from ingestd.runtime import systemd
 from ingestd.state import chains as state_chains, runner as state_runner
 
 
@@ -67,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--check", action="store_true", help="only say what would change (exit 3 if anything would)")
     a = actions.add_parser("status", parents=[common], help="instances, leases and lag")
     a.add_argument("--json", action="store_true")
+    a = actions.add_parser("ingest", parents=[common], help="queue a job for a source (any instance runs it)")
+    a.add_argument("source")
+    a = actions.add_parser("job", parents=[common], help="one job's manifest, from the database")
+    a.add_argument("job_id")
     return parser
 
 
@@ -108,6 +113,10 @@ def cmd_run(args) -> int:
     from ingestd.daemon import run_daemon
 
     cfg, plugins = _setup(args)
+    if cfg.cluster is not None:  # opt-in: the embedded daemon below is untouched without it
+        from ingestd.cluster.node import Node
+
+        return Node(cfg, plugins, ready=systemd.ready).run()
     return run_daemon(cfg, plugins, config_mod.locate(args.config))
 
 
@@ -332,6 +341,10 @@ def cmd_cluster(args) -> int:
     cfg, _plugins = _setup(args, quiet=True)
     if args.action == "init":
         lines, code = commands.init(cfg, check=args.check)
+    elif args.action == "ingest":
+        lines, code = commands.ingest(cfg, args.source)
+    elif args.action == "job":
+        lines, code = commands.job(cfg, args.job_id)
     else:
         lines, code = commands.status(cfg, as_json=args.json)
     for line in lines:

@@ -1,4 +1,4 @@
-"""`ingestd cluster init` and `ingestd cluster status`: what they do, as lines to print
+"""`ingestd cluster init`, `status`, `ingest` and `job`: what they do, as lines to print
 and an exit status (the CLI prints; nothing here does)."""
 
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 
-from ingestd.cluster import driver, schema, status as status_mod
+from ingestd.cluster import driver, jobs, schema, status as status_mod
 from ingestd.cluster.blobs import BlobStore
 from ingestd.config import Config
 from ingestd.credentials import Registry
-from ingestd.errors import ConfigError, MigrationPending
+from ingestd.errors import ConfigError, MigrationPending, UsageError
 
 
 def _cluster(cfg: Config):
@@ -65,3 +65,27 @@ def status(cfg: Config, *, as_json: bool) -> tuple[list[str], int]:
         node = f" on {s.node}" if s.node else ""
         lines.append(f"source {s.name:<20} {s.kind}{node}  fence {s.fence}  {lease}{nxt}")
     return lines, 0
+
+
+BUSY_EXIT = 75  # EX_TEMPFAIL: the source has a live job; asking again later may succeed
+
+
+def ingest(cfg: Config, source: str) -> tuple[list[str], int]:
+    """Queue a job for `source` in the shared database: whichever instance is free claims
+    it. Busy (the API's 409) names the job that holds the source."""
+    known = {s.name: s for s in cfg.sources}
+    if source not in known:
+        raise UsageError(f"unknown source {source!r} (configured: {', '.join(known) or 'none'})")
+    with connected(cfg, "ingest") as (_db, conn):
+        schema.check(conn)
+        try:
+            manifest = jobs.enqueue(conn, source, known[source].kind, "cli")
+        except jobs.Busy as busy:
+            held = busy.manifest
+            return [f"busy: source {source!r} already has job {held.job_id} {held.status}"], BUSY_EXIT
+    return [manifest.job_id], 0
+
+
+def job(cfg: Config, job_id: str) -> tuple[list[str], int]:
+    with connected(cfg, "job") as (_db, conn):
+        return [json.dumps(jobs.get(conn, job_id).to_json(), indent=2, ensure_ascii=False)], 0

@@ -1,0 +1,210 @@
+"""Cluster mode as processes: two `ingestd run` instances on one private PostgreSQL and
+moto's S3 as the blob store. A job runs on exactly one instance; a SIGKILLed holder's
+lease expires and the other instance takes its work over; a holder stopped past its
+lease (SIGSTOP) is fenced out and writes nothing when it wakes (SIGCONT)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests.plugins.s3.kit import ACCESS_KEY
+from tests.support.helpers import run_cli, wait_for, write_config
+from tests.support.procs import Daemon
+
+from .conftest import BUCKET
+
+DOCS = "docs"  # the source bucket
+TTL = 4.0
+N = 120
+
+
+def contents(n: int = N) -> dict[str, bytes]:
+    """Every tenth object repeats another's bytes: blobs are stored once per content."""
+    return {f"f/{i:04d}.txt": (f"shared {i % 7}" if i % 10 == 0 else f"object {i} " * 20).encode() for i in range(n)}
+
+
+class Cluster:
+    def __init__(self, root, pg, moto):
+        self.root, self.pg, self.moto = root, pg, moto
+        self.registry = root / "credentials.json"
+        self.registry.write_text(json.dumps({
+            "pg": {"type": "postgres", "password": pg.password},
+            "minio": {"type": "aws", "access_key_id": ACCESS_KEY, "secret_access_key": "cluster-test-secret"},
+        }))
+        os.chmod(self.registry, 0o600)
+        self.instances: dict[str, Daemon] = {}
+        self.conn = pg.connect(autocommit=True)
+
+    def config(self, name: str):
+        home = self.root / name
+        home.mkdir(exist_ok=True)
+        return write_config(
+            home / "ingestd.toml",
+            daemon={"state_dir": str(home / "state"), "log_format": "json", "log_level": "info",
+                    "shutdown_timeout": 10},
+            http={"enabled": False},
+            credentials={"registry": str(self.registry)},
+            cluster={"database_url": self.pg.url, "database_credentials": "pg", "blob_store": f"s3://{BUCKET}/store",
+                     "endpoint_url": self.moto.url, "addressing_style": "path", "credentials": "minio",
+                     "instance_id": name, "lease_ttl": TTL},
+            sources=[{"name": "bucket", "kind": "s3", "bucket": DOCS, "endpoint_url": self.moto.url,
+                      "addressing_style": "path", "credentials": "minio", "every": 3600}],
+        )
+
+    def cli(self, *args, name="a"):
+        result = run_cli(*args, "--config", self.config(name), timeout=120)
+        assert "Traceback" not in result.stderr, result.stderr
+        return result
+
+    def start(self, *names: str) -> None:
+        for name in names:
+            home = self.root / name
+            cfg = self.config(name)
+            self.instances[name] = Daemon(cfg, home / "state", home).start()
+
+    def stop(self) -> None:
+        for d in self.instances.values():
+            if d.proc.poll() is None:
+                os.kill(d.proc.pid, signal.SIGCONT)
+                d.stop()
+            d.notify.close()
+        self.conn.close()
+
+    def jobs(self) -> list[tuple]:
+        return self.conn.execute("SELECT job_id, status, trigger, instance_id, fence, manifest FROM jobs "
+                                 "ORDER BY created_at").fetchall()
+
+    def holder(self) -> tuple[str, str, int] | None:
+        row = self.conn.execute("SELECT lease_holder, lease_job, fence FROM sources WHERE name = 'bucket' "
+                                "AND lease_holder IS NOT NULL").fetchone()
+        return tuple(row) if row else None
+
+    def versions(self, job_id: str | None = None) -> int:
+        if job_id is None:
+            return self.conn.execute("SELECT count(*) FROM versions").fetchone()[0]
+        return self.conn.execute("SELECT count(*) FROM versions WHERE job_id = %s", (job_id,)).fetchone()[0]
+
+    def settled(self) -> list[tuple] | None:
+        rows = self.jobs()
+        return rows if rows and all(r[1] not in ("queued", "running") for r in rows) else None
+
+    def check_catalogue(self, objects: dict[str, bytes]) -> None:
+        """One document per origin, one version each with the right hash; one blob per content."""
+        rows = self.conn.execute("SELECT d.origin_uri, count(v.seq), max(v.sha256) FROM documents d "
+                                 "JOIN versions v USING (doc_id) GROUP BY d.origin_uri").fetchall()
+        want = {f"s3://{DOCS}/{k}": hashlib.sha256(v).hexdigest() for k, v in objects.items()}
+        assert {uri: sha for uri, _n, sha in rows} == want
+        assert all(n == 1 for _uri, n, _sha in rows)
+        listed = self.moto.s3.list_objects_v2(Bucket=BUCKET, Prefix="store/blobs/")
+        keys = {o["Key"].rsplit("/", 1)[1] for o in listed.get("Contents", [])}
+        assert keys == set(want.values())
+
+
+@pytest.fixture
+def cluster(tmp_path, pg, s3):
+    s3.s3.create_bucket(Bucket=DOCS)
+    c = Cluster(tmp_path, pg, s3)
+    assert c.cli("cluster", "init").returncode == 0
+    yield c
+    c.stop()
+
+
+def put_all(moto, objects: dict[str, bytes]) -> None:
+    for key, body in objects.items():
+        moto.put(key, body, bucket=DOCS)
+
+
+def slow_gets(moto, delay: list[float]) -> None:
+    """Latency on the source bucket's object GETs (a slow remote), `delay[0]` seconds each."""
+
+    def hook(req):
+        if req.bucket == DOCS and req.method == "GET" and req.per_object and delay[0]:
+            time.sleep(delay[0])
+        return None
+
+    moto.log.hooks.append(hook)
+
+
+def test_two_instances_run_each_job_exactly_once(cluster):
+    objects = contents()
+    put_all(cluster.moto, objects)
+    cluster.start("a", "b")
+    rows = wait_for(cluster.settled, timeout=120, message="the scheduled job to finish")
+    assert [(status, trigger) for _j, status, trigger, *_ in rows] == [("succeeded", "schedule")]  # fired once
+    cluster.check_catalogue(objects)
+    ran = [name for name, d in cluster.instances.items() if any(e.get("event") == "job started"
+                                                                 for e in d.log_events())]
+    assert ran == [rows[0][3]]  # exactly the instance the database says
+    status = json.loads(cluster.cli("cluster", "status", "--json").stdout)
+    assert sorted(i["instance_id"] for i in status["instances"]) == ["a", "b"]
+    assert [(s["name"], s["fence"], s["holder"]) for s in status["sources"]] == [("bucket", 1, None)]
+    assert status["last_cursor"] == N and status["queued"] == 0
+    # an asked-for job: queued by the CLI, claimed by one instance; a second ask while it
+    # is live is refused, naming it
+    first = cluster.cli("cluster", "ingest", "bucket")
+    second = cluster.cli("cluster", "ingest", "bucket", name="b")
+    job_id = first.stdout.strip()
+    assert first.returncode == 0 and len(job_id) > 10
+    if second.returncode == 75:
+        assert job_id in second.stdout
+    rows = wait_for(cluster.settled, timeout=120, message="the asked-for job to finish")
+    done = json.loads(cluster.cli("cluster", "job", job_id).stdout)
+    assert done["status"] == "succeeded" and done["counters"]["ingested"] == 0
+    assert cluster.versions() == N  # nothing written twice
+    for d in cluster.instances.values():  # the database password is a secret: never logged
+        assert cluster.pg.password not in d.log_text()
+
+
+def test_a_killed_holders_job_is_taken_over(cluster):
+    objects = contents()
+    put_all(cluster.moto, objects)
+    delay = [0.1]
+    slow_gets(cluster.moto, delay)
+    cluster.start("a", "b")
+    holder, job_id, fence = wait_for(cluster.holder, timeout=60, message="an instance to claim the job")
+    wait_for(lambda: cluster.versions(job_id) > 0, timeout=60, message="the holder's first commit")
+    cluster.instances[holder].kill()
+    delay[0] = 0
+    survivor = next(n for n in cluster.instances if n != holder)
+    rows = wait_for(cluster.settled, timeout=4 * TTL + 60, message="the recovery job to finish")
+    by_id = {r[0]: r for r in rows}
+    killed = by_id[job_id][5]
+    assert by_id[job_id][1] == "failed" and [e["code"] for e in killed["errors"]] == ["interrupted"]
+    (recovery,) = [r for r in rows if r[2] == "recovery"]
+    assert recovery[1] == "succeeded" and recovery[3] == survivor and recovery[4] > fence
+    cluster.check_catalogue(objects)  # what the dead holder committed stands, once; the rest came after
+
+
+def test_a_stalled_holder_is_fenced_out_and_writes_nothing_when_it_wakes(cluster):
+    objects = contents()
+    put_all(cluster.moto, objects)
+    delay = [0.1]
+    slow_gets(cluster.moto, delay)
+    cluster.start("a", "b")
+    holder, job_id, fence = wait_for(cluster.holder, timeout=60, message="an instance to claim the job")
+    wait_for(lambda: cluster.versions(job_id) > 0, timeout=60, message="the holder's first commit")
+    stalled = cluster.instances[holder]
+    stalled.signal(signal.SIGSTOP)
+    survivor = next(n for n in cluster.instances if n != holder)
+    taken = wait_for(lambda: (h := cluster.holder()) and h[0] == survivor and h, timeout=4 * TTL + 60,
+                     message="the other instance to take the source over")
+    assert taken[2] > fence + 1  # the reaper's bump, then the claim's
+    before = cluster.versions(job_id)
+    stalled.signal(signal.SIGCONT)
+    delay[0] = 0
+    wait_for(lambda: any(e.get("event") == "job stopped: lease lost" for e in stalled.log_events()), timeout=60,
+             message="the woken holder to notice its lost lease")
+    rows = wait_for(cluster.settled, timeout=120, message="the recovery job to finish")
+    assert cluster.versions(job_id) == before  # no late write
+    by_id = {r[0]: r for r in rows}
+    assert by_id[job_id][1] == "failed"
+    assert [r[1] for r in rows if r[2] == "recovery"] == ["succeeded"]
+    fences = [r[4] for r in rows]
+    assert fences == sorted(set(fences))
+    cluster.check_catalogue(objects)

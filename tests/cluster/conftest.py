@@ -8,9 +8,8 @@ import pytest
 from tests.conftest import make_secret
 from tests.plugins.s3.kit import MotoS3
 
+from .kit import BLOBS as BUCKET
 from .pgserver import PostgresServer, bindir
-
-BUCKET = "cluster"
 
 
 @pytest.fixture(scope="session")

@@ -13,13 +13,12 @@ import time
 
 import pytest
 
-from tests.plugins.s3.kit import ACCESS_KEY
-from tests.support.helpers import run_cli, wait_for, write_config
+from tests.support.helpers import run_cli, wait_for
 from tests.support.procs import Daemon
 
 from .conftest import BUCKET
+from .kit import DOCS, instance_config, write_registry
 
-DOCS = "docs"  # the source bucket
 TTL = 4.0
 N = 120
 
@@ -32,30 +31,13 @@ def contents(n: int = N) -> dict[str, bytes]:
 class Cluster:
     def __init__(self, root, pg, moto):
         self.root, self.pg, self.moto = root, pg, moto
-        self.registry = root / "credentials.json"
-        self.registry.write_text(json.dumps({
-            "pg": {"type": "postgres", "password": pg.password},
-            "minio": {"type": "aws", "access_key_id": ACCESS_KEY, "secret_access_key": "cluster-test-secret"},
-        }))
-        os.chmod(self.registry, 0o600)
+        self.registry = write_registry(root / "credentials.json", pg.password)
         self.instances: dict[str, Daemon] = {}
         self.conn = pg.connect(autocommit=True)
 
     def config(self, name: str):
-        home = self.root / name
-        home.mkdir(exist_ok=True)
-        return write_config(
-            home / "ingestd.toml",
-            daemon={"state_dir": str(home / "state"), "log_format": "json", "log_level": "info",
-                    "shutdown_timeout": 10},
-            http={"enabled": False},
-            credentials={"registry": str(self.registry)},
-            cluster={"database_url": self.pg.url, "database_credentials": "pg", "blob_store": f"s3://{BUCKET}/store",
-                     "endpoint_url": self.moto.url, "addressing_style": "path", "credentials": "minio",
-                     "instance_id": name, "lease_ttl": TTL},
-            sources=[{"name": "bucket", "kind": "s3", "bucket": DOCS, "endpoint_url": self.moto.url,
-                      "addressing_style": "path", "credentials": "minio", "every": 3600}],
-        )
+        return instance_config(self.root / name, name, database_url=self.pg.url, s3_url=self.moto.url,
+                               registry=self.registry, ttl=TTL)
 
     def cli(self, *args, name="a"):
         result = run_cli(*args, "--config", self.config(name), timeout=120)

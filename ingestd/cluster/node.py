@@ -101,6 +101,8 @@ class Node:
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda _s, _f: self.stopping.set())
+        # no reload in cluster mode yet: SIGHUP must not end the instance (its default)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         conn = self.database.connect(autocommit=True, purpose="main")
         self._start(conn)
         waker = Waker(self.database.connect)

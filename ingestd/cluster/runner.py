@@ -171,6 +171,8 @@ class _Job:
             return Failed(ev.origin_uri, exc.code, exc.message, token=ev.token)
         except OSError as exc:
             return Failed(ev.origin_uri, io_error_code(exc), exc.strerror or str(exc), token=ev.token)
+        except IngestdError as exc:  # the blob store refused or failed: this item, not the job
+            return Failed(ev.origin_uri, getattr(exc, "code", Code.IO), str(exc), token=ev.token)
         finally:
             if ev.path is not None and ev.owned:
                 _unlink(Path(ev.path))

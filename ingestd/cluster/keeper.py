@@ -44,6 +44,11 @@ class Keeper:
         self._threads = [threading.Thread(target=self._beat, name=f"lease-{lease.source}", daemon=True),
                          threading.Thread(target=self._watch, name=f"lease-watch-{lease.source}", daemon=True)]
 
+    @property
+    def gone(self) -> bool:
+        """The lease is lost (true from the first moment: `lost` is set once the callbacks ran)."""
+        return bool(self.reason)
+
     def start(self) -> "Keeper":
         for t in self._threads:
             t.start()
@@ -63,10 +68,14 @@ class Keeper:
     def _beat(self) -> None:
         while not self._done.wait(self.ttl / 3):
             try:
-                with self._lock:
-                    if self._conn is None:
-                        self._conn = self.connect()
-                    conn = self._conn
+                conn = self._conn
+                if conn is None:  # connected outside the lock: a connect may hang as long as its timeout
+                    conn = self.connect()
+                    with self._lock:
+                        self._conn = conn
+                    if self._done.is_set():  # closed (or lost) while connecting
+                        _close_quietly(conn)
+                        return
                 leases.heartbeat(conn, self.lease, self.ttl)
                 self._last_ok = self.clock()
                 self.beats += 1
@@ -90,10 +99,12 @@ class Keeper:
                 return
 
     def _lose(self, why: str) -> None:
-        if self.lost.is_set():
-            return
-        self.reason = why
-        self.lost.set()
+        """Once (the heartbeat and the watchdog may both get here): stop the job, run the
+        callbacks, and only then say `lost`, so whoever waits on it sees their effects."""
+        with self._lock:
+            if self.reason:
+                return
+            self.reason = why
         self.stop.set()
         self._log.error("lease lost: stopping the job", reason=why, fence=self.lease.fence)
         for callback in list(self.on_lost):
@@ -101,6 +112,7 @@ class Keeper:
                 callback()
             except Exception:
                 pass
+        self.lost.set()
         self._done.set()
         with self._lock:
             conn, self._conn = self._conn, None

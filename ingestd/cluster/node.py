@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from ingestd._lib import logs
 from ingestd.cluster import driver, instances, jobs, schedule, schema
 from ingestd.cluster.blobs import BlobStore
+from ingestd.cluster.keeper import cut
 from ingestd.cluster.runner import Runner
 from ingestd.cluster.wake import Waker
 from ingestd.config import Config, Source
@@ -113,7 +114,7 @@ class Node:
             try:
                 if conn is None or conn.closed:
                     conn = self.database.connect(autocommit=True, purpose="main")
-                self._tick(conn)
+                self._guarded_tick(conn)
                 waker.wait(TICK)
             except Exception as exc:  # noqa: BLE001 - the database away: keep trying, jobs guard themselves
                 self.log.warning("cluster loop: database unavailable", error=_first_line(exc))
@@ -122,6 +123,17 @@ class Node:
                 self.stopping.wait(TICK)
         self._shutdown(conn, waker)
         return 0
+
+    def _guarded_tick(self, conn) -> None:
+        """A tick whose database has gone silent (a partition: no error, no answer) is cut
+        off after half a lease, so the loop reconnects instead of hanging."""
+        timer = threading.Timer(self.cfg.lease_ttl / 2, cut, args=(conn,))
+        timer.daemon = True
+        timer.start()
+        try:
+            self._tick(conn)
+        finally:
+            timer.cancel()
 
     def _tick(self, conn) -> None:
         instances.beat(conn, self.id)

@@ -81,15 +81,15 @@ class Runner:
             try:
                 job.consume(connector.stage(ctx))
             except Exception as exc:  # noqa: BLE001 - the job's boundary: recorded, then settled
-                if keeper.lost.is_set() or isinstance(exc, LeaseLost):
+                if keeper.gone or isinstance(exc, LeaseLost):
                     raise
                 job.error = _job_error(exc, log)
-            if keeper.lost.is_set():
+            if keeper.gone:
                 raise _Cut(keeper.reason)
             status = job.end(stopped=stop.is_set())
             jobs.settle(conn, lease, manifest)
         except Exception as exc:  # noqa: BLE001 - a lost lease, or a database that went away
-            if keeper.lost.is_set() or isinstance(exc, (LeaseLost, _Cut)):
+            if keeper.gone or isinstance(exc, (LeaseLost, _Cut)):
                 return self._lost(job, keeper.reason or str(exc), log)
             raise
         finally:

@@ -18,8 +18,9 @@ from tests.support.procs import Daemon
 
 from .conftest import BUCKET
 from .kit import DOCS, instance_config, write_registry
+from .proxy import Proxy
 
-TTL = 4.0
+TTL = 8.0  # generous: a busy CI machine must not lose leases by starving a heartbeat thread
 N = 120
 
 
@@ -33,10 +34,11 @@ class Cluster:
         self.root, self.pg, self.moto = root, pg, moto
         self.registry = write_registry(root / "credentials.json", pg.password)
         self.instances: dict[str, Daemon] = {}
+        self.urls: dict[str, str] = {}  # an instance reaching the database another way (a proxy)
         self.conn = pg.connect(autocommit=True)
 
     def config(self, name: str):
-        return instance_config(self.root / name, name, database_url=self.pg.url, s3_url=self.moto.url,
+        return instance_config(self.root / name, name, database_url=self.urls.get(name, self.pg.url), s3_url=self.moto.url,
                                registry=self.registry, ttl=TTL)
 
     def cli(self, *args, name="a"):
@@ -50,11 +52,15 @@ class Cluster:
             cfg = self.config(name)
             self.instances[name] = Daemon(cfg, home / "state", home).start()
 
-    def stop(self) -> None:
+    def stop_instances(self) -> None:
         for d in self.instances.values():
             if d.proc.poll() is None:
                 os.kill(d.proc.pid, signal.SIGCONT)
                 d.stop()
+
+    def stop(self) -> None:
+        self.stop_instances()
+        for d in self.instances.values():
             d.notify.close()
         self.conn.close()
 
@@ -190,3 +196,42 @@ def test_a_stalled_holder_is_fenced_out_and_writes_nothing_when_it_wakes(cluster
     fences = [r[4] for r in rows]
     assert fences == sorted(set(fences))
     cluster.check_catalogue(objects)
+
+
+def test_a_partitioned_holder_stops_and_its_late_writes_never_land(cluster):
+    """Instance a reaches the database through a proxy that starts swallowing every byte
+    (no error, no reset: what a partition looks like). It must stop its job by itself; b
+    takes the source over after the ttl; when the proxy heals, nothing a sent lands."""
+    objects = contents()
+    put_all(cluster.moto, objects)
+    delay = [0.1]
+    slow_gets(cluster.moto, delay)
+    proxy = Proxy(cluster.pg.server.host, cluster.pg.server.port)
+    try:
+        cluster.urls["a"] = f"postgresql://{cluster.pg.server.user}@127.0.0.1:{proxy.port}/{cluster.pg.name}"
+        cluster.start("a")
+        holder, job_id, fence = wait_for(cluster.holder, timeout=60, message="a to claim the job")
+        assert holder == "a"
+        wait_for(lambda: cluster.versions(job_id) > 0, timeout=60, message="a's first commit")
+        cluster.start("b")
+        proxy.blackhole()
+        a = cluster.instances["a"]
+        wait_for(lambda: any(e.get("event") == "lease lost: stopping the job" for e in a.log_events()),
+                 timeout=4 * TTL + 30, message="a to give its lease up")
+        taken = wait_for(lambda: (h := cluster.holder()) and h[0] == "b" and h, timeout=4 * TTL + 60,
+                         message="b to take the source over")
+        assert taken[2] > fence
+        before = cluster.versions(job_id)
+        proxy.heal()
+        delay[0] = 0
+        rows = wait_for(cluster.settled, timeout=120, message="the recovery job to finish")
+        assert cluster.versions(job_id) == before  # none of a's late writes landed
+        by_id = {r[0]: r for r in rows}
+        assert by_id[job_id][1] == "failed"
+        assert [(r[1], r[3]) for r in rows if r[2] == "recovery"] == [("succeeded", "b")]
+        cluster.check_catalogue(objects)
+        assert a.proc.poll() is None  # the partition cost a its job, not its life
+    finally:
+        proxy.heal()
+        cluster.stop_instances()
+        proxy.close()

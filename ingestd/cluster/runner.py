@@ -13,9 +13,12 @@ and it ends `failed`/`lease_lost` unless the reaper recorded it first. Blobs upl
 before the loss stay in the store (content-addressed, harmless); no record names them
 unless the new holder commits the same content again.
 
-Sync state stays in the instance's own `state_dir` in this phase: a source taken over
-by another instance is listed in full there, and the catalogue's commit turns what it
-already has into `unchanged` (fetch at-least-once, catalogue exactly-once).
+Sync state: the connector's state directory is restored from the source's current
+snapshot before the job when this instance's copy is not it, and published (fenced)
+after the connector's `finish`, before the settle: the next holder, on any host, starts
+from this job's cursor. A job that dies before publishing leaves the previous cursor
+current: its successor re-fetches, and the catalogue's commit turns what it already has
+into `unchanged` (fetch at-least-once, catalogue exactly-once).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingestd._lib import logs
-from ingestd.cluster import catalogue, jobs
+from ingestd.cluster import catalogue, jobs, sync_state
 from ingestd.cluster.blobs import BlobStore
 from ingestd.cluster.keeper import Keeper, cut
 from ingestd.cluster.leases import LeaseLost
@@ -77,8 +80,10 @@ class Runner:
         ctx = JobContext(job_id=manifest.job_id, source=connector.source, state_dir=self.state_dir, stop=stop, log=log)
         job = _Job(self, conn, claim, ctx, log)
         log.info("job started", kind=manifest.kind, trigger=manifest.trigger, fence=lease.fence)
+        state = self.state_dir / "sources" / manifest.source  # the connector's cursors (ctx.source_state)
         try:
             try:
+                sync_state.restore(conn, self.blobs, manifest.source, state)  # the newest holder's cursor
                 job.consume(connector.stage(ctx))
             except Exception as exc:  # noqa: BLE001 - the job's boundary: recorded, then settled
                 if keeper.gone or isinstance(exc, LeaseLost):
@@ -87,6 +92,9 @@ class Runner:
             if keeper.gone:
                 raise _Cut(keeper.reason)
             status = job.end(stopped=stop.is_set())
+            if job.error is None or job.error.code != Code.INTERRUPTED:
+                self._finish(connector, ctx, job, status, log)
+                sync_state.publish(conn, self.blobs, lease, state)  # fenced: only the holder's cursor counts
             jobs.settle(conn, lease, manifest)
         except Exception as exc:  # noqa: BLE001 - a lost lease, or a database that went away
             if keeper.gone or isinstance(exc, (LeaseLost, _Cut)):
@@ -95,13 +103,17 @@ class Runner:
         finally:
             keeper.close()
             _close(conn)
-        if job.error is None or job.error.code != Code.INTERRUPTED:
-            try:
-                connector.finish(ctx, job.outcomes, status)
-            except Exception:
-                log.exception("connector finish failed")
         log.info("job finished", status=status, counters=manifest.counters.model_dump(), fence=lease.fence)
         return manifest
+
+    @staticmethod
+    def _finish(connector: Connector, ctx: JobContext, job: "_Job", status: str, log) -> None:
+        """The connector records the job's results in its state (before the settle, under
+        the lease, so the snapshot published next is this job's)."""
+        try:
+            connector.finish(ctx, job.outcomes, status)
+        except Exception:  # noqa: BLE001 - as embedded: a failed finish costs a re-fetch, not the job
+            log.exception("connector finish failed")
 
     def _lost(self, job: "_Job", why: str, log) -> Manifest:
         """The lease went: record that, if the job is still ours to record (the reaper's

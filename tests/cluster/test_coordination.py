@@ -148,3 +148,41 @@ def test_a_holder_cut_off_from_the_database_stops_before_its_lease_ends(pg, db):
         keeper.close()
         job_conn.close()
         proxy.close()
+
+
+def test_a_state_directory_travels_between_hosts_through_its_snapshot(db, s3, tmp_path):
+    blobs = BlobStore(s3.client(), BUCKET, "p")
+    add_sources(db, "bucket")
+    jobs.enqueue(db, "bucket", "s3", "api")
+    c = jobs.claim(db, "a", ttl=30)
+    here, there = tmp_path / "a" / "bucket", tmp_path / "b" / "bucket"
+    (here / "sub").mkdir(parents=True)
+    (here / "cursor.json").write_text('{"after": "k/0042"}')
+    (here / "sub" / "state.sqlite").write_bytes(b"\0sqlite bytes")
+    key = sync_state.publish(db, blobs, c.lease, here)
+    assert sync_state.publish(db, blobs, c.lease, here) == key  # same state, same snapshot
+    (there / "stale").mkdir(parents=True)
+    assert sync_state.restore(db, blobs, "bucket", there) == key
+    assert sorted(str(p.relative_to(there)) for p in there.rglob("*")) == [
+        sync_state.MARKER, "cursor.json", "sub", "sub/state.sqlite"]
+    assert (there / "sub" / "state.sqlite").read_bytes() == b"\0sqlite bytes"
+
+
+def test_a_hostile_snapshot_cannot_write_outside_the_state_directory(db, s3, tmp_path):
+    import io
+    import tarfile
+
+    blobs = BlobStore(s3.client(), BUCKET, "p")
+    add_sources(db, "bucket")
+    jobs.enqueue(db, "bucket", "s3", "api")
+    c = jobs.claim(db, "a", ttl=30)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:") as tar:
+        info = tarfile.TarInfo("../escaped")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    sync_state.save(db, blobs, c.lease, out.getvalue())
+    target = tmp_path / "state" / "bucket"
+    with pytest.raises(tarfile.FilterError):
+        sync_state.restore(db, blobs, "bucket", target)
+    assert not (tmp_path / "state" / "escaped").exists()

@@ -133,18 +133,21 @@ def test_two_instances_run_each_job_exactly_once(cluster):
     assert sorted(i["instance_id"] for i in status["instances"]) == ["a", "b"]
     assert [(s["name"], s["fence"], s["holder"]) for s in status["sources"]] == [("bucket", 1, None)]
     assert status["last_cursor"] == N and status["queued"] == 0
-    # an asked-for job: queued by the CLI, claimed by one instance; a second ask while it
-    # is live is refused, naming it
-    first = cluster.cli("cluster", "ingest", "bucket")
-    second = cluster.cli("cluster", "ingest", "bucket", name="b")
-    job_id = first.stdout.strip()
-    assert first.returncode == 0 and len(job_id) > 10
-    if second.returncode == 75:
-        assert job_id in second.stdout
-    rows = wait_for(cluster.settled, timeout=120, message="the asked-for job to finish")
+    # the instance that ran it leaves; a job asked for now runs on the other, which starts
+    # from the first job's cursor (the shared snapshot) and fetches nothing again
+    cluster.instances[ran[0]].stop()
+    other = next(n for n in cluster.instances if n != ran[0])
+    cluster.moto.log.clear()
+    asked = cluster.cli("cluster", "ingest", "bucket")
+    job_id = asked.stdout.strip()
+    assert asked.returncode == 0 and len(job_id) > 10
+    wait_for(cluster.settled, timeout=120, message="the asked-for job to finish")
     done = json.loads(cluster.cli("cluster", "job", job_id).stdout)
     assert done["status"] == "succeeded" and done["counters"]["ingested"] == 0
+    assert cluster.jobs()[-1][3] == other
+    assert not [r.key for r in cluster.moto.log.requests if r.bucket == DOCS and r.method == "GET" and r.per_object]
     assert cluster.versions() == N  # nothing written twice
+    assert cluster.conn.execute("SELECT state_fence FROM sources").fetchone()[0] == 2  # the cursor is job 2's
     for d in cluster.instances.values():  # the database password is a secret: never logged
         assert cluster.pg.password not in d.log_text()
 
@@ -157,6 +160,8 @@ def test_a_killed_holders_job_is_taken_over(cluster):
     cluster.start("a", "b")
     holder, job_id, fence = wait_for(cluster.holder, timeout=60, message="an instance to claim the job")
     wait_for(lambda: cluster.versions(job_id) > 0, timeout=60, message="the holder's first commit")
+    busy = cluster.cli("cluster", "ingest", "bucket", name="b")  # one live job per source, cluster-wide
+    assert busy.returncode == 75 and job_id in busy.stdout
     cluster.instances[holder].kill()
     delay[0] = 0
     survivor = next(n for n in cluster.instances if n != holder)

@@ -115,8 +115,9 @@ def cmd_run(args) -> int:
     cfg, plugins = _setup(args)
     if cfg.cluster is not None:  # opt-in: the embedded daemon below is untouched without it
         from ingestd.cluster.node import Node
+        from ingestd.cluster_api import serve
 
-        return Node(cfg, plugins, ready=systemd.ready).run()
+        return Node(cfg, plugins, ready=systemd.ready, http=serve if cfg.http.enabled else None).run()
     return run_daemon(cfg, plugins, config_mod.locate(args.config))
 
 

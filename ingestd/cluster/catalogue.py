@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from ingestd._lib.times import iso, parse_iso
 from ingestd.cluster import leases
 from ingestd.cluster.leases import Lease
-from ingestd.store.catalogue import Change
+from ingestd.errors import NotFoundError
+from ingestd.store.catalogue import Change, Document, Version
 
 TYPES = ("stored", "updated", "deleted", "restored")
 
@@ -142,6 +143,26 @@ def changes_after(conn, after: int, limit: int = 500) -> list[dict]:
                         "FROM changes WHERE cursor > %s ORDER BY cursor LIMIT %s", (after, limit)).fetchall()
     keys = ("cursor", "type", "doc_id", "source", "origin_uri", "version", "sha256", "size", "mime", "job_id", "at")
     return [{**dict(zip(keys, r)), "at": iso(r[-1])} for r in rows]
+
+
+def document(conn, doc_id: str, blob_key) -> Document:
+    """A document as the API serves it: its current version, provenance and history
+    (`blob_key(sha256)` names where its bytes are). NotFoundError when unknown."""
+    head = conn.execute("SELECT source, current_seq, deleted_at, deleted_job FROM documents WHERE doc_id = %s",
+                        (doc_id,)).fetchone()
+    if head is None:
+        raise NotFoundError(f"document {doc_id} not found")
+    rows = conn.execute("SELECT seq, sha256, size, mime, origin_uri, source_modified_at, ingested_at, job_id, "
+                        "metadata FROM versions WHERE doc_id = %s ORDER BY seq", (doc_id,)).fetchall()
+    history = {r[0]: Version(sha256=r[1], size=r[2], mime=r[3], origin_uri=r[4],
+                             source_modified_at=iso(r[5]) if r[5] else None, ingested_at=iso(r[6]), job_id=r[7],
+                             metadata=r[8] or {}) for r in rows}
+    now = history[head[1]]
+    return Document(doc_id=doc_id, source=head[0], origin_uri=now.origin_uri, sha256=now.sha256, size=now.size,
+                    mime=now.mime, source_modified_at=now.source_modified_at, ingested_at=now.ingested_at,
+                    job_id=now.job_id, metadata=now.metadata, deleted_at=iso(head[2]) if head[2] else None,
+                    deleted_job=head[3], blob_path=blob_key(now.sha256),
+                    versions=[v for seq, v in sorted(history.items()) if seq != head[1]][::-1])
 
 
 def versions(conn, doc_id: str) -> list[dict]:

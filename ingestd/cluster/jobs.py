@@ -211,6 +211,13 @@ def live(conn, source: str) -> Manifest | None:
         return _live(cur, source)
 
 
+def last_succeeded(conn) -> list[Manifest]:
+    """Each source's newest succeeded job."""
+    rows = conn.execute("SELECT DISTINCT ON (source) manifest FROM jobs WHERE status = 'succeeded' "
+                        "ORDER BY source, created_at DESC, job_id DESC").fetchall()
+    return [Manifest.model_validate(r[0]) for r in rows]
+
+
 def listing(conn, *, source: str | None = None, status: str | None = None, limit: int = 20,
             before: str | None = None) -> list[Manifest]:
     """Newest first, as `GET /jobs` pages them: every instance answers the same."""

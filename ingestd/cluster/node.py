@@ -10,19 +10,23 @@ A database that cannot be reached is not fatal: the loop logs it and tries again
 jobs it was running stop themselves at ttl/2 (their keepers), and another instance's
 reaper takes the sources over after the ttl.
 
-What phase 1 does not do yet (docs/cluster.md): serve the HTTP API, watch drop folders
+What phase 1 does not do yet (docs/cluster.md): watch drop folders
 (a `local` source pinned to this node runs when asked or scheduled), keep sync state in
 the blob store.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from ingestd._lib import logs
+from ingestd._lib.atomic import write_json
+from ingestd._lib.version import VERSION
 from ingestd.cluster import driver, instances, jobs, schedule, schema
 from ingestd.cluster.blobs import BlobStore
 from ingestd.cluster.keeper import cut
@@ -49,8 +53,15 @@ def next_run_for(source: Source) -> Callable[[datetime], datetime]:
 
 
 class Node:
-    def __init__(self, config: Config, plugins: Plugins, *, ready: Callable[[str], None] = lambda text: None):
+    def __init__(self, config: Config, plugins: Plugins, *, ready: Callable[[str], None] = lambda text: None,
+                 http: Callable[["Node"], object] | None = None):
         self.config = config
+        self.started_at = time.time()
+        self.http_factory = http  # builds the API server (the caller's: the API sits above this layer)
+        self.http = None
+        self.listeners: list[Callable] = []  # called with each job this instance finished (the API's metrics)
+        self.unavailable: dict[str, str] = {}  # sources that cannot run here, and why
+        self.db_ok = False
         self.cfg = config.cluster
         self.plugins = plugins
         self.ready = ready
@@ -77,6 +88,7 @@ class Node:
             cls = self.plugins.connectors[source.kind]
             reason = cls.unavailable_reason()
             if reason:
+                self.unavailable[name] = reason
                 self.log.error("source not started", source=name, kind=source.kind, reason=reason)
                 continue
             out[name] = source
@@ -107,6 +119,13 @@ class Node:
         conn = self.database.connect(autocommit=True, purpose="main")
         self._start(conn)
         waker = Waker(self.database.connect)
+        self.db_ok = True
+        if self.http_factory is not None:
+            self.http = self.http_factory(self)
+            self.http.start()
+        write_json(self.state_dir / "daemon.json", {"pid": os.getpid(), "version": VERSION, "instance": self.id,
+                                                    "http": self.http.address if self.http else None,
+                                                    "started_at": self.started_at})
         self.ready(f"cluster instance {self.id}: {len(self.sources)} source(s)")
         self.log.info("ingestd cluster instance ready", sources=sorted(self.sources), lease_ttl=self.cfg.lease_ttl,
                       database=self.database.describe(), blob_store=self.cfg.blob_store)
@@ -115,8 +134,10 @@ class Node:
                 if conn is None or conn.closed:
                     conn = self.database.connect(autocommit=True, purpose="main")
                 self._guarded_tick(conn)
+                self.db_ok = True
                 waker.wait(TICK)
             except Exception as exc:  # noqa: BLE001 - the database away: keep trying, jobs guard themselves
+                self.db_ok = False
                 self.log.warning("cluster loop: database unavailable", error=_first_line(exc))
                 conn = _drop(conn)
                 waker.close()
@@ -164,7 +185,12 @@ class Node:
                 raise RuntimeError(f"source {name!r} is not configured on instance {self.id}")
             connector = self.connectors.get(name) or self.connectors.setdefault(
                 name, self.plugins.connectors[source.kind](source, self.registry, self.state_dir))
-            self.runner.run(claim, connector, stop)
+            manifest = self.runner.run(claim, connector, stop)
+            for listener in list(self.listeners):
+                try:
+                    listener(manifest)
+                except Exception:  # noqa: BLE001 - a listener's bug must not end the job thread
+                    self.log.exception("job listener failed", job_id=manifest.job_id)
         except Exception:  # noqa: BLE001 - the lease expires and the reaper records the job
             self.log.exception("job could not run", source=name, job_id=claim.manifest.job_id)
 
@@ -177,6 +203,8 @@ class Node:
 
     def _shutdown(self, conn, waker: Waker) -> None:
         self.log.info("stopping", running_jobs=len(self.running))
+        if self.http is not None:
+            self.http.drain()
         for _thread, stop in self.running.values():
             stop.set()
         for thread, _stop in self.running.values():
@@ -191,7 +219,20 @@ class Node:
         _drop(conn)
         for connector in self.connectors.values():
             connector.close()
+        if self.http is not None:
+            self.http.stop()
+        try:
+            (self.state_dir / "daemon.json").unlink()
+        except FileNotFoundError:
+            pass
         self.log.info("stopped")
+
+    def health(self) -> dict[str, dict]:
+        """`/healthz` on a cluster instance: the database as the loop last found it, the
+        jobs running here, and the sources that cannot run here."""
+        return {"database": {"ok": self.db_ok, "instance": self.id},
+                "workers": {"ok": True, "running": len(self.running), "size": self.config.daemon.workers},
+                "sources": {"ok": True, "unavailable": dict(self.unavailable)}}
 
 
 def _first_line(exc: BaseException) -> str:

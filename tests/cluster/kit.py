@@ -24,13 +24,13 @@ def write_registry(path: Path, pg_password: str) -> Path:
 
 
 def instance_config(home: Path, name: str, *, database_url: str, s3_url: str, registry: Path, ttl: float,
-                    every: float = 3600, log_level: str = "info") -> Path:
+                    every: float = 3600, log_level: str = "info", http: bool = False) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     return write_config(
         home / "ingestd.toml",
         daemon={"state_dir": str(home / "state"), "log_format": "json", "log_level": log_level,
                 "shutdown_timeout": 10},
-        http={"enabled": False},
+        http={"listen": "127.0.0.1:0"} if http else {"enabled": False},
         credentials={"registry": str(registry)},
         cluster={"database_url": database_url, "database_credentials": "pg", "blob_store": f"s3://{BLOBS}/store",
                  "endpoint_url": s3_url, "addressing_style": "path", "credentials": "minio",

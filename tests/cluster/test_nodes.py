@@ -9,7 +9,10 @@ import hashlib
 import json
 import os
 import signal
+import threading
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -35,11 +38,12 @@ class Cluster:
         self.registry = write_registry(root / "credentials.json", pg.password)
         self.instances: dict[str, Daemon] = {}
         self.urls: dict[str, str] = {}  # an instance reaching the database another way (a proxy)
+        self.http = False
         self.conn = pg.connect(autocommit=True)
 
     def config(self, name: str):
         return instance_config(self.root / name, name, database_url=self.urls.get(name, self.pg.url), s3_url=self.moto.url,
-                               registry=self.registry, ttl=TTL)
+                               registry=self.registry, ttl=TTL, http=self.http)
 
     def cli(self, *args, name="a"):
         result = run_cli(*args, "--config", self.config(name), timeout=120)
@@ -240,3 +244,57 @@ def test_a_partitioned_holder_stops_and_its_late_writes_never_land(cluster):
         proxy.heal()
         cluster.stop_instances()
         proxy.close()
+
+
+def post_ingest(base: str, source: str) -> tuple[int, dict]:
+    req = urllib.request.Request(base + "/ingest", data=json.dumps({"source": source}).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+def test_every_instance_serves_the_api_and_one_ingest_wins_each_round(cluster):
+    """Concurrent `POST /ingest` for one source on all three instances: one 202 per round,
+    the others 409 `busy` naming the job that won; `/jobs` is the same everywhere."""
+    objects = contents(10)
+    put_all(cluster.moto, objects)
+
+    def slow_lists(req):  # each job lasts long enough for every request of a round to meet it
+        if req.bucket == DOCS and req.is_list and slow[0]:
+            time.sleep(1.0)
+        return None
+
+    slow = [True]
+    cluster.moto.log.hooks.append(slow_lists)
+    cluster.http = True
+    cluster.start("a", "b", "c")
+    wait_for(cluster.settled, timeout=120, message="the scheduled job to finish")
+    bases = [d.base_url for d in cluster.instances.values()]
+    for _round in range(5):
+        barrier, answers = threading.Barrier(len(bases)), []
+
+        def ask(base):
+            barrier.wait()
+            answers.append(post_ingest(base, "bucket"))
+
+        threads = [threading.Thread(target=ask, args=(b,)) for b in bases]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        accepted = [body for code, body in answers if code == 202]
+        refused = [body for code, body in answers if code == 409]
+        assert len(accepted) == 1 and len(refused) == 2, answers
+        assert {r["error"] for r in refused} == {"busy"} and {r["job_id"] for r in refused} == {accepted[0]["job_id"]}
+        wait_for(cluster.settled, timeout=120, message="the round's job to finish")
+    listings = [json.loads(urllib.request.urlopen(b + "/jobs?limit=50", timeout=30).read()) for b in bases]
+    assert len(listings[0]["jobs"]) == 6 and all(listing == listings[0] for listing in listings)
+    doc, uri = cluster.conn.execute("SELECT doc_id, origin_uri FROM documents LIMIT 1").fetchone()
+    served = [json.loads(urllib.request.urlopen(f"{b}/documents/{doc}", timeout=30).read()) for b in bases]
+    assert all(s == served[0] for s in served)
+    assert served[0]["sha256"] == hashlib.sha256(objects[uri.removeprefix(f"s3://{DOCS}/")]).hexdigest()
+    health = json.loads(urllib.request.urlopen(bases[0] + "/healthz", timeout=30).read())
+    assert health["checks"]["database"]["ok"] is True

@@ -232,6 +232,7 @@ class Node:
         jobs running here, and the sources that cannot run here."""
         return {"database": {"ok": self.db_ok, "instance": self.id},
                 "workers": {"ok": True, "running": len(self.running), "size": self.config.daemon.workers},
+                "watchers": {"ok": True, "sources": {}},  # no drop folders are watched in cluster mode yet
                 "sources": {"ok": True, "unavailable": dict(self.unavailable)}}
 
 

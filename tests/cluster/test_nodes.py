@@ -298,3 +298,7 @@ def test_every_instance_serves_the_api_and_one_ingest_wins_each_round(cluster):
     assert served[0]["sha256"] == hashlib.sha256(objects[uri.removeprefix(f"s3://{DOCS}/")]).hexdigest()
     health = json.loads(urllib.request.urlopen(bases[0] + "/healthz", timeout=30).read())
     assert health["checks"]["database"]["ok"] is True
+    sources = json.loads(urllib.request.urlopen(bases[1] + "/sources", timeout=30).read())
+    assert [(s["name"], s["last_job"]["job_id"]) for s in sources["sources"]] == [("bucket", accepted[0]["job_id"])]
+    with urllib.request.urlopen(bases[2] + "/metrics", timeout=30) as resp:
+        assert resp.status == 200 and b"ingestd_" in resp.read()

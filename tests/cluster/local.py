@@ -42,16 +42,19 @@ def main() -> int:
             moto.put(f"demo/{i:02d}.txt", f"document {i}\n".encode(), bucket=DOCS)
         registry = write_registry(root / "credentials.json", pg.password)
         configs = {n: instance_config(root / n, n, database_url=pg.url(db), s3_url=moto.url, registry=registry,
-                                      ttl=10, every=60) for n in INSTANCES}
+                                      ttl=10, every=60, http=True) for n in INSTANCES}
         subprocess.run([sys.executable, "-m", "ingestd", "cluster", "init", "--config", str(configs["a"])], check=True)
         for name, cfg in configs.items():
             log = open(root / f"{name}.log", "wb")
             procs.append(subprocess.Popen([sys.executable, "-m", "ingestd", "run", "--config", str(cfg)],
                                           stdout=log, stderr=log, start_new_session=True))
         a = configs["a"]
+        apis = [_api_address(root / n / "state" / "daemon.json", p) for n, p in zip(INSTANCES, procs)]
         print(f"""
 cluster running: PostgreSQL {pg.url(db)}, S3 {moto.url} (blobs s3://{BLOBS}/store, source s3://{DOCS})
 instances {', '.join(INSTANCES)}: configs and logs under {root}
+  APIs: {', '.join(f'{n} http://{addr}' for n, addr in zip(INSTANCES, apis))}
+  curl -X POST -H 'Content-Type: application/json' -d '{{"source": "bucket"}}' http://{apis[0]}/ingest
   {sys.executable} -m ingestd cluster status --config {a}
   {sys.executable} -m ingestd cluster ingest bucket --config {a}
   {sys.executable} -m ingestd cluster job JOB_ID --config {a}
@@ -74,6 +77,20 @@ Ctrl-C stops everything.""", flush=True)
         moto.stop()
         pg.stop()
     return 0
+
+
+def _api_address(info: Path, proc: subprocess.Popen, timeout: float = 60.0) -> str:
+    """The instance's API address, from the daemon.json it writes once it is up."""
+    import json
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            return json.loads(info.read_text())["http"]
+        except (OSError, ValueError, KeyError):
+            time.sleep(0.1)
+    raise RuntimeError(f"the instance did not start (pid {proc.pid}); see the logs next to {info.parent}")
 
 
 if __name__ == "__main__":

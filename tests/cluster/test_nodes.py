@@ -156,14 +156,21 @@ def test_two_instances_run_each_job_exactly_once(cluster):
         assert cluster.pg.password not in d.log_text()
 
 
-def test_a_killed_holders_job_is_taken_over(cluster):
+def mid_job(cluster):
+    """Two instances, one of them holding a slow job that has committed some of its work:
+    (the objects, the GET delay to lift, (holder, job id, fence))."""
     objects = contents()
     put_all(cluster.moto, objects)
     delay = [0.1]
     slow_gets(cluster.moto, delay)
     cluster.start("a", "b")
-    holder, job_id, fence = wait_for(cluster.holder, timeout=60, message="an instance to claim the job")
-    wait_for(lambda: cluster.versions(job_id) > 0, timeout=60, message="the holder's first commit")
+    held = wait_for(cluster.holder, timeout=60, message="an instance to claim the job")
+    wait_for(lambda: cluster.versions(held[1]) > 0, timeout=60, message="the holder's first commit")
+    return objects, delay, held
+
+
+def test_a_killed_holders_job_is_taken_over(cluster):
+    objects, delay, (holder, job_id, fence) = mid_job(cluster)
     busy = cluster.cli("cluster", "ingest", "bucket", name="b")  # one live job per source, cluster-wide
     assert busy.returncode == 75 and job_id in busy.stdout
     cluster.instances[holder].kill()
@@ -179,13 +186,7 @@ def test_a_killed_holders_job_is_taken_over(cluster):
 
 
 def test_a_stalled_holder_is_fenced_out_and_writes_nothing_when_it_wakes(cluster):
-    objects = contents()
-    put_all(cluster.moto, objects)
-    delay = [0.1]
-    slow_gets(cluster.moto, delay)
-    cluster.start("a", "b")
-    holder, job_id, fence = wait_for(cluster.holder, timeout=60, message="an instance to claim the job")
-    wait_for(lambda: cluster.versions(job_id) > 0, timeout=60, message="the holder's first commit")
+    objects, delay, (holder, job_id, fence) = mid_job(cluster)
     stalled = cluster.instances[holder]
     stalled.signal(signal.SIGSTOP)
     survivor = next(n for n in cluster.instances if n != holder)

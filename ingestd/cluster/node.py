@@ -85,8 +85,7 @@ class Node:
         """The enabled sources whose connector can run here (a missing dependency is logged)."""
         out = {}
         for name, source in self.sources.items():
-            cls = self.plugins.connectors[source.kind]
-            reason = cls.unavailable_reason()
+            reason = self.plugins.unavailable(source.kind)  # a refused kind or plugin, a dependency
             if reason:
                 self.unavailable[name] = reason
                 self.log.error("source not started", source=name, kind=source.kind, reason=reason)

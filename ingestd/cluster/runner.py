@@ -23,8 +23,11 @@ into `unchanged` (fetch at-least-once, catalogue exactly-once).
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,27 +38,12 @@ from ingestd.cluster.keeper import Keeper, cut
 from ingestd.cluster.leases import LeaseLost
 from ingestd.errors import Code, ConnectorError, IngestdError, io_error_code
 from ingestd.jobs.manifest import JobError, Manifest
+# one set of rules for what core takes from a connector, embedded or not (pipeline-private
+# today; a shared module once the job-lifecycle work settles where they live)
+from ingestd.jobs.pipeline import _admit, _Batch, _Refused, _unchanged_since
 from ingestd.plugin.connector import Connector, Deleted, Failed, JobContext, Outcome, Staged
 from ingestd.store.catalogue import Blob, Change, doc_id_for
-from ingestd.store.enrich import detect_mime, read_head
-
-BATCH_ITEMS = 200
-BATCH_SECONDS = 2.0
-
-
-@dataclass
-class _Batch:
-    changes: list[tuple[Staged, Change]] = field(default_factory=list)
-    deletes: list[tuple[Deleted, str]] = field(default_factory=list)
-    failures: list[Failed] = field(default_factory=list)
-    opened: float = field(default_factory=time.monotonic)
-
-    def __len__(self) -> int:
-        return len(self.changes) + len(self.deletes) + len(self.failures)
-
-    def due(self) -> bool:
-        return len(self) >= BATCH_ITEMS or time.monotonic() - self.opened >= BATCH_SECONDS
-
+from ingestd.store.enrich import copy_hashing, detect_mime, read_head
 
 class Runner:
     """Runs claims for one instance: `run(claim, connector)` returns the job's final manifest."""
@@ -165,20 +153,29 @@ class _Job:
             self.batch.changes.append(result)
 
     def _store(self, ev: Staged):
-        """The staged file into the blob store, under its hash; a Change naming it."""
+        """The staged file into the blob store, under its hash; a Change naming it. A file
+        the connector does not own (a drop folder's) is copied into the workspace while it
+        is hashed, opened as embedded core opens it: no symlinks followed, no FIFO waited
+        on, nothing but a regular file taken, a file written to meanwhile left for later."""
+        path = Path(ev.path) if ev.path is not None else None
+        copy = None
         try:
-            path = Path(ev.path) if ev.path is not None else None
             if path is None:
                 return Failed(ev.origin_uri, Code.UNSUPPORTED, "re-pointing stored bytes is not supported in cluster "
                               "mode yet", token=ev.token)
-            sha, size = (ev.sha256, ev.size) if ev.owned and ev.sha256 else _hash(path)
-            if ev.max_size is not None and size > ev.max_size:
-                return Failed(ev.origin_uri, Code.TOO_LARGE, f"{size} bytes is over the {ev.max_size}-byte limit",
-                              token=ev.token)
+            if ev.owned and ev.sha256 and ev.size is not None:
+                sha, size, head, upload = ev.sha256, ev.size, read_head(path), path
+            else:
+                sha, size, head, copy = _copy_in(ev, path, self.ctx.workspace)
+                upload = copy
             if size == 0 and not ev.allow_empty:
-                return Failed(ev.origin_uri, Code.EMPTY, "zero-byte file", skip=True, token=ev.token)
-            mime = detect_mime(read_head(path), ev.name)
-            self.r.blobs.put_file(path, sha)
+                raise _Refused(Code.EMPTY, "zero-byte file", skip=True)
+            if ev.max_size is not None and size > ev.max_size:
+                raise _Refused(Code.TOO_LARGE, f"{size} bytes is over the {ev.max_size}-byte limit")
+            mime = detect_mime(head, ev.name)
+            self.r.blobs.put_file(upload, sha)
+        except _Refused as exc:
+            return Failed(ev.origin_uri, exc.code, exc.message, skip=exc.skip, token=ev.token)
         except ConnectorError as exc:
             return Failed(ev.origin_uri, exc.code, exc.message, token=ev.token)
         except OSError as exc:
@@ -186,8 +183,10 @@ class _Job:
         except IngestdError as exc:  # the blob store refused or failed: this item, not the job
             return Failed(ev.origin_uri, getattr(exc, "code", Code.IO), str(exc), token=ev.token)
         finally:
-            if ev.path is not None and ev.owned:
-                _unlink(Path(ev.path))
+            if copy is not None:
+                _unlink(copy)
+            if path is not None and ev.owned:
+                _unlink(path)
         change = Change(doc_id=doc_id_for(self.manifest.source, ev.identity or ev.origin_uri),
                         source=self.manifest.source, origin_uri=ev.origin_uri, blob=Blob(sha, size, mime),
                         job_id=self.manifest.job_id, source_modified_at=ev.source_modified_at, metadata=ev.metadata)
@@ -217,7 +216,7 @@ class _Job:
         if change is not None and outcome.outcome == "ingested":
             c.bytes += change.blob.size
         ev = outcome.event
-        if isinstance(ev, Failed) and not ev.skip:
+        if isinstance(ev, Failed):  # skipped ones too, as embedded
             self.manifest.add_error(JobError(code=ev.code, message=ev.message, item=ev.origin_uri,
                                              request_id=ev.request_id))
 
@@ -244,15 +243,34 @@ def _job_error(exc: Exception, log) -> JobError:
     return JobError(code=Code.INTERNAL, message="internal error; the daemon log has the traceback")
 
 
-def _hash(path) -> tuple[str, int]:
-    import hashlib
-
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+def _copy_in(ev: Staged, path: Path, workspace: Path) -> tuple[str, int, bytes, Path]:
+    """(sha256, size, first bytes, the workspace copy) of a file the connector does not own."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise _Refused(Code.NOT_FOUND, "vanished before it could be read", skip=True) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _Refused(Code.SYMLINK, "symlinks are not followed", skip=True) from None
+        raise
+    copy = workspace / f".upload-{uuid.uuid4().hex}"
+    try:
+        before = os.fstat(fd)
+        _admit(ev, before)  # the embedded pipeline's checks: regular, not empty, not over the limit
+        dst = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            sha, size, head = copy_hashing(fd, dst, limit=ev.max_size)
+        except ValueError as exc:
+            raise _Refused(Code.TOO_LARGE, str(exc)) from None
+        finally:
+            os.close(dst)
+        _unchanged_since(fd, before)
+    except BaseException:
+        _unlink(copy)
+        raise
+    finally:
+        os.close(fd)
+    return sha, size, head, copy
 
 
 def _unlink(path) -> None:

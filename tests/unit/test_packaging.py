@@ -1,5 +1,6 @@
 """How the project installs (issue 15 #9): `make run` brings only what ingestd needs to
-run, `make test` adds the test tools, and setuptools has nothing deprecated to warn about."""
+run (no cluster driver), `make test` adds the test tools and the cluster extra, and
+setuptools has nothing deprecated to warn about."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def dry_run(target: str, tmp_path) -> str:
 def test_make_run_installs_no_test_tools_and_make_test_does(tmp_path):
     run = dry_run("run", tmp_path)
     assert "pip install --quiet -e '.[s3,sharepoint]'" in run and "test]" not in run
-    assert "pip install --quiet -e '.[s3,sharepoint,test]'" in dry_run("test", tmp_path)
+    # the tests need the cluster extra too (psycopg: tests/cluster runs a real PostgreSQL)
+    assert "pip install --quiet -e '.[s3,sharepoint,cluster,test]'" in dry_run("test", tmp_path)
 
 
 def test_the_license_is_an_spdx_expression():

@@ -4,7 +4,8 @@ database, so every instance serves the same jobs, sources and documents, and `PO
 makes the others' answers 409 `busy`, naming it).
 
 Phase 1 limits (docs/cluster.md): a job's per-item records are not kept yet (its items
-page is empty), and requests share one database connection per instance.
+page is empty), the throughput chart counts this instance's jobs only, `/sources` counts
+no documents per source, and requests share one database connection per instance.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from contextlib import contextmanager
 
 from ingestd._lib import logs
 from ingestd._lib.version import VERSION
-from ingestd.api.backend import Busy, CredentialStatus, ItemsPage, Runtime, SourceView
+from ingestd.api.backend import Busy, CredentialStatus, ItemsPage, Runtime, SourceView, Window
 from ingestd.cluster import catalogue, jobs
 from ingestd.cluster.node import Node
 from ingestd.config import Source
 from ingestd.errors import ConfigError, UsageError
 from ingestd.jobs.manifest import Manifest
+from ingestd.runtime.throughput import Throughput
 
 
 class ClusterApi:
@@ -31,6 +33,9 @@ class ClusterApi:
         self._conn = None
         self._lock = threading.Lock()
         self.log = logs.get("ingestd.http")
+        # the dashboard's charts: the jobs this instance finished (not the cluster's, yet)
+        self._throughput = Throughput(lambda: [], lambda: 0)
+        node.listeners.append(self._throughput.job_finished)
 
     @contextmanager
     def _db(self):
@@ -85,6 +90,9 @@ class ClusterApi:
                 return jobs.enqueue(conn, source, configured.kind, "api")
         except jobs.Busy as busy:
             raise Busy(busy.manifest) from None
+
+    def throughput(self) -> Window:
+        return self._throughput.window()
 
     def on_job_finished(self, listener: Callable[[Manifest], None]) -> None:
         self.node.listeners.append(listener)

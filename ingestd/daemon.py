@@ -26,6 +26,7 @@ from ingestd.plugin.manager import Plugins
 from ingestd.runtime import housekeeping, systemd
 from ingestd.runtime.queue import Workers
 from ingestd.runtime.schedule import Schedule
+from ingestd.runtime.throughput import SLOT_S, Throughput
 from ingestd.runtime.watch import Watcher
 
 
@@ -40,10 +41,12 @@ class Daemon:
         self.watcher = Watcher(self.submit, self.workers.busy)
         self.schedule = Schedule(self.submit)
         self.unavailable: dict[str, str] = {}
-        self.job_listeners: list = []  # called with each finished job's manifest (the API's metrics)
+        self.throughput = Throughput(self.workers.jobs, self.workers.depth)  # the dashboard's charts
+        self.job_listeners: list = [self.throughput.job_finished]  # called with each finished job's manifest
         self.api = DaemonApi(app=self.app, plugins=plugins, workers=self.workers, schedule=self.schedule,
                              unavailable=self.unavailable, health=self.health, submit=self.submit,
-                             listeners=self.job_listeners, version=self.version, started_at=self.started_at)
+                             listeners=self.job_listeners, throughput=self.throughput.window,
+                             version=self.version, started_at=self.started_at)
         self.http = None
         self.reloads = 0
         self._flags: set[str] = set()
@@ -79,6 +82,7 @@ class Daemon:
         self.watcher.start()
         self.schedule.start()
         self.schedule.every("housekeeping", housekeeping.INTERVAL, self.housekeeping)
+        self.schedule.every("throughput", SLOT_S, self.throughput.sample)
         found = self._checked(self.config)
         for source in self.config.sources:
             if source.enabled:

@@ -60,6 +60,11 @@ class Workers:
         with self._lock:
             return self._active.get(source)
 
+    def jobs(self) -> list[Manifest]:
+        """The queued and running jobs, live (their counters move while they run)."""
+        with self._lock:
+            return list(self._active.values())
+
     def depth(self) -> int:
         return self._queue.qsize()
 

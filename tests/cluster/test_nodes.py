@@ -303,3 +303,8 @@ def test_every_instance_serves_the_api_and_one_ingest_wins_each_round(cluster):
     assert [(s["name"], s["last_job"]["job_id"]) for s in sources["sources"]] == [("bucket", accepted[0]["job_id"])]
     with urllib.request.urlopen(bases[2] + "/metrics", timeout=30) as resp:
         assert resp.status == 200 and b"ingestd_" in resp.read()
+    for base in bases:  # the dashboard and its chart's data answer on every instance
+        with urllib.request.urlopen(base + "/throughput", timeout=30) as resp:
+            assert resp.status == 200 and "files" in json.loads(resp.read())
+        with urllib.request.urlopen(base + "/", timeout=30) as resp:
+            assert resp.status == 200

@@ -161,11 +161,12 @@ def mid_job(cluster):
     (the objects, the GET delay to lift, (holder, job id, fence))."""
     objects = contents()
     put_all(cluster.moto, objects)
-    delay = [0.1]
+    delay = [1.0]  # slow enough that the first group commit (after 2 s) holds only part of the job
     slow_gets(cluster.moto, delay)
     cluster.start("a", "b")
     held = wait_for(cluster.holder, timeout=60, message="an instance to claim the job")
     wait_for(lambda: cluster.versions(held[1]) > 0, timeout=60, message="the holder's first commit")
+    delay[0] = 3.0  # and the rest slower still: the job stays live until the test lifts the delay
     return objects, delay, held
 
 
@@ -214,7 +215,7 @@ def test_a_partitioned_holder_stops_and_its_late_writes_never_land(cluster):
     takes the source over after the ttl; when the proxy heals, nothing a sent lands."""
     objects = contents()
     put_all(cluster.moto, objects)
-    delay = [0.1]
+    delay = [1.0]  # as mid_job: the first commit holds part of the job, the rest waits
     slow_gets(cluster.moto, delay)
     proxy = Proxy(cluster.pg.server.host, cluster.pg.server.port)
     try:
@@ -223,6 +224,7 @@ def test_a_partitioned_holder_stops_and_its_late_writes_never_land(cluster):
         holder, job_id, fence = wait_for(cluster.holder, timeout=60, message="a to claim the job")
         assert holder == "a"
         wait_for(lambda: cluster.versions(job_id) > 0, timeout=60, message="a's first commit")
+        delay[0] = 3.0
         cluster.start("b")
         proxy.blackhole()
         a = cluster.instances["a"]

@@ -26,6 +26,7 @@ from ingestd.runtime import systemd
 from ingestd.state.chains import chains
 from ingestd.state.runner import open_state
 from ingestd.store.catalogue import Store
+from ingestd.store.texts import Texts
 
 
 def load_config(path: Path, plugins: Plugins) -> Config:
@@ -43,6 +44,7 @@ class App:
         self.state = open_state(self.state_dir, chains(self.state_dir, config.sources, plugins.connectors),
                                 write=True, progress=systemd.starting)
         self.store = Store(self.state_dir)
+        self.texts = Texts(self.state_dir)
         self.jobs = JobStore(self.state_dir)
         self.pipeline = Pipeline(self.store, self.jobs, self.state_dir, hooks=plugins.hooks)
         self.connectors: dict[str, Connector] = {}
@@ -56,6 +58,7 @@ class App:
                 logs.get("ingestd.plugins").exception("connector close failed", source=name)
         self.pipeline.close()
         self.plugins.hooks.close()  # queued hook calls get a last chance to run
+        self.texts.close()
         self.store.close()
         self.state.close()
 

@@ -223,15 +223,43 @@ def _has_password(dsn: str) -> bool:
     return re.search(r"(^|\s)password\s*=", dsn) is not None
 
 
+class ExtractConfig(Strict):
+    """`[extract]`: text extraction (docs/extraction.md). It runs in `workers` child
+    processes at a lower priority than ingestion, each file within `timeout` and
+    `memory_mib` of address space; `max_chars` caps a text, and files over
+    `max_file_size` are recorded `too_large` without being opened."""
+
+    enabled: bool = True
+    workers: int = Field(default=1, ge=1, le=32)
+    timeout: Duration = Field(default=60.0, gt=0, le=3600)
+    memory_mib: int = Field(default=1024, ge=256, le=65536)
+    max_chars: int = Field(default=20_000_000, ge=1000)
+    max_file_size: int = Field(default=256 << 20, ge=1)
+
+
+MimePattern = Annotated[str, StringConstraints(pattern=r"^[a-z0-9*][a-z0-9.+*_-]*/[a-z0-9*][a-z0-9.+*_-]*$")]
+
+
+class SourceExtract(Strict):
+    """A source's own extraction keys: `extract` (default: on when an extractor is
+    installed), `extract_mime` (only these MIME types; `*` globs, e.g. `text/*`) and
+    `extract_skip_mime` (never these)."""
+
+    extract: bool | None = None
+    extract_mime: list[MimePattern] = []
+    extract_skip_mime: list[MimePattern] = []
+
+
 class _Top(Strict):
     daemon: DaemonConfig = DaemonConfig()
     http: HttpConfig = HttpConfig()
     credentials: CredentialsConfig = CredentialsConfig()
+    extract: ExtractConfig = ExtractConfig()
     cluster: ClusterConfig | None = None
     sources: list[dict[str, Any]] = []
 
 
-class _SourceHead(BaseModel):
+class _SourceHead(SourceExtract):
     model_config = ConfigDict(extra="allow")
     name: str = Field(pattern=SOURCE_NAME)
     kind: str
@@ -239,7 +267,7 @@ class _SourceHead(BaseModel):
     node: str | None = Field(default=None, pattern=INSTANCE_ID)
 
 
-HEAD_KEYS = ("name", "kind", "enabled", "node")
+CORE_KEYS = ("name", "kind", "enabled", "node", *SourceExtract.model_fields)  # every source's; the rest are its connector's
 
 
 class Source(BaseModel):
@@ -251,6 +279,7 @@ class Source(BaseModel):
     kind: str
     enabled: bool
     options: Any
+    extract: SourceExtract = SourceExtract()
     node: str | None = None
 
 
@@ -260,6 +289,7 @@ class Config(BaseModel):
     daemon: DaemonConfig
     http: HttpConfig
     credentials: CredentialsConfig
+    extract: ExtractConfig = ExtractConfig()
     sources: tuple[Source, ...]
     cluster: ClusterConfig | None = None
 
@@ -313,8 +343,8 @@ def parse(
     if errors or top is None:
         raise ConfigError(errors)
     return Config(
-        path=path, daemon=top.daemon, http=top.http, credentials=top.credentials, sources=tuple(sources),
-        cluster=top.cluster,
+        path=path, daemon=top.daemon, http=top.http, credentials=top.credentials, extract=top.extract,
+        sources=tuple(sources), cluster=top.cluster,
     )
 
 
@@ -329,7 +359,7 @@ def _sources(raw, option_models, context, label, errors) -> list[Source]:
         try:
             head = _SourceHead.model_validate(item)
         except ValidationError as exc:
-            errors.extend(_format(label, exc, _SourceHead, prefix=where, only=HEAD_KEYS))
+            errors.extend(_format(label, exc, _SourceHead, prefix=where, only=CORE_KEYS))
             continue
         if head.name in seen:
             errors.append(f"{label}: {where}: name: duplicate source name; every source needs its own")
@@ -339,7 +369,7 @@ def _sources(raw, option_models, context, label, errors) -> list[Source]:
             known = ", ".join(sorted(option_models)) or "none installed"
             errors.append(f"{label}: {where}: kind: unknown connector {head.kind!r} (available: {known})")
             continue
-        options = {k: v for k, v in item.items() if k not in HEAD_KEYS}
+        options = {k: v for k, v in item.items() if k not in CORE_KEYS}
         try:
             parsed = model.model_validate(options, context=context)
         except ValidationError as exc:
@@ -349,7 +379,9 @@ def _sources(raw, option_models, context, label, errors) -> list[Source]:
             errors.append(f"{label}: {where}: connector {head.kind!r} failed checking these options: "
                           f"{type(exc).__name__}: {exc}")
             continue
-        sources.append(Source(name=head.name, kind=head.kind, enabled=head.enabled, options=parsed, node=head.node))
+        extract = SourceExtract(**{k: getattr(head, k) for k in SourceExtract.model_fields})
+        sources.append(Source(name=head.name, kind=head.kind, enabled=head.enabled, options=parsed, extract=extract,
+                              node=head.node))
     return sources
 
 
@@ -417,7 +449,7 @@ def _allowed_keys(model, loc: tuple) -> list[str]:
     if current is _SourceHead:
         return keys
     if model is not _Top and current is model:
-        keys = [*HEAD_KEYS, *keys]
+        keys = [*CORE_KEYS, *keys]
     return keys
 
 

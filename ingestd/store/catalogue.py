@@ -170,6 +170,13 @@ class Store:
         self._place(str(path), sha256)
         return Blob(sha256, size, mime)
 
+    def place(self, path: Path, sha256: str) -> Path:
+        """Move a file whose sha256 the caller computed (a derivative, such as extracted
+        text) into the store; returns where it now is. The rename is made durable by the
+        caller (an fsync of the returned path's directory) before a record names it."""
+        self._place(str(path), sha256)
+        return self.blob_path(sha256)
+
     def existing(self, sha256: str, name: str) -> Blob:
         """A blob already in the store, for a document re-pointed without new bytes
         (a renamed remote item); FileNotFoundError when the store does not hold it."""

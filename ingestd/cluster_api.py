@@ -21,6 +21,7 @@ from ingestd.cluster import catalogue, jobs
 from ingestd.cluster.node import Node
 from ingestd.config import Source
 from ingestd.errors import ConfigError, UsageError
+from ingestd.extract.lookup import TextState
 from ingestd.jobs.manifest import Manifest
 from ingestd.runtime.throughput import Throughput
 
@@ -100,6 +101,13 @@ class ClusterApi:
     def document(self, doc_id: str):
         with self._db() as conn:
             return catalogue.document(conn, doc_id, self.node.blobs.key)
+
+    def document_text(self, doc_id: str) -> TextState:
+        self.document(doc_id)  # NotFoundError for an unknown one
+        return TextState("not_extracted", reason="text extraction does not run in cluster mode yet")
+
+    def extraction_stats(self):
+        return None  # extraction is off in cluster mode
 
     # -- sources ---------------------------------------------------------------------------
 

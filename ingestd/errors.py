@@ -64,6 +64,14 @@ class StoreError(IngestdError):
         super().__init__(message)
 
 
+class StateError(IngestdError):
+    """The state directory holds damaged data (a `documents.sqlite` that is not a database).
+    Restarting cannot mend it, so it has its own exit status, which the systemd unit lists
+    in `RestartPreventExitStatus=`."""
+
+    exit_code = 65  # EX_DATAERR
+
+
 class NotFoundError(IngestdError):
     """A job or document id that does not exist."""
 

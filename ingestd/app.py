@@ -7,19 +7,24 @@ job started by hand and one started by a watcher take exactly the same path.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import threading
 from pathlib import Path
 
 from ingestd import config as config_mod
+from ingestd._lib import logs
 from ingestd.config import Config
 from ingestd.credentials import Registry
-from ingestd.errors import Code, ConfigError, UsageError
+from ingestd.errors import Code, ConfigError, StateError, UsageError
 from ingestd.jobs.jobstore import JobStore
-from ingestd.jobs.manifest import JobError, Manifest, Trigger
+from ingestd.jobs.lifecycle import Lifecycle
+from ingestd.jobs.manifest import Manifest, Trigger
 from ingestd.jobs.pipeline import Pipeline
 from ingestd.plugin.connector import Connector
 from ingestd.plugin.manager import Plugins
-from ingestd.store.catalogue import Store
+from ingestd.store.catalogue import Store, damaged_message
+from ingestd.store.space import Reserve, Space
 
 
 def load_config(path: Path, plugins: Plugins) -> Config:
@@ -33,16 +38,22 @@ class App:
         self.state_dir: Path = config.daemon.state_dir
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         self.registry = Registry(config.credentials.registry)
-        self.store = Store(self.state_dir)
+        reserve = Reserve(config.daemon.min_free_bytes, config.daemon.min_free_percent)
+        self.store = Store(self.state_dir, Space(self.state_dir, reserve))
         self.jobs = JobStore(self.state_dir)
-        self.pipeline = Pipeline(self.store, self.jobs, self.state_dir, hooks=plugins)
+        self.lifecycle = Lifecycle(self.jobs)
+        # plugins hear of a finished job after ingestd's own parts (queue, watcher, metrics)
+        self.lifecycle.subscribe(lambda done: plugins.job_finished(done.manifest), late=True)
+        self.pipeline = Pipeline(self.store, self.lifecycle, self.state_dir, hooks=plugins)
         self.connectors: dict[str, Connector] = {}
         self._lock = threading.Lock()
+        self._log = logs.get("ingestd.app")
 
     def close(self) -> None:
         for connector in self.connectors.values():
             connector.close()
         self.pipeline.close()
+        self.lifecycle.close()
         self.store.close()
 
     def connector(self, name: str) -> Connector:
@@ -72,13 +83,17 @@ class App:
 
     def run_job(self, source: str, trigger: Trigger, *, hint=None, stop: threading.Event | None = None,
                 manifest: Manifest | None = None) -> Manifest:
-        connector = self.connector(source)
-        manifest = manifest or self.jobs.create(source, connector.kind, trigger)
-        return self.pipeline.run(manifest, connector, stop=stop, hint=hint)
-
-    def failed_before_start(self, manifest: Manifest, code: Code, message: str) -> Manifest:
-        manifest.add_error(JobError(code=code, message=message))
-        return self.jobs.transition(manifest, "failed")
+        """Run a job (the one given, else a new one) to its end. Unknown or unavailable
+        sources, and a busy or unwritable state, raise before a job exists; once it does,
+        whatever goes wrong ends it `failed`, never half-open."""
+        if manifest is None:
+            manifest = self.lifecycle.create(source, self.connector(source).kind, trigger)
+        try:
+            connector = self.connector(source)
+            return self.pipeline.run(manifest, connector, stop=stop, hint=hint)
+        except Exception:
+            self._log.exception("job could not run", job_id=manifest.job_id, source=source)
+            return self.lifecycle.fail(manifest, Code.INTERNAL, "the job could not run; see the daemon log", hint)
 
 
 def unavailable_problem(source, cls) -> str | None:
@@ -106,4 +121,30 @@ def check(config: Config, plugins: Plugins) -> list[str]:
                 continue
         if source.enabled:
             problems.extend(cls(source, registry, config.daemon.state_dir).check())
+    return problems
+
+
+def check_state(config: Config) -> list[str]:
+    """What `check-config` finds in the state dir the config names, opened read-only: a
+    catalogue that is not a database raises StateError (the exit status `run` would give);
+    folders ingestd could not write are problems."""
+    state = config.daemon.state_dir
+    problems = []
+    catalogue = state / "documents.sqlite"
+    if catalogue.exists():
+        try:
+            db = sqlite3.connect(f"{catalogue.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            finally:
+                db.close()
+        except sqlite3.OperationalError as exc:
+            problems.append(f"daemon.state_dir: cannot read {catalogue}: {exc}")
+        except sqlite3.DatabaseError as exc:
+            raise StateError(damaged_message(catalogue, exc)) from None
+    for folder in (state / "jobs", state):  # the one it writes most, else the dir itself
+        if folder.is_dir():
+            if not os.access(folder, os.W_OK | os.X_OK):
+                problems.append(f"daemon.state_dir: {folder} is not writable by this user")
+            break
     return problems

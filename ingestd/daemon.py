@@ -19,6 +19,7 @@ from ingestd._lib.version import VERSION
 from ingestd.app import App, load_config
 from ingestd.config import Config, Source
 from ingestd.errors import ConfigError
+from ingestd.jobs.lifecycle import JobDone
 from ingestd.jobs.manifest import Manifest
 from ingestd.plugin.manager import Plugins
 from ingestd.runtime import housekeeping, systemd
@@ -34,11 +35,12 @@ class Daemon:
         self.app = App(config, plugins)
         self.version = VERSION
         self.started_at = time.time()
-        self.workers = Workers(self.app, config.daemon.workers, on_done=self._job_done)
-        self.watcher = Watcher(self.submit, self.workers.busy)
+        self.workers = Workers(self.app, config.daemon.workers)
+        self.watcher = Watcher(self.submit, self._busy)
         self.schedule = Schedule(self.submit)
+        # a finished job frees its files in the watcher; the API's metrics subscribe themselves
+        self.app.lifecycle.subscribe(self._job_done)
         self.unavailable: dict[str, str] = {}
-        self.job_listeners: list = []  # called with each finished job's manifest (the API's metrics)
         self.http = None
         self.reloads = 0
         self._flags: set[str] = set()
@@ -52,13 +54,18 @@ class Daemon:
     def submit(self, source: str, trigger: str, hint=None) -> Manifest:
         return self.workers.submit(source, trigger, hint)
 
+    def _busy(self, source: str) -> object:
+        """Whether the watcher should hold a source's settled files back for now: a job
+        holds the source, or the state dir refuses job records (retried with backoff)."""
+        return self.workers.busy(source) or self.app.lifecycle.deferring()
+
     # -- start ------------------------------------------------------------------------
 
     def start(self) -> None:
         state = self.app.state_dir
         self.app.store.clean_temps()
         self.app.jobs.load_all()
-        interrupted = {m.source for m in self.app.jobs.recover()}
+        interrupted = {m.source for m in self.app.lifecycle.recover()}
         self.housekeeping()
         if interrupted:
             self.log.warning("recovered interrupted jobs", sources=sorted(interrupted))
@@ -119,13 +126,8 @@ class Daemon:
         self.unavailable.pop(name, None)
         self.app.forget_connector(name)
 
-    def _job_done(self, manifest: Manifest, hint) -> None:
-        self.watcher.job_done(manifest.source, hint, ok=manifest.status == "succeeded")
-        for listener in self.job_listeners:
-            try:
-                listener(manifest)
-            except Exception:
-                self.log.exception("job listener failed", job_id=manifest.job_id)
+    def _job_done(self, done: JobDone) -> None:
+        self.watcher.job_done(done.manifest.source, done.hint, ok=done.ok)
         systemd.status(self.status_line())
 
     # -- main loop --------------------------------------------------------------------
@@ -212,6 +214,7 @@ class Daemon:
             "scheduler": {"ok": self.schedule.running(), "sources": sorted(self.schedule.names())},
             "watchers": {"ok": all(w["alive"] for w in watchers.values()), "sources": watchers},
             "settle_loop": {"ok": self.watcher.alive() or not watchers},
+            "state_dir": self.app.lifecycle.health(),
             # informational: a misconfigured source is reported, but restarting the daemon
             # (which is what an unhealthy watchdog leads to) would not fix it
             "sources": {"ok": True, "unavailable": dict(self.unavailable)},

@@ -37,6 +37,7 @@ from ingestd.errors import ConfigError, NotFoundError, UsageError
 from ingestd.api.metrics import CONTENT_TYPE as METRICS_TYPE
 from ingestd._lib.times import iso
 from ingestd.api.metrics import render
+from ingestd.jobs.lifecycle import JobsUnwritable
 from ingestd.runtime.queue import Busy
 
 JSON = "application/json; charset=utf-8"
@@ -143,6 +144,9 @@ def post_ingest(ctx: Context, req: Request) -> Reply:
         raise ApiError(404, "unknown_source", f"no source named {name!r}; GET /sources lists them") from None
     except ConfigError:
         raise _unavailable(d, source) from None
+    except JobsUnwritable:
+        raise ApiError(503, "state_unwritable", "the daemon cannot record jobs right now: its state directory "
+                       "refuses writes (GET /healthz names the check)") from None
     return Reply(202, IngestionStatusResponse.of(manifest), headers={"Location": f"/ingest/{manifest.job_id}"})
 
 

@@ -79,7 +79,7 @@ class ApiServer:
         self.auth = self._auth(cfg)
         self.metrics = Metrics()
         self.metrics.seed(daemon.app.jobs.last_succeeded())  # O(sources), not O(jobs)
-        daemon.job_listeners.append(self.metrics.job_finished)
+        daemon.app.lifecycle.subscribe(lambda done: self.metrics.job_finished(done.manifest))
         self.context = Context(daemon=daemon, registry=registry_for(daemon, self.metrics),
                                openapi=self._openapi, draining=lambda: self.draining)
         self._document: bytes | None = None

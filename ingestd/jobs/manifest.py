@@ -36,6 +36,18 @@ class JobError(BaseModel):
     request_id: str | None = None
 
 
+class LiveProgress(BaseModel):
+    """How far a running job has got (None once it has finished: the counters say it all).
+    Refreshed in memory as work happens and in the manifest file about once a second."""
+
+    phase: str
+    items_done: int = 0
+    items_total: int | None = None
+    bytes_done: int = 0
+    bytes_total: int | None = None
+    updated_at: str = Field(default_factory=now_iso)
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -52,6 +64,7 @@ class Manifest(BaseModel):
     errors: list[JobError] = []
     errors_dropped: int = 0
     items_file: str
+    progress: LiveProgress | None = None
 
     @property
     def terminal(self) -> bool:
@@ -70,4 +83,5 @@ class Manifest(BaseModel):
             self.errors_dropped += 1
 
     def to_json(self) -> dict[str, Any]:
-        return redact.scrub(self.model_dump(mode="json", by_alias=True))
+        skip = {"progress"} if self.progress is None else None  # finished jobs read as they always have
+        return redact.scrub(self.model_dump(mode="json", by_alias=True, exclude=skip))

@@ -12,12 +12,13 @@ from ingestd.errors import Code, ConfigError, ConnectorError, IngestdError, io_e
 from ingestd.plugin.connector import (
     Connector, Deleted, Event, Failed, JobContext, Outcome, OutcomeName, Requirement, Staged,
 )
+from ingestd.plugin.progress import Progress
 from ingestd.plugin.options import DEFAULT_EVERY, DeleteOptions, FilterOptions, ScheduleOptions
 from ingestd.plugin.spec import hookimpl
 
 __all__ = [
     "Code", "ConfigError", "ConfigPath", "Connector", "ConnectorError", "Credential", "DEFAULT_EVERY",
     "DeleteOptions", "Deleted", "Duration", "Event", "Failed", "FilterOptions", "IngestdError",
-    "JobContext", "Outcome", "OutcomeName", "Registry", "Requirement", "ScheduleOptions", "Source",
+    "JobContext", "Outcome", "OutcomeName", "Progress", "Registry", "Requirement", "ScheduleOptions", "Source",
     "Staged", "Strict", "__version__", "hookimpl", "io_error_code",
 ]

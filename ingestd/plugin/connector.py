@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from ingestd.config import Source
 from ingestd.credentials import Registry
 from ingestd.errors import Code
+from ingestd.plugin.progress import Progress
 
 OutcomeName = Literal["ingested", "unchanged", "skipped", "failed", "deleted"]
 
@@ -98,6 +99,7 @@ class JobContext:
     stop: threading.Event
     log: Any
     hint: list[str] | None = None  # for a watch-triggered job: the settled files' paths
+    progress: Progress = field(default_factory=Progress)  # MAY be fed: phase, totals, bytes downloaded
 
     @property
     def workspace(self) -> Path:

@@ -38,6 +38,7 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from ingestd._lib import logs
+from ingestd.jobs.lifecycle import JobsUnwritable
 from ingestd.runtime.queue import Busy
 
 RETRY_MAX_SECONDS = 300.0  # longest wait before retrying a file whose job did not succeed
@@ -359,7 +360,7 @@ class Watcher:
                 self._submit(folder.name, folder.trigger, batch)
                 folder.trigger = "watch"
             except Exception as exc:
-                if not isinstance(exc, Busy):
+                if not isinstance(exc, (Busy, JobsUnwritable)):  # the lifecycle logs an unwritable state dir
                     self.log.exception("could not queue a watch job", source=folder.name)
                 with self._cond:
                     folder.held.difference_update(batch)

@@ -1,7 +1,8 @@
 """Command line: parse arguments, run one command, map errors to exit codes.
 
 The only module that prints. Exit status: 0 ok, 1 job partial/failed or not found,
-2 usage, 78 configuration (EX_CONFIG, which systemd is told not to restart on).
+2 usage, 65 damaged state (EX_DATAERR) and 78 configuration (EX_CONFIG): systemd is told
+not to restart on either, since a restart cannot mend them.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("doc_id")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("plugins", parents=[common], help="list plugins and connector kinds")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("verify", parents=[common], help="check every blob against its name and every record against its blob")
+    p.add_argument("--repair", action="store_true", help="quarantine bad blobs and mark the documents they belong to")
     p.add_argument("--json", action="store_true")
     return parser
 
@@ -99,7 +103,7 @@ def cmd_ingest(args) -> int:
 def cmd_check_config(args) -> int:
     plugins = Plugins().load()
     cfg = app.load_config(config_mod.locate(args.config), plugins)
-    problems = app.check(cfg, plugins)
+    problems = app.check(cfg, plugins) + app.check_state(cfg)
     warnings = [p for p in problems if _is_warning(p)]
     errors = [p for p in problems if not _is_warning(p)]
     for line in warnings:  # e.g. a certificate close to expiry: worth knowing, not fatal
@@ -160,9 +164,34 @@ def cmd_document(args) -> int:
     print(f"  sha256 {doc.sha256}  size {doc.size}  mime {doc.mime}")
     if doc.deleted_at:
         print(f"  deleted at {doc.deleted_at} by job {doc.deleted_job}")
+    if doc.damaged:
+        print(f"  DAMAGED: {doc.damaged} (store the same bytes again to mend it)")
     for v in doc.versions:
         print(f"  earlier: {v.ingested_at} sha256 {v.sha256} size {v.size} job {v.job_id}")
     return 0
+
+
+def cmd_verify(args) -> int:
+    from ingestd.store.catalogue import Store
+    from ingestd.store.verify import FileBlobs, verify
+
+    cfg, _ = _setup(args, quiet=True)
+    store = Store(cfg.daemon.state_dir)
+    try:
+        report = verify(FileBlobs(store.blobs), store, repair=args.repair)
+    finally:
+        store.close()
+    if args.json:
+        print(report.model_dump_json(indent=2))
+        return 0 if report.ok else 1
+    print(f"checked {report.blobs} blobs ({report.bytes} bytes) and {report.versions} versions: "
+          f"{len(report.findings) or 'no'} problem(s)" + (f"; {report.unreferenced} blobs no record names" if report.unreferenced else ""))
+    for f in report.findings:
+        docs = f"  documents: {', '.join(f.documents[:5])}" + (f" and {len(f.documents) - 5} more" if len(f.documents) > 5 else "") if f.documents else ""
+        print(f"{f.problem} {f.sha256 or ''} {f.detail}{docs}" + (f"  [repair: {f.repair}]" if f.repair else ""))
+    if report.findings and not args.repair:
+        print("run `ingestd verify --repair` to quarantine bad blobs and mark what they affect")
+    return 0 if report.ok else 1
 
 
 def cmd_plugins(args) -> int:
@@ -204,5 +233,5 @@ def _print_manifest(m: Manifest, as_json: bool) -> None:
 
 COMMANDS = {
     "run": cmd_run, "ingest": cmd_ingest, "check-config": cmd_check_config, "status": cmd_status,
-    "jobs": cmd_jobs, "document": cmd_document, "plugins": cmd_plugins,
+    "jobs": cmd_jobs, "document": cmd_document, "plugins": cmd_plugins, "verify": cmd_verify,
 }

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ingestd.plugin.connector import Outcome
 
-SPILL_AT = 4096
+SPILL_AT = 32768  # ~45 MiB held at most; batch jobs (1,000 files) never pay for the pickling
 
 
 class OutcomeLog:

@@ -31,7 +31,7 @@ from ingestd.jobs.locks import source_lock
 from ingestd.jobs.manifest import JobError, Manifest
 from ingestd.jobs.outcomes import OutcomeLog
 from ingestd.plugin.connector import Connector, Deleted, Event, Failed, JobContext, Outcome, Staged
-from ingestd.store.blobs import Stored
+from ingestd.store.blobs import SMALL_FILE, Stored
 from ingestd.store.catalogue import Blob, Change, Store, doc_id_for
 from ingestd.store.enrich import detect_mime
 
@@ -217,15 +217,25 @@ class _Run:
             self.mutex.release()
 
     def _enrich_many(self, events: list[Staged]) -> list:
-        return [self._enrich(ev) for ev in events]
+        results = [self._enrich(ev) for ev in events]
+        # bytes core copied itself (a connector counts what it downloads); a big file's
+        # were counted as they were read
+        small = sum(r[1].blob.size for r in results
+                    if isinstance(r, tuple) and not r[0].owned and r[0].path is not None and r[1].blob.size <= SMALL_FILE)
+        if small:
+            self.ctx.progress.advance(bytes=small)
+        return results
 
-    def _take(self, item) -> None:
+    def _take(self, item, counted: bool = False) -> None:
         if isinstance(item, Future):
-            for result in item.result():
-                self._take(result)
+            results = item.result()
+            self.ctx.progress.advance(items=len(results))
+            for result in results:
+                self._take(result, counted=True)
             return
         result = item
-        self.ctx.progress.advance(items=1)
+        if not counted:
+            self.ctx.progress.advance(items=1)
         if isinstance(result, Failed):
             self.batch.failures.append(result)
         elif isinstance(result, Deleted):

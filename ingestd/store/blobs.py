@@ -87,16 +87,19 @@ class Blobs:
     def put_file(self, src_fd: int, *, limit: int | None = None, size_hint: int | None = None,
                  progress=None) -> Stored:
         """Copy an open file in while hashing it; dedupe by content. Small files are read
-        whole first, so content already stored costs no write and claims no space."""
+        whole first, so content already stored costs no write and claims no space; a big
+        one tells `progress(n)` of every chunk as it goes."""
         if size_hint is not None and size_hint <= SMALL_FILE:
             data = _read_all(src_fd, limit, size_hint)
-            if progress is not None:
-                progress(len(data))
             sha = hashlib.sha256(data).hexdigest()
             if not self.holds(sha, len(data)):
-                with self.space.claim(len(data)), self._unnamed() as blob:
-                    _write_all(blob.fd, data)
-                    blob.name_as(sha, len(data))
+                self.space.take(len(data))
+                try:
+                    with self._unnamed() as blob:
+                        _write_all(blob.fd, data)
+                        blob.name_as(sha, len(data))
+                finally:
+                    self.space.give_back(len(data))
             return Stored(sha, len(data), data[:HEAD])
         with self.space.claim(size_hint or 0), self._unnamed() as blob:
             sha, size, head = copy_hashing(src_fd, blob.fd, limit, progress)

@@ -21,7 +21,8 @@ while True:
     for i in range(8):
         size = int.from_bytes(os.urandom(2), "big") * 16  # up to 1 MiB: writes take a while
         (inbox / f"f{n}-{i}.bin").write_bytes(os.urandom(size) or b"x")
-    if n == 0:  # the kill window opens as the first job starts, however slow a busy machine made the set-up
+    job = application.lifecycle.create("inbox", "local", "cli")
+    if n == 0:  # the kill window opens once the first job exists, however slow a busy machine is
         print("ready", flush=True)
-    application.run_job("inbox", "cli")
+    application.run_job("inbox", "cli", manifest=job)
     n += 1

@@ -23,6 +23,9 @@ from ingestd.jobs.manifest import Manifest, Trigger
 from ingestd.jobs.pipeline import Pipeline
 from ingestd.plugin.connector import Connector
 from ingestd.plugin.manager import Plugins
+from ingestd.runtime import systemd
+from ingestd.state.chains import chains
+from ingestd.state.runner import open_state
 from ingestd.store.catalogue import Store, damaged_message
 from ingestd.store.space import Reserve, Space
 
@@ -38,6 +41,9 @@ class App:
         self.state_dir: Path = config.daemon.state_dir
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         self.registry = Registry(config.credentials.registry)
+        # an older state is migrated before anything opens it; held (shared) until close
+        self.state = open_state(self.state_dir, chains(self.state_dir, config.sources, plugins.connectors),
+                                write=True, progress=systemd.starting)
         reserve = Reserve(config.daemon.min_free_bytes, config.daemon.min_free_percent)
         self.store = Store(self.state_dir, Space(self.state_dir, reserve))
         self.jobs = JobStore(self.state_dir)
@@ -55,6 +61,7 @@ class App:
         self.pipeline.close()
         self.lifecycle.close()
         self.store.close()
+        self.state.close()
 
     def connector(self, name: str) -> Connector:
         """The connector for a configured source, built on first use."""

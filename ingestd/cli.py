@@ -1,8 +1,11 @@
 """Command line: parse arguments, run one command, map errors to exit codes.
 
 The only module that prints. Exit status: 0 ok, 1 job partial/failed or not found,
-2 usage, 65 damaged state (EX_DATAERR) and 78 configuration (EX_CONFIG): systemd is told
-not to restart on either, since a restart cannot mend them.
+2 usage, 3 the state needs `ingestd migrate` (read-only commands, `migrate --check`),
+65 the state is damaged (a `documents.sqlite` that is not a database; EX_DATAERR),
+75 the state is busy (another process holds it while a migration is due), 76 the state
+is newer than this ingestd, 78 configuration (EX_CONFIG); systemd is told not to
+restart on 65, 76 and 78.
 """
 
 from __future__ import annotations
@@ -10,14 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import contextmanager
 
 from ingestd import __version__, app, config as config_mod
 from ingestd._lib import logs
 from ingestd._lib.paths import is_valid_id
-from ingestd.errors import ConfigError, IngestdError, NotFoundError, UsageError
+from ingestd.errors import ConfigError, IngestdError, MigrationPending, NotFoundError, SchemaTooNew, UsageError
 from ingestd.jobs.jobstore import JobStore
 from ingestd.jobs.manifest import Manifest
 from ingestd.plugin.manager import Plugins
+from ingestd.state import chains as state_chains, runner as state_runner
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", parents=[common], help="check every blob against its name and every record against its blob")
     p.add_argument("--repair", action="store_true", help="quarantine bad blobs and mark the documents they belong to")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("migrate", parents=[common], help="bring the state up to this version's schema")
+    p.add_argument("--check", action="store_true", help="only say what would change (exit 3 if anything would)")
     return parser
 
 
@@ -119,22 +126,36 @@ def _is_warning(line: str) -> bool:
     return line.startswith("warning:") or ": warning: " in line
 
 
-def _jobs(args) -> JobStore:
-    cfg, _ = _setup(args, quiet=True)
-    return JobStore(cfg.daemon.state_dir)
+def _read_only(cfg, plugins) -> state_runner.Opened:
+    """The state as read-only commands open it: never migrated (see `ingestd.state.runner`)."""
+    state_dir = cfg.daemon.state_dir
+    return state_runner.open_state(state_dir, state_chains.chains(state_dir, cfg.sources, plugins.connectors),
+                                   write=False)
+
+
+@contextmanager
+def _jobs(args):
+    cfg, plugins = _setup(args, quiet=True)
+    state = _read_only(cfg, plugins)
+    try:
+        yield JobStore(cfg.daemon.state_dir)
+    finally:
+        state.close()
 
 
 def cmd_status(args) -> int:
     if not is_valid_id(args.job_id):
         raise UsageError(f"malformed job id {args.job_id[:80]!r}")
-    _print_manifest(_jobs(args).get(args.job_id), args.json)
+    with _jobs(args) as store:
+        manifest = store.get(args.job_id)
+    _print_manifest(manifest, args.json)
     return 0
 
 
 def cmd_jobs(args) -> int:
-    store = _jobs(args)
-    store.load_all()
-    rows = store.list(source=args.source, status=args.status, limit=max(1, args.limit))
+    with _jobs(args) as store:
+        store.load_all()
+        rows = store.list(source=args.source, status=args.status, limit=max(1, args.limit))
     if args.json:
         print(json.dumps([m.to_json() for m in rows], indent=2))
         return 0
@@ -150,12 +171,14 @@ def cmd_document(args) -> int:
 
     if not is_valid_id(args.doc_id):
         raise UsageError(f"malformed document id {args.doc_id[:80]!r}")
-    cfg, _ = _setup(args, quiet=True)
+    cfg, plugins = _setup(args, quiet=True)
+    state = _read_only(cfg, plugins)
     store = Store(cfg.daemon.state_dir)
     try:
         doc = store.get(args.doc_id)
     finally:
         store.close()
+        state.close()
     if args.json:
         print(doc.model_dump_json(indent=2))
         return 0
@@ -175,12 +198,19 @@ def cmd_verify(args) -> int:
     from ingestd.store.catalogue import Store
     from ingestd.store.verify import FileBlobs, verify
 
-    cfg, _ = _setup(args, quiet=True)
-    store = Store(cfg.daemon.state_dir)
+    cfg, plugins = _setup(args, quiet=True)
+    state_dir = cfg.daemon.state_dir
+    # a plain check only reads; a repair writes, so it brings an older state forward first, as `ingest` does
+    state = state_runner.open_state(state_dir, state_chains.chains(state_dir, cfg.sources, plugins.connectors),
+                                    write=args.repair)
     try:
-        report = verify(FileBlobs(store.blobs), store, repair=args.repair)
+        store = Store(state_dir)
+        try:
+            report = verify(FileBlobs(store.blobs), store, repair=args.repair)
+        finally:
+            store.close()
     finally:
-        store.close()
+        state.close()
     if args.json:
         print(report.model_dump_json(indent=2))
         return 0 if report.ok else 1
@@ -215,6 +245,45 @@ def cmd_plugins(args) -> int:
     return 0
 
 
+def cmd_migrate(args) -> int:
+    cfg, plugins = _setup(args, quiet=True)
+    state_dir = cfg.daemon.state_dir
+    chains = state_chains.chains(state_dir, cfg.sources, plugins.connectors)
+    if args.check:
+        return _print_check(state_chains.survey(chains))
+    if not state_dir.is_dir():
+        raise NotFoundError(f"{state_dir}: no state directory there (daemon.state_dir in the config)")
+    state = state_runner.open_state(state_dir, chains, write=True)
+    state.close()
+    for line in state.done or ["up to date: nothing to migrate"]:
+        print(line)
+    return 0
+
+
+def _print_check(statuses) -> int:
+    """One line per part of the state, its pending steps under it; 3 if any is pending."""
+    pending = 0
+    for s in statuses:
+        if s.ahead:
+            print(f"{s.chain.label}: schema {s.version}, newer than this ingestd knows (up to {s.chain.latest})")
+        elif s.fresh:
+            print(f"{s.chain.label}: new, to be marked at schema {s.chain.latest}")
+        elif s.pending:
+            print(f"{s.chain.label}: schema {s.version} → {s.chain.latest}, {len(s.pending)} step(s) pending")
+            for step in s.pending:
+                print(f"  {step.version} {step.name}: {step.summary}")
+        else:
+            print(f"{s.chain.label}: schema {s.version}, up to date")
+        pending += len(s.pending) + s.fresh
+    if any(s.ahead for s in statuses):
+        print("written by a newer ingestd: run that version, or restore the backup taken before it "
+              "(downgrades are not supported; see docs/upgrading.md)")
+        return SchemaTooNew.exit_code
+    print(f"{pending} pending: `ingestd migrate` (or starting the daemon) applies them"
+          if pending else "up to date: nothing to migrate")
+    return MigrationPending.exit_code if pending else 0
+
+
 def _print_manifest(m: Manifest, as_json: bool) -> None:
     if as_json:
         print(json.dumps(m.to_json(), indent=2, ensure_ascii=False))
@@ -234,4 +303,5 @@ def _print_manifest(m: Manifest, as_json: bool) -> None:
 COMMANDS = {
     "run": cmd_run, "ingest": cmd_ingest, "check-config": cmd_check_config, "status": cmd_status,
     "jobs": cmd_jobs, "document": cmd_document, "plugins": cmd_plugins, "verify": cmd_verify,
+    "migrate": cmd_migrate,
 }

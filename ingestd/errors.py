@@ -72,6 +72,26 @@ class StateError(IngestdError):
     exit_code = 65  # EX_DATAERR
 
 
+class SchemaTooNew(IngestdError):
+    """The state was written by a newer ingestd than this one (a downgrade). Reading it
+    could misread it and writing could damage it; restarting cannot help, so it has its
+    own exit status, which the systemd unit lists in `RestartPreventExitStatus=`."""
+
+    exit_code = 76
+
+
+class MigrationPending(IngestdError):
+    """A read-only command met a state that must be migrated first (it never migrates)."""
+
+    exit_code = 3
+
+
+class StateBusy(IngestdError):
+    """The state could not be locked for migrating: another ingestd process uses it."""
+
+    exit_code = 75  # EX_TEMPFAIL: it works once the other process is gone
+
+
 class NotFoundError(IngestdError):
     """A job or document id that does not exist."""
 

@@ -13,6 +13,7 @@ from ingestd.plugin.connector import (
     Connector, Deleted, Event, Failed, JobContext, Outcome, OutcomeName, Requirement, Staged,
 )
 from ingestd.plugin.progress import Progress
+from ingestd.plugin.migration import Step, StepContext
 from ingestd.plugin.options import DEFAULT_EVERY, DeleteOptions, FilterOptions, ScheduleOptions
 from ingestd.plugin.spec import hookimpl
 
@@ -20,5 +21,5 @@ __all__ = [
     "Code", "ConfigError", "ConfigPath", "Connector", "ConnectorError", "Credential", "DEFAULT_EVERY",
     "DeleteOptions", "Deleted", "Duration", "Event", "Failed", "FilterOptions", "IngestdError",
     "JobContext", "Outcome", "OutcomeName", "Progress", "Registry", "Requirement", "ScheduleOptions", "Source",
-    "Staged", "Strict", "__version__", "hookimpl", "io_error_code",
+    "Staged", "Step", "StepContext", "Strict", "__version__", "hookimpl", "io_error_code",
 ]

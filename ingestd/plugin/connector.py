@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from ingestd.config import Source
 from ingestd.credentials import Registry
 from ingestd.errors import Code
+from ingestd.plugin.migration import Step
 from ingestd.plugin.progress import Progress
 
 OutcomeName = Literal["ingested", "unchanged", "skipped", "failed", "deleted"]
@@ -141,6 +142,9 @@ class Connector:
     requires: ClassVar[Requirement | None] = None
     watched: ClassVar[bool] = False  # True: the daemon watches it; False: it runs on a schedule
     description: ClassVar[str] = ""
+    # migrations of what the connector keeps under `sources/<name>/`, oldest first (see
+    # `ingestd.plugin.migration`); run for each configured source of this kind at start
+    state_steps: ClassVar[tuple[Step, ...]] = ()
 
     def __init__(self, source: Source, credentials: Registry, state_dir: Path):
         self.source = source

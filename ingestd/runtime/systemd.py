@@ -36,6 +36,11 @@ def ready(status: str) -> bool:
     return send("READY=1", f"STATUS={status}")
 
 
+def starting(status: str, extend_s: int = 90) -> bool:
+    """Still starting (a migration step): push the start timeout `extend_s` further."""
+    return send(f"EXTEND_TIMEOUT_USEC={extend_s * 1_000_000}", f"STATUS={status}")
+
+
 def reloading() -> bool:
     usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
     return send("RELOADING=1", f"MONOTONIC_USEC={usec}")

@@ -51,18 +51,16 @@ CREATE TABLE IF NOT EXISTS versions (
     PRIMARY KEY (doc_id, seq)
 );
 CREATE INDEX IF NOT EXISTS versions_sha256 ON versions(sha256);
-CREATE TABLE IF NOT EXISTS space_refusals (
-    doc_id TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    attempts INTEGER NOT NULL,
-    last_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS damaged (
-    sha256 TEXT PRIMARY KEY,
-    reason TEXT NOT NULL,
-    found_at TEXT NOT NULL
-);
 """
+
+# Marks, made the first time one is written (so no state needs migrating for them, and a
+# read-only command never creates them): files refused for want of space, and content
+# `verify --repair` found damaged. Readers take a missing table for no marks.
+_MARKS = (
+    "CREATE TABLE IF NOT EXISTS space_refusals (doc_id TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+    "attempts INTEGER NOT NULL, last_at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS damaged (sha256 TEXT PRIMARY KEY, reason TEXT NOT NULL, found_at TEXT NOT NULL)",
+)
 
 
 def doc_id_for(source: str, identity: str) -> str:
@@ -129,6 +127,7 @@ class Store:
         self.blobs = Blobs(state_dir, space)
         self._lock = threading.Lock()
         self._db = _open(state_dir / "documents.sqlite")
+        self._marked = False  # the mark tables exist (once seen, they stay)
 
     def close(self) -> None:
         with self._lock:
@@ -236,6 +235,8 @@ class Store:
 
     def _damage(self, sha256: str) -> str | None:
         with self._lock:
+            if not self._has_marks():
+                return None
             row = self._db.execute("SELECT reason FROM damaged WHERE sha256=?", (sha256,)).fetchone()
         return row[0] if row else None
 
@@ -250,6 +251,7 @@ class Store:
         so far. Another size is another file, whose count starts again."""
         stamp, out = now_iso(), []
         with self._lock, self._transaction():
+            self._make_marks()
             for doc_id, size in refused:
                 row = self._db.execute("SELECT size, attempts FROM space_refusals WHERE doc_id=?", (doc_id,)).fetchone()
                 attempts = row[1] + 1 if row and row[0] == size else 1
@@ -264,16 +266,32 @@ class Store:
         """Content whose blob `verify --repair` took away: every version naming it says so
         until the same bytes are stored again."""
         with self._lock, self._transaction():
+            self._make_marks()
             self._db.execute("INSERT OR REPLACE INTO damaged VALUES (?,?,?)", (sha256, reason, now_iso()))
 
     def _clear_marks(self, changes: list[Change]) -> None:
         """Stored at last: a refusal count ends; damaged content is whole again. One
         statement each per commit (another process, `verify --repair` or a one-shot, may
         have written the marks)."""
+        if not self._has_marks():
+            return
         self._db.execute("DELETE FROM space_refusals WHERE doc_id IN (SELECT value FROM json_each(?))",
                          (json.dumps([c.doc_id for c in changes]),))
         self._db.execute("DELETE FROM damaged WHERE sha256 IN (SELECT value FROM json_each(?))",
                          (json.dumps(list({c.blob.sha256 for c in changes})),))
+
+    def _make_marks(self) -> None:
+        for statement in _MARKS:
+            self._db.execute(statement)
+        self._marked = True
+
+    def _has_marks(self) -> bool:
+        """Call with the lock held. One look at the schema per call until they exist."""
+        if not self._marked:
+            self._marked = self._db.execute(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name IN ('space_refusals', 'damaged')"
+            ).fetchone()[0] == 2
+        return self._marked
 
     @contextmanager
     def _transaction(self):

@@ -9,6 +9,7 @@ requests are imported only when a job runs, so the options validate without them
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 
 from ingestd.errors import Code, ConfigError, ConnectorError
 from ingestd.plugin import Connector, JobContext, Outcome, Requirement
@@ -42,12 +43,22 @@ class SharePointConnector(Connector):
         except ConfigError:
             cred = None  # core's check has already reported the missing credential
         if cred is not None:
-            problems += [f"{where}: credentials: {line}" for line in creds.problems(cred)]
+            problems += [f"{where}: credentials: {problem}" for problem in creds.problems(cred)]
         if self.options.ca_bundle is not None:
             problem = trust.extra_problem(self.options.ca_bundle)
             if problem:
                 problems.append(f"{where}: ca_bundle: {problem}")
         return problems
+
+    def credential_expiry(self) -> datetime | None:
+        """When this source's credential stops working, where that is known (a
+        certificate's notAfter, UTC); None for a client secret or an unusable credential.
+        For core to show on `/sources` and export as a metric; reads no network."""
+        try:
+            cred = self.credentials.resolve(self.options.credentials)
+        except ConfigError:
+            return None
+        return creds.expiry(cred)
 
     # -- one job ----------------------------------------------------------------------
 
@@ -110,10 +121,10 @@ class SharePointConnector(Connector):
             cred = self.credentials.resolve(self.options.credentials)
         except ConfigError as exc:
             raise ConnectorError(Code.CONFIG, "; ".join(exc.lines)) from None
-        for line in creds.problems(cred):
-            if not line.startswith("warning:"):
-                raise ConnectorError(Code.AUTH, f"credential {cred.name!r}: {line}")
-            ctx.log.warning("sharepoint credential", credential=cred.name, problem=line)
+        for problem in creds.problems(cred):
+            if problem.fatal:
+                raise ConnectorError(Code.AUTH, str(problem))
+            ctx.log.warning("sharepoint credential", credential=cred.name, problem=problem.text)
         return cred
 
     def _token_source(self, cred, trust_path: str):

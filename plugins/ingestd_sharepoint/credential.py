@@ -45,36 +45,70 @@ def is_acs(cred: Credential) -> bool:
                if k not in ("client_secret", "password", "certificate", "private_key"))
 
 
-def problems(cred: Credential, now: datetime | None = None) -> list[str]:
-    """Everything wrong with `cred` for SharePoint, as lines for `check-config`."""
-    where = f"credential {cred.name!r}"
+@dataclass(frozen=True)
+class Problem:
+    """One finding about a credential. A warning (a certificate close to expiry) is shown
+    and logged but never stops a job; anything else makes the credential unusable."""
+
+    credential: str
+    text: str
+    severity: str = "error"  # "error" | "warning"
+
+    @property
+    def fatal(self) -> bool:
+        return self.severity != "warning"
+
+    def __str__(self) -> str:
+        """The line `check-config` prints (core tells warnings by their `warning:` word)."""
+        mark = "" if self.fatal else "warning: "
+        return f"credential {self.credential!r}: {mark}{self.text}"
+
+
+def problems(cred: Credential, now: datetime | None = None) -> list[Problem]:
+    """Everything wrong with `cred` for SharePoint, errors and warnings alike."""
+
+    def error(text: str) -> list[Problem]:
+        return [Problem(cred.name, text)]
+
     if is_acs(cred):
-        return [f"{where}: type {cred.type!r} is Azure ACS app-only auth, which Microsoft switched off on "
-                f"2026-04-02 and SharePoint no longer accepts; {FIX}"]
+        return error(f"type {cred.type!r} is Azure ACS app-only auth, which Microsoft switched off on "
+                     f"2026-04-02 and SharePoint no longer accepts; {FIX}")
     if cred.type not in ACCEPTED:
-        return [f"{where}: type {cred.type!r} does not work with SharePoint; use {SECRET} or {CERTIFICATE}"]
+        return error(f"type {cred.type!r} does not work with SharePoint; use {SECRET} or {CERTIFICATE}")
     missing = [k for k in REQUIRED[cred.type] if not cred.get(k)]
     if missing:
-        return [f"{where}: missing {', '.join(missing)} (type {cred.type} needs {', '.join(REQUIRED[cred.type])})"]
+        return error(f"missing {', '.join(missing)} (type {cred.type} needs {', '.join(REQUIRED[cred.type])})")
     if cred.type != CERTIFICATE:
         return []
     try:
         material = load_certificate(cred)
     except ConnectorError as exc:
-        return [f"{where}: {exc.message}"]
-    return [f"{where}: {line}" for line in expiry_notes(material, now)]
+        return error(exc.message)
+    return expiry_notes(cred.name, material, now)
 
 
-def expiry_notes(material: "CertificateMaterial", now: datetime | None = None) -> list[str]:
+def expiry_notes(name: str, material: "CertificateMaterial", now: datetime | None = None) -> list[Problem]:
     now = now or datetime.now(timezone.utc)
     left = material.not_after - now
     if left.total_seconds() <= 0:
-        return [f"certificate expired on {material.not_after:%Y-%m-%d}; upload a new one to the Entra app "
-                "and update the registry"]
+        return [Problem(name, f"certificate expired on {material.not_after:%Y-%m-%d}; upload a new one to the "
+                              "Entra app and update the registry")]
     if left.days < EXPIRY_WARNING_DAYS:
-        return [f"warning: certificate expires on {material.not_after:%Y-%m-%d} ({left.days} days left); "
-                "upload a new one to the Entra app and update the registry before then"]
+        return [Problem(name, f"certificate expires on {material.not_after:%Y-%m-%d} ({left.days} days left); "
+                              "upload a new one to the Entra app and update the registry before then",
+                        severity="warning")]
     return []
+
+
+def expiry(cred: Credential) -> datetime | None:
+    """When the credential stops working, where that is known: a certificate's notAfter
+    (None for a client secret, whose expiry only Entra knows, or an unreadable certificate)."""
+    if cred.type != CERTIFICATE or is_acs(cred):
+        return None
+    try:
+        return load_certificate(cred).not_after
+    except ConnectorError:
+        return None
 
 
 def fingerprint(cred: Credential) -> str:

@@ -7,7 +7,8 @@ its parent id and name, and paths are rebuilt from the folder tree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import time
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 
 ROOT, FOLDER, FILE, OTHER, UNKNOWN = "root", "folder", "file", "other", "unknown"
@@ -29,6 +30,10 @@ class Item:
     modified: str | None = None
     modified_by: str | None = None
     mime: str | None = None
+    # as listed, for this job only (never saved): a pre-authenticated URL for the bytes,
+    # short-lived (it carries a token: kept out of repr), and when it was listed
+    download_url: str | None = field(default=None, repr=False)
+    listed_at: float | None = None  # time.monotonic()
 
     @classmethod
     def from_graph(cls, raw: dict) -> "Item":
@@ -42,8 +47,16 @@ class Item:
             etag=raw.get("eTag"), ctag=raw.get("cTag"), qxh=hashes.get("quickXorHash"),
             sha256=(hashes.get("sha256Hash") or None), web_url=raw.get("webUrl"),
             modified=rfc3339(raw.get("lastModifiedDateTime")), modified_by=_who(raw.get("lastModifiedBy")),
-            mime=file.get("mimeType"),
+            mime=file.get("mimeType"), download_url=_https(raw.get("@microsoft.graph.downloadUrl")),
+            listed_at=time.monotonic(),
         )
+
+    def with_content_of(self, newer: "Item") -> "Item":
+        """This item as listed, with the content (and its tags) of a newer reading of it.
+        Where it is stays as listed: a move is the next delta's to report and plan."""
+        return replace(self, size=newer.size, etag=newer.etag, ctag=newer.ctag, qxh=newer.qxh,
+                       sha256=newer.sha256, modified=newer.modified, modified_by=newer.modified_by,
+                       mime=newer.mime, download_url=newer.download_url, listed_at=newer.listed_at)
 
     @classmethod
     def from_row(cls, row) -> "Item":
@@ -63,6 +76,11 @@ class Item:
 
 
 COLUMNS = [f.name for f in fields(Item)]
+TRANSIENT = ("download_url", "listed_at")  # in a job's scratch tables only
+
+
+def _https(url) -> str | None:
+    return url if isinstance(url, str) and url.startswith("https://") else None
 
 
 def _kind(raw: dict) -> str:

@@ -6,6 +6,7 @@ be able to validate a config on a machine without the SharePoint extra installed
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator
@@ -24,6 +25,9 @@ class SharePointOptions(ScheduleOptions, FilterOptions, DeleteOptions):
     max_file_size: int | None = Field(default=None, gt=0)
     timeout: Duration = 60.0
     concurrency: int = Field(default=4, ge=1, le=32)  # downloads at once; Graph throttles a tenant, not a client
+    # bytes SharePoint serves other than it lists (Office files it rewrites), the same twice:
+    # "record" stores them with both hashes in the metadata; "strict" refuses them
+    verify: Literal["record", "strict"] = "record"
 
     @field_validator("site_url")
     @classmethod

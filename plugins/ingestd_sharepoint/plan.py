@@ -5,7 +5,9 @@ action, stored in the job's scratch table:
 
 - `download`: new in scope, or its content changed (or was never verified).
 - `repoint`: same content, but renamed, moved or otherwise re-described: the document
-  gets the new origin and metadata without the bytes being fetched again.
+  gets the new origin and metadata without the bytes being fetched again. Also a file
+  back in scope (or back from the recycle bin) unchanged: its tombstoned document is
+  restored from the bytes the store still holds.
 - `delete`: its document must be tombstoned (gone, or moved out of scope).
 - `forget`: out of scope with `on_delete = "ignore"`: the document stays, untracked.
 - `keep`: nothing for the store; only the tracked fields are refreshed.
@@ -158,15 +160,27 @@ class Scope:
 
 
 def same_content(old, new: Item) -> bool:
-    """Whether `new` describes the bytes delivered for `old`, by the strongest evidence
-    both carry: quickXorHash, then sha256, then cTag (absent from delta on SharePoint),
-    then eTag (which also changes on a rename: re-downloading then is merely wasteful)."""
+    """Whether `new` describes the bytes delivered for `old`.
+
+    A cTag changes exactly when the content does, so where both carry one it decides,
+    whatever the hashes say: quickXorHash folds bytes 160 apart onto the same bits, so
+    an edit that swaps two 80-byte records 160 bytes apart keeps size and hash. Then
+    sha256 (strong, where Graph gives it), then quickXorHash, then the eTag (which also
+    changes on a rename: re-downloading then is merely wasteful). Delta on OneDrive for
+    Business leaves cTag out, so a change seen only there rests on the hash.
+    """
     if old["size"] != new.size:
         return False
-    for field in ("qxh", "sha256", "ctag"):
+    for field in ("ctag", "sha256", "qxh"):
         if old[field] and getattr(new, field):
             return old[field] == getattr(new, field)
     return bool(old["etag"]) and old["etag"] == new.etag
+
+
+def stale(old, new: Item | None) -> bool:
+    """Whether the sha256 tracked for `old` stops describing the item: its content
+    changed (the run then downloads it, or, out of scope, must not restore those bytes)."""
+    return bool(old is not None and new is not None and old["doc_sha256"] and not same_content(old, new))
 
 
 _DESCRIBED_BY = ("parent", "name", "etag", "web_url", "modified", "modified_by", "mime")
@@ -183,10 +197,10 @@ def decide(scope: Scope, new: Item | None, old, path: str | None) -> str | None:
         if old is None:
             return None if new is None else "keep"
         return "drop" if new is None else "keep"
-    if not delivered or not old["doc_sha256"] or not same_content(old, new):
+    if old is None or not old["doc_sha256"] or not same_content(old, new):
         return "download"
-    if any(old[f] != getattr(new, f) for f in _DESCRIBED_BY):
-        return "repoint"
+    if not delivered or any(old[f] != getattr(new, f) for f in _DESCRIBED_BY):
+        return "repoint"  # not delivered: back in scope, or restored; the store holds its bytes
     return "keep"
 
 

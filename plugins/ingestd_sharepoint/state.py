@@ -5,6 +5,12 @@
   from them), with the origin and sha256 of the document delivered for it, if any.
 - `retry`: items whose last attempt failed; fetched again by id on the next run, since
   the delta link moves past them.
+- `served`: items whose served bytes differ from their listing (Office files SharePoint
+  rewrites): both sizes and hashes, kept for the provenance of later re-points, and
+  under `verify = "strict"` how many runs in a row refused the same bytes.
+- `gone`: folders, and files with a delivered document, deleted at the source, kept for
+  `GONE_DAYS` (SharePoint's recycle bin keeps items 93 days): a restore brings the same
+  ids back, and delta may report only the restored folder, not what came back inside it.
 
 A job's scratch (the items this run saw, and what to do with each) lives in TEMP tables
 of the same connection, so a first sync of a large library costs disk, not memory, and
@@ -19,10 +25,10 @@ from pathlib import Path
 
 from ingestd.plugin.kit import open_db
 
-from .items import COLUMNS, FILE, FOLDER, OTHER, ROOT, Item
+from .items import COLUMNS, FILE, FOLDER, OTHER, ROOT, TRANSIENT, Item
 
-_ITEM_COLS = [c for c in COLUMNS if c != "deleted"]
-_TYPES = {"size": "INTEGER", "deleted": "INTEGER"}
+_ITEM_COLS = [c for c in COLUMNS if c != "deleted" and c not in TRANSIENT]
+_TYPES = {"size": "INTEGER", "deleted": "INTEGER", "listed_at": "REAL"}
 
 
 def _coldefs(cols) -> str:
@@ -34,17 +40,22 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items ({_coldefs(_ITEM_COLS)}, doc_origin TEXT, doc_sha256 TEXT);
 CREATE INDEX IF NOT EXISTS items_parent ON items(parent);
 CREATE TABLE IF NOT EXISTS retry (id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS served (id TEXT PRIMARY KEY, etag TEXT, listed_size INTEGER, listed_qxh TEXT,
+    served_size INTEGER NOT NULL, served_qxh TEXT NOT NULL, served_sha256 TEXT NOT NULL, refused INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS gone ({_coldefs(_ITEM_COLS)}, doc_origin TEXT, doc_sha256 TEXT, gone_at REAL NOT NULL);
 """
 _SCRATCH = f"""
 DROP TABLE IF EXISTS temp.seen;
 DROP TABLE IF EXISTS temp.plan;
 DROP TABLE IF EXISTS temp.refused;
 CREATE TEMP TABLE seen ({_coldefs(COLUMNS)});
-CREATE TEMP TABLE plan (id TEXT PRIMARY KEY, action TEXT NOT NULL, path TEXT);
+CREATE TEMP TABLE plan (id TEXT PRIMARY KEY, action TEXT NOT NULL, path TEXT, stale INTEGER NOT NULL);
 CREATE TEMP TABLE refused (id TEXT PRIMARY KEY, name TEXT NOT NULL);
 CREATE INDEX temp.plan_action ON plan(action);
 """
 BATCH = 500
+GONE_DAYS = 93
+_NOW = "CAST(strftime('%s', 'now') AS REAL)"
 
 
 class State:
@@ -67,7 +78,12 @@ class State:
         return row[0] if row else None
 
     def row(self, item_id: str) -> sqlite3.Row | None:
-        return self.db.execute("SELECT * FROM items WHERE id=?", (item_id,)).fetchone()
+        """What was last known of an item: tracked, or deleted within `GONE_DAYS`."""
+        found = self.db.execute("SELECT * FROM items WHERE id=?", (item_id,)).fetchone()
+        return found or self.db.execute("SELECT * FROM gone WHERE id=?", (item_id,)).fetchone()
+
+    def was_gone(self, item_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM gone WHERE id=?", (item_id,)).fetchone() is not None
 
     def containers(self) -> Iterator[Item]:
         for row in self.db.execute("SELECT * FROM items WHERE kind IN (?, ?, ?)", (ROOT, FOLDER, OTHER)):
@@ -90,6 +106,9 @@ class State:
 
     def live_count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM items WHERE doc_origin IS NOT NULL").fetchone()[0]
+
+    def served(self, item_id: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM served WHERE id=?", (item_id,)).fetchone()
 
     def retry_ids(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT id FROM retry ORDER BY id")]
@@ -139,10 +158,16 @@ class State:
             yield from rows
             last = rows[-1]["id"]
 
-    def plan(self, decisions: Iterable[tuple[str, str, str | None]]) -> None:
+    def plan(self, decisions: Iterable[tuple[str, str, str | None, bool]]) -> None:
+        """(id, action, path, stale): `stale` when the tracked sha256 no longer describes
+        the item's content (it changed where the run does not download it)."""
         self.db.execute("BEGIN")
-        self.db.executemany("INSERT OR REPLACE INTO plan (id, action, path) VALUES (?,?,?)", decisions)
+        self.db.executemany("INSERT OR REPLACE INTO plan (id, action, path, stale) VALUES (?,?,?,?)", decisions)
         self.db.execute("COMMIT")
+
+    def stale(self, item_id: str) -> bool:
+        row = self.db.execute("SELECT stale FROM plan WHERE id=?", (item_id,)).fetchone()
+        return bool(row and row[0])
 
     def refuse(self, refusals: Iterable[tuple[str, str]]) -> None:
         """Files to report as `invalid_name`, with the name at fault (their plan treats
@@ -195,13 +220,40 @@ class State:
                 f"ON CONFLICT(id) DO UPDATE SET {updates}, doc_origin=excluded.doc_origin, "
                 "doc_sha256=excluded.doc_sha256", [*values, *doc],
             )
+        self.db.execute("DELETE FROM gone WHERE id=?", (item.id,))
 
-    def drop_item(self, item_id: str) -> None:
-        self.db.execute("DELETE FROM items WHERE id=?", (item_id,))
+    def tombstoned(self, item: Item, *, stale: bool) -> None:
+        """The item still exists but its document was tombstoned (moved out of scope):
+        tracked on, with the sha256 of the bytes the store still holds (unless `stale`),
+        so that if it comes back unchanged the document is restored without a download."""
+        self.put_item(item)
+        self.db.execute("UPDATE items SET doc_origin=NULL WHERE id=?", (item.id,))
+        if stale:
+            self.forget_content(item.id)
+
+    def bury(self, item_id: str) -> None:
+        """The item was deleted at the source: keep what a restore needs, in `gone`."""
+        self._bury("id=?", (item_id,))
+
+    def _bury(self, where: str, params: tuple) -> None:
+        cols = ",".join(_ITEM_COLS)
+        self.db.execute(f"INSERT OR REPLACE INTO gone ({cols}, doc_origin, doc_sha256, gone_at) "
+                        f"SELECT {cols}, NULL, doc_sha256, {_NOW} FROM items WHERE ({where}) "
+                        f"AND (kind != '{FILE}' OR doc_sha256 IS NOT NULL)", params)
+        self.db.execute(f"DELETE FROM items WHERE {where}", params)
 
     def forget_content(self, item_id: str) -> None:
         """The stored sha256 is not to be trusted: the next run downloads the item again."""
         self.db.execute("UPDATE items SET doc_sha256=NULL WHERE id=?", (item_id,))
+
+    def set_served(self, item_id: str, etag: str | None, served, refused: int = 0) -> None:
+        """Record (or with `served` None, forget) how the item's served bytes differ."""
+        if served is None:
+            self.db.execute("DELETE FROM served WHERE id=?", (item_id,))
+            return
+        self.db.execute("INSERT OR REPLACE INTO served VALUES (?,?,?,?,?,?,?,?)", (
+            item_id, etag, served.listed_size, served.listed_qxh, served.served_size, served.served_qxh,
+            served.served_sha256, refused))
 
     def mark_retry(self, item_id: str, failed: bool) -> None:
         if failed:
@@ -220,12 +272,16 @@ class State:
         db.execute(f"INSERT INTO items ({cols}) SELECT {','.join('s.' + c for c in _ITEM_COLS)} FROM seen s "
                    "JOIN plan p ON p.id=s.id WHERE s.deleted=0 AND p.action IN ('keep', 'forget') "
                    f"ON CONFLICT(id) DO UPDATE SET {updates}")
-        db.execute("UPDATE items SET doc_origin=NULL, doc_sha256=NULL WHERE id IN "
-                   "(SELECT id FROM plan WHERE action='forget')")
+        db.execute("UPDATE items SET doc_origin=NULL WHERE id IN (SELECT id FROM plan WHERE action='forget')")
+        db.execute("UPDATE items SET doc_sha256=NULL WHERE id IN (SELECT id FROM plan WHERE stale=1 "
+                   "AND action IN ('keep', 'forget'))")
         db.execute("DELETE FROM items WHERE id IN (SELECT id FROM plan WHERE action='drop')")
-        db.execute("DELETE FROM items WHERE kind != ? AND id IN (SELECT id FROM seen WHERE deleted=1)", (FILE,))
+        self._bury(f"kind != '{FILE}' AND id IN (SELECT id FROM seen WHERE deleted=1)", ())
+        db.execute("DELETE FROM served WHERE id NOT IN (SELECT id FROM items) AND id NOT IN (SELECT id FROM retry)")
         if full:
-            db.execute("DELETE FROM items WHERE kind != ? AND id NOT IN (SELECT id FROM seen)", (FILE,))
+            self._bury(f"kind != '{FILE}' AND id NOT IN (SELECT id FROM seen)", ())
+        db.execute(f"DELETE FROM gone WHERE id IN (SELECT id FROM items) OR gone_at < {_NOW} - ?",
+                   (GONE_DAYS * 86400,))
         db.execute("DELETE FROM retry WHERE id IN (SELECT id FROM plan WHERE action IN ('keep', 'drop', 'forget'))")
 
     def set_meta(self, values: dict[str, str | None]) -> None:

@@ -1,40 +1,35 @@
 """One SharePoint job, from the delta link to the events core ingests, and back.
 
 `events()` reads the delta (all pages, into the job's scratch tables), fills in what the
-delta leaves out (retried items, unknown parent folders, files under a renamed folder),
-plans every file, refuses a run that would delete too much, then yields deletions,
-re-pointed renames and downloads (`concurrency` at a time, in plan order). `finish()`
-records what became durable and, only for a run that read the whole delta and did not
-fail, the new delta link.
+delta leaves out (retried items, unknown parent folders, files under a renamed folder,
+what came back inside a folder restored from the recycle bin), plans every file, refuses
+a run that would delete too much, then yields deletions, re-pointed renames (and
+restores) and downloads (`concurrency` at a time, in plan order, see `fetcher`).
+`finish()` records what became durable and, only for a run that read the whole delta
+and did not fail, the new delta link.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
 
 from ingestd.errors import Code, ConnectorError
 from ingestd.plugin import Deleted, Failed, JobContext, Outcome, Staged
-from ingestd.plugin.kit import display, safe_join
+from ingestd.plugin.kit import display
 
-from . import delta, download, plan
+from . import delta, plan
 from .delta import DeltaReader, ResyncRequired, seg
-from .items import FILE, UNKNOWN, Item
+from .describe import Describe
+from .fetcher import STRICT_REFUSALS, Fetcher, Task
+from .items import FILE, FOLDER, UNKNOWN, Item
 from .parallel import InOrder
 from .state import State
+from .tokens import Token
+from .verify import rewritten_when_served
 
-JOB_FATAL = {Code.AUTH, Code.THROTTLED, Code.CONFIG}  # no point trying the next file
 MAX_PARENT_FETCHES = 1000
-
-
-@dataclass
-class Token:
-    """What finish needs to record an event's outcome."""
-
-    action: str
-    item_id: str
-    item: Item | None  # the item as it is now; None when gone
+MAX_RESTORED_LISTINGS = 10_000  # folder listings per run for subtrees back from the recycle bin
 
 
 class Sync:
@@ -52,6 +47,9 @@ class Sync:
         self.delta_link: str | None = None
         self.done = threading.Event()  # set once finish has saved (or given up on) the state
         self.scope = plan.Scope(self.opts.folder, self.opts, self.opts.on_delete)
+        self.describe = Describe(target)
+        self.fetcher = Fetcher(options, self.describe, self.root, target.drive_id, lambda: ctx.workspace, ctx.log)
+        self.served_differs = 0  # downloads whose bytes differ from their listing, this job
 
     # -- staging ----------------------------------------------------------------------
 
@@ -63,6 +61,7 @@ class Sync:
         if not self.full:
             self._fetch_retries()
         base, tree, moved = self._tree()
+        self._restored(tree)
         if self.opts.folder and not tree.has_folder(self.opts.folder):
             raise ConnectorError(Code.NOT_FOUND, f"folder {self.opts.folder!r} not found in library "
                                  f"{self.target.drive_name!r} of {self.target.site_url}")
@@ -150,6 +149,27 @@ class Sync:
                     self.state.see([found])
                     tree.put(found)
 
+    def _restored(self, tree: plan.Tree) -> None:
+        """Folders back from the recycle bin (ids deleted before): delta may report the
+        folder alone, not what came back inside it, so their subtrees are listed."""
+        if self.full:
+            return
+        todo = [i.id for i in self.state.seen_containers()
+                if not i.deleted and i.kind == FOLDER and self.state.was_gone(i.id)]
+        for listed in range(MAX_RESTORED_LISTINGS):
+            if not todo:
+                return
+            found = [Item.from_graph(raw) for raw in delta.children(self.http, self.root, self.target.drive_id,
+                                                                   todo.pop(), self.graph_url)]
+            self.state.see(found)
+            for item in found:
+                if item.in_tree:
+                    tree.put(item)
+                if item.kind == FOLDER:
+                    todo.append(item.id)
+        self.log.warning("sharepoint restored folders not all listed", listed=MAX_RESTORED_LISTINGS,
+                         left=len(todo))
+
     def _under_moved(self, base: plan.Tree, tree: plan.Tree, moved: set[str]) -> list:
         """Tracked files below a renamed, moved or deleted folder: delta does not list
         them. Those still in scope are re-read from their folder's listing (their web URL
@@ -171,13 +191,15 @@ class Sync:
         return leftovers
 
     def _plan(self, tree: plan.Tree, leftovers: list) -> None:
-        decisions: list[tuple[str, str, str | None]] = []
+        decisions: list[tuple[str, str, str | None, bool]] = []
         refused: list[tuple[str, str]] = []  # (item id, the name that cannot be a path component)
 
         def add(item_id, new, old, path):
             action = plan.decide(self.scope, new, old, path)
+            if action == "download" and self._refused_for_good(item_id, new):
+                action = "keep"
             if action:
-                decisions.append((item_id, action, path))
+                decisions.append((item_id, action, path, plan.stale(old, new)))
             if len(decisions) >= 500:
                 self.state.plan(decisions)
                 self.state.refuse(refused)
@@ -188,7 +210,7 @@ class Sync:
             old = self.state.row(item.id)
             if item.deleted:
                 if old is None:
-                    decisions.append((item.id, "drop", None))  # settles a retry of a never-seen file
+                    decisions.append((item.id, "drop", None, False))  # settles a retry of a never-seen file
                 elif old["kind"] == FILE:
                     add(item.id, None, old, None)
             elif item.is_file:
@@ -208,6 +230,14 @@ class Sync:
         self.state.plan(decisions)
         self.state.refuse(refused)
 
+    def _refused_for_good(self, item_id: str, item: Item) -> bool:
+        """Served bytes refused `STRICT_REFUSALS` runs in a row for this very listing (and
+        still refused: strict, or not an Office file); asked for again once it changes."""
+        served = self.state.served(item_id)
+        if served is None or served["refused"] < STRICT_REFUSALS or served["etag"] != item.etag:
+            return False
+        return self.opts.verify == "strict" or not rewritten_when_served(item)
+
     def _check_deletes(self) -> None:
         deletes, live = self.state.count("delete"), self.state.live_count()
         limit = self.opts.max_delete_fraction
@@ -225,29 +255,38 @@ class Sync:
 
     def _refusals(self):
         for item_id, bad in self.state.refused():
-            yield Failed(self._origin(self.state.seen(item_id)), Code.INVALID_NAME,
+            yield Failed(self.describe.origin(self.state.seen(item_id)), Code.INVALID_NAME,
                          f"item {item_id}: the name \"{display(bad)}\" on its path cannot be a path component "
                          "(SharePoint allows no empty name, '.', '..' or '/'); not ingested", skip=True)
 
     def _deletes(self):
-        for item_id, _ in self.state.planned("delete"):
+        for item_id, path in self.state.planned("delete"):
             if self.ctx.stop.is_set():
                 return
             old = self.state.row(item_id)
             now = self.state.seen(item_id)
-            live = now if now is not None and not now.deleted else None
+            if now is not None:
+                live = None if now.deleted else now
+            else:  # below a folder that moved: gone with it, or still there out of scope
+                live = plan.file_item(old) if path is not None else None
             yield Deleted(origin_uri=old["doc_origin"], identity=item_id, token=Token("delete", item_id, live))
 
     def _repoints(self):
         for item_id, path in self.state.planned("repoint"):
             if self.ctx.stop.is_set():
                 return
-            item, old = self.state.seen(item_id), self.state.row(item_id)
+            item, old, served = self.state.seen(item_id), self.state.row(item_id), self.state.served(item_id)
+            recorded = self._served_metadata(served) if served is not None and not served["refused"] else None
             yield Staged(
-                origin_uri=self._origin(item), path=None, name=item.name or item_id, identity=item_id,
+                origin_uri=self.describe.origin(item), path=None, name=item.name or item_id, identity=item_id,
                 owned=True, sha256=old["doc_sha256"], size=old["size"], source_modified_at=item.modified,
-                metadata=self._metadata(item, path), token=Token("repoint", item_id, item),
+                metadata=self.describe.metadata(item, path, recorded), token=Token("repoint", item_id, item),
             )
+
+    @staticmethod
+    def _served_metadata(row) -> dict:
+        return {"listed_size": row["listed_size"], "listed_quick_xor_hash": row["listed_qxh"],
+                "served_size": row["served_size"], "served_quick_xor_hash": row["served_qxh"]}
 
     def _downloads(self):
         """Download `concurrency` files at a time. The threads share the source's
@@ -256,7 +295,7 @@ class Sync:
         Only this thread reads the state database."""
         halt = threading.Event()
         http = self.http.twin(halt)
-        pool = InOrder(lambda task: self._download(http, *task), self.opts.concurrency, stop=self.ctx.stop,
+        pool = InOrder(lambda task: self.fetcher.event(http, task), self.opts.concurrency, stop=self.ctx.stop,
                        halt=halt)
         yield from pool.run(self._planned_downloads())
 
@@ -264,43 +303,9 @@ class Sync:
         for item_id, path in self.state.planned("download"):
             if self.ctx.stop.is_set():
                 return
-            yield self.state.seen(item_id), path
-
-    def _download(self, http, item: Item, path: str | None):
-        """One file into the workspace, as the event for it (runs on a download thread)."""
-        origin, token = self._origin(item), Token("download", item.id, item)
-        limit = self.opts.max_file_size
-        if limit is not None and item.size is not None and item.size > limit:
-            return Failed(origin, Code.TOO_LARGE, f"{item.size} bytes is over max_file_size {limit}",
-                          skip=True, token=token)
-        dest = safe_join(self.ctx.workspace, f"{item.id}.download")
-        url = f"{self.root}/drives/{seg(self.target.drive_id)}/items/{seg(item.id)}/content"
-        try:
-            got = download.fetch(http, url, item, dest, limit)
-        except ConnectorError as exc:
-            if exc.code in JOB_FATAL:
-                raise
-            return Failed(origin, exc.code, exc.message, skip=exc.code == Code.TOO_LARGE,
-                          request_id=exc.request_id, token=token)
-        if got.resumed:
-            self.log.info("sharepoint download resumed", item_id=item.id, resumes=got.resumed)
-        return Staged(
-            origin_uri=origin, path=dest, name=item.name or item.id, identity=item.id,
-            source_modified_at=item.modified, metadata=self._metadata(item, path), owned=True,
-            sha256=got.sha256, size=got.size, max_size=limit, token=token,
-        )
-
-    def _origin(self, item: Item) -> str:
-        return item.web_url or f"{self.target.drive_url or self.target.site_url}#item={item.id}"
-
-    def _metadata(self, item: Item, path: str | None) -> dict:
-        values = {
-            "item_id": item.id, "drive_id": self.target.drive_id, "site_id": self.target.site_id,
-            "library": self.target.drive_name, "path": display(path) if path else None, "etag": item.etag,
-            "ctag": item.ctag, "quick_xor_hash": item.qxh, "last_modified_by": item.modified_by,
-            "content_type": item.mime, "web_url": item.web_url,
-        }
-        return {k: v for k, v in values.items() if v is not None}
+            old, served = self.state.row(item_id), self.state.served(item_id)
+            refusal = (served["etag"], served["served_sha256"], served["refused"]) if served else None
+            yield Task(self.state.seen(item_id), path, old["doc_origin"] if old else None, refusal)
 
     # -- after the commit -------------------------------------------------------------
 
@@ -318,10 +323,14 @@ class Sync:
                     "scope": json.dumps(self.opts.scope_key(), sort_keys=True),
                 })
         self.log.info("sharepoint state saved", delta_link_advanced=advance, status=status,
-                      throttled_waits=self.http.throttled)
+                      throttled_waits=self.http.throttled, served_bytes_differ=self.served_differs)
 
     def _record(self, out: Outcome, token: Token) -> None:
         ev, state = out.event, self.state
+        if token.served is not None:
+            self.served_differs += 1
+        if token.refused:
+            state.set_served(token.item_id, token.item.etag, token.served, token.refused)
         if out.outcome == "failed":
             state.mark_retry(token.item_id, True)
             if token.action == "repoint":
@@ -329,11 +338,15 @@ class Sync:
             return
         if isinstance(ev, Staged):
             state.put_item(token.item, doc=(ev.origin_uri, out.sha256))
+            if token.action == "download":
+                state.set_served(token.item_id, token.item.etag, token.served)
         elif isinstance(ev, Deleted):
             if token.item is None:
-                state.drop_item(token.item_id)
+                state.bury(token.item_id)
             else:
-                state.put_item(token.item, doc=(None, None))
-        elif isinstance(ev, Failed) and token.item is not None:  # a deliberate skip (too large)
+                state.tombstoned(token.item, stale=state.stale(token.item_id))
+        elif token.item is None:  # deleted before its download: nothing was stored
+            state.bury(token.item_id)
+        else:  # a deliberate skip (too large, refused for good)
             state.put_item(token.item)
         state.mark_retry(token.item_id, False)

@@ -35,6 +35,7 @@ STATE_LAYOUT = [re.compile(p) for p in (
     r"documents\.sqlite(-wal|-shm|-journal)?",
     rf"jobs/{_JOB}\.(json|items\.jsonl)",
     r"locks/[a-z0-9][a-z0-9_-]*\.lock",
+    r"SCHEMA\.(json|lock)",  # the state's schema marker and migration lock (docs/upgrading.md)
     r"sources/[a-z0-9][a-z0-9_-]*/(s3-objects|sharepoint)\.sqlite(-wal|-shm|-journal)?",
     r"sources/[a-z0-9][a-z0-9_-]*/trust\.pem",
     rf"workspace/{_JOB}/[^/]+",  # flat: one sanitised name per download, never a key's folders

@@ -19,6 +19,7 @@ import sqlite3
 import ssl
 from collections import Counter, defaultdict
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from tests.campaigns.faultproxy import Exchange, FaultProxy
 from tests.fakegraph import FakeGraph
@@ -413,5 +414,7 @@ class GraphSide(Side):
         return per_call
 
     def fetched(self, job: Job) -> int:
-        """How many distinct items the job asked for the content of."""
-        return len({e.path for e in job.exchanges if e.path.endswith("/content")})
+        """How many distinct items the job asked the download host for the bytes of
+        (through a listed URL, or one `/content` redirected to)."""
+        return len({parse_qs(urlsplit(e.target).query).get("UniqueId", [""])[0] for e in job.exchanges
+                    if e.path.endswith("/_layouts/15/download.aspx")})

@@ -50,9 +50,22 @@ class Node:
     modified: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     modified_by: str = "megan"
     deleted: bool = False
+    deleted_with: str | None = None  # the id whose deletion took this item to the recycle bin
     qxh_override: str | None = None  # report this quickXorHash instead of the true one
-    served: bytes | None = None  # serve these bytes instead of the content (corruption)
+    served: bytes | None = None  # serve these bytes instead of the content, on every download
+    rewrites: bool = False  # an Office file SharePoint serves with its properties rewritten
     _qxh: str | None = None
+
+    def served_bytes(self) -> bytes:
+        """What a download delivers. SharePoint writes library properties into Office
+        files as it serves them (property demotion), so their bytes differ from the size
+        and quickXorHash it lists (rclone #2036, #8558); each content version is
+        rewritten the same way every time it is served."""
+        if self.served is not None:
+            return self.served
+        if self.rewrites:
+            return self.content + f"<docProps item='{self.guid}' version='{self.content_version}'/>".encode()
+        return self.content
 
     def touch(self, content_changed: bool) -> None:
         self.version += 1
@@ -80,18 +93,23 @@ class Drive:
         self.log: list[tuple[int, dict]] = []  # (seq, snapshot as delta shows it)
         self.seq = 0
         self.oldest_valid = 0  # delta tokens older than this answer 410
+        # Microsoft's delta remarks say OneDrive for Business leaves cTag out of changes;
+        # SharePoint delta has been seen carrying it (microsoft-graph-docs #9205): a test
+        # may switch it on before making changes
+        self.delta_ctag = False
         root = Node(id=new_item_id(), name="root", parent=None, kind="root")
         self.root_id = root.id
         self.nodes[root.id] = root
 
     # -- building and changing the library -------------------------------------------
 
-    def add(self, path: str, content: bytes = b"", *, by: str = "megan") -> str:
-        """Create a file (and any missing folders); returns its id."""
+    def add(self, path: str, content: bytes = b"", *, by: str = "megan", rewrites: bool = False) -> str:
+        """Create a file (and any missing folders); returns its id. With `rewrites`, an
+        Office file whose served bytes differ from its listing (see `Node.served_bytes`)."""
         parent = self.folder(path.rsplit("/", 1)[0] if "/" in path else "", create=True)
         with self.lock:
             node = Node(id=new_item_id(), name=path.rsplit("/", 1)[-1], parent=parent, kind="file",
-                        content=content, modified_by=by)
+                        content=content, modified_by=by, rewrites=rewrites)
             self.nodes[node.id] = node
             self._changed(node)
             return node.id
@@ -136,15 +154,35 @@ class Drive:
             self._changed(node)
             return node.id
 
-    def delete(self, path: str) -> str:
-        """Delete an item; a folder takes its descendants with it (each logged)."""
+    def delete(self, path: str, _with: str | None = None) -> str:
+        """Delete an item to the recycle bin; a folder takes its descendants with it
+        (each logged, as OneDrive for Business reports them)."""
         with self.lock:
             node = self.nodes[self.id_of(path)]
             for child in [n for n in self.nodes.values() if n.parent == node.id and not n.deleted]:
-                self.delete(self.path_of(child.id))
+                self.delete(self.path_of(child.id), _with or node.id)
             node.deleted = True
+            node.deleted_with = _with or node.id
             self._changed(node)
             return node.id
+
+    def restore(self, item_id: str, *, report_children: bool = False) -> str:
+        """Restore an item from the recycle bin to where it was, with everything deleted
+        along with it, under the same ids. Microsoft documents no way to tell a restore
+        from an upload in delta, nor whether the restored folder's contents are listed:
+        by default only the item itself is logged (the case a client must survive);
+        `report_children` logs its descendants too."""
+        with self.lock:
+            came_back = [n for n in self.nodes.values() if n.deleted and n.deleted_with == item_id]
+            if not came_back:
+                raise KeyError(item_id)
+            for node in came_back:
+                node.deleted, node.deleted_with = False, None
+                node.touch(content_changed=False)
+            for node in sorted(came_back, key=lambda n: len(self.ancestors(n.id))):  # parents first
+                if node.id == item_id or report_children:
+                    self._changed(node)
+            return item_id
 
     def invalidate_tokens(self) -> None:
         """Every delta link issued so far now answers 410 Gone."""
@@ -214,7 +252,7 @@ class Drive:
             "parentReference": self.parent_reference(node, with_path=not in_delta),
             "fileSystemInfo": {"createdDateTime": _stamp(node.created), "lastModifiedDateTime": _stamp(node.modified)},
         }
-        if in_delta:
+        if in_delta and not self.delta_ctag:
             del out["cTag"]  # OneDrive for Business leaves cTag out of delta changes
         if node.kind == "root":
             out["root"] = {}

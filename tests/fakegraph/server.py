@@ -8,8 +8,10 @@ redirecting to a pre-authenticated download URL (with `Range` support).
 
 Tests script it: add apps, sites and files, inject 429/503 with `Retry-After`, damage
 answers (cut short, not JSON, a reset connection) on any endpoint, sign-in included,
-revoke tokens (then Graph answers 401), cut a download short, serve corrupt bytes, hold
-downloads open to see how many a client runs at once. Every request is recorded with
+revoke tokens (then Graph answers 401), cut a download short, damage downloads (`garble`),
+serve Office files whose bytes differ from their listing (`Drive.add(rewrites=True)`),
+expire the `@microsoft.graph.downloadUrl` a listing carries, hold downloads open to see
+how many a client runs at once. Every request is recorded with
 monotonic timestamps taken by the server, so a test can check from this side of the
 wire how long the client really waited.
 """
@@ -174,6 +176,10 @@ class FakeGraph(EntraEndpoints):
         self.downloads: dict[str, tuple[Drive, str]] = {}
         self.cuts: dict[str, int] = {}  # item id -> bytes to send before dropping the connection (once)
         self.cut_expires_url = False  # a cut download's URL stops working too (as an hour-old one does)
+        self.expired: dict[str, int] = {}  # tempauth -> the status its download URL now answers
+        self.garble: dict[str, int] = {}  # item id -> downloads still to damage, each differently
+        self.garbled = 0  # damaged downloads so far
+        self.ignore_if_range = False  # answer a Range request with 206 whatever its If-Range says
         self.page_size = 3
         self.token_lifetime = 3599
         self.revoke_after: int | None = None  # revoke every token after this many more Graph requests
@@ -233,6 +239,13 @@ class FakeGraph(EntraEndpoints):
         with self.lock:
             self.faults.append(fault)
         return fault
+
+    def expire_download_urls(self, status: int = 401) -> None:
+        """Every download URL issued so far now answers `status` (401 as an expired
+        tempauth does; 403 or 404 as some tenants and proxies answer)."""
+        with self.lock:
+            self.expired.update({tempauth: status for tempauth in self.downloads})
+            self.downloads.clear()
 
     def revoke_tokens(self) -> None:
         with self.lock:
@@ -388,7 +401,7 @@ class FakeGraph(EntraEndpoints):
                 end = _encode_token(drive.seq)
                 cursor, offset = secrets.token_hex(8), 0
                 self.cursors[cursor] = (items, end)
-        page = items[offset:offset + self.page_size]
+        page = [self._with_download_url(drive, entry) for entry in items[offset:offset + self.page_size]]
         body = {"@odata.context": f"{self.base_url}/v1.0/$metadata#Collection(driveItem)", "value": page}
         link = f"{self.base_url}/v1.0/drives/{drive.id}/root/delta"
         if offset + self.page_size < len(items):
@@ -408,7 +421,23 @@ class FakeGraph(EntraEndpoints):
     def _item(self, h, rec, drive_id: str, item_id: str) -> None:
         drive, node = self._node(h, rec, drive_id, item_id)
         if node is not None:
-            h.send_json(200, drive.item_json(node))
+            h.send_json(200, self._with_download_url(drive, drive.item_json(node)))
+
+    def _with_download_url(self, drive: Drive, entry: dict) -> dict:
+        """A file as Graph lists it: with `@microsoft.graph.downloadUrl`, a pre-authenticated
+        URL minted as the answer is made, valid for a short while (see
+        `expire_download_urls`). Deleted items carry none."""
+        node = drive.nodes.get(entry["id"])
+        if "file" not in entry or "deleted" in entry or node is None or node.deleted:
+            return entry
+        return {**entry, "@microsoft.graph.downloadUrl": self._mint(drive, node)}
+
+    def _mint(self, drive: Drive, node) -> str:
+        tempauth = secrets.token_urlsafe(24)
+        with self.lock:
+            self.downloads[tempauth] = (drive, node.id)
+        return (f"{self.base_url}{quote(drive.site.path)}/_layouts/15/download.aspx?UniqueId={node.guid}"
+                f"&Translate=false&tempauth={tempauth}&ApiVersion=2.0")
 
     def _children(self, h, rec, drive_id: str, item_id: str) -> None:
         drive, node = self._node(h, rec, drive_id, item_id)
@@ -416,7 +445,7 @@ class FakeGraph(EntraEndpoints):
             return
         kids = sorted((n for n in drive.nodes.values() if n.parent == node.id and not n.deleted), key=lambda n: n.name)
         offset = int(rec.query.get("$skiptoken", ["0"])[0])
-        page = [drive.item_json(n) for n in kids[offset:offset + self.page_size]]
+        page = [self._with_download_url(drive, drive.item_json(n)) for n in kids[offset:offset + self.page_size]]
         body = {"@odata.context": f"{self.base_url}/v1.0/$metadata#Collection(driveItem)", "value": page}
         if offset + self.page_size < len(kids):
             body["@odata.nextLink"] = (f"{self.base_url}/v1.0/drives/{drive.id}/items/{node.id}/children"
@@ -427,42 +456,61 @@ class FakeGraph(EntraEndpoints):
         drive, node = self._node(h, rec, drive_id, item_id)
         if node is None:
             return
-        tempauth = secrets.token_urlsafe(24)
-        with self.lock:
-            self.downloads[tempauth] = (drive, node.id)
-        location = (f"{self.base_url}{quote(drive.site.path)}/_layouts/15/download.aspx?UniqueId={node.guid}"
-                    f"&Translate=false&tempauth={tempauth}&ApiVersion=2.0")
-        h.send_empty(302, {"Location": location})
+        h.send_empty(302, {"Location": self._mint(drive, node)})
 
     def _download(self, h, rec: Record) -> None:
-        found = self.downloads.get(rec.query.get("tempauth", [""])[0])
+        """The download host: the current bytes of the item a URL was minted for, with
+        its eTag as ETag, `Range` (and `If-Range`: a validator that no longer matches
+        gets the whole new body, 200) as RFC 9110 has it."""
+        tempauth = rec.query.get("tempauth", [""])[0]
+        found = self.downloads.get(tempauth)
         if found is None:
-            return h.send_json(401, {"error": {"code": "-2147024891, System.UnauthorizedAccessException",
-                                               "message": {"lang": "en-US", "value": "Access denied."}}})
+            status = self.expired.get(tempauth, 401)
+            if status == 404:
+                return h.send_json(404, {"error": {"code": "-2130575338", "message": "File Not Found."}})
+            return h.send_json(status, {"error": {"code": "-2147024891, System.UnauthorizedAccessException",
+                                                  "message": {"lang": "en-US", "value": "Access denied."}}})
+        self.flight.enter()
+        try:
+            if self.before_download is not None:
+                self.before_download(found[1])  # may edit or delete the item: this answer sees it
+            self._serve(h, rec, tempauth, found)
+        finally:
+            self.flight.leave()
+
+    def _serve(self, h, rec: Record, tempauth: str, found) -> None:
         drive, item_id = found
-        node = drive.nodes.get(item_id)
-        if node is None or node.deleted:
-            return h.send_json(404, {"error": {"code": "-2130575338", "message": "File Not Found."}})
-        data = node.served if node.served is not None else node.content
+        with drive.lock:
+            node = drive.nodes.get(item_id)
+            if node is None or node.deleted:
+                return h.send_json(404, {"error": {"code": "-2130575338", "message": "File Not Found."}})
+            data, etag = self._damaged(item_id, node.served_bytes()), f'"{{{node.guid}}},{node.version}"'
         start = 0
         ranged = re.fullmatch(r"bytes=(\d+)-", rec.headers.get("range", ""))
-        if ranged and int(ranged.group(1)) < len(data):
+        if_range = rec.headers.get("if-range")
+        if ranged and int(ranged.group(1)) < len(data) and (if_range in (None, etag) or self.ignore_if_range):
             start = int(ranged.group(1))
-        headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes",
-                   "ETag": f'"{{{node.guid}}},{node.version}"'}
+        headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes", "ETag": etag}
         if start:
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
         with self.lock:
             cut = self.cuts.pop(item_id, None)
             if cut is not None and self.cut_expires_url:
-                self.downloads.pop(rec.query.get("tempauth", [""])[0], None)
-        self.flight.enter()
-        try:
-            if self.before_download is not None:
-                self.before_download(item_id)
-            h.send_bytes(206 if start else 200, memoryview(data)[start:], headers, cut_after=cut)
-        finally:
-            self.flight.leave()
+                self.downloads.pop(tempauth, None)
+        h.send_bytes(206 if start else 200, memoryview(data)[start:], headers, cut_after=cut)
+
+    def _damaged(self, item_id: str, data: bytes) -> bytes:
+        """`data`, or (while `garble` asks for it) `data` with one byte flipped, at a
+        place and in a way that differ from one damaged download to the next."""
+        with self.lock:
+            if not self.garble.get(item_id) or not data:
+                return data
+            self.garble[item_id] -= 1
+            self.garbled += 1
+            n = self.garbled
+        damaged = bytearray(data)
+        damaged[(n * 7919) % len(damaged)] ^= n % 255 + 1
+        return bytes(damaged)
 
 
 def _kind(method: str, path: str) -> str:
@@ -552,6 +600,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _head(self, status: int, headers: dict, length: int) -> str:
         rec = getattr(self, "record", None)
         request_id = rec.request_id if rec is not None else str(uuid.uuid4())
+        if rec is not None:
+            rec.status = status  # answered, even if the client hangs up before the body is through
         self.send_response(status)
         self.send_header("request-id", request_id)
         self.send_header("client-request-id", self.headers.get("client-request-id") or request_id)

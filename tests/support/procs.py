@@ -77,12 +77,18 @@ class Daemon:
         self.logs.append(self.log_path)
         self._mark = len(self.notify.messages)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ingestd", "run", "--config", str(self.config)], env=self.env,
-            stdout=subprocess.DEVNULL, stderr=open(self.log_path, "wb"), cwd=ROOT,
+            self.argv(), env=self.env, stdout=subprocess.DEVNULL, stderr=open(self.log_path, "wb"), cwd=self.cwd,
         )
         if ready:
             self.wait_ready()
         return self
+
+    cwd = ROOT
+
+    def argv(self) -> list[str]:
+        """The command that starts the daemon: this checkout's code (a subclass may start
+        another installed release instead)."""
+        return [sys.executable, "-m", "ingestd", "run", "--config", str(self.config)]
 
     def wait_ready(self, timeout: float = 30.0) -> dict:
         try:

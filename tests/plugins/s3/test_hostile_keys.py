@@ -21,7 +21,7 @@ INGESTED = [
 REFUSED = [".", "..", "a/..", "x/."]  # no file name: invalid_name
 MARKERS = ["folder/", "old_$folder$"]  # zero-byte folder markers: silently skipped
 STATE_TOP = {"blobs", "jobs", "locks", "sources", "workspace", "documents.sqlite", "documents.sqlite-wal",
-             "documents.sqlite-shm"}
+             "documents.sqlite-shm", "SCHEMA.json", "SCHEMA.lock"}
 
 
 def body(key: str) -> bytes:

@@ -18,6 +18,7 @@ from tests.fakegraph import FakeGraph, make_ca
 from tests.support.helpers import run_cli, write_config
 
 CLIENT_ID = "6731de76-14a6-49ae-97bc-6eba6914391e"
+CERT_CLIENT_ID = "2f1a3c55-d1b0-4c31-a7e4-0f6e0e7b8a11"
 SECRET = make_secret("sp-client")  # the session-end scan fails the run if it leaks into any file
 
 
@@ -78,6 +79,16 @@ class SP:
                      sources=[self.source(**options), *extra_sources])
         self.close()
         return self.config
+
+    def use_certificate(self, cert, *, registered=None, client_id: str = CERT_CLIENT_ID) -> None:
+        """Sign in with `cert` (a `ClientCert`, kept as one PEM file with its key) through
+        an app of the fake that accepts `registered` (by default `cert` itself)."""
+        self.fake.add_app(client_id, certificate=(registered or cert).cert)
+        pem = self.root / f"app-{client_id}.pem"
+        pem.write_bytes(cert.combined())
+        self.credentials["sp"] = {"type": "azure_certificate", "tenant_id": self.fake.tenant,
+                                  "client_id": client_id, "certificate": str(pem)}
+        self.write()
 
     # -- running ----------------------------------------------------------------------
 
@@ -141,9 +152,17 @@ class SP:
         """Downloads (finished or not) still in any job workspace."""
         return list((self.state / "workspace").rglob("*.download"))
 
-    def downloads(self) -> list[str]:
-        """Item ids whose content was requested, in order."""
-        return [r.path.split("/")[-2] for r in self.fake.graph() if r.path.endswith("/content")]
+    def downloads(self, since: int = 0) -> list[str]:
+        """Item ids whose bytes were requested from the download host (through the URL a
+        listing gave, or one `/content` redirected to), in order, from record `since`."""
+        guids = {node.guid: node.id for site in self.fake.sites for drive in site.drives
+                 for node in drive.nodes.values()}
+        return [guids[r.query["UniqueId"][0]] for r in self.fake.records[since:]
+                if r.kind == "download" and r.query.get("UniqueId", [""])[0] in guids]
+
+    def content_calls(self, since: int = 0) -> list[str]:
+        """Item ids Graph's `/content` was asked for (each answer: a redirect)."""
+        return [r.path.split("/")[-2] for r in self.fake.records[since:] if r.path.endswith("/content")]
 
 
 @pytest.fixture

@@ -79,15 +79,9 @@ def test_certificate_credential_signs_an_assertion_the_fake_verifies(sp, tmp_pat
     assert [r.status for r in sp.fake.of_kind("token")] == [200]
 
 
-def test_certificate_not_registered_is_refused(sp, tmp_path):
+def test_certificate_not_registered_is_refused(sp):
     registered, other = make_client_cert(), make_client_cert()
-    client_id = "2f1a3c55-d1b0-4c31-a7e4-0f6e0e7b8a12"
-    sp.fake.add_app(client_id, certificate=registered.cert)
-    pem = tmp_path / "other.pem"
-    pem.write_bytes(other.combined())
-    sp.credentials["sp"] = {"type": "azure_certificate", "tenant_id": sp.fake.tenant, "client_id": client_id,
-                            "certificate": str(pem)}
-    sp.write()
+    sp.use_certificate(other, registered=registered, client_id="2f1a3c55-d1b0-4c31-a7e4-0f6e0e7b8a12")
     m = sp.run()
     assert m.status == "failed" and m.errors[0].code == "auth"
     assert "certificate is not registered" in m.errors[0].message

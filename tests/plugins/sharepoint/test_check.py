@@ -166,3 +166,27 @@ def test_check_config_prints_an_expiry_warning_but_passes(sp, tmp_path):
     result = run_cli("check-config", "--config", sp.config)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
     assert "warning: certificate expires" in result.stderr
+
+
+def test_a_certificate_inside_its_expiry_warning_still_syncs_and_says_so(sp):
+    """Issue 19 item 0: the 30-day warning must not fail the job (it did, as `auth`)."""
+    import json
+
+    cert = make_client_cert(days_valid=7)
+    sp.use_certificate(cert)
+    item = sp.drive.add("a.txt", b"a")
+
+    result = sp.cli_plain()
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    warned = [e for e in lines if e.get("event") == "sharepoint credential"]
+    assert len(warned) == 1 and warned[0]["level"] == "warning" and warned[0]["credential"] == "sp"
+    assert "days left" in warned[0]["problem"] and not warned[0]["problem"].startswith("credential")
+    assert sp.doc(item).sha256 is not None and [r.status for r in sp.fake.of_kind("token")] == [200]
+
+    connector = sp.app().connector("docs")
+    assert connector.credential_expiry() == cert.cert.not_valid_after_utc  # for /sources and a metric
+
+
+def test_credential_expiry_is_unknown_for_a_client_secret(sp):
+    assert sp.app().connector("docs").credential_expiry() is None

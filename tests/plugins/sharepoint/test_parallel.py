@@ -80,8 +80,7 @@ def test_failed_items_make_the_job_partial_while_the_rest_land_in_order(sp):
     ids = add_files(sp, 8)
     bad = [ids[1], ids[4], ids[6]]
     for item_id in bad:
-        node = sp.drive.nodes[item_id]
-        node.served = bytes(len(node.content))  # same size, wrong bytes
+        sp.fake.garble[item_id] = 2  # damaged on the way, the download and its second opinion alike
     sp.fake.flight.hold(wave=4)  # failures and successes side by side
 
     m = sp.run()
@@ -93,8 +92,7 @@ def test_failed_items_make_the_job_partial_while_the_rest_land_in_order(sp):
     assert not sp.workspace_files()  # the bad bytes are not left behind
     assert sp.meta("delta_link")  # a partial job advances; the failed items are fetched by id next run
 
-    for item_id in bad:
-        sp.drive.nodes[item_id].served = None
+    assert not any(sp.fake.garble.values())
     sp.fake.flight.release()
     m = sp.run()
     assert m.status == "succeeded" and m.counters.ingested == 3
@@ -102,8 +100,8 @@ def test_failed_items_make_the_job_partial_while_the_rest_land_in_order(sp):
 
 def test_a_429_on_one_download_holds_back_every_request_of_the_tenant(sp):
     ids = add_files(sp, 8)
-    victim = sp.drive.nodes[ids[0]].guid
-    sp.fake.fail(429, retry_after="1", match=lambda r: r.kind == "download" and r.query.get("UniqueId") == [victim])
+    # the fourth download at once is told to wait, while the other three are open
+    sp.fake.fail(429, retry_after="1", match=lambda r: r.kind == "download" and sp.fake.flight.now == 3)
     release = threading.Event()
     sp.fake.before_download = lambda item_id: release.wait(10)
     gate = throttle.gate(f"graph:{sp.fake.base_url}/{sp.fake.tenant}")
@@ -119,7 +117,7 @@ def test_a_429_on_one_download_holds_back_every_request_of_the_tenant(sp):
     assert m.status == "succeeded" and m.counters.ingested == len(ids), m.errors
     told = next(r for r in sp.fake.records if r.status == 429)
     later = [r for r in sp.fake.records if r.kind in ("graph", "download") and r.started >= released]
-    assert len(later) >= 4  # the next files' /content calls (and the victim's retry)
+    assert len(later) >= 4  # the next files' downloads (and the told one's retry)
     assert min(r.started for r in later) - told.ended >= RETRY_AFTER - 0.001
 
 

@@ -300,7 +300,7 @@ def test_an_expired_download_url_is_replaced_and_the_download_resumed(sp):
     m = sp.run()
     assert m.status == "succeeded", m.errors
     assert sp.doc(item).sha256 == sha(data)
-    assert sp.downloads() == [item, item]  # a second /content call for a fresh URL
+    assert sp.content_calls() == [item]  # the listed URL expired: /content for a fresh one
     statuses = [(r.status, bool(r.headers.get("range"))) for r in sp.fake.of_kind("download")]
     assert statuses == [(200, False), (401, True), (206, True)]
 

@@ -1,0 +1,32 @@
+"""Core's migration steps, in order: each moves the state directory one version forward.
+
+Adding a step: append it here with the next version (a `Step` from
+`ingestd.plugin.migration`, whose docstring says what a step must guarantee), add a row
+to docs/upgrading.md's table, and a check to tests/upgrade/ that the v0.1.0 fixture
+comes out of it right.
+"""
+
+from __future__ import annotations
+
+from ingestd.plugin.migration import Step, StepContext
+
+
+def _nothing_else(ctx: StepContext) -> None:
+    """The marker the runner writes after this step is the whole change."""
+
+
+CORE: list[Step] = [
+    Step(2, "schema-marker", "the state directory records its schema version and migration history (SCHEMA.json)",
+         _nothing_else, read_safe=True),
+]
+
+
+def register(step: Step) -> None:
+    """Append a step (for tests, and for embedders with steps of their own)."""
+    if step.version != latest(CORE) + 1:
+        raise ValueError(f"step {step.name!r} is version {step.version}, the next is {latest(CORE) + 1}")
+    CORE.append(step)
+
+
+def latest(steps) -> int:
+    return steps[-1].version if steps else 1

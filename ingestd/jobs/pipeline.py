@@ -267,8 +267,9 @@ class _Run:
 
     def _store(self, ev: Staged) -> Stored:
         blobs = self.p.store.blobs
-        if ev.path is None:  # re-point: the bytes are already in the store
-            return blobs.existing(ev.sha256 or "", ev.size)
+        if ev.path is None:  # re-point: the bytes are already in the store, as big as their records say
+            sha = ev.sha256 or ""
+            return blobs.existing(sha, self.p.store.recorded_size(sha))
         if ev.owned:  # moved in, hashed on the way: a connector's sha256 and size are claims
             return blobs.adopt(Path(ev.path), sha256=ev.sha256, size=ev.size)
         stored, modified = self._copy_in(ev)

@@ -124,11 +124,12 @@ class Blobs:
             self._place(str(path), real, length)
         return Stored(real, length, head)
 
-    def existing(self, sha256: str, size: int | None = None) -> Stored:
+    def existing(self, sha256: str, size: int | None) -> Stored:
         """A blob already in the store, for a document re-pointed without new bytes (a
-        renamed remote item); FileNotFoundError unless the store holds it, whole."""
-        if not is_sha256(sha256):
-            raise FileNotFoundError(errno.ENOENT, "no such content in the blob store", sha256[:80])
+        renamed remote item); `size` is what the records say it holds (None: no record
+        names it). FileNotFoundError unless the store holds it, whole."""
+        if not is_sha256(sha256) or size is None:
+            raise FileNotFoundError(errno.ENOENT, "no such content in the store", sha256[:80])
         path = self.path(sha256)
         with open(path, "rb") as fh:
             length = os.fstat(fh.fileno()).st_size

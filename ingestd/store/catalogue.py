@@ -240,6 +240,12 @@ class Store:
             row = self._db.execute("SELECT reason FROM damaged WHERE sha256=?", (sha256,)).fetchone()
         return row[0] if row else None
 
+    def recorded_size(self, sha256: str) -> int | None:
+        """The size records give this content (measured when it was stored), if any names it."""
+        with self._lock:
+            row = self._db.execute("SELECT size FROM versions WHERE sha256=? LIMIT 1", (sha256,)).fetchone()
+        return row[0] if row else None
+
     def count(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]

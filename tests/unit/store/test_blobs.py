@@ -81,7 +81,9 @@ def test_existing_requires_the_whole_blob(tmp_path):
     with pytest.raises(FileNotFoundError):
         blobs.existing(stored.sha256, 11)
     with pytest.raises(FileNotFoundError):
-        blobs.existing("../" + stored.sha256[3:])
+        blobs.existing(stored.sha256, None)  # content no record names
+    with pytest.raises(FileNotFoundError):
+        blobs.existing("../" + stored.sha256[3:], 10)
 
 
 def test_a_file_that_cannot_fit_is_refused_before_writing(tmp_path):

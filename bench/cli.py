@@ -1,7 +1,7 @@
 """`python -m bench`: run the cases, print the table, write the results.
 
-    python -m bench                    every case (the full run; writes bench/RESULTS.md)
-    python -m bench --case burst       one case (repeatable); JSON only
+    python -m bench                    every case but the opt-in ones (the full run; writes bench/RESULTS.md)
+    python -m bench --case burst       one case (repeatable; opt-in cases too); JSON only
     python -m bench --runs 7           measured rounds per case (default 5, after 1 warm-up)
     python -m bench --smoke            tiny corpora, one round, nothing written in the repo
 
@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import ingest, machine, measure, report
-from .cases import ALL, BY_NAME
+from .cases import ALL, BY_NAME, DEFAULT
 from .cases.common import failed, skipped
 from .cases.s3 import connector_problem
 from .context import Bench
@@ -37,7 +37,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description="ingestd benchmarks (issue 7)")
     p.add_argument("--smoke", action="store_true", help="tiny corpora, one round, writes nothing in the repo")
     p.add_argument("--case", action="append", choices=list(BY_NAME), metavar="NAME",
-                   help="run only this case (repeatable): " + ", ".join(BY_NAME))
+                   help="run only this case (repeatable): " + ", ".join(
+                       c.name + (" (opt-in, long)" if c.opt_in else "") for c in ALL))
     p.add_argument("--runs", type=int, help="measured rounds per case (default 5; 1 with --smoke)")
     p.add_argument("--warmup", type=int, help="warm-up rounds per case (default 1; 0 with --smoke)")
     p.add_argument("--after", choices=["move", "delete", "keep"], default="move",
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ingestd-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     bench = Bench(workdir, runs=runs, warmup=warmup, smoke=args.smoke, quiet=args.quiet, after=args.after)
-    cases = [BY_NAME[name] for name in args.case] if args.case else ALL
+    # the smoke variant runs every case, opt-in ones too: on tiny inputs they are quick
+    cases = [BY_NAME[name] for name in args.case] if args.case else (ALL if args.smoke else DEFAULT)
     started = time.monotonic()
     header = build_header(bench)  # before the cases: the code under test may change meanwhile
     try:
@@ -87,12 +89,16 @@ def run_cases(bench: Bench, cases) -> list[dict]:
         bench.log(f"{case.name}: {case.title}")
         busy, own, start = measure.machine_busy_s(), _own_cpu(bench), time.monotonic()
         try:
-            results.append(case.run(bench, case))
+            rows = case.run(bench, case)
+            rows = rows if isinstance(rows, list) else [rows]  # some cases measure several targets
         except Exception as exc:  # one broken case must not cost the figures of the others
             bench.log(f"{case.name}: failed: {exc}")
-            results.append(failed(case, f"{type(exc).__name__}: {exc}"))
-            results[-1]["traceback"] = traceback.format_exc()
-        results[-1]["machine_load"] = _load(bench, busy, own, start)
+            rows = [failed(case, f"{type(exc).__name__}: {exc}")]
+            rows[0]["traceback"] = traceback.format_exc()
+        load = _load(bench, busy, own, start)
+        for row in rows:
+            row["machine_load"] = load
+        results.extend(rows)
     return results
 
 

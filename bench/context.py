@@ -23,6 +23,7 @@ class Bench:
         self.tools = tools.find_all()
         self._corpora: dict[str, corpus.Corpus] = {}
         self.buckets: dict[str, str] = {}  # bucket → corpus it was filled with, once per invocation
+        self.made: dict[str, object] = {}  # other fixtures a case builds once per invocation
         self._s3 = None
         self._started = time.monotonic()
 
@@ -35,6 +36,14 @@ class Bench:
             self.log(f"generating the {name} corpus")
             self._corpora[name] = corpus.build(specs[name], self.workdir / "corpus" / name)
         return self._corpora[name]
+
+    def drop_corpus(self, files: int, folders: int | None = None, **sizes) -> corpus.Corpus:
+        """A drop corpus (issue 20) of `files` files, built once per invocation."""
+        spec = corpus.drop_spec(files, folders, **sizes)
+        if spec.name not in self._corpora:
+            self.log(f"generating a corpus of {files:,} files in {spec.folders:,} folders")
+            self._corpora[spec.name] = corpus.build(spec, self.workdir / "corpus" / spec.name)
+        return self._corpora[spec.name]
 
     def s3(self):
         if self._s3 is None:

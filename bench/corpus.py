@@ -4,6 +4,10 @@
 small: many 1-64 KiB files of mixed types with real magic bytes (PDF, PNG, ZIP, text,
 JSON, HTML) in nested folders, so MIME detection does the work it does in production.
 large: a few big files of incompressible bytes, so hashing and disk bandwidth dominate.
+drop corpora (issue 20): N files of 1-32 KiB, a third random bytes, a third text, a third
+typed documents with real magic bytes, spread evenly over a given number of folders (two
+levels: `g000/f00`, 100 folders per group) or all in one folder; every file's content
+is unique, so nothing is deduplicated away.
 """
 
 from __future__ import annotations
@@ -30,12 +34,22 @@ class Spec:
     min_size: int
     max_size: int
     mixed: bool  # mixed document types in nested folders, or plain binary files at the top
+    folders: int | None = None  # a drop corpus: files spread over this many folders (0: all at the top)
 
 
 SMALL = Spec("small", 2000, 1 * KIB, 64 * KIB, mixed=True)
 LARGE = Spec("large", 8, 64 * MIB, 64 * MIB, mixed=False)
 SMOKE_SMALL = Spec("small", 40, 1 * KIB, 16 * KIB, mixed=True)
 SMOKE_LARGE = Spec("large", 2, 1 * MIB, 1 * MIB, mixed=False)
+FILES_PER_FOLDER = 20  # the drop corpora's density: 20,000 files in 1,000 folders, as in issue 20
+
+
+def drop_spec(files: int, folders: int | None = None, min_size: int = 1 * KIB, max_size: int = 32 * KIB) -> Spec:
+    """A drop corpus of `files` files, FILES_PER_FOLDER to a folder unless told otherwise."""
+    if folders is None:
+        folders = max(1, files // FILES_PER_FOLDER)
+    return Spec(f"drop-{files}-{folders}-{min_size}-{max_size}", files, min_size, max_size, mixed=True,
+                folders=folders)
 
 
 @dataclass
@@ -54,11 +68,16 @@ def build(spec: Spec, root: Path) -> Corpus:
     rng = random.Random(f"{SEED}-{spec.name}-{spec.files}")
     root.mkdir(parents=True)
     files, total = [], 0
+    make = _file if spec.folders is None else _drop_file
+    made: set[str] = set()
     for i in range(spec.files):
-        rel, data = _file(spec, rng, i)
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        rel, data = make(spec, rng, i)
+        folder = os.path.dirname(rel)
+        if folder not in made:
+            os.makedirs(root / folder, exist_ok=True)
+            made.add(folder)
+        with open(root / rel, "wb") as fh:
+            fh.write(data)
         files.append(rel)
         total += len(data)
     return Corpus(spec, root, sorted(files), total)
@@ -73,6 +92,50 @@ def _file(spec: Spec, rng: random.Random, i: int) -> tuple[str, bytes]:
     parts = [f"d{rng.randrange(6)}", f"s{rng.randrange(4)}", f"t{rng.randrange(3)}"][:depth]
     ext, make = MAKERS[kind]
     return "/".join([*parts, f"{kind}-{i:05d}.{ext}"]), make(rng, size)
+
+
+def folder_of(i: int, folders: int) -> str:
+    """The folder of the i-th file: two levels, 100 folders per group ("" when flat)."""
+    if folders <= 0:
+        return ""
+    leaf = i % folders
+    return f"g{leaf // 100:03d}/f{leaf % 100:02d}/"
+
+
+def _drop_file(spec: Spec, rng: random.Random, i: int) -> tuple[str, bytes]:
+    size = rng.randint(spec.min_size, spec.max_size)
+    third = i % 3
+    if third == 0:
+        kind, ext, data = "bin", "bin", rng.randbytes(size)
+    elif third == 1:
+        kind, ext, data = "text", "txt", _pool_text(rng, size, i)
+    else:
+        kind = TYPED[(i // 3) % len(TYPED)]
+        ext, make = MAKERS[kind]
+        data = make(rng, size) if kind in ("pdf", "png", "zip") else _typed_text(kind, rng, size, i)
+    return f"{folder_of(i, spec.folders)}{kind}-{i:07d}.{ext}", data
+
+
+_POOL: list[bytes] = []
+
+
+def _pool_text(rng: random.Random, size: int, i: int) -> bytes:
+    """Text of `size` bytes, unique by its first line, cut from one pre-made pool: a million
+    files of prose must not take minutes to make."""
+    if not _POOL:
+        _POOL.append(_text(random.Random(SEED), 256 * KIB))
+    pool = _POOL[0]
+    head = f"document {i}\n".encode()
+    start = rng.randrange(0, len(pool) - 64 * KIB)
+    return (head + pool[start:start + size])[:max(size, len(head))]
+
+
+def _typed_text(kind: str, rng: random.Random, size: int, i: int) -> bytes:
+    body = _pool_text(rng, size, i)
+    if kind == "json":
+        return json.dumps({"id": i, "text": body.decode()}).encode()
+    head = b"<!DOCTYPE html>\n<html><head><title>report</title></head><body><pre>\n"
+    return head + body + b"</pre></body></html>\n"
 
 
 # -- document kinds: each starts the way real files of that type do ---------------------
@@ -145,18 +208,25 @@ MAKERS = {
     "pdf": ("pdf", _pdf), "png": ("png", _png), "zip": ("zip", _zip),
 }
 KINDS = tuple(MAKERS)
+TYPED = ("pdf", "png", "zip", "html", "json")  # the drop corpora's typed third
 
 
 # -- using a corpus ---------------------------------------------------------------------
 
 
-def link_tree(corpus: Corpus, dest: Path, files: list[str] | None = None) -> None:
+def link_tree(corpus: Corpus, dest: Path, files: list[str] | None = None, flat: bool = False) -> None:
     """Hard-link the corpus into `dest`: a drop folder filled in milliseconds with the same
-    cached pages, so set-up costs nothing and every run reads the same data."""
+    cached pages, so set-up costs nothing and every run reads the same data. `flat` puts
+    every file straight in `dest` (the drop corpora's names are unique without folders)."""
+    made: set[str] = set()
+    root = str(corpus.root)
     for rel in files if files is not None else corpus.files:
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.link(corpus.root / rel, target)
+        target = os.path.join(dest, os.path.basename(rel) if flat else rel)
+        parent = os.path.dirname(target)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        os.link(os.path.join(root, rel), target)
 
 
 ROT13 = bytes.maketrans(

@@ -67,6 +67,7 @@ class Daemon:
         self.log_path = workdir / "daemon.log"
         self.proc: subprocess.Popen | None = None
         self.notify: NotifySocket | None = None
+        self.ready_s: float | None = None  # from the process's start to its READY=1
 
     @property
     def pid(self) -> int:
@@ -77,6 +78,7 @@ class Daemon:
         sock_path.unlink(missing_ok=True)
         self.notify = NotifySocket(sock_path)
         env = {**ingest.env(), "NOTIFY_SOCKET": self.notify.path}
+        started = time.monotonic()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 ingest.command("run", "--config", str(self.config)),
@@ -87,8 +89,14 @@ class Daemon:
         except RuntimeError:
             self.stop()
             raise RuntimeError(f"ingestd run did not become ready; log tail:\n{self.log_tail()}") from None
+        self.ready_s = time.monotonic() - started
         self.notify.keep_draining()
         return self
+
+    @property
+    def http_address(self) -> str:
+        """host:port of the daemon's API (written to daemon.json before READY)."""
+        return ingest.runtime_info(self.state_dir)["http"]
 
     def stop(self, timeout: float = 30.0) -> int | None:
         if self.proc is None:

@@ -12,8 +12,9 @@ RCLONE_FLAGS = ["--fast-list", "--use-server-modtime", "--update", "--transfers"
 
 
 def rclone_copy(tool: tools.Tool, server: s3server.S3Server, bucket: str, dest: Path,
-                workdir: Path) -> measure.Finished:
-    """`rclone copy` with its best flags for this job (the strongest peer)."""
+                workdir: Path, endpoint: str | None = None) -> measure.Finished:
+    """`rclone copy` with its best flags for this job (the strongest peer); `endpoint`
+    sends it through another address (the delay proxy) instead of straight to the server."""
     conf = workdir / "rclone.conf"
     conf.touch()
     env = tools.without_ca_bundle()
@@ -23,7 +24,7 @@ def rclone_copy(tool: tools.Tool, server: s3server.S3Server, bucket: str, dest: 
         "RCLONE_CONFIG_BENCH_PROVIDER": "Other",
         "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": s3server.ACCESS_KEY,
         "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": s3server.SECRET_KEY,
-        "RCLONE_CONFIG_BENCH_ENDPOINT": server.endpoint,
+        "RCLONE_CONFIG_BENCH_ENDPOINT": endpoint or server.endpoint,
         "RCLONE_CONFIG_BENCH_REGION": s3server.REGION,
         "RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE": "true",
     })

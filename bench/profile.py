@@ -25,7 +25,7 @@ from pathlib import Path
 
 from . import corpus as corpus_mod
 from . import ingest, measure
-from .cases.drop import _wait_burst
+from .cases.drop import wait_burst
 from .cases.local import drop_folder_config
 from .cases.s3 import SOURCE, Tools
 from .context import Bench
@@ -115,7 +115,7 @@ def burst(bench: Bench, out: Path, idle: bool) -> None:
         time.sleep(1.0)  # py-spy needs a moment to attach before the burst starts
         for entry in sorted((root / "staging").iterdir()):
             entry.rename(root / "inbox" / entry.name)
-        _wait_burst(daemon, len(corpus.files), timeout=300)
+        wait_burst(daemon, len(corpus.files), timeout=300)
         daemon.stop()
         spy.wait(timeout=30)
 

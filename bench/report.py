@@ -19,6 +19,13 @@ COLUMNS = [  # detail columns, in this order when present
     ("jobs", "jobs"), ("moto_cpu_s", "moto CPU s"), ("requests", "requests"), ("list_requests", "list req."),
     ("per_object_requests", "per-object req."), ("missed", "changes missed"), ("missed_same_size", "same-size missed"),
     ("cpu_per_hour_s", "CPU s/hour"), ("wakeups_per_s", "wakeups/s"), ("peak_rss_mib", "peak RSS MiB"),
+    ("per_file_ms", "ms/file"), ("cpu_per_file_ms", "CPU ms/file"), ("job_per_file_ms", "job ms/file"),
+    ("moves_tail_s", "moves after last job s"), ("ready_rss_mib", "RSS at READY MiB"),
+    ("requests_per_s", "req/s"), ("ingest_p50_ms", "/ingest p50 ms"), ("ingest_p99_ms", "/ingest p99 ms"),
+    ("documents_p50_ms", "/documents p50 ms"), ("documents_p99_ms", "/documents p99 ms"),
+    ("page_top_ms", "page from top ms"), ("page_middle_ms", "page mid-history ms"),
+    ("page_again_ms", "first page again ms"), ("page_failed_ms", "status=failed page ms"),
+    ("page_500_ms", "page of 500 ms"),
 ]
 
 
@@ -34,17 +41,18 @@ def markdown(record: dict, json_name: str | None = None, kept: str = "") -> str:
                f"kernel {m['kernel']} ({m['os']}); disk {m['disk']}; Python {m['python']}.")
     out.append("Tools: " + "; ".join(f"{k} {v}" for k, v in record["tools"].items()) + ".")
     s = record["settings"]
-    out.append(f"Each case: {s['warmup']} warm-up round, then the median of {s['runs']} rounds; ingestd and its "
-               "reference run back to back in every round (order alternating); the ratio is the median of the "
-               "per-round ratios ingestd / reference (wall time).")
+    out.append(f"Each case: {s['warmup']} warm-up round, then the median of {s['runs']} rounds (the long cases: "
+               "fewer, no warm-up; their details say how many); ingestd and its reference run back to back in every "
+               "round (order alternating); the ratio is the median of the per-round ratios ingestd / reference "
+               "(wall time), the CPU ratio the same for CPU seconds.")
     if s.get("after", "move") != "move":
         out.append(f"Drop-folder cases ran with `after = \"{s['after']}\"` (ingestd's default is \"move\").")
     if json_name:
         out.append(f"Raw figures: `bench/results/{json_name}` (not committed). Regenerate with `make bench`.")
     out.append("\"job-only\" divides ingestd's job time (from its manifest: no interpreter start-up, imports "
                "or plugin loading) by the same reference; it shows how much of a gap is start-up.")
-    out += ["", "| case | ingestd | reference | ratio | job-only | target | met |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+    out += ["", "| case | ingestd | reference | ratio | CPU ratio | job-only | target | met |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     out += [_row(r) for r in record["cases"]]
     if any(_noisy(r) for r in record["cases"]):
         out += ["", f"† measured while other processes used more than {NOISY_CORES} of a core on average "
@@ -67,12 +75,13 @@ def kept_text(path: Path) -> str:
 
 def _row(r: dict) -> str:
     if r["status"] != "ok":
-        return f"| {r['title']} | {r['status']}: {r.get('reason', '')} | {r['reference']} | - | - | {r['target']} | - |"
-    ratio = f"{r['ratio']:.2f}x" if isinstance(r.get("ratio"), (int, float)) else "-"
-    job = f"{r['job_ratio']:.2f}x" if isinstance(r.get("job_ratio"), (int, float)) else "-"
+        return (f"| {r['title']} | {r['status']}: {r.get('reason', '')} | {r['reference']} | - | - | - "
+                f"| {r['target']} | - |")
+    ratio, cpu, job = (f"{r[k]:.2f}x" if isinstance(r.get(k), (int, float)) else "-"
+                       for k in ("ratio", "cpu_ratio", "job_ratio"))
     met = "-" if r["met"] is None else ("met" if r["met"] else "**not met**")
     title = r["title"] + (" †" if _noisy(r) else "")
-    return f"| {title} | {_subject_cell(r)} | {_reference_cell(r)} | {ratio} | {job} | {r['target']} | {met} |"
+    return f"| {title} | {_subject_cell(r)} | {_reference_cell(r)} | {ratio} | {cpu} | {job} | {r['target']} | {met} |"
 
 
 NOISY_CORES = 0.25
@@ -84,7 +93,12 @@ def _noisy(r: dict) -> bool:
 
 
 def _subject_cell(r: dict) -> str:
-    s = r["summary"]["ingestd"]
+    s = r["summary"][r.get("subject", "ingestd")]
+    if r["case"] in ("scale-20k", "scale-100k"):
+        return f"{s['per_file_ms']:.3f} ms/file ({s['cpu_per_file_ms']:.3f} CPU-ms/file; {s['wall_s']:.1f} s)"
+    if r["case"] == "big-store":
+        return (f"READY {s['wall_s']:.2f} s ({s['cpu_s']:.2f} CPU-s); p99 /ingest {s['ingest_p99_ms']:.1f} ms, "
+                f"/documents {s['documents_p99_ms']:.1f} ms; /jobs page {s['page_top_ms']:.1f} ms")
     if r["case"] == "drop-latency":
         return (f"p50 {r['p50_s']:.3f} s, p99 {r['p99_s']:.3f} s "
                 f"(settle +{r['p50_over_settle_ms']:.0f} / +{r['p99_over_settle_ms']:.0f} ms)")
@@ -100,7 +114,14 @@ def _subject_cell(r: dict) -> str:
 def _reference_cell(r: dict) -> str:
     if r["case"] == "drop-latency":
         return f"settle_seconds = {r['settle_s']} s"
-    ref = r["summary"].get("reference")
+    ref = r["summary"].get(r.get("against", "reference"))
+    if ref and r["case"] in ("scale-20k", "scale-100k"):
+        return f"{r['reference']}: {ref['per_file_ms']:.3f} ms/file ({ref['cpu_per_file_ms']:.3f} CPU-ms/file)"
+    if ref and r["case"] == "big-store":
+        return (f"{r['reference']}: READY {ref['wall_s']:.2f} s; p99 /ingest {ref['ingest_p99_ms']:.1f} ms, "
+                f"/documents {ref['documents_p99_ms']:.1f} ms")
+    if ref and r["case"] == "burst-20k" and r["summary"].get("oneshot"):
+        return f"{r['reference']}: {ref['wall_s']:.3f} s; one-shot {r['summary']['oneshot']['wall_s']:.3f} s"
     if not ref:
         return "-" if r["case"] == "idle" else "not run (see notes)"
     return f"{r['reference']}: {ref['wall_s']:.3f} s"
@@ -115,9 +136,16 @@ def _details(r: dict) -> list[str]:
     out.append("| side | " + " | ".join(label for _, label in keys) + " |")
     out.append("| --- |" + " --- |" * len(keys))
     for side, values in sides.items():
-        name = f"reference ({r['reference']})" if side == "reference" else side
+        name = f"reference ({r['reference']})" if side == "reference" and r.get("against") == "reference" else side
         out.append(f"| {name} | " + " | ".join(_fmt(values.get(k), k) for k, _ in keys) + " |")
     out.append("")
+    if r.get("checks"):
+        out += ["| target | measured | limit | met |", "| --- | --- | --- | --- |"]
+        for c in r["checks"]:
+            value = "-" if c["value"] is None else f"{c['value']:.3g}{c['unit']}"
+            met = "-" if c["met"] is None else ("met" if c["met"] else "**not met**")
+            out.append(f"| {c['name']} | {value} | {c['limit']:g}{c['unit']} | {met} |")
+        out.append("")
     out += [f"- {note}" for note in r.get("notes", [])]
     load = r.get("machine_load")
     if load:

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check-config", parents=[common], help="validate the config file and its credential references")
     p = sub.add_parser("status", parents=[common], help="show one job's manifest")
     p.add_argument("job_id")
+    p.add_argument("--items", action="store_true", help="also list the items: outcome, document id, origin, error")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("jobs", parents=[common], help="list jobs, newest first")
     p.add_argument("--source")
@@ -148,8 +149,28 @@ def cmd_status(args) -> int:
         raise UsageError(f"malformed job id {args.job_id[:80]!r}")
     with _jobs(args) as store:
         manifest = store.get(args.job_id)
-    _print_manifest(manifest, args.json)
+        if not args.items:
+            _print_manifest(manifest, args.json)
+            return 0
+        items = _items(store.items_path(manifest))
+        if args.json:
+            print(json.dumps({**manifest.to_json(), "items": list(items)}, indent=2, ensure_ascii=False))
+            return 0
+        _print_manifest(manifest, False)
+        for item in items:
+            error = f"  {item['error']}: {item.get('message', '')}" if item.get("error") else ""
+            print(f"{item['outcome']}  {item.get('doc_id') or '-'}  {item['origin_uri']}{error}")
     return 0
+
+
+def _items(path):
+    """Every outcome in a job's items file, a page at a time (a job may have a million)."""
+    from ingestd.jobs.items import read_page
+
+    offset, more = 0, True
+    while more:
+        records, offset, more = read_page(path, offset, 1000)
+        yield from records
 
 
 def cmd_jobs(args) -> int:

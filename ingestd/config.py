@@ -23,6 +23,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -96,6 +97,10 @@ class HttpConfig(Strict):
     listen: str = Field(default="127.0.0.1:8765", pattern=r"^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$")
     token_file: ConfigPath | None = None
     max_requests_per_second: float = Field(default=200.0, ge=0)
+    max_connections_per_client: int = Field(default=32, ge=1, le=256)  # of 256: one address's share
+    # names besides loopback ones and the listen address that clients may put in Host
+    # (the DNS-rebinding guard, ingestd/api/hosts.py); "*" accepts any
+    allowed_hosts: list[Annotated[str, StringConstraints(pattern=r"^(\*|[A-Za-z0-9.:-]{1,253})$")]] = []
 
     @property
     def host(self) -> str:

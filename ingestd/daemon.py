@@ -18,6 +18,7 @@ from ingestd._lib.atomic import write_json
 from ingestd._lib.version import VERSION
 from ingestd.app import App, load_config
 from ingestd.config import Config, Source
+from ingestd.daemon_api import DaemonApi
 from ingestd.errors import ConfigError
 from ingestd.jobs.lifecycle import JobDone
 from ingestd.jobs.manifest import Manifest
@@ -41,6 +42,9 @@ class Daemon:
         # a finished job frees its files in the watcher; the API's metrics subscribe themselves
         self.app.lifecycle.subscribe(self._job_done)
         self.unavailable: dict[str, str] = {}
+        self.api = DaemonApi(app=self.app, plugins=plugins, workers=self.workers, schedule=self.schedule,
+                             unavailable=self.unavailable, health=self.health, submit=self.submit,
+                             version=self.version, started_at=self.started_at)
         self.http = None
         self.reloads = 0
         self._flags: set[str] = set()
@@ -74,7 +78,7 @@ class Daemon:
 
             # bound (and its token read) before any job can run: a busy port or a bad token
             # stops the start cleanly, and the metrics see every job from the first one
-            self.http = ApiServer(self)
+            self.http = ApiServer(self.api, self.config.http)
         self.workers.start()
         self.watcher.start()
         self.schedule.start()

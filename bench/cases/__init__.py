@@ -1,11 +1,18 @@
 """Every case, in the order a full run takes them (cheap and local first, S3 last but
-idle, which needs the S3 server running)."""
+idle, which needs the S3 server running). DEFAULT is what `make bench` runs; opt-in cases
+run when named (`--case NAME`) and, on tiny inputs, in the smoke variant."""
 
+from .bigstore import BIG_STORE
 from .common import Case
 from .drop import BURST, LATENCY
 from .idle import IDLE
 from .local import LARGE, SMALL
-from .s3 import CHANGED, FIRST_LARGE, FIRST_SMALL, NOOP
+from .million import MILLION
+from .s3 import CHANGED, FIRST_LARGE, FIRST_SMALL, NOOP, PROXIED
+from .scale import BURST_20K, SCALE_100K
+from .startup import STARTUP
 
-ALL: list[Case] = [SMALL, LARGE, LATENCY, BURST, FIRST_SMALL, NOOP, CHANGED, FIRST_LARGE, IDLE]
+ALL: list[Case] = [SMALL, LARGE, STARTUP, LATENCY, BURST, BURST_20K, SCALE_100K, MILLION, BIG_STORE,
+                   FIRST_SMALL, PROXIED, NOOP, CHANGED, FIRST_LARGE, IDLE]
+DEFAULT: list[Case] = [case for case in ALL if not case.opt_in]
 BY_NAME = {case.name: case for case in ALL}

@@ -167,7 +167,7 @@ def burst_side(bench: Bench, corpus: corpus_mod.Corpus):
                 start = time.time()
                 for entry in sorted(os.listdir(staging)):
                     os.rename(staging / entry, inbox / entry)
-                finished, jobs = _wait_burst(daemon, len(corpus.files), timeout=300)
+                finished, jobs = wait_burst(daemon, len(corpus.files), timeout=300)
         finally:
             daemon.stop()
         wall = finished - start
@@ -177,11 +177,13 @@ def burst_side(bench: Bench, corpus: corpus_mod.Corpus):
     return side
 
 
-def _wait_burst(daemon: Daemon, count: int, timeout: float) -> tuple[float, int]:
-    """(wall time the last job became `succeeded`, number of jobs) once `count` files are in."""
+def wait_burst(daemon: Daemon, count: int, timeout: float) -> tuple[float, int]:
+    """(wall time the last job became `succeeded`, number of jobs) once `count` files are in.
+    Only manifests that changed are read again: a burst of 100,000 files makes a hundred jobs."""
+    watch = ingest.ManifestWatch(daemon.state_dir)
 
     def poll():
-        ms = ingest.manifests(daemon.state_dir)
+        ms = watch.read()
         if any(m["status"] in ("queued", "running") for m in ms):
             return None
         bad = [m for m in ms if m["status"] != "succeeded"]

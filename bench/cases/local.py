@@ -21,17 +21,17 @@ def drop_folder_config(root, inbox, **options):
                                [{"name": "inbox", "kind": "local", "path": inbox, **options}])
 
 
-def oneshot_side(bench: Bench, corpus: corpus_mod.Corpus, label: str):
+def oneshot_side(bench: Bench, corpus: corpus_mod.Corpus, label: str, flat: bool = False):
     """`ingestd ingest inbox`: a fresh store, the corpus hard-linked into the drop folder,
     `after = "move"` (the production default) unless --after says otherwise."""
 
     def side(i: int) -> dict:
         root = bench.scratch(f"{label}-ingestd")
         inbox = root / "inbox"
-        corpus_mod.link_tree(corpus, inbox)
+        corpus_mod.link_tree(corpus, inbox, flat=flat)
         config = drop_folder_config(root, inbox, after=bench.after)
         measure.sync()
-        usage, manifest = ingest.ingest(config, "inbox")
+        usage, manifest = ingest.ingest(config, "inbox", timeout=900 + 0.05 * len(corpus.files))
         taken = manifest["counters"]["ingested"] + manifest["counters"]["unchanged"]
         if taken != len(corpus.files):
             raise RuntimeError(f"ingestd took {taken} of {len(corpus.files)} files: {manifest['errors'][:3]}")

@@ -4,6 +4,12 @@ Manifests, document records and the API all use it, so their times compare as te
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Annotated
+
+from pydantic import WithJsonSchema
+
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+"""A field holding one of these moments: a string, published as `format: date-time`."""
 
 
 def iso(moment: datetime) -> str:

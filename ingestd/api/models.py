@@ -2,7 +2,8 @@
 
 Handlers build their responses from these models and parse their inputs with them, and
 `openapi.py` generates the published schema from the very same classes, so the document
-cannot say one thing while the code does another.
+cannot say one thing while the code does another. Every field of a response is always
+written (null where it has no value), and the document marks every one `required`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ingestd._lib.paths import ID_PATTERN
+from ingestd._lib.times import Timestamp
 from ingestd.config import SOURCE_NAME
 from ingestd.jobs.manifest import Counters, JobError, LiveProgress, Manifest, Status, Trigger
 from ingestd.store.catalogue import Document, Version
 
-MAX_PAGE = 500  # the most jobs one `GET /jobs` returns
+MAX_PAGE = 500  # the most jobs one `GET /jobs` returns, and the most items one `GET /ingest/{id}/items`
 JobId = Annotated[str, StringConstraints(pattern=ID_PATTERN, min_length=8, max_length=64)]
 """A job id: checked against this before anything looks it up (no path can be smuggled in)."""
 DocId = Annotated[str, StringConstraints(pattern=ID_PATTERN, min_length=8, max_length=64)]
@@ -67,15 +69,19 @@ class UnavailableResponse(ErrorResponse):
 
 
 class HealthResponse(Payload):
-    """`error`/`message` are set when unhealthy, so a 503 still has the error shape."""
-
     status: Literal["ok", "unhealthy"]
     version: str
     uptime_s: float
     checks: dict[str, dict[str, Any]]
     failing: list[str] = []
-    error: str | None = None
-    message: str | None = None
+
+
+class UnhealthyResponse(HealthResponse):
+    """503: the health body with the error shape's `error` and `message`."""
+
+    status: Literal["unhealthy"] = "unhealthy"
+    error: Literal["unhealthy"] = "unhealthy"
+    message: str
 
 
 # -- jobs --------------------------------------------------------------------------------
@@ -98,9 +104,9 @@ class IngestionStatusResponse(Payload):
     kind: str
     trigger: Trigger
     status: Status
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
     duration_s: float | None
     counters: Counters
     errors: list[JobError]
@@ -142,14 +148,65 @@ class JobListResponse(Payload):
     links: ListLinks
 
 
+class ItemsQuery(Input):
+    """`GET /ingest/{job_id}/items` query parameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    limit: int = Field(default=100, ge=1, le=MAX_PAGE)
+    after: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,18}$")] | None = Field(
+        default=None, description="cursor: the `next_after` of the previous page")
+
+
+class ItemError(Payload):
+    code: str
+    message: str
+
+
+class ItemResponse(Payload):
+    """One item the job handled. Unchanged items are counted in the job's counters, not listed."""
+
+    outcome: Literal["ingested", "skipped", "failed", "deleted"]
+    origin_uri: str
+    doc_id: str | None
+    sha256: str | None
+    size: int | None
+    mime: str | None
+    error: ItemError | None
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> "ItemResponse":
+        code = record.get("error")
+        return cls(outcome=record["outcome"], origin_uri=record["origin_uri"], doc_id=record.get("doc_id"),
+                   sha256=record.get("sha256"), size=record.get("size"), mime=record.get("mime"),
+                   error=ItemError(code=code, message=record.get("message") or "") if code else None)
+
+
+class ItemListResponse(Payload):
+    """In the order the job recorded them. `next_after` continues (null once the job is
+    finished and every item has been listed; a running job's list may still grow)."""
+
+    job_id: str
+    items: list[ItemResponse]
+    next_after: str | None
+    links: ListLinks
+
+
 # -- sources -----------------------------------------------------------------------------
 
 
 class LastJob(Payload):
     job_id: str
     status: Status
-    finished_at: str | None
+    finished_at: Timestamp | None
     links: Links
+
+
+class CredentialInfo(Payload):
+    """What the connector says about its credential: warnings (e.g. a certificate close to
+    expiry) and when it expires; `expires_at` is null when it does not expire or is not known."""
+
+    warnings: list[str]
+    expires_at: Timestamp | None
 
 
 class SourceInfo(Payload):
@@ -160,8 +217,9 @@ class SourceInfo(Payload):
     remediation: str | None
     trigger: Literal["watch", "schedule"]
     schedule: str | None
-    next_run_at: str | None
+    next_run_at: Timestamp | None
     last_job: LastJob | None
+    credential: CredentialInfo
 
 
 class SourceListResponse(Payload):
@@ -189,11 +247,11 @@ class DocumentResponse(Payload):
     sha256: str
     size: int
     mime: str
-    source_modified_at: str | None
-    ingested_at: str
+    source_modified_at: Timestamp | None
+    ingested_at: Timestamp
     job_id: str
     metadata: dict[str, Any]
-    deleted_at: str | None
+    deleted_at: Timestamp | None
     deleted_job: str | None
     versions: list[Version]
     links: DocumentLinks

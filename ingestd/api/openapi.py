@@ -12,7 +12,7 @@ from http import HTTPStatus
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from ingestd.api.routes import ROUTES, Route, responses
 
@@ -51,8 +51,16 @@ def _models() -> list[tuple[type[BaseModel], str]]:
     return seen
 
 
+class _Published(GenerateJsonSchema):
+    """Responses are written with every field present (null where empty), so in a
+    response schema every field is `required`: a client may rely on the key being there."""
+
+    def field_is_required(self, field, total: bool) -> bool:
+        return True if self.mode == "serialization" else super().field_is_required(field, total)
+
+
 def _schemas():
-    refs, top = models_json_schema(_models(), ref_template=REF)
+    refs, top = models_json_schema(_models(), ref_template=REF, schema_generator=_Published)
     return refs, top.get("$defs", {})
 
 

@@ -13,16 +13,24 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import urlencode
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from ingestd._lib.times import iso_from_timestamp
+from ingestd.api.backend import Backend, Busy, JobsUnwritable, SourceView
+from ingestd.api.metrics import CONTENT_TYPE as METRICS_TYPE
+from ingestd.api.metrics import render
 from ingestd.api.models import (
     BusyResponse,
+    CredentialInfo,
     DocId,
     DocumentResponse,
     ErrorResponse,
     HealthResponse,
     IngestionStatusResponse,
     IngestRequest,
+    ItemListResponse,
+    ItemResponse,
+    ItemsQuery,
     JobId,
     JobListResponse,
     JobsQuery,
@@ -32,15 +40,10 @@ from ingestd.api.models import (
     SourceInfo,
     SourceListResponse,
     UnavailableResponse,
+    UnhealthyResponse,
 )
+from ingestd.api.transport.http import JSON, FileBody
 from ingestd.errors import ConfigError, NotFoundError, UsageError
-from ingestd.api.metrics import CONTENT_TYPE as METRICS_TYPE
-from ingestd._lib.times import iso
-from ingestd.api.metrics import render
-from ingestd.jobs.lifecycle import JobsUnwritable
-from ingestd.runtime.queue import Busy
-
-JSON = "application/json; charset=utf-8"
 
 
 class ApiError(Exception):
@@ -57,7 +60,7 @@ class ApiError(Exception):
 @dataclass
 class Reply:
     status: int
-    body: BaseModel | bytes
+    body: BaseModel | bytes | FileBody
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = JSON
 
@@ -76,9 +79,9 @@ class Request:
 
 @dataclass
 class Context:
-    """What handlers may use: the daemon, metrics, and the server's own state."""
+    """What handlers may use: the daemon's answers, metrics, and the server's own state."""
 
-    daemon: Any
+    backend: Backend
     registry: Any
     openapi: Callable[[], bytes]
     draining: Callable[[], bool]
@@ -109,32 +112,28 @@ class Route:
 
 
 def healthz(ctx: Context, req: Request) -> Reply:
-    d = ctx.daemon
-    checks = d.health()
+    b = ctx.backend
+    checks = b.health()
     failing = sorted(name for name, check in checks.items() if not check["ok"])
     if not req.detailed:  # public endpoint: pass/fail only, no source names or paths
         checks = {name: {"ok": check["ok"]} for name, check in checks.items()}
-    body = HealthResponse(
-        status="unhealthy" if failing else "ok", version=d.version,
-        uptime_s=round(time.time() - d.started_at, 3), checks=checks, failing=failing,
-        error="unhealthy" if failing else None,
-        message=f"failing checks: {', '.join(failing)}" if failing else None,
-    )
-    return Reply(503 if failing else 200, body)
+    common = dict(version=b.version, uptime_s=round(time.time() - b.started_at, 3), checks=checks, failing=failing)
+    if failing:
+        return Reply(503, UnhealthyResponse(**common, message=f"failing checks: {', '.join(failing)}"))
+    return Reply(200, HealthResponse(status="ok", **common))
 
 
 def post_ingest(ctx: Context, req: Request) -> Reply:
-    d = ctx.daemon
     name = req.body.source
     if ctx.draining():
         raise ApiError(503, "shutting_down", "the daemon is stopping; ask again once it has restarted")
-    source = d.config.source(name)
+    source = ctx.backend.source(name)
     if source is None:
         raise ApiError(404, "unknown_source", f"no source named {name!r}; GET /sources lists them")
     if not source.enabled:
         raise ApiError(409, "source_disabled", f"source {name!r} is disabled in the config")
     try:
-        manifest = d.submit(name, "api")
+        manifest = ctx.backend.submit(name)
     except Busy as exc:
         m = exc.manifest
         raise ApiError(409, "busy", str(exc), BusyResponse(
@@ -143,17 +142,15 @@ def post_ingest(ctx: Context, req: Request) -> Reply:
     except UsageError:  # removed by a reload since the check above
         raise ApiError(404, "unknown_source", f"no source named {name!r}; GET /sources lists them") from None
     except ConfigError:
-        raise _unavailable(d, source) from None
+        raise _unavailable(ctx.backend.source(name) or source) from None
     except JobsUnwritable:
         raise ApiError(503, "state_unwritable", "the daemon cannot record jobs right now: its state directory "
                        "refuses writes (GET /healthz names the check)") from None
     return Reply(202, IngestionStatusResponse.of(manifest), headers={"Location": f"/ingest/{manifest.job_id}"})
 
 
-def _unavailable(d, source) -> ApiError:
-    cls = d.plugins.connectors.get(source.kind)
-    remedy = d.unavailable.get(source.name) or (cls.unavailable_reason() if cls else None) or \
-        f"install the plugin that provides connector {source.kind!r}"
+def _unavailable(source: SourceView) -> ApiError:
+    remedy = source.remediation or f"install the plugin that provides connector {source.kind!r}"
     message = f"source {source.name!r} cannot run: connector {source.kind!r} is unavailable"
     return ApiError(503, "connector_unavailable", message,
                     UnavailableResponse(error="connector_unavailable", message=message, remediation=remedy))
@@ -161,15 +158,35 @@ def _unavailable(d, source) -> ApiError:
 
 def get_job(ctx: Context, req: Request) -> Reply:
     try:
-        manifest = ctx.daemon.app.jobs.get(req.params["job_id"])
+        manifest = ctx.backend.job(req.params["job_id"])
     except NotFoundError:
         raise ApiError(404, "not_found", "no such job") from None
     return Reply(200, IngestionStatusResponse.of(manifest))
 
 
+def list_job_items(ctx: Context, req: Request) -> Reply:
+    q: ItemsQuery = req.query
+    job_id = req.params["job_id"]
+    try:
+        page = ctx.backend.job_items(job_id, int(q.after or 0), q.limit)
+    except NotFoundError:
+        raise ApiError(404, "not_found", "no such job") from None
+    items = []
+    for record in page.items:
+        try:
+            items.append(ItemResponse.of(record))
+        except (KeyError, ValidationError):
+            continue  # a record this version cannot describe is left out, not a 500
+    cursor = str(page.next_offset) if page.next_offset is not None else None
+    base = f"/ingest/{job_id}/items?limit={q.limit}"
+    links = ListLinks(self_=base + (f"&after={q.after}" if q.after else ""),
+                      next=f"{base}&after={cursor}" if cursor else None)
+    return Reply(200, ItemListResponse(job_id=job_id, items=items, next_after=cursor, links=links))
+
+
 def list_jobs(ctx: Context, req: Request) -> Reply:
     q: JobsQuery = req.query
-    rows = ctx.daemon.app.jobs.list(source=q.source, status=q.status, limit=q.limit + 1, before=q.before)
+    rows = ctx.backend.jobs(source=q.source, status=q.status, limit=q.limit + 1, before=q.before)
     page = rows[: q.limit]
     cursor = page[-1].job_id if len(rows) > q.limit else None
     links = ListLinks(self_=_jobs_url(q, q.before), next=_jobs_url(q, cursor) if cursor else None)
@@ -183,35 +200,26 @@ def _jobs_url(q: JobsQuery, before: str | None) -> str:
 
 
 def list_sources(ctx: Context, req: Request) -> Reply:
-    d = ctx.daemon
-    return Reply(200, SourceListResponse(sources=[_source_info(d, s) for s in d.config.sources]))
+    return Reply(200, SourceListResponse(sources=[_source_info(s) for s in ctx.backend.sources()]))
 
 
-def _source_info(d, source) -> SourceInfo:
-    cls = d.plugins.connectors.get(source.kind)
-    if source.name in d.unavailable:
-        reason = d.unavailable[source.name]
-    elif cls is None:
-        reason = f"no installed plugin provides connector {source.kind!r}"
-    else:
-        reason = None if source.enabled else cls.unavailable_reason()  # enabled ones were checked at start
-    watched = bool(cls and cls.watched)
-    text = getattr(source.options, "schedule_text", None)
-    next_run = d.schedule.next_run(source.name)
-    last = d.app.jobs.list(source=source.name, limit=1)
+def _source_info(s: SourceView) -> SourceInfo:
+    last = s.last_job
+    expires = s.credential.expires_at
     return SourceInfo(
-        name=source.name, kind=source.kind, enabled=source.enabled, available=reason is None,
-        remediation=reason, trigger="watch" if watched else "schedule",
-        schedule=None if watched or text is None else text(),
-        next_run_at=iso(next_run) if next_run else None,
-        last_job=LastJob(job_id=last[0].job_id, status=last[0].status, finished_at=last[0].finished_at,
-                         links=Links(self_=f"/ingest/{last[0].job_id}")) if last else None,
+        name=s.name, kind=s.kind, enabled=s.enabled, available=s.available, remediation=s.remediation,
+        trigger="watch" if s.watched else "schedule", schedule=s.schedule,
+        next_run_at=iso_from_timestamp(s.next_run_at) if s.next_run_at is not None else None,
+        last_job=LastJob(job_id=last.job_id, status=last.status, finished_at=last.finished_at,
+                         links=Links(self_=f"/ingest/{last.job_id}")) if last else None,
+        credential=CredentialInfo(warnings=list(s.credential.warnings),
+                                  expires_at=iso_from_timestamp(expires) if expires is not None else None),
     )
 
 
 def get_document(ctx: Context, req: Request) -> Reply:
     try:
-        doc = ctx.daemon.app.store.get(req.params["doc_id"])
+        doc = ctx.backend.document(req.params["doc_id"])
     except NotFoundError:
         raise ApiError(404, "not_found", "no such document") from None
     return Reply(200, DocumentResponse.of(doc))
@@ -229,12 +237,15 @@ def get_openapi(ctx: Context, req: Request) -> Reply:
 
 ROUTES: list[Route] = [
     Route("GET", "/healthz", healthz, "getHealth", "Liveness and readiness of watchers, scheduler and workers",
-          {200: HealthResponse, 503: HealthResponse}, public=True),
+          {200: HealthResponse, 503: UnhealthyResponse}, public=True),
     Route("POST", "/ingest", post_ingest, "startIngestion", "Queue a job for a configured source now",
           {202: IngestionStatusResponse, 404: ErrorResponse, 409: (BusyResponse, ErrorResponse),
            503: UnavailableResponse}, body=IngestRequest),
     Route("GET", "/ingest/{job_id}", get_job, "getIngestion", "One job's status, counters and errors",
           {200: IngestionStatusResponse, 404: ErrorResponse}, params={"job_id": JobId}),
+    Route("GET", "/ingest/{job_id}/items", list_job_items, "listIngestionItems",
+          "The items a job ingested, skipped, failed or deleted, with their document ids, a page at a time",
+          {200: ItemListResponse, 404: ErrorResponse}, params={"job_id": JobId}, query=ItemsQuery),
     Route("GET", "/jobs", list_jobs, "listJobs", "Jobs, newest first, a page at a time",
           {200: JobListResponse}, query=JobsQuery),
     Route("GET", "/sources", list_sources, "listSources", "Configured sources with their schedule and last job",
@@ -272,15 +283,16 @@ def responses(route: Route) -> Responses:
 
 def match(method: str, segments: list[str]) -> tuple[Route | None, dict[str, str], list[str]]:
     """The route for `method` and the decoded path `segments`, its parameters, and the
-    methods the path allows (for 405)."""
+    methods the path allows (for 405). HEAD is served by every GET route (RFC 9110 §9.3.2)."""
     allowed: list[str] = []
     for route in ROUTES:
         params = _bind(route.segments, segments)
         if params is None:
             continue
-        if route.method == method:
-            return route, params, [route.method]
-        allowed.append(route.method)
+        methods = [route.method, "HEAD"] if route.method == "GET" else [route.method]
+        if method in methods:
+            return route, params, methods
+        allowed += methods
     return None, {}, allowed
 
 

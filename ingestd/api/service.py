@@ -1,101 +1,68 @@
-"""The status HTTP API, served by the daemon on the standard library's http.server.
+"""The status HTTP API, served by the daemon over the transport in `transport/`.
 
 `ApiServer` is what the daemon sees: it binds (and reads the token) at start, serves from
 a background thread, and stops letting requests in flight finish. Per request it decides
-what to answer: bearer token, then route, then validation of everything the client sent,
-then the handler; anything unexpected becomes a 500 without detail. The socket side lives
-in `transport/handler.py`, what each endpoint does in `routes.py`.
+what to answer: Host, bearer token, route, then validation of everything the client
+sent, then the handler; anything unexpected becomes a 500 without detail. The transport
+gets its state object (limits, counters, these callables) and knows nothing else of the
+service; handlers (`routes.py`) get the daemon's narrow `Backend` and nothing more.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import threading
-import time
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from ingestd._lib import allocator, logs
+from ingestd._lib import allocator, logs, redact
 from ingestd._lib.paths import display
 from ingestd.api import openapi
 from ingestd.api.auth import BearerAuth
-from ingestd.api.metrics import Metrics, registry_for
+from ingestd.api.backend import Backend
+from ingestd.api.hosts import HostCheck
+from ingestd.api.metrics import Collector, Metrics, registry_for
 from ingestd.api.models import ErrorResponse
 from ingestd.api.routes import ApiError, Context, Reply, Request, Route, match
+from ingestd.api.transport.http import Request as HttpRequest
+from ingestd.api.transport.http import Response, method_label
+from ingestd.api.transport.pacer import Pacer
 from ingestd.api.transport.server import bind
+from ingestd.api.transport.state import Exchange, Limits, ServerState
+from ingestd.config import HttpConfig
 from ingestd.errors import ConfigError
 
-if TYPE_CHECKING:
-    from ingestd.api.transport.handler import Handler
-
-SOCKET_TIMEOUT = 10.0  # the handler timeout: an idle keep-alive or a client stalling mid-request is dropped
-MAX_CONNECTIONS = 256  # beyond this a connection gets 503 at once instead of a thread
-ACTIVE_REQUESTS = 2  # requests being computed at once; the rest wait without using the CPU
 STOP_GRACE = 15.0  # how long stop() waits for requests in flight
-
-
-class Pacer:
-    """Spaces requests out to at most `rate` a second (with a short burst allowance).
-
-    Under the GIL, every busy handler thread takes CPU from ingestion in proportion to
-    their number, whatever else limits them; a request waiting its turn here stays parked
-    without a thread and costs nothing. So 100 clients in a tight loop slow each other
-    down, not the daemon.
-    """
-
-    BURST = 0.25  # seconds' worth of requests served without waiting
-
-    def __init__(self, rate: float):
-        self.interval = 1.0 / rate if rate > 0 else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def reserve(self) -> float:
-        """The monotonic time at which the next request may be served."""
-        now = time.monotonic()
-        if not self.interval:
-            return now
-        with self._lock:
-            slot = max(self._next, now - self.BURST)
-            self._next = slot + self.interval
-        return max(slot, now)
 
 
 class ApiServer:
     """Serves the API for one daemon on `http.listen` from a background thread."""
 
-    def __init__(self, daemon, *, socket_timeout: float = SOCKET_TIMEOUT, max_connections: int = MAX_CONNECTIONS,
-                 active_requests: int = ACTIVE_REQUESTS):
-        cfg = daemon.config.http
+    def __init__(self, backend: Backend, cfg: HttpConfig, limits: Limits | None = None):
         # the server's threads share malloc arenas with ingestion: see allocator.py
         allocator.pin_malloc_thresholds()
-        self.daemon = daemon
+        self.backend = backend
+        self.version = backend.version
         self.log = logs.get("ingestd.http")
-        self.socket_timeout = socket_timeout
         self.auth = self._auth(cfg)
+        self.hosts = HostCheck(cfg.host, cfg.allowed_hosts)
         self.metrics = Metrics()
-        self.metrics.seed(daemon.app.jobs.last_succeeded())  # O(sources), not O(jobs)
-        daemon.app.lifecycle.subscribe(lambda done: self.metrics.job_finished(done.manifest))
-        self.context = Context(daemon=daemon, registry=registry_for(daemon, self.metrics),
-                               openapi=self._openapi, draining=lambda: self.draining)
+        self.metrics.seed(backend.last_succeeded())  # O(sources), not O(jobs)
+        backend.on_job_finished(self.metrics.job_finished)
         self._document: bytes | None = None
-        self.draining = False
-        self._inflight = 0
-        self._idle = threading.Condition()
-        self._slots = threading.BoundedSemaphore(active_requests)
-        self.queued = 0  # requests waiting for a slot: the server holds more back (transport/server.py)
-        self.pacer = Pacer(cfg.max_requests_per_second)
-        self.server = bind(cfg.host, cfg.port, max_connections)
-        self.server.api = self
+        limits = limits or Limits(max_per_client=cfg.max_connections_per_client)
+        self.state = ServerState(limits, self.respond, self.finished, Pacer(cfg.max_requests_per_second), self.log)
+        registry = registry_for(Collector(backend, self.metrics, lambda: dict(self.state.refused)))
+        self.context = Context(backend=backend, registry=registry, openapi=self._openapi,
+                               draining=lambda: self.state.draining)
+        self.server = bind(cfg.host, cfg.port, self.state)
         serve = functools.partial(self.server.serve_forever, poll_interval=0.1)  # stop() waits at most this
         self._thread = threading.Thread(target=serve, name="http", daemon=True)
 
     @staticmethod
-    def _auth(cfg) -> BearerAuth | None:
+    def _auth(cfg: HttpConfig) -> BearerAuth | None:
         if cfg.token_file is None:
             return None
         try:
@@ -113,7 +80,7 @@ class ApiServer:
 
     def _openapi(self) -> bytes:
         if self._document is None:
-            doc = openapi.build(self.daemon.version, secured=self.auth is not None)
+            doc = openapi.build(self.version, secured=self.auth is not None)
             self._document = json.dumps(doc, ensure_ascii=True).encode()
         return self._document
 
@@ -124,7 +91,7 @@ class ApiServer:
 
     def drain(self) -> None:
         """The daemon is stopping: refuse new jobs, keep answering status requests."""
-        self.draining = True
+        self.state.draining = True
 
     def reload(self) -> None:
         """SIGHUP: re-read the token file (a bad one keeps the old token)."""
@@ -134,89 +101,62 @@ class ApiServer:
     def stop(self, grace: float = STOP_GRACE) -> None:
         """Stop accepting, let requests in flight finish (up to `grace` s), close.
 
-        Safe from any thread but the server's own; idle keep-alive connections are not
-        waited for (their threads are daemons and see the server closing)."""
-        self.draining = True
+        Safe from any thread but the server's own; idle keep-alive connections are closed."""
+        self.state.draining = True
         if self._thread.is_alive():
             self.server.shutdown()
-        with self._idle:
-            if not self._idle.wait_for(lambda: self._inflight == 0, timeout=grace):
-                self.log.warning("stopping with requests still in flight", requests=self._inflight)
+        if not self.state.wait_idle(grace):
+            self.log.warning("stopping with requests still in flight", requests=self.state.inflight)
         self.server.server_close()
 
-    @contextlib.contextmanager
-    def tracking(self):
-        """Counts a request from its first byte read to its last byte written."""
-        with self._idle:
-            self._inflight += 1
-        try:
-            yield
-        finally:
-            with self._idle:
-                self._inflight -= 1
-                self._idle.notify_all()
+    # -- one request (called by the transport) ----------------------------------------------
 
-    @contextlib.contextmanager
-    def slot(self):
-        """One of the few places where an answer is computed, taken in turn."""
-        with self._idle:
-            self.queued += 1
-        try:
-            self._slots.acquire()
-        finally:
-            with self._idle:
-                self.queued -= 1
-        try:
-            yield
-        finally:
-            self._slots.release()
-
-    # -- one request ----------------------------------------------------------------------
-
-    def handle(self, h: "Handler") -> tuple[Reply, str]:
-        """Answer one parsed request; returns the reply and the route name for logs/metrics."""
+    def respond(self, req: HttpRequest) -> Response:
+        """Answer one request; a reply the service could not make is a 500 without detail."""
         route_name = "unmatched"
         try:
-            url = urlsplit(h.path)
-            route, raw_params, authorized = self._route(h, url.path)
+            route, request = self._parse(req)
             route_name = route.path
-            request = self._request(route, h, url, raw_params, authorized)
-            return route.handler(self.context, request), route_name
+            reply = route.handler(self.context, request)
         except ApiError as exc:
-            return Reply(exc.status, exc.body, headers=exc.headers), route_name
+            reply = Reply(exc.status, exc.body, headers=exc.headers)
         except Exception:
-            self.log.exception("request failed", method=h.command, path=display(h.path))
-            return Reply(500, ErrorResponse(error="internal", message="internal error; see the daemon log")), \
-                route_name
+            self.log.exception("request failed", method=method_label(req.method), path=display(req.path)[:200])
+            reply = Reply(500, ErrorResponse(error="internal", message="internal error; see the daemon log"))
+        return Response(reply.status, _encode(reply.body), reply.headers, reply.content_type, route_name)
 
-    def _route(self, h: "Handler", path: str) -> tuple[Route, dict[str, str], bool]:
-        """Authenticate, then find the route: an anonymous client learns nothing about
-        which paths exist."""
-        segments = _segments(path)
-        authorized = self.auth is None or self.auth.allows(h.headers.get("Authorization"))
+    def finished(self, x: Exchange) -> None:
+        """The one access-log line and the metrics of every answer, the transport's own included."""
+        self.metrics.request(x.route, method_label(x.method), x.status, x.duration)
+        log = self.log.warning if x.duration > self.state.limits.slow_request else self.log.info
+        path = display(x.path)[:200] if x.path is not None else None
+        log("http request", method=x.method[:32] if x.method else None, path=path, status=int(x.status),
+            duration_ms=round(x.duration * 1000, 2), client=x.client)
+
+    def _parse(self, req: HttpRequest) -> tuple[Route, Request]:
+        """Host, then authentication, then the route: an anonymous client learns nothing
+        about which paths exist. Then everything the client sent is validated before a
+        handler sees it: ids first, so a malformed one never reaches anything that could
+        touch a file."""
+        if not self.hosts.allows(req.headers.get("Host")):
+            raise ApiError(400, "invalid_host", "the Host header names no address this daemon answers to; "
+                           "list the name in http.allowed_hosts to use it")
+        url = urlsplit(req.target)
+        segments = _segments(url.path)
+        authorized = self.auth is None or self.auth.allows(req.headers.get("Authorization"))
         if not authorized and segments != ["healthz"]:
             raise ApiError(401, "unauthorized", "missing or invalid bearer token",
                            headers={"WWW-Authenticate": 'Bearer realm="ingestd"'})
-        route, raw_params, allowed = match(h.command, segments)
+        route, raw_params, allowed = match(req.method, segments)
         if route is None and allowed:
-            raise ApiError(405, "method_not_allowed", f"{h.command} is not allowed here; use {', '.join(allowed)}",
+            raise ApiError(405, "method_not_allowed", f"this path answers {', '.join(allowed)}",
                            headers={"Allow": ", ".join(allowed)})
         if route is None:
             raise ApiError(404, "not_found", "no such endpoint")
-        return route, raw_params, authorized
-
-    def _request(self, route: Route, h: "Handler", url, raw_params: dict[str, str], authorized: bool) -> Request:
-        """Validate everything the client sent before a handler sees it: ids first, so a
-        malformed one never reaches anything that could touch a file."""
         params = {name: _valid_param(name, kind, raw_params[name]) for name, kind in route.params.items()}
         query = _valid_query(route, url.query)
-        body = self._valid_body(route, h)
-        return Request(h.command, url.path, params, query, body, detailed=authorized)
-
-    def _valid_body(self, route: Route, h: "Handler") -> BaseModel | None:
-        if route.body is None:
-            return None
-        return _parse_body(route.body, h.read_body())
+        body = _valid_body(route, req)
+        return route, Request(req.method, url.path, params, query, body, detailed=authorized)
 
 
 def _segments(path: str) -> list[str]:
@@ -258,15 +198,31 @@ def _valid_query(route: Route, query: str) -> BaseModel | None:
         raise ApiError(400, "invalid_query", _explain(exc)) from None
 
 
-def _parse_body(model: type[BaseModel], raw: bytes) -> BaseModel:
+def _valid_body(route: Route, req: HttpRequest) -> BaseModel | None:
+    if route.body is None:
+        return None
+    if req.body is None:
+        raise ApiError(411, "length_required", "a request body with a Content-Length is required")
+    if not _is_json(req.headers.get("Content-Type")):
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json (UTF-8)")
     try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        data = json.loads(req.body.decode("utf-8"), parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "invalid_json", "the body is not valid JSON (UTF-8)") from None
     try:
-        return model.model_validate(data)
+        return route.body.model_validate(data)
     except ValidationError as exc:
         raise ApiError(400, "invalid_body", _explain(exc)) from None
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media, _, params = content_type.partition(";")
+    if media.strip().lower() != "application/json":
+        return False
+    charset = params.strip().lower()
+    return not charset or charset.replace(" ", "") in ("charset=utf-8", 'charset="utf-8"')
 
 
 def _no_constant(name: str):
@@ -280,3 +236,12 @@ def _explain(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "body"
         parts.append(f"{display(where)[:60]}: {err['msg']}")
     return "; ".join(parts)
+
+
+def _encode(body):
+    """JSON with secrets scrubbed; ASCII-only, so even a lone surrogate from a hostile
+    file name cannot make encoding fail. Bytes and file bodies go out as they are."""
+    if not isinstance(body, BaseModel):
+        return body
+    data = redact.scrub(body.model_dump(mode="json", by_alias=True))
+    return json.dumps(data, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()

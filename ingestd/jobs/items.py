@@ -29,3 +29,41 @@ class ItemsWriter:
         if not self._fh.closed:
             self.flush()
             self._fh.close()
+
+
+def read_page(path: Path, offset: int, limit: int) -> tuple[list[dict[str, Any]], int, bool]:
+    """Up to `limit` outcomes from byte `offset` of an items file: (records, the offset after
+    them, whether more complete lines follow). A cursor is a byte offset, so a page costs
+    the same at the start of a million-line file as at its end. Only complete lines are
+    read (a running job may be half-way through one); an offset that is not the start of
+    a line starts at the next one, and one past the end reads nothing."""
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return [], 0, False
+    with fh:
+        offset = _line_start(fh, offset)
+        records = []
+        while len(records) < limit:
+            line = fh.readline()
+            if not line.endswith(b"\n"):
+                break
+            offset += len(line)
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue  # a line a crash left torn is skipped, not served
+        more = fh.readline().endswith(b"\n")
+    return records, offset, more
+
+
+def _line_start(fh, offset: int) -> int:
+    """`offset`, moved on to the start of a line (and back to the end of the file)."""
+    offset = min(max(offset, 0), os.fstat(fh.fileno()).st_size)
+    if offset:
+        fh.seek(offset - 1)
+        if fh.read(1) != b"\n":
+            rest = fh.readline()
+            offset += len(rest) if rest.endswith(b"\n") else 0
+            fh.seek(offset)
+    return offset

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ingestd._lib import redact
-from ingestd._lib.times import now_iso, parse_iso
+from ingestd._lib.times import Timestamp, now_iso, parse_iso
 from ingestd.errors import Code
 
 Status = Literal["queued", "running", "succeeded", "partial", "failed"]
@@ -32,7 +32,7 @@ class JobError(BaseModel):
     code: Code
     message: str
     item: str | None = None
-    at: str = Field(default_factory=now_iso)
+    at: Timestamp = Field(default_factory=now_iso)
     request_id: str | None = None
 
 
@@ -45,7 +45,7 @@ class LiveProgress(BaseModel):
     items_total: int | None = None
     bytes_done: int = 0
     bytes_total: int | None = None
-    updated_at: str = Field(default_factory=now_iso)
+    updated_at: Timestamp = Field(default_factory=now_iso)
 
 
 class Manifest(BaseModel):
@@ -57,9 +57,9 @@ class Manifest(BaseModel):
     kind: str
     trigger: Trigger
     status: Status = "queued"
-    created_at: str
-    started_at: str | None = None
-    finished_at: str | None = None
+    created_at: Timestamp
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
     counters: Counters = Field(default_factory=Counters)
     errors: list[JobError] = []
     errors_dropped: int = 0

@@ -10,7 +10,7 @@ from ingestd.config import ConfigPath, Duration, Source, Strict
 from ingestd.credentials import Credential, Registry
 from ingestd.errors import Code, ConfigError, ConnectorError, IngestdError, io_error_code
 from ingestd.plugin.connector import (
-    Connector, Deleted, Event, Failed, JobContext, Outcome, OutcomeName, Requirement, Staged,
+    Connector, CredentialStatus, Deleted, Event, Failed, JobContext, Outcome, OutcomeName, Requirement, Staged,
 )
 from ingestd.plugin.progress import Progress
 from ingestd.plugin.migration import Step, StepContext
@@ -18,7 +18,8 @@ from ingestd.plugin.options import DEFAULT_EVERY, DeleteOptions, FilterOptions, 
 from ingestd.plugin.spec import hookimpl
 
 __all__ = [
-    "Code", "ConfigError", "ConfigPath", "Connector", "ConnectorError", "Credential", "DEFAULT_EVERY",
+    "Code", "ConfigError", "ConfigPath", "Connector", "ConnectorError", "Credential", "CredentialStatus",
+    "DEFAULT_EVERY",
     "DeleteOptions", "Deleted", "Duration", "Event", "Failed", "FilterOptions", "IngestdError",
     "JobContext", "Outcome", "OutcomeName", "Progress", "Registry", "Requirement", "ScheduleOptions", "Source",
     "Staged", "Step", "StepContext", "Strict", "__version__", "hookimpl", "io_error_code",

@@ -134,6 +134,17 @@ class Requirement:
         return out
 
 
+@dataclass(frozen=True)
+class CredentialStatus:
+    """What a connector knows about the health of its source's credential, short of using
+    it: advisory `warnings` (e.g. "certificate expires on 2026-01-05 (6 days left)") and
+    `expires_at`, the Unix time it stops working. Shown on `GET /sources` and as the metric
+    `ingestd_credential_expiry_timestamp_seconds`; never fatal to a job."""
+
+    warnings: tuple[str, ...] = ()
+    expires_at: float | None = None
+
+
 class Connector:
     """Base class for connector plugins; subclass and register through `register_connectors`."""
 
@@ -161,6 +172,12 @@ class Connector:
     def check(self) -> list[str]:
         """Problems `check-config` should report (credentials, paths); empty when fine."""
         return []
+
+    def credential_status(self) -> CredentialStatus:
+        """MAY: warnings about the source's credential and when it expires. Called on every
+        `GET /sources` and metrics scrape, so it must be cheap: no network (reading a local
+        certificate is fine, better cached). The default: nothing to say."""
+        return CredentialStatus()
 
     def close(self) -> None:
         """Release clients and pools when the source is removed or the daemon stops."""

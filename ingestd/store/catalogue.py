@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ingestd._lib.sqlite import open_db
-from ingestd._lib.times import now_iso
+from ingestd._lib.times import Timestamp, now_iso
 from ingestd.errors import Code, NotFoundError, StateError, StoreError
 from ingestd.store.blobs import Blobs
 from ingestd.store.space import Space
@@ -73,8 +73,8 @@ class Version(BaseModel):
     size: int
     mime: str
     origin_uri: str
-    source_modified_at: str | None = None
-    ingested_at: str
+    source_modified_at: Timestamp | None = None
+    ingested_at: Timestamp
     job_id: str
     metadata: dict[str, Any] = {}
 
@@ -88,11 +88,11 @@ class Document(BaseModel):
     sha256: str
     size: int
     mime: str
-    source_modified_at: str | None = None
-    ingested_at: str
+    source_modified_at: Timestamp | None = None
+    ingested_at: Timestamp
     job_id: str
     metadata: dict[str, Any] = {}
-    deleted_at: str | None = None
+    deleted_at: Timestamp | None = None
     deleted_job: str | None = None
     blob_path: str
     damaged: str | None = None  # set by `ingestd verify --repair` when the current bytes are bad

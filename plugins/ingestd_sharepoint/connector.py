@@ -12,7 +12,7 @@ import threading
 from datetime import datetime
 
 from ingestd.errors import Code, ConfigError, ConnectorError
-from ingestd.plugin import Connector, JobContext, Outcome, Requirement
+from ingestd.plugin import Connector, CredentialStatus, JobContext, Outcome, Requirement
 from ingestd.plugin.kit.throttle import Stopped, gate
 
 from . import credential as creds
@@ -59,6 +59,17 @@ class SharePointConnector(Connector):
         except ConfigError:
             return None
         return creds.expiry(cred)
+
+    def credential_status(self) -> CredentialStatus:
+        """The contract's view for `/sources` and the metrics: the expiry warning (without
+        the `credential 'x':` prefix) and the certificate's notAfter."""
+        try:
+            cred = self.credentials.resolve(self.options.credentials)
+        except ConfigError:
+            return CredentialStatus()
+        expiry = creds.expiry(cred)
+        return CredentialStatus(warnings=tuple(p.text for p in creds.problems(cred) if not p.fatal),
+                                expires_at=expiry.timestamp() if expiry else None)
 
     # -- one job ----------------------------------------------------------------------
 

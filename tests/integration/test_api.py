@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import time
+from datetime import datetime
 
 import pytest
 from openapi_spec_validator import validate as validate_spec
@@ -19,7 +20,7 @@ from openapi_spec_validator import validate as validate_spec
 from ingestd._lib.paths import file_uri
 from tests.support.helpers import run_cli, wait_for, write_config
 from tests.integration.test_api_support import (  # noqa: F401 (api_setup is a fixture)
-    JSON_TYPE, Client, Setup, api_setup, doc_ids, trigger, wait_job, wait_taken,
+    JSON_TYPE, Client, Setup, api_setup, doc_ids, read_all, read_response, trigger, wait_job, wait_taken,
 )
 
 TRAVERSALS = [
@@ -68,6 +69,7 @@ def test_healthz_reports_every_check(api):
     assert body["version"] and set(body["checks"]) >= {"workers", "scheduler", "watchers", "settle_loop"}
     assert body["checks"]["watchers"]["sources"]["inbox"]["alive"] is True
     assert r.headers["Server"] == "ingestd" and r.headers["Cache-Control"] == "no-store"
+    assert "error" not in body and "message" not in body  # issue 15 #8: no `"error": null` when healthy
 
 
 # -- POST /ingest -----------------------------------------------------------------------
@@ -154,17 +156,8 @@ def test_post_ingest_body_limits_and_media_type(api):
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 100000000\r\n\r\n{")
-        reply = _read_all(sock)
+        reply = read_all(sock)
     assert reply.startswith(b"HTTP/1.1 413 ") and b'"body_too_large"' in reply
-
-
-def _read_all(sock: socket.socket) -> bytes:
-    chunks = []
-    while True:
-        data = sock.recv(65536)
-        if not data:
-            return b"".join(chunks)
-        chunks.append(data)
 
 
 # -- GET /ingest/{id}: ids never become paths --------------------------------------------
@@ -209,6 +202,73 @@ def test_traversal_in_ids_touches_no_file_outside_jobs(api_setup):
     assert outside == [], outside
     assert not [e for e in events if "passwd" in e[2] or "planted" in e[2]]
     assert d.stop() == 0
+
+
+# -- GET /ingest/{id}/items --------------------------------------------------------------
+
+
+def test_job_items_list_outcomes_with_document_ids_a_page_at_a_time(api):
+    """Issue 15 #3: a job's documents, found without reading logs."""
+    setup, d, client = api
+    data = setup.root / "fixture-data"
+    for name in ("items-a.txt", "items-b.txt", "items-c.txt"):
+        (data / name).write_text(f"{name}\n")
+    job = wait_job(client, trigger(client, "fx").json["job_id"])
+    assert job["counters"]["ingested"] == 3
+    ids = doc_ids(setup.state)
+    every = client.get(f"/ingest/{job['job_id']}/items?limit=500").json
+    assert every["job_id"] == job["job_id"] and every["next_after"] is None and every["links"]["next"] is None
+    assert sorted(i["origin_uri"] for i in every["items"]) == [f"fixture://items-{c}.txt" for c in "abc"]
+    for item in every["items"]:
+        assert item["outcome"] == "ingested" and item["doc_id"] == ids[item["origin_uri"]] and item["error"] is None
+        assert item["size"] == 12 and item["mime"] == "text/plain" and len(item["sha256"]) == 64
+
+    seen, url = [], f"/ingest/{job['job_id']}/items?limit=1"
+    while url:
+        page = client.get(url).json
+        assert len(page["items"]) <= 1
+        seen += page["items"]
+        url = page["links"]["next"]
+        if url:
+            assert f"after={page['next_after']}" in url
+    assert seen == every["items"]
+
+    for bad in ("abc", "-1", "", "1e3", "1" * 19):
+        client.get(f"/ingest/{job['job_id']}/items?after={bad}").error(400, "invalid_query")
+    past = client.get(f"/ingest/{job['job_id']}/items?after=999999999").json
+    assert past["items"] == [] and past["next_after"] is None
+    assert client.get(f"/ingest/{job['job_id']}/items?after=1").json["items"] == every["items"][1:]  # the next line on
+    client.get("/ingest/20200101T000000000000Z-00000000/items").error(404, "not_found")
+    client.get("/ingest/..%2F..%2Fetc/items").error(400, "invalid_id")
+
+
+def test_job_items_carry_the_error_of_a_skipped_item(api):
+    setup, _, client = api
+    (setup.inbox / "items-empty.txt").write_bytes(b"")
+    uri = file_uri(setup.inbox / "items-empty.txt")
+
+    def listed():
+        jobs = client.get("/jobs?source=inbox&limit=10").json["jobs"]
+        return [i for j in jobs for i in client.get(f"/ingest/{j['job_id']}/items").json["items"]
+                if i["origin_uri"] == uri]
+
+    items = wait_for(listed, timeout=20, message="the empty file's item")
+    assert items[0]["outcome"] == "skipped" and items[0]["doc_id"] is None
+    assert items[0]["error"]["code"] == "empty" and items[0]["error"]["message"]
+
+
+def test_cli_status_items_lists_the_jobs_documents(api):
+    setup, d, client = api
+    job = ingest(setup, client, {"cli-items.txt": b"for the cli\n"})
+    uri = file_uri(setup.inbox / "cli-items.txt")
+    env = {"PYTHONPATH": d.env["PYTHONPATH"]}  # the config names the test's plugins
+    out = run_cli("status", job["job_id"], "--items", "--config", setup.config, env=env)
+    assert out.returncode == 0, out.stderr
+    assert f"ingested  {doc_ids(setup.state)[uri]}  {uri}" in out.stdout
+    as_json = json.loads(run_cli("status", job["job_id"], "--items", "--json", "--config", setup.config,
+                                 env=env).stdout)
+    assert as_json["job_id"] == job["job_id"]
+    assert [i["origin_uri"] for i in as_json["items"]] == [uri] and as_json["items"][0]["outcome"] == "ingested"
 
 
 # -- GET /jobs --------------------------------------------------------------------------
@@ -266,6 +326,23 @@ def test_sources_describe_schedule_availability_and_last_job(api):
     assert needy["available"] is False and "pip install" in needy["remediation"] and needy["last_job"] is None
     assert sources["off"]["enabled"] is False
     assert str(setup.inbox) not in json.dumps(sources)  # no server paths
+    assert inbox["credential"] == {"warnings": [], "expires_at": None}
+
+
+def test_a_credential_close_to_expiry_shows_on_sources_and_in_metrics(api):
+    """Issue 19 #0: the warning stays visible (not fatal) where operators look."""
+    _, _, client = api
+    fx = next(s for s in client.get("/sources").json["sources"] if s["name"] == "fx")
+    assert fx["credential"]["warnings"] == ["certificate expires in 6 days"]
+    expires = datetime.fromisoformat(fx["credential"]["expires_at"].replace("Z", "+00:00")).timestamp()
+    assert abs(expires - (time.time() + 6 * 86400)) < 3600
+    metrics = client.get("/metrics").data.decode()
+    expiry = 'ingestd_credential_expiry_timestamp_seconds{source="fx"}'
+    line = next(row for row in metrics.splitlines() if row.startswith(expiry))
+    assert abs(float(line.split()[-1]) - expires) < 1
+    assert 'ingestd_credential_warnings{source="fx"} 1.0' in metrics
+    assert 'ingestd_credential_warnings{source="inbox"} 0.0' in metrics
+    assert 'ingestd_credential_expiry_timestamp_seconds{source="inbox"}' not in metrics
 
 
 # -- GET /documents/{id} ----------------------------------------------------------------
@@ -299,13 +376,42 @@ def test_openapi_document_is_valid_and_lists_every_route(api):
     assert doc["openapi"] == "3.1.0"
     ops = {(path, method.upper()) for path, item in doc["paths"].items() for method in item}
     assert ops == {("/healthz", "GET"), ("/ingest", "POST"), ("/ingest/{job_id}", "GET"), ("/jobs", "GET"),
-                   ("/sources", "GET"), ("/documents/{doc_id}", "GET"), ("/metrics", "GET"),
-                   ("/openapi.json", "GET")}
+                   ("/ingest/{job_id}/items", "GET"), ("/sources", "GET"), ("/documents/{doc_id}", "GET"),
+                   ("/metrics", "GET"), ("/openapi.json", "GET")}
     post = doc["paths"]["/ingest"]["post"]
     assert set(post["responses"]) >= {"202", "400", "404", "408", "409", "411", "413", "415", "503"}
     assert "security" not in post  # no token configured: the document says so
     schema = doc["components"]["schemas"]["IngestionStatusResponse"]
     assert set(schema["required"]) >= {"job_id", "status", "counters", "errors", "links"}
+
+
+def _properties(doc: dict):
+    """(schema name, property name, property schema) for every response schema."""
+    for name, schema in doc["components"]["schemas"].items():
+        for prop, spec in schema.get("properties", {}).items():
+            yield name, prop, schema, spec
+
+
+def test_openapi_is_as_strict_as_the_data(api):
+    """Issue 15 #8: timestamps say `format: date-time`; every field a response always
+    carries is `required` (JobError.at and every counter included)."""
+    _, _, client = api
+    doc = client.get("/openapi.json").json
+    timestamps, loose = [], []
+    for name, prop, schema, spec in _properties(doc):
+        if prop == "at" or prop.endswith("_at"):
+            branches = spec.get("anyOf", [spec])
+            formats = {b.get("format") for b in branches if b.get("type") == "string"}
+            timestamps.append((name, prop))
+            assert formats == {"date-time"}, (name, prop, spec)
+        if prop not in schema.get("required", []):
+            loose.append((name, prop))
+    assert ("JobError", "at") in timestamps and ("IngestionStatusResponse", "finished_at") in timestamps
+    assert ("Version", "ingested_at") in timestamps and ("SourceInfo", "next_run_at") in timestamps
+    response_schemas = {n for n in doc["components"]["schemas"] if n not in ("IngestRequest",)}
+    assert [x for x in loose if x[0] in response_schemas] == []
+    assert set(doc["components"]["schemas"]["Counters"]["required"]) == {
+        "discovered", "ingested", "unchanged", "skipped", "failed", "deleted", "bytes"}
 
 
 # -- routing, methods, limits -----------------------------------------------------------
@@ -315,14 +421,52 @@ def test_unknown_paths_404_and_wrong_methods_405_with_allow(api):
     _, _, client = api
     for path in ("/", "/nope", "/jobs/", "/ingest/a/b", "/healthz/x", "/JOBS", "/metrics.txt"):
         client.get(path).error(404, "not_found")
-    for method, path, allow in (("DELETE", "/jobs", "GET"), ("POST", "/healthz", "GET"), ("GET", "/ingest", "POST"),
-                                ("PUT", "/ingest/abcdefgh", "GET"), ("HEAD", "/metrics", "GET"),
-                                ("OPTIONS", "/sources", "GET"), ("PATCH", "/openapi.json", "GET")):
+    for method, path, allow in (("DELETE", "/jobs", "GET, HEAD"), ("POST", "/healthz", "GET, HEAD"),
+                                ("GET", "/ingest", "POST"), ("HEAD", "/ingest", "POST"),
+                                ("PUT", "/ingest/abcdefgh", "GET, HEAD"), ("OPTIONS", "/sources", "GET, HEAD"),
+                                ("PATCH", "/openapi.json", "GET, HEAD")):
         r = client.call(method, path)
         assert r.status == 405 and r.headers["Allow"] == allow, (method, path, r.status)
         if method != "HEAD":
             r.error(405, "method_not_allowed")
-    client.call("BREW", "/jobs").error(501, "not_implemented")
+
+
+def test_unknown_methods_are_405_with_allow_on_a_kept_connection(api):
+    """Issue 15 #5: was 501, `Connection: close`, and an access-log line without path."""
+    _, d, client = api
+    host, port = d.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        stream = sock.makefile("rb")
+        sock.sendall(b"BREW /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head, body = read_response(stream)
+        assert head.startswith(b"HTTP/1.1 405 ") and b"\r\nAllow: GET, HEAD\r\n" in head, head
+        assert b"Connection: close" not in head and json.loads(body)["error"] == "method_not_allowed"
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # the same connection still serves
+        assert read_response(stream)[0].startswith(b"HTTP/1.1 200 ")
+    client.call("BREW", "/nowhere").error(404, "not_found")
+    wait_for(lambda: any(e.get("event") == "http request" and e.get("method") == "BREW" for e in d.log_events()),
+             message="the access-log line")
+    line = next(e for e in d.log_events() if e.get("event") == "http request" and e.get("method") == "BREW")
+    assert line["path"] == "/jobs" and line["status"] == 405 and line["duration_ms"] >= 0
+
+
+def test_head_is_served_on_every_get_route(api):
+    """Issue 15 #4: HEAD answers as GET would, headers only (Content-Length included)."""
+    setup, _, client = api
+    job_id = client.get("/jobs?limit=1").json["jobs"][0]["job_id"]
+    doc_id = next(iter(doc_ids(setup.state).values()), None)
+    paths = ["/healthz", "/metrics", "/jobs", "/sources", "/openapi.json", f"/ingest/{job_id}",
+             f"/ingest/{job_id}/items", "/ingest/abcdefgh1234"]
+    if doc_id:
+        paths.append(f"/documents/{doc_id}")
+    for path in paths:
+        got, head = client.get(path), client.call("HEAD", path)
+        assert head.status == got.status and head.data == b"", path
+        assert head.headers["Content-Type"] == got.headers["Content-Type"], path
+        if path in ("/metrics", "/healthz"):  # a scrape and the uptime change between two requests
+            assert int(head.headers["Content-Length"]) > 0
+        else:
+            assert head.headers["Content-Length"] == str(len(got.data)), path
 
 
 def test_request_line_and_header_limits(api):
@@ -334,7 +478,7 @@ def test_request_line_and_header_limits(api):
                     b"\x16\x03\x01\x02\x00\x01\r\n\r\n"):
         with socket.create_connection((host, int(port)), timeout=10) as sock:
             sock.sendall(garbage)
-            reply = _read_all(sock)
+            reply = read_all(sock)
         status = reply.split(b"\r\n", 1)[0]
         assert status.startswith(b"HTTP/1.1 4") or status.startswith(b"HTTP/1.1 505"), (garbage, reply)
         assert b"Content-Type: application/json; charset=utf-8" in reply and b"<html" not in reply.lower()

@@ -49,6 +49,7 @@ def test_fuzz_every_operation_from_the_openapi_document(api_setup):
 
     known = [
         pinned("/ingest/{job_id}", "GET", job_ids, "job_id"),
+        pinned("/ingest/{job_id}/items", "GET", job_ids, "job_id"),
         pinned("/documents/{doc_id}", "GET", list(docs.values()), "doc_id"),
         pinned("/jobs", "GET", job_ids, "query"),
         schema["/ingest"]["POST"].as_strategy(body={"source": "inbox"}),
@@ -67,8 +68,9 @@ def test_fuzz_every_operation_from_the_openapi_document(api_setup):
 
     fuzz()
     operations = {label for label, _ in seen}
-    assert len(operations) == 8, seen  # every operation was reached
+    assert len(operations) == 9, seen  # every operation was reached
     assert seen["GET /ingest/{job_id}", 2] and seen["GET /documents/{doc_id}", 2] and seen["POST /ingest", 2]
+    assert seen["GET /ingest/{job_id}/items", 2]
     assert seen["GET /jobs", 4] and seen["POST /ingest", 4]
     assert d.stop() == 0
     log = d.log_text()

@@ -77,7 +77,8 @@ class Pollers:
 
 
 def test_pollers_do_not_break_or_stall_a_burst(api_setup):
-    setup = api_setup.write(settle=0.2)
+    # every poller connects from 127.0.0.1: one address, so its share of connections is raised
+    setup = api_setup.write(settle=0.2, http={"max_connections_per_client": POLLERS + 8})
     d = setup.start(setup.daemon())
     client = setup.client(d)
     quiet = drain(setup, client, "quiet")

@@ -1,7 +1,7 @@
 """The API server's own behaviour, over real HTTP against a real Daemon object run in
 this process, where a check can be made to fail or a handler made to block on purpose:
-health 503, graceful stop with a request in flight, idle clients, connection limit,
-internal errors, refusing new jobs while stopping."""
+health 503, graceful stop with a request in flight, idle and stalling clients, connection
+limits and their fair share, internal errors, refusing new jobs while stopping."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import threading
 import pytest
 
 from ingestd.api.service import ApiServer
+from ingestd.api.transport.state import Limits
 from ingestd.app import load_config
 from ingestd.daemon import Daemon
 from ingestd.plugin.manager import Plugins
 from tests.support.helpers import wait_for
-from tests.integration.test_api_support import Client, Setup
+from tests.integration.test_api_support import Client, Setup, read_all, read_response
 
 
 @pytest.fixture
@@ -34,9 +35,9 @@ def client_for(server: ApiServer) -> Client:
 
 
 @contextlib.contextmanager
-def own_server(live, **options):
+def own_server(live, **limits):
     """A second API server on the live daemon, with its own limits; yields it, host, port."""
-    server = ApiServer(live, **options)
+    server = ApiServer(live.api, live.config.http, Limits(**limits))
     server.start()
     host, port = server.address.split(":")
     try:
@@ -48,14 +49,14 @@ def own_server(live, **options):
 def blocking_health(d: Daemon):
     """Make /healthz block until `release` is set; `entered` says a request is inside."""
     entered, release = threading.Event(), threading.Event()
-    real = d.health
+    real = d.api.health
 
     def slow():
         entered.set()
         release.wait(20)
         return real()
 
-    d.health = slow
+    d.api.health = slow
     return entered, release
 
 
@@ -90,39 +91,79 @@ def test_stop_lets_a_request_in_flight_finish(live):
         socket.create_connection((host, int(port)), timeout=2).close()
 
 
-def test_idle_and_stalling_clients_are_dropped_after_the_socket_timeout(live):
-    with own_server(live, socket_timeout=0.3) as (_, host, port):
+def test_idle_and_stalling_clients_are_dropped_after_their_deadline(live):
+    with own_server(live, idle_timeout=0.3, request_timeout=0.3) as (_, host, port):
         with socket.create_connection((host, port), timeout=10) as stalled:
-            stalled.sendall(b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            stalled.sendall(b"POST /ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                             b"Content-Length: 40\r\n\r\n{\"source\"")
-            reply = _read_all(stalled)  # the server answers, then closes: no thread is held
+            reply = read_all(stalled)  # the server answers, then closes: no thread is held
         assert reply.startswith(b"HTTP/1.1 408 ") and b'"request_timeout"' in reply
         assert b"Connection: close" in reply
         with socket.create_connection((host, port), timeout=10) as idle:
-            assert _read_all(idle) == b""  # closed by the server without a word
+            assert read_all(idle) == b""  # closed by the server without a word
 
 
-def _read_all(sock: socket.socket) -> bytes:
-    chunks = []
-    while data := sock.recv(65536):
-        chunks.append(data)
-    return b"".join(chunks)
+def test_a_full_server_evicts_a_waiting_connection_for_a_newcomer(live):
+    """Connections that only wait (idle, or dripping a request) give way to a new one."""
+    with own_server(live, max_connections=2) as (server, host, port):
+        idle = [socket.create_connection((host, port), timeout=10) for _ in range(2)]
+        try:
+            wait_for(lambda: server.server.connections == 2, message="both connections to be taken in")
+            assert client_for(server).get("/healthz").status == 200
+            gone = wait_for(lambda: [s for s in idle if _closed(s)], message="a waiting connection to give way")
+            assert gone == idle[:1]  # the longest-waiting one
+            assert _get(idle[1]).startswith(b"HTTP/1.1 200 ")  # the other one still serves
+        finally:
+            for sock in idle:
+                sock.close()
 
 
-def test_connections_past_the_limit_get_503_without_a_thread(live):
-    server = ApiServer(live, max_connections=2)
-    server.start()
-    host, port = server.address.split(":")
-    idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(2)]
+def _closed(sock: socket.socket) -> bool:
+    """Whether the server closed `sock` (looked at without waiting)."""
+    sock.setblocking(False)
     try:
-        extra = client_for(server).get("/healthz")
-        extra.error(503, "overloaded")
-        assert extra.headers["Retry-After"] == "1"
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
     finally:
-        for sock in idle:
-            sock.close()
-    wait_for(lambda: client_for(server).get("/healthz").status == 200, message="slots to free up")
-    server.stop()
+        sock.settimeout(10)
+
+
+def test_connections_past_the_limit_get_503_when_every_slot_is_answering(live):
+    entered, release = blocking_health(live)
+    with own_server(live, max_connections=2) as (server, host, port):
+        busy = [socket.create_connection((host, port), timeout=20) for _ in range(2)]
+        try:
+            for sock in busy:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert entered.wait(10)
+            wait_for(lambda: server.state.inflight == 2, message="both requests to be taken up")
+            extra = client_for(server).get("/jobs")
+            extra.error(503, "overloaded")
+            assert extra.headers["Retry-After"] == "1"
+        finally:
+            release.set()
+            for sock in busy:
+                sock.close()
+        wait_for(lambda: client_for(server).get("/healthz").status == 200, message="slots to free up")
+
+
+def test_one_address_holds_at_most_its_share_of_connections(live):
+    with own_server(live, max_per_client=3) as (server, host, port):
+        mine = [socket.create_connection((host, port), source_address=("127.0.0.2", 0), timeout=10)
+                for _ in range(3)]
+        try:
+            with socket.create_connection((host, port), source_address=("127.0.0.2", 0), timeout=10) as extra:
+                extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                assert read_all(extra).startswith(b"HTTP/1.1 503 ")
+            assert client_for(server).get("/healthz").status == 200  # another address still gets in
+            for sock in mine:  # and the address's own connections still work
+                assert _get(sock).startswith(b"HTTP/1.1 200 ")
+        finally:
+            for sock in mine:
+                sock.close()
 
 
 def test_an_internal_error_is_500_json_without_detail(live):
@@ -145,7 +186,7 @@ def test_draining_refuses_new_jobs_but_still_answers_status(live):
 
 def test_pacer_spaces_requests_after_a_short_burst(monkeypatch):
     """Clients beyond `max_requests_per_second` wait their turn, they are not refused."""
-    from ingestd.api import service as api
+    from ingestd.api.transport import pacer as api
 
     clock = {"now": 100.0}
     monkeypatch.setattr(api.time, "monotonic", lambda: clock["now"])
@@ -163,65 +204,56 @@ def test_the_server_pins_the_allocator_for_its_threads(live, monkeypatch):
 
     calls = []
     monkeypatch.setattr(allocator, "pin_malloc_thresholds", lambda: calls.append(True) or True)
-    server = ApiServer(live)
+    server = ApiServer(live.api, live.config.http)
     server.stop()
     assert calls == [True]
 
 
 def _get(sock: socket.socket, path: str = "/healthz") -> bytes:
     """One keep-alive GET on a raw socket; returns the whole response (headers and body)."""
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    return _read_response(sock.makefile("rb"))
-
-
-def _read_response(stream) -> bytes:
-    head = b""
-    while not head.endswith(b"\r\n\r\n"):
-        line = stream.readline()
-        assert line, "the server closed the connection"
-        head += line
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length:"))
-    return head + stream.read(length)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    return b"".join(read_response(sock.makefile("rb")))
 
 
 def test_idle_keep_alive_connections_hold_no_thread(live):
     """100 polling clients used to mean 100 threads for the daemon's life (docs/reliability.md)."""
-    host, port = live.http.address.split(":")
-    socks = [socket.create_connection((host, int(port)), timeout=10) for _ in range(40)]
-    try:
-        for sock in socks:
-            assert _get(sock).startswith(b"HTTP/1.1 200 ")
-        assert live.http.server.pool.threads <= 8, "idle connections are holding threads"
-        for sock in socks:  # every one of them is still open and answers again
-            assert _get(sock).startswith(b"HTTP/1.1 200 ")
-    finally:
-        for sock in socks:
-            sock.close()
+    with own_server(live, max_per_client=64) as (server, host, port):
+        socks = [socket.create_connection((host, port), timeout=10) for _ in range(40)]
+        try:
+            for sock in socks:
+                assert _get(sock).startswith(b"HTTP/1.1 200 ")
+            assert server.server.pool.threads <= 8, "idle connections are holding threads"
+            for sock in socks:  # every one of them is still open and answers again
+                assert _get(sock).startswith(b"HTTP/1.1 200 ")
+        finally:
+            for sock in socks:
+                sock.close()
 
 
 def test_pipelined_requests_are_all_answered_in_order(live):
     host, port = live.http.address.split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n"
-                     b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                     b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         stream = sock.makefile("rb")
-        statuses = [_read_response(stream).split(b" ", 2)[1] for _ in range(3)]
+        statuses = [read_response(stream)[0].split(b" ", 2)[1] for _ in range(3)]
     assert statuses == [b"200", b"404", b"200"]
 
 
 @pytest.mark.parametrize("stalling", [1, 10])
-def test_clients_stalling_mid_request_do_not_hold_up_others(live, stalling):
-    with own_server(live, socket_timeout=30) as (server, host, port):
+def test_clients_stalling_mid_request_hold_no_thread_and_hold_up_no_one(live, stalling):
+    with own_server(live, request_timeout=30) as (server, host, port):
         stalled = [socket.create_connection((host, port), timeout=10) for _ in range(stalling)]
         try:
             for sock in stalled:
                 sock.sendall(b"GET /heal")  # and nothing more, for now
-            wait_for(lambda: server.server.pool.threads >= stalling, message="the stalled requests to get threads")
+            wait_for(lambda: all(c.started for c in server.server._parked) and len(server.server._parked) == stalling,
+                     message="the stalled requests to be half-read")
             assert client_for(server).get("/healthz").status == 200
+            assert server.server.pool.threads <= 1, "stalled requests are holding threads"
             for sock in stalled:
-                sock.sendall(b"thz HTTP/1.1\r\nHost: x\r\n\r\n")  # they finish, and are answered too
-            assert all(_read_response(sock.makefile("rb")).startswith(b"HTTP/1.1 200 ") for sock in stalled)
+                sock.sendall(b"thz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # they finish, and are answered too
+            assert all(read_response(sock.makefile("rb"))[0].startswith(b"HTTP/1.1 200 ") for sock in stalled)
         finally:
             for sock in stalled:
                 sock.close()
@@ -230,21 +262,20 @@ def test_clients_stalling_mid_request_do_not_hold_up_others(live, stalling):
 def test_requests_waiting_for_the_cpu_wait_parked_not_on_threads(live):
     """When answers are what is slow, more threads would only hold more memory: past a few
     queued requests the rest wait without one, and every request is still answered."""
-    from ingestd.api.transport.server import MAX_QUEUED
-
     server = live.http
+    max_queued = server.state.limits.max_queued
     entered, release = blocking_health(live)
     host, port = server.address.split(":")
     socks = [socket.create_connection((host, int(port)), timeout=20) for _ in range(30)]
     try:
         for sock in socks:
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert entered.wait(10)
-        wait_for(lambda: server.queued == MAX_QUEUED, message="the queue for a compute slot to fill")
-        wait_for(lambda: len(server.server._due) == 30 - MAX_QUEUED - 2, message="the rest to be held back")
-        assert server.server.pool.threads <= MAX_QUEUED + 2
+        wait_for(lambda: server.state.queued == max_queued, message="the queue for a compute slot to fill")
+        wait_for(lambda: len(server.server._due) == 30 - max_queued - 2, message="the rest to be held back")
+        assert server.server.pool.threads <= max_queued + 2
         release.set()
-        assert all(_read_response(sock.makefile("rb")).startswith(b"HTTP/1.1 200 ") for sock in socks)
+        assert all(read_response(sock.makefile("rb"))[0].startswith(b"HTTP/1.1 200 ") for sock in socks)
     finally:
         release.set()
         for sock in socks:

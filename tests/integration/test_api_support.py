@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import secrets
+import socket
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -142,18 +143,19 @@ class Setup:
         self._drained: list = []
 
     def write(self, *, plugins: bool = False, token: bool = False, listen: str = "127.0.0.1:0",
-              settle: float = 0.2, **local) -> "Setup":
+              settle: float = 0.2, http: dict | None = None, **local) -> "Setup":
         sources = [{"name": "inbox", "kind": "local", "path": "inbox", "settle_seconds": settle, **local}]
         if plugins:
             data = self.root / "fixture-data"
             data.mkdir(exist_ok=True)
             (data / "one.txt").write_text("fixture one\n")
             sources += [
-                {"name": "fx", "kind": "fixture", "folder": str(data), "every": "1h", "hold_while": str(self.hold)},
+                {"name": "fx", "kind": "fixture", "folder": str(data), "every": "1h", "hold_while": str(self.hold),
+                 "credential_expires_in_days": 6},
                 {"name": "needy", "kind": "needy"},
                 {"name": "off", "kind": "local", "path": "inbox", "enabled": False},
             ]
-        http = {"listen": listen}
+        http = {"listen": listen, **(http or {})}
         if token:
             self.token = secrets.token_hex(24)
             self.token_file.write_text(self.token + "\n")
@@ -218,6 +220,29 @@ def _drain(notify) -> None:
         except OSError:
             return
         notify.messages.append(dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line))
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """Everything the server sends on a raw socket until it closes (a reset ends it too)."""
+    chunks = []
+    try:
+        while data := sock.recv(65536):
+            chunks.append(data)
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return b"".join(chunks)
+
+
+def read_response(stream) -> tuple[bytes, bytes]:
+    """One response (head, body) from a raw keep-alive connection's `makefile("rb")`."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        line = stream.readline()
+        assert line, "the server closed the connection"
+        head += line
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    return head, stream.read(length)
 
 
 def doc_ids(state: Path) -> dict[str, str]:

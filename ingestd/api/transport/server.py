@@ -1,14 +1,13 @@
-"""The API's listening socket and connections: idle ones parked, busy ones on a few threads.
+"""The API's listening socket and its one accepting loop; answers on a few pool threads.
 
-Why not a thread per connection: with 100 clients polling on keep-alive connections the
-daemon ran ~100 threads for its whole life, each with its own stack pages and its own glibc
-cache of freed chunks, and those filled slowly for hours (docs/reliability.md, Load). Here a
-connection between requests is parked on one selector and costs a file descriptor. When its
-next request starts to arrive it takes its turn with the pacer *before* it gets a thread, so
-threads are needed only for requests actually being read, answered or written: a handful,
-however many clients poll. A client that stalls halfway through a request still ties up one
-thread until the socket timeout, as it did before, so it cannot hold up anyone else; the
-pool grows for it (up to `max_connections`) and shrinks again when it is gone.
+The loop owns every connection that is not being answered: it accepts, reads requests
+into each connection's buffer (connection.py), drops those whose deadline passed, and
+hands whole requests to the pool in the pacer's order. Threads exist only for answers
+being computed or written, so neither 100 idle pollers nor 256 slow-drip attackers hold
+one. Connection slots are shared fairly: one client address holds at most
+`max_per_client` of them, and when all are taken a newcomer displaces a connection that
+is only waiting (idle, or still dripping its request) from the address holding the most,
+so an attack spread over many addresses evicts itself rather than everyone else.
 """
 
 from __future__ import annotations
@@ -21,96 +20,40 @@ import selectors
 import socket
 import threading
 import time
-from http.server import HTTPServer
+from collections import Counter
 
-from ingestd.api.routes import JSON
-from ingestd.api.transport.handler import Handler
+from ingestd.api.transport.connection import Connection, Pending
+from ingestd.api.transport.http import JSON
+from ingestd.api.transport.pool import Pool
+from ingestd.api.transport.state import ServerState
 from ingestd.errors import IngestdError
 
-IDLE_THREAD_LINGER = 30.0  # seconds a spare thread waits for work before it exits
-MAX_QUEUED = 8  # requests read or being read and not yet computed; the rest wait parked, threadless
-STALL_GRACE = 0.5  # seconds after which a request still being read no longer holds others back
-HELD_BACK_POLL = 0.02  # how often requests held back by MAX_QUEUED are looked at again
+ACCEPTS_PER_TURN = 64  # a burst of connections is taken in a few turns, not one per turn
+HELD_BACK_POLL = 0.02  # how often requests held back by `max_queued` are looked at again
+BACKLOG = 128
+LINGER = 2.0  # seconds a closed connection's late bytes are read and dropped (see _linger)
+_LINGERING = object()  # selector data of a lingering socket
 
 
-class Pool:
-    """Threads made on demand and let go when idle: as many as requests in progress.
-
-    The thread that went idle last gets the next task (a stack, not a queue), so when a
-    spike has passed the extra threads are the ones left waiting, and they exit."""
-
-    def __init__(self, name: str, linger: float = IDLE_THREAD_LINGER):
-        self.name, self.linger = name, linger
-        self._lock = threading.Lock()
-        self._idle: list[_Idle] = []  # most recently idle last
-        self._numbers = itertools.count(1)
-        self.threads = 0
-
-    def submit(self, task, *args) -> None:
-        with self._lock:
-            if self._idle:
-                self._idle.pop().give((task, args))
-                return
-            self.threads += 1
-        threading.Thread(target=self._run, args=((task, args),), name=f"{self.name}-{next(self._numbers)}",
-                         daemon=True).start()
-
-    def _run(self, work) -> None:
-        me = _Idle()
-        while work is not None:
-            task, args = work
-            task(*args)
-            with self._lock:
-                self._idle.append(me)
-            work = self._next(me)
-
-    def _next(self, me: _Idle):
-        """An idle thread's next task, or None once it has waited `linger` for nothing."""
-        if not me.given.acquire(timeout=self.linger):
-            with self._lock:
-                if me.work is None:  # still on the idle stack: nobody is about to give
-                    self._idle.remove(me)
-                    self.threads -= 1
-                    return None
-            me.given.acquire()  # given just as the wait ran out: it was released already
-        work, me.work = me.work, None
-        return work
-
-    @property
-    def idle(self) -> int:
-        return len(self._idle)
-
-
-class _Idle:
-    """One idle thread's mailbox."""
-
-    def __init__(self):
-        self.work = None
-        self.given = threading.Semaphore(0)
-
-    def give(self, work) -> None:
-        self.work = work
-        self.given.release()
-
-
-class Server(HTTPServer):
-    """Accepts, parks idle keep-alive connections, paces requests, hands them to the pool."""
-
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, address, handler, max_connections: int):
-        self._slots = threading.BoundedSemaphore(max_connections)
-        super().__init__(address, handler)
+class Server:
+    def __init__(self, address: tuple[str, int], family: socket.AddressFamily, state: ServerState):
+        self.state = state
+        self.limits = state.limits
+        self.socket = socket.create_server(address, family=family, backlog=BACKLOG)
+        self.socket.setblocking(False)
+        self.server_address = self.socket.getsockname()
         self.pool = Pool("http")
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_w.setblocking(False)  # a full pipe already means the loop will wake
-        self._back: queue.SimpleQueue = queue.SimpleQueue()  # (handler, ready) from the workers
-        self._parked: dict = {}  # handler -> when it is dropped for idling
-        self._due: list = []  # heap of (time, n, handler): requests waiting for the pacer
+        self._back: queue.SimpleQueue = queue.SimpleQueue()  # (connection, keep) from the workers
+        self._open: set[Connection] = set()
+        self._clients: Counter = Counter()  # address → connections open
+        self._parked: set[Connection] = set()  # waiting in the loop for (the rest of) a request
+        self._deadlines: list = []  # heap of (deadline, n, connection); stale entries are skipped
+        self._due: list = []  # heap of (time, n, connection, pending): requests waiting for the pacer
+        self._lingering: dict[socket.socket, float] = {}  # closing sockets → when they are closed for good
         self._order = itertools.count()
-        self._reading: dict = {}  # handler -> when it got its thread, until its request is read
         self._lock = threading.Lock()
         self._running = False
         self._stopping = False  # set once, by shutdown(), even before the loop has started
@@ -129,14 +72,16 @@ class Server(HTTPServer):
             while not self._stopping:
                 for key, _ in sel.select(self._timeout(poll_interval)):
                     if key.fileobj is self.socket:
-                        self._handle_request_noblock()
+                        self._accept()
                     elif key.fileobj is self._wake_r:
                         self._wake_r.recv(4096)
+                    elif key.data is _LINGERING:
+                        self._drop_late_bytes(key.fileobj)
                     else:
-                        self._unpark(key.data)
+                        self._readable(key.data)
                 self._take_back()
                 self._dispatch_due()
-                self._expire_idle()
+                self._expire()
         finally:
             self._wind_down()
 
@@ -144,108 +89,203 @@ class Server(HTTPServer):
         now, timeout = time.monotonic(), poll_interval
         if self._due:
             timeout = min(timeout, self._due[0][0] - now if self._admitting() else HELD_BACK_POLL)
-        if self._parked:
-            timeout = min(timeout, next(iter(self._parked.values())) - now)
+        if self._deadlines:
+            timeout = min(timeout, self._deadlines[0][0] - now)
+        if self._lingering:
+            timeout = min(timeout, next(iter(self._lingering.values())) - now)
         return max(0.0, timeout)
 
-    def process_request(self, request, client_address) -> None:
-        if not self._slots.acquire(blocking=False):
-            _refuse(request)
-            self.shutdown_request(request)
-            return
+    # -- accepting --------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPTS_PER_TURN):
+            try:
+                sock, address = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # out of file descriptors: the backlog waits for the next turn
+                return
+            self._admit(sock, address[0])
+
+    def _admit(self, sock: socket.socket, client: str) -> None:
+        with self._lock:
+            if self._clients[client] >= self.limits.max_per_client:
+                return self._refuse(sock, "per_client")
+        if len(self._open) >= self.limits.max_connections and not self._evict():
+            return self._refuse(sock, "full")
+        conn = Connection(sock, client, self.state)
+        with self._lock:
+            self._open.add(conn)
+            self._clients[client] += 1
+        self._park(conn)
+
+    def _evict(self) -> bool:
+        """Make room by closing a connection that is only waiting: from the address that
+        holds the most connections, its longest-waiting one. False if every slot is busy
+        with a request being answered."""
+        if not self._parked:
+            return False
+        victim = min(self._parked, key=lambda c: (-self._clients[c.client], c.opened))
+        self._unpark(victim)
+        self._close(victim)
+        self.state.refused["evicted"] += 1
+        return True
+
+    def _refuse(self, sock: socket.socket, reason: str) -> None:
+        """Answer a connection over a limit at once, without a thread, and close it."""
+        self.state.refused[reason] += 1
         try:
-            handler = self.RequestHandlerClass(request, client_address, self)
+            sock.setblocking(False)
+            sock.send(_BUSY)
+        except OSError:
+            pass
+        self._linger(sock)
+
+    def _linger(self, sock: socket.socket) -> None:
+        """Close our half, then read and drop what the client still sends until it closes
+        too (or LINGER passes). Closing with its request unread would make the kernel
+        answer with a reset, and the client would lose the answer we just sent it."""
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.close()
+            return
+        if len(self._lingering) >= self.limits.max_connections:
+            sock.close()  # under a flood the reset is the lesser evil
+            return
+        sock.setblocking(False)
+        self._lingering[sock] = time.monotonic() + LINGER
+        self._selector.register(sock, selectors.EVENT_READ, _LINGERING)
+
+    def _drop_late_bytes(self, sock: socket.socket) -> None:
+        try:
+            while sock.recv(65536):
+                pass
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        self._end_linger(sock)
+
+    def _end_linger(self, sock: socket.socket) -> None:
+        self._selector.unregister(sock)
+        del self._lingering[sock]
+        sock.close()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _park(self, conn: Connection) -> None:
+        self._parked.add(conn)
+        self._selector.register(conn.sock, selectors.EVENT_READ, conn)
+        self._watch(conn)
+
+    def _watch(self, conn: Connection) -> None:
+        heapq.heappush(self._deadlines, (conn.deadline(), next(self._order), conn))
+
+    def _unpark(self, conn: Connection) -> None:
+        self._parked.discard(conn)
+        self._selector.unregister(conn.sock)
+
+    def _readable(self, conn: Connection) -> None:
+        waiting = conn.started is None
+        pending = self._take(conn) if conn.receive() else False
+        if pending is False:  # the client closed, or reading its request failed
+            self._unpark(conn)
+            self._close(conn)
+            return
+        if pending is None:
+            if waiting and conn.started is not None:
+                self._watch(conn)  # a request has begun: its own deadline now applies
+            return
+        self._unpark(conn)
+        self._pace(conn, pending)
+
+    def _take(self, conn: Connection) -> Pending | None | bool:
+        """The connection's next request if it has arrived whole; False if taking it failed
+        (a bug, logged: the loop must survive it)."""
+        try:
+            return conn.take()
         except Exception:
-            self._slots.release()
-            raise
-        self._park(handler)
+            self.state.log.exception("http connection failed", client=conn.client)
+            return False
 
-    def _park(self, handler) -> None:
-        """Every connection idles out after the same socket timeout, so `_parked` (a dict
-        keeps insertion order) is always in deadline order: the first one expires first."""
-        self._parked[handler] = time.monotonic() + handler.timeout
-        self._selector.register(handler.connection, selectors.EVENT_READ, handler)
+    def _expire(self) -> None:
+        now = time.monotonic()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            deadline, _, conn = heapq.heappop(self._deadlines)
+            if conn not in self._parked or conn.deadline() != deadline:
+                continue  # answered, closed, or its deadline moved since
+            self._unpark(conn)
+            conn.expire()
+            self._close(conn)
+        while self._lingering:
+            sock, until = next(iter(self._lingering.items()))  # all linger alike: the first ends first
+            if until > now:
+                break
+            self._end_linger(sock)
 
-    def _unpark(self, handler) -> None:
-        self._selector.unregister(handler.connection)
-        del self._parked[handler]
-        self._pace(handler)
+    # -- answering --------------------------------------------------------------------------
 
-    def _pace(self, handler) -> None:
-        """A request has started to arrive: it is served when the pacer says (the loop
-        dispatches what is due at the end of each turn)."""
-        heapq.heappush(self._due, (self.api.pacer.reserve(), next(self._order), handler))
+    def _pace(self, conn: Connection, pending: Pending) -> None:
+        heapq.heappush(self._due, (self.state.pacer.reserve(), next(self._order), conn, pending))
 
     def _dispatch_due(self) -> None:
         now = time.monotonic()
         while self._due and self._due[0][0] <= now and self._admitting():
-            handler = heapq.heappop(self._due)[2]
-            with self._lock:
-                self._reading[handler] = now
-            self.pool.submit(self._work, handler)
+            _, _, conn, pending = heapq.heappop(self._due)
+            self.state.enqueue()
+            self.pool.submit(self._work, conn, pending)
 
     def _admitting(self) -> bool:
-        """Whether another request may have a thread. Not while enough are already being
-        read or waiting for a compute slot: when the CPU is what they wait for, more threads
-        only hold more memory. A request still being read after STALL_GRACE stops counting,
-        so clients that stall mid-request cannot shut the others out."""
-        now = time.monotonic()
-        with self._lock:
-            reading = sum(1 for since in self._reading.values() if now - since < STALL_GRACE)
-        return reading + self.api.queued < MAX_QUEUED
+        """Not while enough requests already wait for a compute slot: when the CPU is what
+        they wait for, more threads only hold more memory."""
+        return self.state.queued < self.limits.max_queued
 
-    def request_read(self, handler) -> None:
-        """The handler has its whole request and goes on to compute the answer."""
+    def _work(self, conn: Connection, pending: Pending) -> None:
+        """One request, on a pool thread; then the connection goes back to the loop."""
+        keep = False
+        try:
+            keep = conn.serve(pending)
+        except Exception:
+            self.state.log.exception("http connection failed", client=conn.client)
         with self._lock:
-            self._reading.pop(handler, None)
+            if self._running:
+                self._back.put((conn, keep))
+                self._wake()
+                return
+        conn.close()  # the loop has stopped: nobody lingers
 
     def _take_back(self) -> None:
         while True:
             try:
-                handler, ready = self._back.get_nowait()
+                conn, keep = self._back.get_nowait()
             except queue.Empty:
                 return
-            if ready:
-                self._pace(handler)  # the next request was already in its read buffer
+            if not keep:
+                self._close(conn)
+                continue
+            conn.sock.setblocking(False)
+            pending = self._take(conn)  # the client may have pipelined its next request
+            if pending is False:
+                self._close(conn)
+            elif pending is None:
+                self._park(conn)
             else:
-                self._park(handler)
+                self._pace(conn, pending)
 
-    def _expire_idle(self) -> None:
-        now = time.monotonic()
-        while self._parked:
-            handler, deadline = next(iter(self._parked.items()))
-            if deadline > now:
-                return
-            self._selector.unregister(handler.connection)
-            del self._parked[handler]
-            self._close(handler)
-
-    # -- the workers ------------------------------------------------------------------------
-
-    def _work(self, handler) -> None:
-        """One request, on a pool thread; then the connection goes back to the loop."""
-        keep = ready = False
-        try:
-            keep = handler.serve_one()
-            ready = keep and handler.has_buffered()
-        except OSError:
-            keep = False  # the client reset or vanished mid-request: nothing to answer
-        except Exception:
-            self.handle_error(handler.request, handler.client_address)
-            keep = False
-        self.request_read(handler)  # if it never got that far
+    def _close(self, conn: Connection) -> None:
+        """Free the connection's slot at once; its socket lingers a moment (on the loop)."""
         with self._lock:
-            if keep and self._running:
-                self._back.put((handler, ready))
-                self._wake()
-                return
-        self._close(handler)
+            if conn in self._open:
+                self._open.discard(conn)
+                self._clients[conn.client] -= 1
+                if not self._clients[conn.client]:
+                    del self._clients[conn.client]
+        self._linger(conn.sock)
 
-    def _close(self, handler) -> None:
-        try:
-            handler.close()
-        finally:
-            self._slots.release()
+    @property
+    def connections(self) -> int:
+        return len(self._open)
 
     # -- stopping ---------------------------------------------------------------------------
 
@@ -266,42 +306,35 @@ class Server(HTTPServer):
         with self._lock:
             self._running = False
         self._take_back()
-        for _, _, handler in self._due:
-            self.pool.submit(self._work, handler)  # they asked first: answer them, then close
+        for _, _, conn, pending in self._due:
+            self.state.enqueue()
+            self.pool.submit(self._work, conn, pending)  # they asked first: answer them, then close
         self._due.clear()
-        for handler in list(self._parked):
-            self._selector.unregister(handler.connection)
-            self._close(handler)
+        for conn in list(self._parked):
+            self._unpark(conn)
+            conn.close()
         self._parked.clear()
+        for sock in list(self._lingering):
+            self._end_linger(sock)
         for key in list(self._selector.get_map().values()):
             self._selector.unregister(key.fileobj)
         self._stopped.set()
 
     def server_close(self) -> None:
-        super().server_close()
+        self.socket.close()
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
 
 
-_BUSY = json.dumps({"error": "overloaded", "message": "too many connections; try again"}).encode()
+_BUSY_BODY = json.dumps({"error": "overloaded", "message": "too many connections; try again"}).encode()
+_BUSY = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: {JSON}\r\nContent-Length: {len(_BUSY_BODY)}\r\n"
+         "Connection: close\r\nRetry-After: 1\r\n\r\n").encode() + _BUSY_BODY
 
 
-def _refuse(request) -> None:
-    """Answer a connection over the limit without parking it."""
-    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: {JSON}\r\nContent-Length: {len(_BUSY)}\r\n"
-            "Connection: close\r\nRetry-After: 1\r\n\r\n").encode()
-    try:
-        request.settimeout(1.0)
-        request.sendall(head + _BUSY)
-    except OSError:
-        pass
-
-
-def bind(host: str, port: int, max_connections: int) -> Server:
+def bind(host: str, port: int, state: ServerState) -> Server:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    server_class = type("Server6", (Server,), {"address_family": family}) if family == socket.AF_INET6 else Server
     try:
-        return server_class((host, port), Handler, max_connections)
+        return Server((host, port), family, state)
     except OSError as exc:
         raise IngestdError(f"http.listen {host}:{port}: cannot listen: {exc.strerror or exc}") from None

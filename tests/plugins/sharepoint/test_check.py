@@ -6,6 +6,7 @@ from pydantic import ValidationError
 
 from ingestd import app as app_mod
 from ingestd.app import load_config
+from ingestd.plugin import CredentialStatus
 from ingestd.plugin.manager import Plugins
 from ingestd_sharepoint.options import SharePointOptions
 from tests.fakegraph import make_client_cert
@@ -186,7 +187,12 @@ def test_a_certificate_inside_its_expiry_warning_still_syncs_and_says_so(sp):
 
     connector = sp.app().connector("docs")
     assert connector.credential_expiry() == cert.cert.not_valid_after_utc  # for /sources and a metric
+    status = connector.credential_status()  # what core shows on /sources and exports
+    assert status.expires_at == cert.cert.not_valid_after_utc.timestamp()
+    assert len(status.warnings) == 1 and "days left" in status.warnings[0]
+    assert not status.warnings[0].startswith("credential")
 
 
 def test_credential_expiry_is_unknown_for_a_client_secret(sp):
     assert sp.app().connector("docs").credential_expiry() is None
+    assert sp.app().connector("docs").credential_status() == CredentialStatus()

@@ -3,18 +3,21 @@ used by the tests to prove plugins work without touching core.
 
 Connector `fixture`: a scheduled source that ingests every file in `folder`. With
 `hold_while` set, a job waits while that path exists (to make runs overlap on purpose).
+With `credential_expires_in_days`, it reports a credential expiring then (a warning
+inside 30 days), the way a certificate-based connector would.
 Hook `document_stored`: appends each stored document's id to $INGESTD_TEST_HOOK_LOG.
 """
 
 import os
 import time
 
-from ingestd.plugin import ConfigPath, Connector, ScheduleOptions, Staged, hookimpl
+from ingestd.plugin import ConfigPath, Connector, CredentialStatus, ScheduleOptions, Staged, hookimpl
 
 
 class FixtureOptions(ScheduleOptions):
     folder: ConfigPath
     hold_while: ConfigPath | None = None
+    credential_expires_in_days: float | None = None
 
 
 class FixtureConnector(Connector):
@@ -29,6 +32,18 @@ class FixtureConnector(Connector):
             time.sleep(0.02)
         for path in sorted(self.options.folder.iterdir()):
             yield Staged(origin_uri=f"fixture://{path.name}", path=path, name=path.name)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        days = self.options.credential_expires_in_days
+        self._expires = time.time() + days * 86400 if days is not None else None
+
+    def credential_status(self):
+        if self._expires is None:
+            return CredentialStatus()
+        days = (self._expires - time.time()) / 86400
+        warnings = (f"certificate expires in {days:.0f} days",) if days < 30 else ()
+        return CredentialStatus(warnings=warnings, expires_at=self._expires)
 
 
 @hookimpl

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from ingestd.api.transport.server import Pool
+from ingestd.api.transport.pool import Pool
 from tests.support.helpers import wait_for
 
 

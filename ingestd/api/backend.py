@@ -1,0 +1,92 @@
+"""What the API asks of the daemon, and nothing more: the narrow interface its handlers and
+metrics read through. The daemon implements it (`ingestd.daemon_api`); nothing in
+`ingestd.api` imports the daemon or reaches into its parts, and a test can serve the API
+from any object that fits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ingestd.jobs.manifest import Manifest, Status
+from ingestd.plugin.connector import CredentialStatus
+from ingestd.jobs.lifecycle import JobsUnwritable
+from ingestd.runtime.queue import Busy
+from ingestd.store.catalogue import Document
+
+__all__ = ["Backend", "Busy", "CredentialStatus", "ItemsPage", "JobsUnwritable", "Runtime", "SourceView"]
+
+
+@dataclass(frozen=True)
+class SourceView:
+    """One configured source as the API shows it."""
+
+    name: str
+    kind: str
+    enabled: bool
+    remediation: str | None  # why it cannot run; None when it can
+    watched: bool
+    schedule: str | None  # "every 3600s", a cron line; None for watched sources
+    next_run_at: float | None  # Unix time
+    last_job: Manifest | None
+    credential: CredentialStatus = CredentialStatus()
+
+    @property
+    def available(self) -> bool:
+        return self.remediation is None
+
+
+@dataclass(frozen=True)
+class ItemsPage:
+    items: list[dict[str, Any]]  # records of the job's items file
+    next_offset: int | None  # where the next page starts; None when the job is finished and read to the end
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The daemon's moving parts at this instant, for gauges (all in memory, O(sources))."""
+
+    queue_depth: int
+    running: int
+    active: dict[str, Status] = field(default_factory=dict)  # source → status of its queued or running job
+    schedule_skipped: dict[str, int] = field(default_factory=dict)  # source → runs skipped (overlaps)
+
+
+class Backend(Protocol):
+    version: str
+    started_at: float  # Unix time
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Named checks, each with `ok` and details (the /healthz body's `checks`)."""
+
+    def job(self, job_id: str) -> Manifest:
+        """Raises NotFoundError."""
+
+    def jobs(self, *, source: str | None, status: Status | None, limit: int, before: str | None) -> list[Manifest]:
+        """Newest first."""
+
+    def job_items(self, job_id: str, offset: int, limit: int) -> ItemsPage:
+        """Raises NotFoundError for an unknown job."""
+
+    def last_succeeded(self) -> list[Manifest]:
+        """Each source's newest succeeded job."""
+
+    def document(self, doc_id: str) -> Document:
+        """Raises NotFoundError."""
+
+    def sources(self) -> list[SourceView]:
+        """Every configured source, in config order."""
+
+    def source(self, name: str) -> SourceView | None: ...
+
+    def submit(self, source: str) -> Manifest:
+        """Queue a job (trigger `api`). Raises Busy (a job holds the source), UsageError (no
+        such source, e.g. removed by a reload), ConfigError (its connector cannot run),
+        JobsUnwritable (the state dir refuses job records; no job was made)."""
+
+    def runtime(self) -> Runtime: ...
+
+    def on_job_finished(self, listener: Callable[[Manifest], None]) -> None:
+        """Call `listener` with each job's manifest once it is terminal."""

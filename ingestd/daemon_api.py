@@ -1,0 +1,108 @@
+"""The daemon's side of the status API: `api.backend.Backend`, answered from the running
+parts the daemon hands over. The API sees these answers and nothing else of the daemon."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ingestd._lib import logs
+from ingestd.api.backend import CredentialStatus, ItemsPage, Runtime, SourceView
+from ingestd.config import Source
+from ingestd.jobs.items import read_page
+from ingestd.jobs.manifest import Manifest
+
+
+class DaemonApi:
+    def __init__(self, *, app, plugins, workers, schedule, unavailable: dict[str, str],
+                 health: Callable[[], dict], submit: Callable[..., Manifest], version: str, started_at: float):
+        self.app, self.plugins, self.workers, self.schedule = app, plugins, workers, schedule
+        self.unavailable = unavailable  # the daemon's own dict: sources that could not start, and why
+        self._health, self._submit = health, submit
+        self.version, self.started_at = version, started_at
+        self.log = logs.get("ingestd.http")
+
+    def health(self) -> dict[str, dict]:
+        return self._health()
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def job(self, job_id: str) -> Manifest:
+        return self.app.jobs.get(job_id)
+
+    def jobs(self, *, source=None, status=None, limit: int = 50, before=None) -> list[Manifest]:
+        return self.app.jobs.list(source=source, status=status, limit=limit, before=before)
+
+    def job_items(self, job_id: str, offset: int, limit: int) -> ItemsPage:
+        manifest = self.app.jobs.get(job_id)
+        path = self.app.jobs.items_path(manifest)
+        if Path(manifest.items_file).name != manifest.items_file:  # a planted manifest naming another file
+            records, end, more = [], 0, False
+        else:
+            records, end, more = read_page(path, offset, limit)
+        return ItemsPage(records, end if more or not manifest.terminal else None)
+
+    def last_succeeded(self) -> list[Manifest]:
+        return self.app.jobs.last_succeeded()
+
+    def submit(self, source: str) -> Manifest:
+        return self._submit(source, "api")
+
+    def on_job_finished(self, listener) -> None:
+        """`listener(manifest)` for every finished job: a subscriber of the job lifecycle."""
+        self.app.lifecycle.subscribe(lambda done: listener(done.manifest))
+
+    def document(self, doc_id: str):
+        return self.app.store.get(doc_id)
+
+    # -- sources ----------------------------------------------------------------------------
+
+    def sources(self) -> list[SourceView]:
+        return [self._view(s) for s in self.app.config.sources]
+
+    def source(self, name: str) -> SourceView | None:
+        source = self.app.config.source(name)
+        return self._view(source) if source is not None else None
+
+    def _view(self, source: Source) -> SourceView:
+        cls = self.plugins.connectors.get(source.kind)
+        if source.name in self.unavailable:
+            reason = self.unavailable[source.name]
+        elif cls is None:
+            reason = f"no installed plugin provides connector {source.kind!r}"
+        else:
+            reason = None if source.enabled else cls.unavailable_reason()  # enabled ones were checked at start
+        watched = bool(cls and cls.watched)
+        text = getattr(source.options, "schedule_text", None)
+        last = self.app.jobs.list(source=source.name, limit=1)
+        return SourceView(
+            name=source.name, kind=source.kind, enabled=source.enabled, remediation=reason, watched=watched,
+            schedule=None if watched or text is None else text(), next_run_at=self._next_run(source.name),
+            last_job=last[0] if last else None,
+            credential=self._credential(source) if source.enabled and reason is None else CredentialStatus(),
+        )
+
+    def _next_run(self, name: str) -> float | None:
+        moment = self.schedule.next_run(name)
+        return moment.timestamp() if moment else None
+
+    def _credential(self, source: Source) -> CredentialStatus:
+        connector = self.app.connectors.get(source.name)  # built when the source started
+        if connector is None:
+            return CredentialStatus()
+        try:
+            status = connector.credential_status()
+        except Exception:  # a plugin's bug must not take /sources or /metrics down with it
+            self.log.exception("credential_status failed", source=source.name)
+            return CredentialStatus()
+        return status if isinstance(status, CredentialStatus) else CredentialStatus()
+
+    # -- gauges -----------------------------------------------------------------------------
+
+    def runtime(self) -> Runtime:
+        active = {}
+        for source in self.app.config.sources:
+            job = self.workers.busy(source.name)
+            if job is not None:
+                active[source.name] = job.status
+        return Runtime(self.workers.depth(), self.workers.running, active, dict(self.schedule.overlaps))

@@ -25,6 +25,7 @@ class Counters(BaseModel):
     skipped: int = 0
     failed: int = 0
     deleted: int = 0
+    filtered: int = 0  # listed by the source, left out by include/exclude (no item, no error)
     bytes: int = 0
 
 

@@ -309,6 +309,7 @@ class _Run:
         self.ctx.progress.advance(bytes=n)
 
     def commit(self) -> None:
+        self.manifest.counters.filtered = self.ctx.filtered
         batch, self.batch = self.batch, _Batch()
         if not len(batch):
             return

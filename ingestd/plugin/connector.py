@@ -101,6 +101,12 @@ class JobContext:
     log: Any
     hint: list[str] | None = None  # for a watch-triggered job: the settled files' paths
     progress: Progress = field(default_factory=Progress)  # MAY be fed: phase, totals, bytes downloaded
+    filtered: int = 0  # see note_filtered
+
+    def note_filtered(self, count: int = 1) -> None:
+        """Count items the source listed but `include`/`exclude` left out: they are no
+        events (nothing to record per item), yet the job's counters must show them."""
+        self.filtered += count
 
     @property
     def workspace(self) -> Path:

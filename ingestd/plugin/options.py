@@ -3,12 +3,15 @@ thing in every source that accepts them."""
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from ingestd.config import Duration, Strict
+from ingestd.plugin import globs
 
 
 class ScheduleOptions(Strict):
@@ -53,24 +56,48 @@ class ScheduleOptions(Strict):
 DEFAULT_EVERY = 900.0
 
 
-class FilterOptions(Strict):
-    """Glob filters on the item's path relative to the source (`**` crosses folders)."""
+def _glob(pattern: str) -> str:
+    problem = globs.problem(pattern)
+    if problem:
+        raise ValueError(f"{pattern!r}: {problem}")
+    return pattern
 
-    include: list[str] = Field(default_factory=lambda: ["**"])
-    exclude: list[str] = Field(default_factory=list)
+
+Glob = Annotated[str, AfterValidator(_glob)]
+
+
+class FilterOptions(Strict):
+    """Which items of a source are taken: `include` and `exclude` globs on the item's path
+    relative to the source, in gitignore's dialect (`ingestd.plugin.globs`).
+
+    Case sensitivity belongs to the source, not the operator: S3 keys are case-sensitive,
+    SharePoint names are not, so a connector whose names ignore case sets
+    `glob_ignore_case = True` on its options class.
+    """
+
+    glob_ignore_case: ClassVar[bool] = False
+
+    include: list[Glob] = Field(default_factory=lambda: ["**"])
+    exclude: list[Glob] = Field(default_factory=list)
 
     def wanted(self, relpath: str) -> bool:
-        return any(_glob(relpath, p) for p in self.include) and not any(_glob(relpath, p) for p in self.exclude)
+        """Whether the item at `relpath` is taken; a folder's path ends in `/`."""
+        return self._filters.wanted(relpath)
+
+    @cached_property
+    def _filters(self) -> "_Filters":
+        """Compiled on first use, once per options object: this runs for every listed item."""
+        return _Filters(globs.compile_patterns(self.include, self.glob_ignore_case),
+                        globs.compile_patterns(self.exclude, self.glob_ignore_case))
 
 
-def _glob(relpath: str, pattern: str) -> bool:
-    if pattern in ("**", "*"):
-        return True if pattern == "**" else "/" not in relpath
-    if pattern.startswith("**/"):
-        rest = pattern[3:]
-        parts = relpath.split("/")
-        return any(fnmatchcase("/".join(parts[i:]), rest) for i in range(len(parts)))
-    return fnmatchcase(relpath, pattern)
+@dataclass(frozen=True)
+class _Filters:
+    included: Callable[[str], bool]
+    excluded: Callable[[str], bool]
+
+    def wanted(self, relpath: str) -> bool:
+        return self.included(relpath) and not self.excluded(relpath)
 
 
 class DeleteOptions(Strict):

@@ -10,11 +10,13 @@ import os
 import threading
 
 from ingestd.errors import Code, ConfigError, ConnectorError
-from ingestd.plugin import Connector, Credential, Deleted, JobContext, Outcome, Registry, Requirement, Source, Staged
+from ingestd.plugin import (
+    Connector, Credential, Deleted, Failed, JobContext, Outcome, Registry, Requirement, Source, Staged,
+)
 
 from . import credentials as cred_types
 from . import state
-from .objects import Token
+from .objects import Skip, Token
 from .options import S3Options
 
 SYNCED = ("ingested", "unchanged")
@@ -41,16 +43,18 @@ class S3Connector(Connector):
         yield from Sync(self._client_for_job(), self.options, ctx).events()
 
     def finish(self, ctx: JobContext, outcomes: list[Outcome], status: str) -> None:
-        """Remember what is now durable in the store; failed items stay unrecorded so the
-        next run tries them again."""
-        synced, gone = [], []
+        """Remember what is now durable in the store, and the refusals that hold until the
+        object changes; failed items stay unrecorded so the next run tries them again."""
+        synced, gone, refused = [], [], []
         for out in outcomes:
             event = out.event
             if isinstance(event, Staged) and out.outcome in SYNCED and isinstance(event.token, Token):
                 synced.append((event.token, out.doc_id))
             elif isinstance(event, Deleted) and out.outcome in ("deleted", "unchanged"):
                 gone.append(event.token)
-        rows = state.record(ctx.source_state, self.options.bucket, synced, gone)
+            elif isinstance(event, Failed) and out.outcome == "skipped" and isinstance(event.token, Skip):
+                refused.append(event.token)
+        rows = state.record(ctx.source_state, self.options.bucket, synced, gone, refused)
         ctx.log.debug("s3 state recorded", rows=rows)
 
     # -- the client -------------------------------------------------------------------
@@ -104,6 +108,9 @@ class S3Connector(Connector):
     # -- check-config -----------------------------------------------------------------
 
     def check(self) -> list[str]:
+        return _prefix_warnings(self.source.name, self.options.prefix) + self._credential_problems()
+
+    def _credential_problems(self) -> list[str]:
         where = f'sources "{self.source.name}": credentials'
         name = self.options.credentials
         if not name:
@@ -116,6 +123,16 @@ class S3Connector(Connector):
         if not problems and cred.type in ("aws_profile", "aws_assume_role"):
             problems += [f"{where}: {p}" for p in _profile_problems(cred)]
         return problems
+
+
+def _prefix_warnings(source: str, prefix: str) -> list[str]:
+    """A prefix is a string match, not a folder: `reports` also takes `reports-old/…`.
+    Only a warning (`check-config` still passes, jobs run): a partial name may be meant."""
+    if not prefix or prefix.endswith("/"):
+        return []
+    return [f'sources "{source}": prefix: warning: "{prefix}" has no trailing "/", so it also takes sibling '
+            f'keys that merely start with it, such as "{prefix}-old/…" or "{prefix}.txt"; write "{prefix}/" '
+            "to sync that folder alone (keep it as it is if a partial name is meant)"]
 
 
 def _profile_problems(cred: Credential) -> list[str]:

@@ -19,7 +19,7 @@ from ingestd.errors import Code, ConnectorError, io_error_code
 from ingestd.plugin import Failed, Staged
 from ingestd.plugin.kit import safe_parts, unlink_quietly
 
-from .keys import canonical_time, file_name, origin_uri, plain_etag
+from .keys import canonical_time, is_folder_marker, object_name, origin_uri, plain_etag
 from .objects import Listed, Token
 from .remote import RemoteError, translate
 
@@ -83,7 +83,7 @@ class Fetcher:
         into a single component that is never `.`, `..` or contains a separator, and the
         file is created with O_EXCL | O_NOFOLLOW, so it can only land in the workspace.
         """
-        return self.workspace / safe_parts([f"{seq}-{file_name(key)}"])[0]
+        return self.workspace / safe_parts([f"{seq}-{object_name(key)}"])[0]
 
     def _refused(self, exc: Exception, uri: str, obj: Listed) -> Failed | None:
         err = translate(exc, f"GET {uri}")
@@ -136,14 +136,16 @@ class Fetcher:
             return Failed(uri, Code.TRANSIENT, f"GET {uri}: received {size} of {got.size} bytes", token=obj.key)
         version = response.get("VersionId") or got.version_id
         token = Token(got.key, got.etag, got.size, got.modified, version)
+        metadata = {
+            "bucket": self.bucket, "key": obj.key, "etag": got.etag, "last_modified": got.modified,
+            "version_id": version, "storage_class": obj.storage_class or "STANDARD",
+            "content_type": response.get("ContentType"),
+        }
+        if is_folder_marker(obj.key):
+            metadata["folder_marker"] = True  # a key named like a folder that holds a document
         return Staged(
-            origin_uri=uri, path=path, name=file_name(obj.key) or path.name, owned=True, sha256=sha, size=size,
-            source_modified_at=got.modified or None, max_size=self.limit, token=token,
-            metadata={
-                "bucket": self.bucket, "key": obj.key, "etag": got.etag, "last_modified": got.modified,
-                "version_id": version, "storage_class": obj.storage_class or "STANDARD",
-                "content_type": response.get("ContentType"),
-            },
+            origin_uri=uri, path=path, name=object_name(obj.key) or path.name, owned=True, sha256=sha, size=size,
+            source_modified_at=got.modified or None, max_size=self.limit, token=token, metadata=metadata,
         )
 
     def _stream(self, body, path: Path) -> tuple[str, int]:

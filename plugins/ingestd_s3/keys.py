@@ -41,8 +41,18 @@ def relpath(key: str, prefix: str) -> str:
 
 
 def is_folder_marker(key: str) -> bool:
-    """Keys consoles and Hadoop tools create to fake folders; they hold no document."""
+    """Keys consoles and Hadoop tools create to fake folders. Empty, they hold no document;
+    with bytes in them they do, whatever their name says."""
     return key.endswith("/") or key.endswith(LEGACY_FOLDER_SUFFIX)
+
+
+def object_name(key: str) -> str | None:
+    """The name an object's content is stored under (for MIME guessing): its file name,
+    or for a key ending in `/` that holds bytes, its folder's name; None when the key
+    names neither (`.`, `..`, `a/..`, `/`)."""
+    if key.endswith("/"):
+        key = key.rstrip("/")
+    return file_name(key)
 
 
 def file_name(key: str) -> str | None:

@@ -1,5 +1,6 @@
-"""The two views of an object the sync compares: as the listing shows it (`Listed`),
-and as it was last fetched (`Token`, what the state stores)."""
+"""The views of an object the sync compares: as the listing shows it (`Listed`), as it
+was last fetched (`Token`), and as it was last refused for good (`Skip`); the state
+stores the last two."""
 
 from __future__ import annotations
 
@@ -36,3 +37,24 @@ class Listed:
     @property
     def token(self) -> Token:
         return Token(self.key, self.etag, self.size, canonical_time(self.modified))
+
+    def skip(self, code: str) -> "Skip":
+        return Skip(self.key, self.etag, self.size, canonical_time(self.modified), self.storage_class, code)
+
+
+@dataclass(frozen=True)
+class Skip:
+    """An object refused for a reason that holds until the object changes (archived, no
+    file name): remembered, so it is reported by one job, not by every run."""
+
+    key: str
+    etag: str
+    size: int
+    modified: str
+    storage_class: str | None
+    code: str
+
+    def same(self, obj: Listed) -> bool:
+        """Whether `obj` is still the object refused (a new class counts: a restored copy)."""
+        return (self.etag, self.size, self.modified, self.storage_class) == (
+            obj.etag, obj.size, canonical_time(obj.modified), obj.storage_class)

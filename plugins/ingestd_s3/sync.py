@@ -17,14 +17,19 @@ from ingestd.errors import Code, ConnectorError
 from ingestd.plugin import Deleted, Event, Failed, JobContext
 
 from .download import Fetcher
-from .keys import file_name, is_folder_marker, is_utf8, origin_uri, plain_etag, relpath
-from .objects import Listed
+from .keys import is_folder_marker, is_utf8, object_name, origin_uri, plain_etag, relpath
+from .objects import Listed, Skip
 from .options import S3Options
 from .pool import Pool
 from .remote import translate
 from .state import Snapshot
 
 LIST_PAGE_SIZE = 1000  # the S3 maximum: fewest requests
+# Storage classes a GET refuses until the object is restored. GLACIER_IR is readable;
+# Intelligent-Tiering's archive tiers do not show in a listing (their GET is refused).
+ARCHIVED = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+ARCHIVED_HINT = ("not fetched; restore it and copy it over itself into a readable storage class "
+                 "(README: S3, archived objects), and the next run takes it")
 
 
 @dataclass
@@ -35,8 +40,9 @@ class Tally:
     fetched: int = 0
     deferred: int = 0
     filtered: int = 0
-    folders: int = 0
+    folders: int = 0  # empty folder markers
     refused: int = 0
+    refused_before: int = 0  # archived or nameless objects a previous job reported
     vanished: int = 0
 
 
@@ -74,6 +80,7 @@ class Sync:
                     yield from pool.ready()
                     if self.ctx.stop.is_set():
                         return
+                snapshot.forget_unlisted_skips()
                 gone = snapshot.vanished()
                 self._valve(gone, known)
                 for item in snapshot.parked():
@@ -110,12 +117,12 @@ class Sync:
         """For each listed object: nothing (unchanged, filtered, ...), a refusal, or itself
         when it has to be fetched."""
         self.tally.listed += len(page)
-        known = snapshot.observe([o["Key"] for o in page if is_utf8(o["Key"])])
+        known, skipped = snapshot.observe([o["Key"] for o in page if is_utf8(o["Key"])])
         now = time.time()
         for item in page:
             obj = Listed(item["Key"], plain_etag(item.get("ETag")), int(item.get("Size", 0)),
                          item["LastModified"], item.get("StorageClass"))
-            verdict = self._verdict(obj, known.get(obj.key), now)
+            verdict = self._verdict(obj, known.get(obj.key), skipped.get(obj.key), now)
             if isinstance(verdict, Failed):
                 self.tally.refused += 1
                 yield verdict
@@ -123,34 +130,44 @@ class Sync:
                 self.tally.fetched += 1
                 yield obj
 
-    def _verdict(self, obj: Listed, previous, now: float) -> Failed | bool:
+    def _verdict(self, obj: Listed, previous, skipped: Skip | None, now: float) -> Failed | bool:
         """True to fetch, False to leave alone, or a Failed refusal."""
         uri = origin_uri(self.options.bucket, obj.key) if is_utf8(obj.key) else None
         if uri is None:
             return Failed(f"s3://{self.options.bucket}/", Code.INVALID_NAME, "key is not valid UTF-8", skip=True)
-        if is_folder_marker(obj.key):
+        if obj.size == 0 and is_folder_marker(obj.key):
             self.tally.folders += 1
-            if obj.size == 0:
-                return False
-            return Failed(uri, Code.INVALID_NAME, f"a folder-marker key holding {obj.size} bytes; not ingested",
-                          skip=True, token=obj.key)
+            return False
         if not self.options.wanted(relpath(obj.key, self.options.prefix)):
             self.tally.filtered += 1
+            self.ctx.note_filtered()
             return False
         if previous is not None and previous.same(obj.etag, obj.size, obj.token.modified):
             self.tally.unchanged += 1
             return False
+        if skipped is not None and skipped.same(obj):
+            self.tally.refused_before += 1
+            return False
         if self.options.min_age_seconds and now - obj.modified.timestamp() < self.options.min_age_seconds:
             self.tally.deferred += 1
             return False
-        if file_name(obj.key) is None:
-            return Failed(uri, Code.INVALID_NAME, "the key ends in '.' or '..' and names no file", skip=True,
-                          token=obj.key)
+        return self._refusal(obj, uri) or True
+
+    def _refusal(self, obj: Listed, uri: str) -> Failed | None:
+        """Why `obj` is not fetched at all. Archived and nameless objects are remembered
+        (the Skip token) and not reported again until they change; an object over the
+        size limit is reported every run, since raising the limit is the operator's fix."""
+        if obj.storage_class in ARCHIVED:
+            return Failed(uri, Code.UNAVAILABLE, f"archived in {obj.storage_class}: {ARCHIVED_HINT}", skip=True,
+                          token=obj.skip(Code.UNAVAILABLE.value))
+        if object_name(obj.key) is None:
+            return Failed(uri, Code.INVALID_NAME, "the key ends in '.' or '..' and names no file; not ingested",
+                          skip=True, token=obj.skip(Code.INVALID_NAME.value))
         limit = self.options.max_object_size
         if limit is not None and obj.size > limit:
             return Failed(uri, Code.TOO_LARGE, f"{obj.size} bytes is over max_object_size {limit}", skip=True,
                           token=obj.key)
-        return True
+        return None
 
     def _valve(self, gone: list[str], known: int) -> None:
         """Refuse, before anything is fetched or tombstoned, a run that would tombstone

@@ -6,7 +6,7 @@ be able to validate a config on a machine without the SharePoint extra installed
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator
@@ -15,6 +15,8 @@ from ingestd.plugin import ConfigPath, DeleteOptions, Duration, FilterOptions, S
 
 
 class SharePointOptions(ScheduleOptions, FilterOptions, DeleteOptions):
+    glob_ignore_case: ClassVar[bool] = True  # SharePoint names ignore case: `*.pdf` takes Scan.PDF
+
     site_url: str
     library: str = "Documents"
     folder: str | None = None
@@ -91,9 +93,12 @@ class SharePointOptions(ScheduleOptions, FilterOptions, DeleteOptions):
 
     def scope_key(self) -> dict:
         """What decides which items the source holds; a change means a full re-enumeration."""
-        return {
+        key = {
             "site_url": self.site_url.lower(), "library": self.library.lower(),
             "folder": (self.folder or "").lower(), "include": list(self.include),
             "exclude": list(self.exclude), "max_file_size": self.max_file_size,
             "graph_url": self.graph_url.lower(),
         }
+        if self.include != ["**"] or self.exclude:  # 0.1 matched case-sensitively: filtered sources re-read once
+            key["globs"] = "gitignore, ignore case"
+        return key

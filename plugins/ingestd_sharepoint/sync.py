@@ -215,6 +215,9 @@ class Sync:
                     add(item.id, None, old, None)
             elif item.is_file:
                 path = tree.path_of(item.parent, item.name)
+                rel = self.scope.relpath(path)
+                if rel is not None and not self.opts.wanted(rel):
+                    self.ctx.note_filtered()  # in the folder, left out by include/exclude: counted
                 bad = tree.bad_name(item.parent, item.name)
                 if bad is not None:
                     base = tree.folder_path(item.parent)

@@ -129,6 +129,21 @@ def test_check_config_reports_an_undefined_profile(s3env, capsys):
     assert code == 78 and "'nowhere' is not defined" in text and "aws configure --profile nowhere" in text
 
 
+def test_check_config_warns_of_a_prefix_that_also_takes_its_siblings(s3env, moto, capsys):
+    """`reports` takes `reports-2024/…` too: a warning, which neither fails check-config
+    nor any job (a warning treated as fatal is the SharePoint certificate bug)."""
+    moto.put("reports/q1.txt", b"in")
+    moto.put("reports-2024/q1.txt", b"sibling")
+    s3env.write(prefix="reports")
+    code, text = check(s3env, capsys)
+    assert code == 0 and "ok\n" in text
+    assert 'sources "bucket": prefix: warning: "reports" has no trailing "/"' in text and 'write "reports/"' in text
+    manifest = s3env.run()
+    assert manifest["status"] == "succeeded" and manifest["counters"]["ingested"] == 2
+    s3env.write(prefix="reports/")
+    assert check(s3env, capsys) == (0, "ok\n")
+
+
 def test_the_secret_scan_can_fail(s3env):
     """The leak check every test runs at teardown does find a planted secret."""
     s3env.state.mkdir(exist_ok=True)

@@ -131,16 +131,6 @@ def test_a_silent_endpoint_is_given_up_on_after_read_timeout(s3env, monkeypatch)
     assert waited < 30, f"waited {waited:.1f} s: the 60 s default was used, not read_timeout"
 
 
-def test_an_archived_object_is_skipped_with_the_remedy(s3env, moto):
-    moto.s3.put_object(Bucket=BUCKET, Key="cold.txt", Body=b"cold", StorageClass="GLACIER")
-    moto.put("warm.txt", b"warm")
-    result = s3env.run()
-    assert result["status"] == "succeeded" and result["counters"]["ingested"] == 1
-    assert result["counters"]["skipped"] == 1
-    error = result["errors"][0]
-    assert error["code"] == "unavailable" and "restore it" in error["message"] and error["request_id"]
-
-
 def test_an_unreadable_state_file_fails_the_job_with_the_way_out(s3env, moto):
     moto.put("a.txt", b"a")
     state = s3env.state / "sources" / "bucket" / "s3-objects.sqlite"

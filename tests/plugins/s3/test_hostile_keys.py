@@ -60,9 +60,46 @@ def test_hostile_keys_stay_inside_and_keep_their_exact_identity(s3env, moto):
     assert not any(p.is_symlink() for p in s3env.root.rglob("*"))
 
 
-def test_a_folder_marker_with_content_is_reported_not_dropped(s3env, moto):
-    moto.put("photos/", b"bytes where a folder marker should be empty")
+def test_folder_marker_keys_holding_bytes_are_ingested_once_under_their_exact_origin(s3env, moto):
+    """Their content is real: a key ending in `/` or `_$folder$` that holds bytes is a
+    document, named after its folder; empty markers stay silent (issue 24, item 6)."""
+    pdf = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n"
+    moto.put("photos/", pdf)
+    moto.put("logs_$folder$", b"hadoop wrote this")
+    moto.put("empty/", b"")
+    moto.put("old_$folder$", b"")
     moto.put("photos/a.jpg", b"\xff\xd8\xff\xe0jpeg")
-    result = s3env.run()
-    assert result["status"] == "succeeded" and result["counters"]["ingested"] == 1
-    assert [(e["code"], e["item"]) for e in result["errors"]] == [("invalid_name", "s3://docs/photos/")]
+
+    first = s3env.run()
+
+    assert first["status"] == "succeeded" and first["errors"] == []
+    assert (first["counters"]["ingested"], first["counters"]["skipped"]) == (3, 0)
+    docs = s3env.documents()
+    marker = docs["s3://docs/photos/"]
+    assert key_of(marker.origin_uri) == (BUCKET, "photos/") and marker.metadata["folder_marker"] is True
+    assert marker.sha256 == hashlib.sha256(pdf).hexdigest() and marker.mime == "application/pdf"
+    assert docs[origin_uri(BUCKET, "logs_$folder$")].metadata["folder_marker"] is True
+    assert "folder_marker" not in docs[origin_uri(BUCKET, "photos/a.jpg")].metadata
+
+    s3env.moto.log.clear()
+    again = s3env.run()
+    assert again["status"] == "succeeded" and again["errors"] == [] and again["counters"]["ingested"] == 0
+    assert moto.log.count("GET", per_object=True) == 0
+
+
+def test_a_key_that_names_no_file_is_reported_once_until_it_changes(s3env, moto):
+    for key in REFUSED:
+        moto.put(key, body(key))
+    first = s3env.run()
+    assert first["counters"]["skipped"] == len(REFUSED)
+    assert {e["code"] for e in first["errors"]} == {"invalid_name"}
+
+    for _ in range(2):  # no-op runs say nothing more about it, and fetch nothing
+        moto.log.clear()
+        quiet = s3env.run()
+        assert quiet["status"] == "succeeded" and quiet["errors"] == [] and quiet["counters"]["skipped"] == 0
+        assert moto.log.count("GET", per_object=True) == 0
+
+    moto.put("a/..", b"new content")  # a changed object is judged (and reported) afresh
+    changed = s3env.run()
+    assert [(e["code"], e["item"]) for e in changed["errors"]] == [("invalid_name", origin_uri(BUCKET, "a/.."))]

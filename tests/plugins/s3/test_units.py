@@ -17,8 +17,8 @@ from ingestd.credentials import Credential
 from ingestd.errors import Code
 from ingestd_s3 import credentials as cred_types
 from ingestd_s3.client import parse_timestamp
-from ingestd_s3.keys import (canonical_time, file_name, is_folder_marker, key_of, origin_uri, plain_etag,
-                             relpath)
+from ingestd_s3.keys import (canonical_time, file_name, is_folder_marker, key_of, object_name, origin_uri,
+                             plain_etag, relpath)
 from ingestd_s3.options import S3Options
 from ingestd_s3.remote import client_error
 
@@ -46,6 +46,9 @@ def test_key_rules():
     assert is_folder_marker("a/") and is_folder_marker("a_$folder$") and not is_folder_marker("a")
     assert file_name("a/b.txt") == "b.txt" and file_name("/abs") == "abs"
     assert [file_name(k) for k in (".", "..", "a/..", "a/.", "a/")] == [None] * 5
+    assert [object_name(k) for k in ("photos/", "a/b//", "x_$folder$", "b.txt")] == ["photos", "b", "x_$folder$",
+                                                                                     "b.txt"]
+    assert [object_name(k) for k in ("/", "a/../", "./", "..")] == [None] * 4
     assert plain_etag('"abc-2"') == "abc-2" and plain_etag('W/"x"') == "x" and plain_etag(None) == ""
     assert canonical_time(datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)) == "2026-01-02T03:04:05Z"
 

@@ -29,7 +29,8 @@ def test_transitions_are_enforced_and_timestamped(tmp_path):
             jobs.transition(m, status)
     on_disk = json.loads((tmp_path / "jobs" / f"{m.job_id}.json").read_text())
     assert on_disk["schema"] == 1 and on_disk["status"] == "partial"
-    assert set(on_disk["counters"]) == {"discovered", "ingested", "unchanged", "skipped", "failed", "deleted", "bytes"}
+    assert set(on_disk["counters"]) == {"discovered", "ingested", "unchanged", "skipped", "failed", "deleted", "filtered",
+                                      "bytes"}
 
 
 def test_errors_are_capped_with_a_count(tmp_path):

@@ -1,21 +1,28 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 CONFIG ?= etc/ingestd.toml
 
 .PHONY: install run test bench clean
 
-install: $(STAMP)
+# The development venv: ingestd with every connector and the test tools.
+install: $(TEST_STAMP)
 
 # Reinstall when the packaging changes, so a stale venv never hides a missing dependency.
-$(STAMP): pyproject.toml
+# `make run` installs what ingestd needs to run, no more; `make test` adds the test tools.
+$(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[s3,sharepoint,test]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[s3,sharepoint]'
+	touch $(RUN_STAMP)
 
-run: install
+$(TEST_STAMP): $(RUN_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[s3,sharepoint,test]'
+	touch $(TEST_STAMP)
+
+run: $(RUN_STAMP)
 	mkdir -p var/inbox
 	$(BIN)/ingestd run --config $(CONFIG)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingestd import config as config_mod
@@ -19,6 +20,7 @@ from ingestd.credentials import Registry
 from ingestd.errors import Code, ConfigError, StateError, UsageError
 from ingestd.jobs.jobstore import JobStore
 from ingestd.jobs.lifecycle import Lifecycle
+from ingestd.jobs.locks import source_lock
 from ingestd.jobs.manifest import Manifest, Trigger
 from ingestd.jobs.pipeline import Pipeline
 from ingestd.plugin.connector import Connector
@@ -90,16 +92,25 @@ class App:
 
     def run_job(self, source: str, trigger: Trigger, *, hint=None, stop: threading.Event | None = None,
                 manifest: Manifest | None = None) -> Manifest:
-        """Run a job (the one given, else a new one) to its end. Unknown or unavailable
-        sources, and a busy or unwritable state, raise before a job exists; once it does,
-        whatever goes wrong ends it `failed`, never half-open."""
-        if manifest is None:
-            manifest = self.lifecycle.create(source, self.connector(source).kind, trigger)
+        """Run a job the daemon's queue made (`manifest`), or a new one, to its end. A new
+        one is made only once its source's lock is taken: a one-shot whose source is busy
+        records no job, and no other process ever sees this one before it is running under
+        the lock (so none can take it for one a dead process left). Unknown or unavailable
+        sources, a busy source and an unwritable state raise before a job exists; once it
+        does, whatever goes wrong ends it `failed`, never half-open."""
+        if manifest is not None:
+            return self._run(manifest, stop=stop, hint=hint)
+        connector = self.connector(source)
+        with source_lock(self.state_dir, source) as held:
+            manifest = self.lifecycle.create(source, connector.kind, trigger)
+            return self._run(manifest, stop=stop, hint=hint, held=held)
+
+    def _run(self, manifest: Manifest, *, stop, hint, held=None) -> Manifest:
         try:
-            connector = self.connector(source)
-            return self.pipeline.run(manifest, connector, stop=stop, hint=hint)
+            connector = self.connector(manifest.source)
+            return self.pipeline.run(manifest, connector, stop=stop, hint=hint, held=held)
         except Exception:
-            self._log.exception("job could not run", job_id=manifest.job_id, source=source)
+            self._log.exception("job could not run", job_id=manifest.job_id, source=manifest.source)
             return self.lifecycle.fail(manifest, Code.INTERNAL, "the job could not run; see the daemon log", hint)
 
 
@@ -109,32 +120,73 @@ def unavailable_problem(source, cls) -> str | None:
     return f'sources "{source.name}": connector {source.kind!r} is unavailable: {reason}' if reason else None
 
 
-def check(config: Config, plugins: Plugins) -> list[str]:
-    """Everything `check-config` verifies beyond the file's own validity; writes nothing."""
+@dataclass(frozen=True)
+class Findings:
+    """What checking a config found, sorted by what it means, the same for every entry
+    point: `check-config` fails on any problem; `run`, a reload and `ingest` refuse to run
+    a source with problems (reported with these lines) and run the others; warnings
+    (a certificate close to expiry) are printed or logged and stop nothing."""
+
+    problems: dict[str, list[str]] = field(default_factory=dict)  # source name -> lines
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return [line for lines in self.problems.values() for line in lines] + self.warnings
+
+
+def findings(config: Config, plugins: Plugins, only: str | None = None) -> Findings:
+    """Everything checked beyond the file's own validity (connector dependencies,
+    credentials, each connector's `check()`), for every source or `only` one; writes
+    nothing. Every line starts with the file to fix."""
     registry = Registry(config.credentials.registry)
-    problems: list[str] = []
+    label = str(config.path) if config.path else "<config>"
+    found = Findings()
     for source in config.sources:
-        cls = plugins.connectors[source.kind]
-        problem = unavailable_problem(source, cls)
-        if problem:
-            problems.append(problem)
+        if only is not None and source.name != only:
             continue
-        credential = getattr(source.options, "credentials", None)
-        if credential:
-            try:
-                registry.resolve(credential)
-            except ConfigError as exc:
-                problems.extend(exc.lines)
-                continue
-        if source.enabled:
-            problems.extend(cls(source, registry, config.daemon.state_dir).check())
-    return problems
+        for line in _source_lines(source, plugins.connectors[source.kind], registry, config.daemon.state_dir):
+            located = line if _names_a_file(line, registry) else f"{label}: {line}"
+            if _is_warning(line):
+                found.warnings.append(located)
+            else:
+                found.problems.setdefault(source.name, []).append(located)
+    return found
+
+
+def check(config: Config, plugins: Plugins) -> list[str]:
+    """`findings` as lines, problems first (what `check-config` prints)."""
+    return findings(config, plugins).lines()
+
+
+def _source_lines(source, cls, registry: Registry, state_dir: Path) -> list[str]:
+    problem = unavailable_problem(source, cls)
+    if problem:
+        return [problem]
+    credential = getattr(source.options, "credentials", None)
+    if credential:
+        try:
+            registry.resolve(credential)
+        except ConfigError as exc:
+            return [line if _names_a_file(line, registry) else f'sources "{source.name}": credentials: {line}'
+                    for line in exc.lines]
+    return cls(source, registry, state_dir).check() if source.enabled else []
+
+
+def _names_a_file(line: str, registry: Registry) -> bool:
+    """A registry problem already starts with the registry's path: the file to fix."""
+    return registry.path is not None and line.startswith(f"{registry.path}:")
+
+
+def _is_warning(line: str) -> bool:
+    """Connectors mark advisory findings `warning:` (after their `sources "x": key:` prefix)."""
+    return line.startswith("warning:") or ": warning: " in line
 
 
 def check_state(config: Config) -> list[str]:
     """What `check-config` finds in the state dir the config names, opened read-only: a
     catalogue that is not a database raises StateError (the exit status `run` would give);
-    folders ingestd could not write are problems."""
+    folders ingestd could not write are problems (each line starts with the file to fix)."""
+    label = str(config.path) if config.path else "<config>"
     state = config.daemon.state_dir
     problems = []
     catalogue = state / "documents.sqlite"
@@ -146,12 +198,12 @@ def check_state(config: Config) -> list[str]:
             finally:
                 db.close()
         except sqlite3.OperationalError as exc:
-            problems.append(f"daemon.state_dir: cannot read {catalogue}: {exc}")
+            problems.append(f"{label}: daemon.state_dir: cannot read {catalogue}: {exc}")
         except sqlite3.DatabaseError as exc:
             raise StateError(damaged_message(catalogue, exc)) from None
     for folder in (state / "jobs", state):  # the one it writes most, else the dir itself
         if folder.is_dir():
             if not os.access(folder, os.W_OK | os.X_OK):
-                problems.append(f"daemon.state_dir: {folder} is not writable by this user")
+                problems.append(f"{label}: daemon.state_dir: {folder} is not writable by this user")
             break
     return problems

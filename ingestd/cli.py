@@ -1,24 +1,32 @@
 """Command line: parse arguments, run one command, map errors to exit codes.
 
-The only module that prints. Exit status: 0 ok, 1 job partial/failed or not found,
-2 usage, 3 the state needs `ingestd migrate` (read-only commands, `migrate --check`),
-65 the state is damaged (a `documents.sqlite` that is not a database; EX_DATAERR),
-75 the state is busy (another process holds it while a migration is due), 76 the state
-is newer than this ingestd, 78 configuration (EX_CONFIG); systemd is told not to
-restart on 65, 76 and 78.
+The only module that prints, and everything it prints about a failure passes the same
+masking as the log. Exit status: 0 ok, 1 job partial/failed or not found, 2 usage, 3 the
+state needs `ingestd migrate` (read-only commands, `migrate --check`), 65 the state is
+damaged (a `documents.sqlite` that is not a database; EX_DATAERR), 75 the state is busy
+(another process holds it while a migration is due), 76 the state is newer than this
+ingestd, 78 configuration (EX_CONFIG); systemd is told not to restart on 65, 76 and 78;
+128+N a one-shot stopped by signal N.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 
+from pydantic import ValidationError
+
 from ingestd import __version__, app, config as config_mod
-from ingestd._lib import logs
+from ingestd._lib import logs, redact
 from ingestd._lib.paths import is_valid_id
-from ingestd.errors import ConfigError, IngestdError, MigrationPending, NotFoundError, SchemaTooNew, UsageError
+from ingestd.api.models import JobsQuery
+from ingestd.errors import (
+    Code, ConfigError, IngestdError, MigrationPending, NotFoundError, SchemaTooNew, UsageError,
+)
 from ingestd.jobs.jobstore import JobStore
 from ingestd.jobs.manifest import Manifest
 from ingestd.plugin.manager import Plugins
@@ -44,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("jobs", parents=[common], help="list jobs, newest first")
     p.add_argument("--source")
     p.add_argument("--status", choices=["queued", "running", "succeeded", "partial", "failed"])
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=int, default=20, help="1-500 (default 20), as the API's /jobs")
+    p.add_argument("--before", metavar="JOB_ID", help="only jobs older than this one (the next page)")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("document", parents=[common], help="show a document's record, provenance and versions")
     p.add_argument("doc_id")
@@ -70,16 +79,20 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
         for line in exc.lines:
-            print(line, file=sys.stderr)
+            _complain(line)
         return exc.exit_code
     except NotFoundError as exc:
-        print(f"ingestd: {exc}", file=sys.stderr)
+        _complain(f"ingestd: {exc}")
         return 1
     except IngestdError as exc:
-        print(f"ingestd: {exc}", file=sys.stderr)
+        _complain(f"ingestd: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+def _complain(line: str) -> None:
+    print(redact.scrub_text(line), file=sys.stderr)
 
 
 def _setup(args, *, quiet: bool = False):
@@ -97,34 +110,61 @@ def cmd_run(args) -> int:
 
 
 def cmd_ingest(args) -> int:
+    """One job now, in the foreground. SIGINT or SIGTERM stops it as the daemon's shutdown
+    would: the job ends `failed`/`interrupted`, its workspace is removed, and the exit
+    status is 128 + the signal's number (a second signal kills the process outright)."""
     cfg, plugins = _setup(args, quiet=args.json)
-    application = app.App(cfg, plugins)
+    if cfg.source(args.source) is None:
+        known = ", ".join(s.name for s in cfg.sources) or "none"
+        raise UsageError(f"unknown source {args.source!r} (configured: {known})")
+    application = app.App(cfg, plugins)  # the state is migrated before any connector looks at it
     try:
+        found = app.findings(cfg, plugins, only=args.source)
+        for line in found.warnings:
+            _complain(line)
+        if found.problems:  # what `run` would refuse to start, `ingest` refuses to run
+            raise ConfigError(found.problems[args.source])
+        stopped = _stop_on_signals()
         application.jobs.load_all()
-        manifest = application.run_job(args.source, "cli")
+        manifest = application.run_job(args.source, "cli", stop=stopped.event)
     finally:
         application.close()
     _print_manifest(manifest, args.json)
+    if stopped.signum and any(e.code == Code.INTERRUPTED for e in manifest.errors):
+        return 128 + stopped.signum
     return 0 if manifest.status == "succeeded" else 1
+
+
+class _Stop:
+    def __init__(self):
+        self.event = threading.Event()
+        self.signum = 0
+
+    def __call__(self, signum, _frame) -> None:
+        self.signum = signum
+        self.event.set()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # the next one is not asked twice
+            signal.signal(sig, signal.SIG_DFL)
+
+
+def _stop_on_signals() -> _Stop:
+    stop = _Stop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+    return stop
 
 
 def cmd_check_config(args) -> int:
     plugins = Plugins().load()
     cfg = app.load_config(config_mod.locate(args.config), plugins)
-    problems = app.check(cfg, plugins) + app.check_state(cfg)
-    warnings = [p for p in problems if _is_warning(p)]
-    errors = [p for p in problems if not _is_warning(p)]
-    for line in warnings:  # e.g. a certificate close to expiry: worth knowing, not fatal
-        print(line, file=sys.stderr)
-    if errors:
-        raise ConfigError(errors)
+    found = app.findings(cfg, plugins)
+    for line in found.warnings:  # e.g. a certificate close to expiry: worth knowing, not fatal
+        _complain(line)
+    problems = [line for lines in found.problems.values() for line in lines] + app.check_state(cfg)
+    if problems:
+        raise ConfigError(problems)
     print("ok")
     return 0
-
-
-def _is_warning(line: str) -> bool:
-    """Connectors mark advisory findings `warning:` (after their `sources "x": key:` prefix)."""
-    return line.startswith("warning:") or ": warning: " in line
 
 
 def _read_only(cfg, plugins) -> state_runner.Opened:
@@ -174,9 +214,10 @@ def _items(path):
 
 
 def cmd_jobs(args) -> int:
+    query = _jobs_query(args)
     with _jobs(args) as store:
         store.load_all()
-        rows = store.list(source=args.source, status=args.status, limit=max(1, args.limit))
+        rows = store.list(source=query.source, status=query.status, limit=query.limit, before=query.before)
     if args.json:
         print(json.dumps([m.to_json() for m in rows], indent=2))
         return 0
@@ -185,6 +226,17 @@ def cmd_jobs(args) -> int:
         print(f"{m.job_id}  {m.source:<16} {m.status:<9} {m.trigger:<8} "
               f"ingested={c.ingested} unchanged={c.unchanged} failed={c.failed} skipped={c.skipped} deleted={c.deleted}")
     return 0
+
+
+def _jobs_query(args) -> JobsQuery:
+    """The API's own model for `GET /jobs`, so `--limit 0` is refused here as it is there."""
+    try:
+        return JobsQuery(source=args.source, status=args.status, limit=args.limit, before=args.before)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        option = "--" + str(err["loc"][0]) if err["loc"] else "arguments"
+        message = err["msg"].removeprefix("Value error, ")
+        raise UsageError(f"{option}: {message[:1].lower() + message[1:]}") from None
 
 
 def cmd_document(args) -> int:

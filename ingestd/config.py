@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from ingestd._lib import credentials_dir
 from ingestd.errors import ConfigError
 
 DEFAULT_PATH = Path("/etc/ingestd/ingestd.toml")
@@ -46,6 +47,15 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
 """A path option: relative values resolve against the config file's directory."""
+
+
+def _expand_credentials_dir(value: Any) -> Any:
+    return credentials_dir.expand(value) if isinstance(value, str) else value
+
+
+SecretPath = Annotated[Path, BeforeValidator(_expand_credentials_dir), AfterValidator(_resolve_path)]
+"""A path to a file holding a secret: may start with `${CREDENTIALS_DIRECTORY}`, so a
+file given to the service with systemd's `LoadCredential=` can be named."""
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -95,7 +105,7 @@ class DaemonConfig(Strict):
 class HttpConfig(Strict):
     enabled: bool = True
     listen: str = Field(default="127.0.0.1:8765", pattern=r"^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$")
-    token_file: ConfigPath | None = None
+    token_file: SecretPath | None = None
     max_requests_per_second: float = Field(default=200.0, ge=0)
     max_connections_per_client: int = Field(default=32, ge=1, le=256)  # of 256: one address's share
     # names besides loopback ones and the listen address that clients may put in Host
@@ -150,7 +160,7 @@ def is_loopback(host: str) -> bool:
 
 
 class CredentialsConfig(Strict):
-    registry: ConfigPath | None = None
+    registry: SecretPath | None = None
 
 
 class _Top(Strict):
@@ -179,7 +189,7 @@ class Source(BaseModel):
 
 class Config(BaseModel):
     model_config = ConfigDict(frozen=True)
-    path: Path | None
+    path: Path | None  # the file it was read from (None when parsed from data)
     daemon: DaemonConfig
     http: HttpConfig
     credentials: CredentialsConfig
@@ -212,7 +222,7 @@ def load(path: Path, option_models: Mapping[str, type[BaseModel]]) -> Config:
         raise ConfigError(f"{label}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(_toml_error(label, exc)) from None
-    return parse(data, option_models, base_dir=path.resolve().parent, label=label)
+    return parse(data, option_models, base_dir=path.resolve().parent, label=label, path=path)
 
 
 def parse(
@@ -221,6 +231,7 @@ def parse(
     *,
     base_dir: Path,
     label: str = "<config>",
+    path: Path | None = None,
 ) -> Config:
     context = {"base_dir": base_dir}
     errors: list[str] = []
@@ -234,7 +245,7 @@ def parse(
     if errors or top is None:
         raise ConfigError(errors)
     return Config(
-        path=base_dir, daemon=top.daemon, http=top.http, credentials=top.credentials, sources=tuple(sources)
+        path=path, daemon=top.daemon, http=top.http, credentials=top.credentials, sources=tuple(sources)
     )
 
 

@@ -4,21 +4,31 @@ Sources name a credential instead of holding secrets, so `ingestd.toml` can be w
 readable and rotation is a file edit: values are resolved each time a job needs them.
 A value is written inline, as `{"env": "VAR"}`, or as `{"file": "/path"}`; a file path
 may use `${CREDENTIALS_DIRECTORY}` so systemd's `LoadCredential=` works unchanged.
+
+Every field is secret (masked in log and error messages once resolved) unless it is one
+of the identifiers below: masking a profile or tenant name would rewrite ordinary words
+in every message that names them, and they protect nothing.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
 
-from ingestd._lib import redact
+from ingestd._lib import credentials_dir, redact
+from ingestd._lib.files import read_private
 from ingestd.errors import Code, ConfigError, ConnectorError
+
+# Identifiers, not secrets: shown in messages as they are. Any other field is secret.
+PUBLIC_FIELDS = frozenset({
+    "profile", "source_profile", "session_name", "role_arn", "external_id", "sts_endpoint_url", "region",
+    "tenant_id", "client_id",
+})
 
 MAX_REGISTRY_BYTES = 1 << 20
 
@@ -30,6 +40,10 @@ class Credential:
     name: str
     type: str
     fields: dict[str, SecretStr]
+
+    @property
+    def secret_fields(self) -> frozenset[str]:
+        return frozenset(k for k in self.fields if is_secret(k))
 
     def get(self, key: str) -> str | None:
         value = self.fields.get(key)
@@ -66,59 +80,67 @@ class Registry:
         for key, value in entry.items():
             if key == "type":
                 continue
-            secret = self._value(name, key, value)
-            redact.remember(secret)
-            fields[key] = SecretStr(secret)
+            resolved = self._value(name, key, value)
+            if is_secret(key):
+                redact.remember(resolved)
+            fields[key] = SecretStr(resolved)
         return Credential(name=name, type=entry["type"], fields=fields)
 
     def _load(self) -> dict[str, Any]:
         if self.path is None:
             raise ConfigError("credentials.registry: not set; add [credentials] registry = \"/etc/ingestd/credentials.json\"")
+        text = _read_text(Path(self.path), str(self.path), private=True,
+                          missing="credential registry not found (credentials.registry)")
         try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            raise ConfigError(f"{self.path}: credential registry not found (credentials.registry)") from None
-        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            mode = stat.S_IMODE(st.st_mode)
-            raise ConfigError(
-                f"{self.path}: permissions {mode:04o} are too open; the registry holds secrets: "
-                f"run chmod 600 {self.path}"
-            )
-        if st.st_size > MAX_REGISTRY_BYTES:
-            raise ConfigError(f"{self.path}: credential registry larger than 1 MiB")
-        try:
-            data = json.loads(Path(self.path).read_bytes())
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             # the message names only the position: a JSON error must not quote a secret
             raise ConfigError(f"{self.path}:{exc.lineno}:{exc.colno}: invalid JSON") from None
-        except OSError as exc:
-            raise ConfigError(f"{self.path}: cannot read: {exc.strerror}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{self.path}: must be a JSON object mapping names to credentials")
         return data
 
     def _value(self, name: str, key: str, value: Any) -> str:
+        """The field's value, whitespace trimmed whichever way it is written (a stray
+        newline or space from an editor or `echo` would otherwise reach the signature)."""
         where = f'{self.path}: "{name}": {key}'
         if isinstance(value, str):
-            return value
+            return value.strip()
         if isinstance(value, dict) and set(value) == {"env"}:
             var = value["env"]
-            if var not in os.environ:
+            if not isinstance(var, str) or var not in os.environ:
                 raise ConfigError(f"{where}: environment variable {var} is not set")
-            return os.environ[var]
+            return os.environ[var].strip()
         if isinstance(value, dict) and set(value) == {"file"}:
-            path = Path(_expand(str(value["file"])))
-            try:
-                return path.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"{where}: cannot read {path}: {exc.strerror}") from None
+            return _read_secret_file(where, str(value["file"]), secret=is_secret(key))
         raise ConfigError(f'{where}: must be a string, {{"env": "VAR"}} or {{"file": "/path"}}')
 
 
-def _expand(path: str) -> str:
-    creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if "${CREDENTIALS_DIRECTORY}" in path:
-        if not creds:
-            raise ConfigError(f"{path}: ${{CREDENTIALS_DIRECTORY}} is not set (not running under systemd LoadCredential=?)")
-        path = path.replace("${CREDENTIALS_DIRECTORY}", creds)
-    return path
+def is_secret(field: str) -> bool:
+    return field not in PUBLIC_FIELDS
+
+
+def _read_secret_file(where: str, raw: str, *, secret: bool) -> str:
+    """A `{"file": …}` value. A file holding a secret must be its owner's alone, as the
+    registry must: anything else on the machine could read it."""
+    try:
+        path = Path(credentials_dir.expand(raw))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {raw}: {exc}") from None
+    return _read_text(path, f"{where}: {path}", private=secret, missing="file not found").strip()
+
+
+def _read_text(path: Path, prefix: str, *, private: bool, missing: str) -> str:
+    """A file's text, or ConfigError(`prefix: what is wrong`); `private`: it must be
+    readable by its owner alone."""
+    try:
+        data = read_private(path, MAX_REGISTRY_BYTES) if private else path.read_bytes()[:MAX_REGISTRY_BYTES]
+        return data.decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{prefix}: {missing}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{prefix}: not UTF-8 text") from None
+    except ValueError as exc:
+        raise ConfigError(f"{prefix}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{prefix}: cannot read: {exc.strerror}") from None

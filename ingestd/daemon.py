@@ -13,10 +13,10 @@ import threading
 import time
 from pathlib import Path
 
-from ingestd._lib import logs
+from ingestd._lib import logs, redact
 from ingestd._lib.atomic import write_json
 from ingestd._lib.version import VERSION
-from ingestd.app import App, load_config
+from ingestd.app import App, Findings, findings, load_config
 from ingestd.config import Config, Source
 from ingestd.daemon_api import DaemonApi
 from ingestd.errors import ConfigError
@@ -56,6 +56,8 @@ class Daemon:
         return self.app.config
 
     def submit(self, source: str, trigger: str, hint=None) -> Manifest:
+        if source in self.unavailable:  # a source the checks refused does not run, however asked
+            raise ConfigError(self.unavailable[source])
         return self.workers.submit(source, trigger, hint)
 
     def _busy(self, source: str) -> object:
@@ -83,9 +85,10 @@ class Daemon:
         self.watcher.start()
         self.schedule.start()
         self.schedule.every("housekeeping", housekeeping.INTERVAL, self.housekeeping)
+        found = self._checked(self.config)
         for source in self.config.sources:
             if source.enabled:
-                self._start_source(source, recovering=source.name in interrupted)
+                self._start_source(source, found, recovering=source.name in interrupted)
         if self.http is not None:
             self.http.start()
         write_json(state / "daemon.json", self.runtime_info())
@@ -101,19 +104,26 @@ class Daemon:
         if any(removed.values()):
             self.log.info("housekeeping removed expired records", **removed)
 
-    def _start_source(self, source: Source, recovering: bool = False) -> None:
+    def _checked(self, config: Config) -> Findings:
+        """The same checks as `check-config`: a source with problems is not started (it is
+        reported unavailable, with the lines `check-config` prints); warnings are logged."""
+        found = findings(config, self.plugins)
+        for line in found.warnings:
+            self.log.warning("config warning", detail=line)
+        return found
+
+    def _start_source(self, source: Source, found: Findings, recovering: bool = False) -> None:
         cls = self.plugins.connectors[source.kind]
-        reason = cls.unavailable_reason()
-        if reason:
+        problems = found.problems.get(source.name)
+        if problems:
+            # free text, masked where it is made: /healthz and /sources serve it as it is
+            reason = cls.unavailable_reason() or redact.scrub_text("; ".join(problems))
             self.unavailable[source.name] = reason
-            self.log.error("source unavailable", source=source.name, kind=source.kind, remediation=reason)
+            self.log.error("source not started", source=source.name, kind=source.kind, reason=reason)
             return
         self.unavailable.pop(source.name, None)
         connector = self.app.connector(source.name)
-        problems = connector.check() if cls.watched else []
         try:
-            if problems:
-                raise ConfigError(problems)
             if cls.watched:
                 self.watcher.add(source.name, connector, trigger="recovery" if recovering else "watch")
             else:
@@ -121,7 +131,7 @@ class Daemon:
         except (ConfigError, OSError) as exc:
             # one bad source must not keep the others from running; health reports it
             reason = "; ".join(exc.lines) if isinstance(exc, ConfigError) else f"{exc.strerror}: {exc.filename}"
-            self.unavailable[source.name] = reason
+            self.unavailable[source.name] = reason = redact.scrub_text(reason)
             self.log.error("source not started", source=source.name, reason=reason)
 
     def _stop_source(self, name: str) -> None:
@@ -182,9 +192,12 @@ class Daemon:
         for name in changed:
             self._stop_source(name)
         self.app.replace_config(new)
+        found = self._checked(new)
         for name, source in fresh.items():
-            if source.enabled and (name not in old or name in changed):
-                self._start_source(source)
+            if source.enabled and (name not in old or name in changed or name in found.problems
+                                   or name in self.unavailable):
+                self._stop_source(name)
+                self._start_source(source, found)
         self.reloads += 1
         self.log.info("config reloaded", added=sorted(set(fresh) - set(old)), removed=sorted(set(old) - set(fresh)),
                       changed=sorted(n for n in changed if n in fresh))

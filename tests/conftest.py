@@ -39,6 +39,16 @@ def _reset_logging():
     logging.getLogger().handlers[:] = []
 
 
+@pytest.fixture(autouse=True)
+def _reset_masking():
+    """Secrets one test remembered must not mask another test's words."""
+    from ingestd._lib import redact
+
+    redact.reset()
+    yield
+    redact.reset()
+
+
 @pytest.fixture
 def daemon_env(tmp_path: Path):
     """A config for a daemon process: one drop folder, HTTP on an ephemeral port."""

@@ -1,8 +1,8 @@
 """Structured logging: every line, ours or a library's, is one JSON object on stderr.
 
 Library loggers (boto3, watchdog, apscheduler, urllib3) go through the same formatter,
-and a redaction step runs on both paths, so no secret can reach the journal by way of a
-third-party debug message.
+and a redaction step runs on both paths, before rendering (a JSON-escaped secret would no
+longer match), so no secret can reach the journal by way of a third-party debug message.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ _NOISY = ("botocore", "boto3", "s3transfer", "urllib3", "msal", "office365", "wa
 
 
 def _redact(_, __, event_dict):
-    return redact.scrub(event_dict)
+    return redact.scrub_log(event_dict)
 
 
 def setup(level: str = "info", fmt: str = "json", stream=None) -> None:

@@ -3,26 +3,26 @@ API's authenticator read it, so it lives below both."""
 
 from __future__ import annotations
 
-import stat
 from pathlib import Path
+
+from ingestd._lib.files import read_private
 
 MIN_CHARS = 16
 _ALLOWED = frozenset(chr(c) for c in range(0x21, 0x7F))  # visible ASCII: what a header can carry
-HOW_TO = "write one with e.g. `openssl rand -hex 32 > FILE; chmod 600 FILE`"
+HOW_TO = "write one with e.g. `(umask 077; openssl rand -hex 32 > FILE)`"
 
 
 def read_token(path: Path) -> str:
     """The token in `path`, or ValueError saying what is wrong and how to fix it
     (PermissionError when this user may not read it)."""
     try:
-        st = path.stat()
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"{path}: not a regular file")
-        text = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        raise ValueError(f"{path}: file not found; {HOW_TO}") from None
+        text = read_private(path, 4096).decode("ascii").strip()
     except UnicodeDecodeError:
         raise ValueError(f"{path}: the token must be printable ASCII; {HOW_TO}") from None
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file not found; {HOW_TO}") from None
     except PermissionError:
         raise  # the caller decides: fatal for the daemon, not for another user's CLI
     except OSError as exc:

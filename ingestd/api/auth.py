@@ -29,8 +29,6 @@ class BearerAuth:
         self._lock = threading.Lock()
         self._digest = self._load()
         self._log = logs.get("ingestd.http")
-        if path.stat().st_mode & 0o077:
-            self._log.warning("token file is readable by group or others; chmod 600 it", path=str(path))
 
     def _load(self) -> bytes:
         token = read_token(self.path)

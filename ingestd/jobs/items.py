@@ -18,8 +18,11 @@ class ItemsWriter:
         self._fh = open(path, "ab")
 
     def write(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, ensure_ascii=False, allow_nan=False, default=str, separators=(",", ":"))
-        self._fh.write(redact.scrub_text(line).encode() + b"\n")
+        # only the free text (`message`) is masked, and before encoding: an escaped secret
+        # would not match, and a name, origin or outcome must never be rewritten
+        line = json.dumps(redact.scrub(record), ensure_ascii=False, allow_nan=False, default=str,
+                          separators=(",", ":"))
+        self._fh.write(line.encode() + b"\n")
 
     def flush(self) -> None:
         self._fh.flush()

@@ -20,8 +20,9 @@ from ingestd._lib.atomic import remove_stale_temps, write_json
 from ingestd._lib.files import unlink_quietly
 from ingestd._lib.paths import is_valid_id
 from ingestd._lib.times import now_iso, parse_iso
-from ingestd.errors import Code, NotFoundError, StoreError, UsageError
+from ingestd.errors import Code, ConnectorError, NotFoundError, StoreError, UsageError
 from ingestd.jobs.index import JobIndex
+from ingestd.jobs.locks import source_lock
 from ingestd.jobs.manifest import JobError, LiveProgress, Manifest, Status, TERMINAL, Trigger
 from ingestd.plugin.progress import Progress
 
@@ -338,15 +339,42 @@ class JobStore:
         return len(gone)
 
     def recover(self) -> list[Manifest]:
-        """Jobs a crash left queued or running are closed as failed/interrupted."""
-        recovered = []
+        """At daemon start: jobs left queued or running by a process that died end
+        failed/interrupted. A source whose lock a live process holds (a one-shot `ingestd
+        ingest` running now) is left alone: its job is not stale, and ends on its own."""
+        by_source: dict[str, list[Manifest]] = {}
         for manifest in self.active():
-            if manifest.status == "queued":
-                manifest.status = "running"
-            manifest.add_error(JobError(code=Code.INTERRUPTED, message="ingestd stopped before the job finished"))
-            self.transition(manifest, "failed")
-            recovered.append(manifest)
+            by_source.setdefault(manifest.source, []).append(manifest)
+        recovered = []
+        for source, manifests in sorted(by_source.items()):
+            try:
+                with source_lock(self.dir.parent, source):
+                    recovered += [self._interrupt(m) for m in manifests]
+            except ConnectorError:
+                continue
         return recovered
+
+    def close_stale(self, source: str, previous: str | None) -> list[Manifest]:
+        """Called holding `source`'s lock: every job of it still `running` belongs to a
+        process that died (a live one would hold the lock). `previous` is the job the lock
+        file names, which another process may have created after this one indexed the
+        disk; the others are the ones this process saw at `load_all`."""
+        ids = {m.job_id for m in self.active() if m.source == source and m.status == "running"}
+        if previous and is_valid_id(previous):
+            ids.add(previous)
+        stale = []
+        for job_id in sorted(ids):
+            manifest = _read(self.path(job_id))
+            if manifest is not None and manifest.source == source and manifest.status == "running":
+                stale.append(self._interrupt(manifest))
+        return stale
+
+    def _interrupt(self, manifest: Manifest) -> Manifest:
+        if manifest.status == "queued":
+            manifest.status = "running"
+        manifest.add_error(JobError(code=Code.INTERRUPTED,
+                                    message="the ingestd process running this job stopped before it finished"))
+        return self.transition(manifest, "failed")
 
 
 def _items_file(job_id: str) -> str:

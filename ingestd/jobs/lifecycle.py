@@ -14,10 +14,12 @@ minute, and `health()` names the state dir until a write succeeds again.
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from ingestd._lib import logs
 from ingestd._lib.atomic import write_bytes
@@ -107,6 +109,16 @@ class Lifecycle:
         with self._lock:
             return self._holders.get(source)
 
+    def live(self, source: str) -> Manifest | None:
+        """The job holding `source` now, as a person watching it should see it: a copy with
+        its counters as last committed (at least once a second while results arrive) and
+        its live `progress` (None before it starts and once it is done). This is what a
+        progress display polls in-process (a one-shot `ingestd ingest`); another process
+        reads the same from `GET /ingest/{job_id}` or the manifest file. Cheap enough to
+        call several times a second: one lock and one copy."""
+        held = self.holder(source)
+        return None if held is None else self.jobs.get(held.job_id)
+
     def start(self, manifest: Manifest, progress: Progress) -> None:
         self.jobs.follow(manifest.job_id, progress)
         with self._lock:
@@ -153,8 +165,21 @@ class Lifecycle:
         return manifest
 
     def recover(self) -> list[Manifest]:
-        """Jobs a crash left queued or running are closed as failed/interrupted."""
-        return self.jobs.recover()
+        """At daemon start: every job a dead process left queued or running ends
+        failed/interrupted, and its half-done downloads go (a source a live process holds
+        is left alone: its job ends on its own)."""
+        recovered = self.jobs.recover()
+        for manifest in recovered:
+            remove_workspace(self.jobs.dir.parent, manifest.job_id)
+        return recovered
+
+    def close_stale(self, source: str, previous: str | None) -> None:
+        """Called holding `source`'s lock: end the jobs a dead process left running there
+        (`previous` is the one the lock file names), and remove their half-done downloads."""
+        for stale in self.jobs.close_stale(source, previous):
+            remove_workspace(self.jobs.dir.parent, stale.job_id)
+            logs.get(job_id=stale.job_id, source=source).warning(
+                "recovered a job left running by a process that stopped", code=Code.INTERRUPTED.value)
 
     # -- the state dir ----------------------------------------------------------------
 
@@ -187,6 +212,13 @@ class Lifecycle:
                 if not self._open:
                     self._ticker = None
                     return
+
+
+def remove_workspace(state_dir: Path, job_id: str) -> None:
+    """A job's scratch folder (connectors' downloads in progress), gone."""
+    path = state_dir / "workspace" / job_id
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class _StateGuard:

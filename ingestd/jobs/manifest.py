@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ingestd._lib import redact
 from ingestd._lib.times import Timestamp, now_iso, parse_iso
@@ -36,6 +36,12 @@ class JobError(BaseModel):
     at: Timestamp = Field(default_factory=now_iso)
     request_id: str | None = None
 
+    @field_validator("message")
+    @classmethod
+    def _masked(cls, message: str) -> str:
+        """Free text is masked where it is made, so memory, disk and API say the same."""
+        return redact.scrub_text(message)
+
 
 class LiveProgress(BaseModel):
     """How far a running job has got (None once it has finished: the counters say it all).
@@ -50,7 +56,9 @@ class LiveProgress(BaseModel):
 
 
 class Manifest(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+    # `schema` on disk, over HTTP and from model_dump() alike (a hook's plugin sees what the
+    # file says); the attribute is `schema_version` because `schema` is a BaseModel method
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     schema_version: int = Field(default=1, alias="schema")
     job_id: str
@@ -65,7 +73,8 @@ class Manifest(BaseModel):
     errors: list[JobError] = []
     errors_dropped: int = 0
     items_file: str
-    progress: LiveProgress | None = None
+    # only while the job runs: a finished job's record reads as finished ones always have
+    progress: LiveProgress | None = Field(default=None, exclude_if=lambda p: p is None)
 
     @property
     def terminal(self) -> bool:
@@ -84,5 +93,5 @@ class Manifest(BaseModel):
             self.errors_dropped += 1
 
     def to_json(self) -> dict[str, Any]:
-        skip = {"progress"} if self.progress is None else None  # finished jobs read as they always have
-        return redact.scrub(self.model_dump(mode="json", by_alias=True, exclude=skip))
+        """The record as written to disk and served: never rewritten by masking."""
+        return self.model_dump(mode="json", by_alias=True)

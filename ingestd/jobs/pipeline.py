@@ -13,11 +13,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import shutil
 import stat
 import threading
 import time
 from collections import deque
+from contextlib import ExitStack
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +26,8 @@ from ingestd._lib import logs
 from ingestd._lib.times import iso_from_timestamp
 from ingestd.errors import Code, ConnectorError, IngestdError, StoreError, io_error_code
 from ingestd.jobs.items import ItemsWriter
-from ingestd.jobs.lifecycle import Lifecycle
-from ingestd.jobs.locks import source_lock
+from ingestd.jobs.lifecycle import Lifecycle, remove_workspace
+from ingestd.jobs.locks import Held, source_lock
 from ingestd.jobs.manifest import JobError, Manifest
 from ingestd.jobs.outcomes import OutcomeLog
 from ingestd.plugin.connector import Connector, Deleted, Event, Failed, JobContext, Outcome, Staged
@@ -90,32 +90,36 @@ class Pipeline:
         self._pool.shutdown(wait=True)
 
     def run(self, manifest: Manifest, connector: Connector, *, stop: threading.Event | None = None,
-            hint: list[str] | None = None) -> Manifest:
-        """Run a created job to its end, then tell the lifecycle it is done. Raises only
-        what the lifecycle itself could not record (the caller fails the job then)."""
+            hint: list[str] | None = None, held: Held | None = None) -> Manifest:
+        """Run a created job to its end under its source's lock (`held`, when the caller
+        took it already), then tell the lifecycle it is done. The lock comes first: a job
+        is `running` only while its process holds the lock, so a `running` job whose lock
+        is free was left by a process that died. Raises only what the lifecycle itself
+        could not record (the caller fails the job then)."""
         log = logs.get(job_id=manifest.job_id, source=manifest.source)
         ctx = JobContext(job_id=manifest.job_id, source=connector.source, state_dir=self.state_dir,
                          stop=stop or threading.Event(), log=log, hint=hint)
-        self.lifecycle.start(manifest, ctx.progress)
-        log.info("job started", kind=manifest.kind, trigger=manifest.trigger)
-        result = self._locked(_Run(self, manifest, ctx, log), connector)
+        result = self._locked(manifest, ctx, connector, held)
         self.lifecycle.done(result, hint)
         return result
 
-    def _locked(self, run: "_Run", connector: Connector) -> Manifest:
-        try:
-            lock = source_lock(self.state_dir, run.manifest.source)
-            lock.__enter__()
-        except ConnectorError as exc:  # another process holds the source
-            run.job_error = JobError(code=exc.code, message=exc.message)
-            return run.close(connector, staged=False)
-        try:
-            _guarded(run, lambda: run.consume(connector.stage(run.ctx)))
+    def _locked(self, manifest: Manifest, ctx: JobContext, connector: Connector, held: Held | None) -> Manifest:
+        with ExitStack() as stack:
+            try:
+                held = held or stack.enter_context(source_lock(self.state_dir, manifest.source))
+            except ConnectorError as exc:  # another process holds the source
+                run = _Run(self, manifest, ctx, ctx.log)
+                run.job_error = JobError(code=exc.code, message=exc.message)
+                return run.close(connector, staged=False)
+            self.lifecycle.close_stale(manifest.source, held.previous)
+            held.claim(manifest.job_id)
+            self.lifecycle.start(manifest, ctx.progress)
+            ctx.log.info("job started", kind=manifest.kind, trigger=manifest.trigger)
+            run = _Run(self, manifest, ctx, ctx.log)
+            _guarded(run, lambda: run.consume(connector.stage(ctx)))
             # finish runs under the lock too: the next job of this source must see the
             # cursor this one saves
             return run.close(connector)
-        finally:
-            lock.__exit__(None, None, None)
 
 
 def _guarded(run: "_Run", step) -> None:
@@ -123,7 +127,7 @@ def _guarded(run: "_Run", step) -> None:
     try:
         step()
     except Interrupted:
-        run.job_error = JobError(code=Code.INTERRUPTED, message="stopped by shutdown before the job finished")
+        run.job_error = JobError(code=Code.INTERRUPTED, message="stopped by a signal before the job finished")
     except ConnectorError as exc:
         run.job_error = JobError(code=exc.code, message=exc.message, item=exc.item, request_id=exc.request_id)
     except OSError as exc:
@@ -402,7 +406,7 @@ class _Run:
             except Exception:
                 self.log.exception("connector finish failed")
         self.outcomes.close()
-        _tidy_workspace(self.ctx, status)
+        _tidy_workspace(self.ctx, status, self.job_error)
         self.log.info("job finished", status=status, counters=m.counters.model_dump(), duration_s=m.duration_s(),
                       **({"error": self.job_error.code.value, "message": self.job_error.message} if self.job_error else {}))
         return m
@@ -487,12 +491,12 @@ def _admit(ev: Staged, st: os.stat_result) -> None:
         raise _Refused(Code.TOO_LARGE, f"{st.st_size} bytes is over the {ev.max_size}-byte limit")
 
 
-def _tidy_workspace(ctx: JobContext, status: str) -> None:
-    """A succeeded job's workspace is garbage; a failed one's is kept for inspection
-    (and swept after `daemon.workspace_retention`, see housekeeping)."""
-    path = ctx.state_dir / "workspace" / ctx.job_id
-    if status == "succeeded" and path.exists():
-        shutil.rmtree(path, ignore_errors=True)
+def _tidy_workspace(ctx: JobContext, status: str, error: JobError | None) -> None:
+    """A succeeded or interrupted job's workspace is garbage (an interrupted download is
+    only a part); a failed one's is kept for inspection (and swept after
+    `daemon.workspace_retention`, see housekeeping)."""
+    if status == "succeeded" or (error is not None and error.code == Code.INTERRUPTED):
+        remove_workspace(ctx.state_dir, ctx.job_id)
 
 
 def _unchanged_since(fd: int, before: os.stat_result) -> None:

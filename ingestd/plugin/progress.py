@@ -1,10 +1,23 @@
-"""How far a running job has got, for a person watching it (`GET /ingest/{id}`, the
-manifest, a live line on a terminal).
+"""The progress seam: how far a running job has got, for a person watching it.
 
-Core feeds what it sees (files taken, bytes it copies, its own phases); a connector MAY
-add what only it knows: that it is listing, how many items and bytes it expects, bytes
-as they download. Every method is cheap and thread-safe, so download threads may call
-`advance` per chunk.
+Writers. Each job has one `Progress` (`JobContext.progress`). Core feeds what it sees:
+`started_storing` when the first results arrive (unless the connector named a phase),
+one `advance(items=1)` per item it takes, the bytes it copies itself (per chunk, so one
+huge file moves too), and `finishing` while the connector's `finish` runs. A connector
+MAY add what only it knows: `phase("listing")` while it finds what to fetch,
+`expect(items=…, bytes=…)` once the totals are known, `phase("downloading")` and
+`advance(bytes=…)` as it downloads (core does not count an owned file's bytes again).
+Every method is cheap and thread-safe, so download threads may call `advance` per chunk.
+
+Readers never touch this object: they read the job's manifest, whose `progress` field is
+`snapshot()` as a `LiveProgress` (phase, items_done/items_total, bytes_done/bytes_total,
+updated_at; totals None when unknown) beside counters that move as results commit:
+- in-process (a one-shot's progress line): `App.lifecycle.live(source)`, a copy of the
+  job holding the source, fresh on every call;
+- another process: `GET /ingest/{job_id}` (the daemon's memory, fresh), or the manifest
+  file `jobs/<job_id>.json`, rewritten about once a second while progress moves.
+`progress` is None once the job is done; its counters then say it all.
+docs/progress.md is the same, for people.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from botocore.credentials import CredentialProvider, RefreshableCredentials
 
 from ingestd.errors import Code, ConnectorError
 from ingestd.plugin import Credential, __version__
+from ingestd.plugin.kit import mask_secret
 
 from . import credentials as cred_types
 from .options import S3Options
@@ -43,7 +44,21 @@ def build(options: S3Options, cred: Credential | None, source_name: str):
     (except an assumed role, whose STS call happens now)."""
     region = _region(options)
     session = _session(cred, region, source_name, options)
-    return session.client("s3", endpoint_url=options.endpoint_url, config=_config(options, region))
+    client = session.client("s3", endpoint_url=options.endpoint_url, config=_config(options, region))
+    remember_keys(client, source_name)
+    return client
+
+
+def remember_keys(client, source_name: str) -> None:
+    """Keys from a profile, the default chain or STS never pass through the registry:
+    mask them in messages too. Called at every job, so keys an instance role or STS
+    refreshed since are masked as well (only the newest pair per source is kept)."""
+    credentials = client._request_signer._credentials  # botocore keeps no public handle on them
+    if credentials is None:
+        return
+    frozen = credentials.get_frozen_credentials()
+    mask_secret(frozen.secret_key, slot=f"s3:{source_name}:secret_key")
+    mask_secret(frozen.token, slot=f"s3:{source_name}:token")
 
 
 def _region(options: S3Options) -> str | None:
@@ -135,6 +150,8 @@ def _assumed_role_session(cred: Credential, region: str | None, source_name: str
 
     def fetch() -> dict:
         issued = sts.assume_role(**params)["Credentials"]
+        mask_secret(issued["SecretAccessKey"], slot=f"s3:{source_name}:secret_key")
+        mask_secret(issued["SessionToken"], slot=f"s3:{source_name}:token")
         return {"access_key": issued["AccessKeyId"], "secret_key": issued["SecretAccessKey"],
                 "token": issued["SessionToken"], "expiry_time": issued["Expiration"].isoformat()}
 

@@ -68,6 +68,7 @@ class S3Connector(Connector):
         key = client_mod.fingerprint(cred, self._salt)
         with self._lock:
             if self._client is not None and key == self._client_key:
+                client_mod.remember_keys(self._client, self.source.name)
                 return self._client
             try:
                 fresh = client_mod.build(self.options, cred, self.source.name)

@@ -17,7 +17,7 @@ _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
 
 
 class S3Options(ScheduleOptions, FilterOptions, DeleteOptions):
-    """One bucket prefix polled on a schedule; see the README for every key."""
+    """One bucket prefix polled on a schedule; docs/connectors/s3.md lists every key."""
 
     bucket: str
     prefix: str = ""

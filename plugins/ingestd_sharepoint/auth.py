@@ -19,6 +19,7 @@ import time
 
 from ingestd.errors import Code, ConnectorError
 from ingestd.plugin import Credential
+from ingestd.plugin.kit import mask_secret
 from ingestd.plugin.kit.throttle import Stopped
 
 from . import credential as creds
@@ -168,7 +169,10 @@ class TokenSource:
             if stop.wait(wait):
                 raise Stopped("stopping")
         lifetime = float(result.get("expires_in") or 0)
-        self._token = result["access_token"]  # never logged; not added to redact (one an hour, forever)
+        self._token = result["access_token"]
+        # masked in messages like the registry's secrets; one slot per app, so an hourly
+        # token replaces the last but one instead of growing the set for ever
+        mask_secret(self._token, slot=f"entra:{self.authority}:{self._client_id}")
         self._renew_at = time.monotonic() + lifetime - min(REFRESH_MARGIN, lifetime / 2)
 
     def _attempt(self) -> dict:

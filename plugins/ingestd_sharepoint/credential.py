@@ -133,12 +133,20 @@ class CertificateMaterial:
 
 
 def _pem(cred: Credential, key: str) -> str | None:
-    """A PEM field: the PEM text itself, or the path of a file holding it."""
+    """A PEM field: the PEM text itself, or the path of a file holding it.
+
+    Anything else (a key pasted without its `-----BEGIN` line) is refused without being
+    quoted or made into a `Path`: it is a secret, and `Path()` would fold its `//` into a
+    string no masking recognises.
+    """
     value = cred.get(key)
     if not value:
         return None
     if "-----BEGIN" in value:
         return value
+    if not _names_a_file(value):
+        raise ConnectorError(Code.AUTH, f"{key}: neither PEM text (it must include its -----BEGIN line) nor the "
+                                        "path of a PEM file; the value is not shown")
     path = Path(value).expanduser()
     try:
         return path.read_text()
@@ -146,6 +154,12 @@ def _pem(cred: Credential, key: str) -> str | None:
         raise ConnectorError(Code.AUTH, f"{key}: file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConnectorError(Code.AUTH, f"{key}: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _names_a_file(value: str) -> bool:
+    """A path, written the way paths are: absolute, home- or dot-relative, one line. Key
+    material in base64 starts with `MI` (DER) and never looks like this."""
+    return value.startswith(("/", "~", "./", "../")) and "\n" not in value and "//" not in value and len(value) < 4096
 
 
 def load_certificate(cred: Credential) -> CertificateMaterial:

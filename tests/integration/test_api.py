@@ -411,7 +411,7 @@ def test_openapi_is_as_strict_as_the_data(api):
     response_schemas = {n for n in doc["components"]["schemas"] if n not in ("IngestRequest",)}
     assert [x for x in loose if x[0] in response_schemas] == []
     assert set(doc["components"]["schemas"]["Counters"]["required"]) == {
-        "discovered", "ingested", "unchanged", "skipped", "failed", "deleted", "bytes"}
+        "discovered", "ingested", "unchanged", "skipped", "failed", "deleted", "filtered", "bytes"}
 
 
 # -- routing, methods, limits -----------------------------------------------------------
@@ -542,6 +542,7 @@ def test_non_loopback_listen_without_token_is_refused_with_exit_78(api_setup):
     assert d.proc.wait(timeout=30) == 78
     assert "http.token_file" in d.log_text() and "Traceback" not in d.log_text()
     setup.token_file.write_text("too-short\n")
+    setup.token_file.chmod(0o600)  # a readable-by-others file is refused before its content is looked at
     write_config(setup.config, daemon={"state_dir": "state"},
                  http={"listen": "0.0.0.0:0", "token_file": str(setup.token_file)})
     check = run_cli("check-config", "--config", setup.config)

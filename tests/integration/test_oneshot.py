@@ -119,11 +119,14 @@ def test_partial_job_exits_1_and_keeps_the_failure_beside_the_file(env):
     assert json.loads((failed / "big.txt.error.json").read_text())["code"] == "too_large"
 
 
-def test_missing_drop_folder_fails_the_job_with_a_typed_error(env):
+def test_missing_drop_folder_is_refused_as_check_config_refuses_it(env):
+    """The same check as `check-config` and `run`: exit 78, the file and the fix named, no job."""
     env.inbox.rmdir()
     result, manifest = ingest(env)
-    assert result.returncode == 1
-    assert manifest["status"] == "failed" and manifest["errors"][0]["code"] == "not_found"
+    assert result.returncode == 78 and manifest is None
+    assert result.stderr.splitlines()[-1] == (f'{env.config}: sources "inbox": path: {env.inbox} is not a '
+                                              "directory (create it)")
+    assert not (env.state / "jobs").exists() or not list((env.state / "jobs").iterdir())
 
 
 def test_status_jobs_and_usage_errors(env):

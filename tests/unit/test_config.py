@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,33 @@ def test_embedded_default_config_is_valid(models):
     cfg = config_mod.load(root / "etc" / "ingestd.toml", models)
     assert cfg.daemon.state_dir == root / "var" / "state"
     assert cfg.source("inbox").options.path == root / "var" / "inbox"
+
+
+def test_token_file_and_registry_may_come_from_load_credential(tmp_path, models, monkeypatch):
+    """Issue 14 #14: `${CREDENTIALS_DIRECTORY}` worked only inside the registry."""
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "http-token").write_text("0123456789abcdef0123\n")
+    (creds / "credentials.json").write_text("{}")
+    for name in ("http-token", "credentials.json"):
+        os.chmod(creds / name, 0o400)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    cfg = load_text(tmp_path, '[http]\ntoken_file = "${CREDENTIALS_DIRECTORY}/http-token"\n'
+                              '[credentials]\nregistry = "${CREDENTIALS_DIRECTORY}/credentials.json"\n', models)
+    assert cfg.http.token_file == creds / "http-token"
+    assert cfg.credentials.registry == creds / "credentials.json"
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")
+    lines = errors_of(tmp_path, '[credentials]\nregistry = "${CREDENTIALS_DIRECTORY}/credentials.json"\n', models)
+    assert lines[0].startswith(f"{tmp_path / 'ingestd.toml'}: credentials.registry: ")
+    assert "${CREDENTIALS_DIRECTORY} is not set" in lines[0] and "LoadCredential=" in lines[0]
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640])
+def test_a_token_file_others_can_read_is_refused(tmp_path, models, mode):
+    """Issue 14 #14: it was only warned about, at start, in the log."""
+    token = tmp_path / "http-token"
+    token.write_text("0123456789abcdef0123\n")
+    os.chmod(token, mode)
+    (line,) = errors_of(tmp_path, f'[http]\ntoken_file = "{token}"\n', models)
+    assert "http.token_file" in line and "too open" in line and f"chmod 600 {token}" in line
+    assert "0123456789abcdef0123" not in line

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+from ingestd._lib import redact
 from tests.conftest import make_secret
 
 from .kit import ACCESS_KEY, SOURCE
@@ -30,13 +31,16 @@ def test_static_keys_sign_every_request(s3env, moto):
 
 
 def test_a_profile_credential_uses_the_aws_config_files(s3env, moto):
-    write_aws_files(s3env, "reader", "AKIAPROFILEKEY000001", make_secret("profile"))
+    secret = make_secret("profile")
+    write_aws_files(s3env, "reader", "AKIAPROFILEKEY000001", secret)
     s3env.credentials = {"minio": {"type": "aws_profile", "profile": "reader"}}
     s3env.write_registry()
     moto.put("a.txt", b"a")
     moto.log.clear()
     assert s3env.run()["status"] == "succeeded"
     assert moto.log.access_keys() == {"AKIAPROFILEKEY000001"}
+    # the profile's secret never passes through the registry, yet messages mask it
+    assert secret not in redact.scrub_text(f"signature failed for {secret}")
 
 
 def test_no_credentials_key_uses_the_default_chain(s3env, moto, monkeypatch):
@@ -49,6 +53,7 @@ def test_no_credentials_key_uses_the_default_chain(s3env, moto, monkeypatch):
     moto.log.clear()
     assert s3env.run()["status"] == "succeeded"
     assert moto.log.access_keys() == {"AKIAENVIRONMENT00001"}
+    assert secret not in redact.scrub_text(f"signature failed for {secret}")  # masked, though not registered
 
 
 def test_an_assumed_role_signs_with_the_temporary_keys(s3env, moto, monkeypatch):

@@ -4,7 +4,8 @@ used by the tests to prove plugins work without touching core.
 Connector `fixture`: a scheduled source that ingests every file in `folder`. With
 `hold_while` set, a job waits while that path exists (to make runs overlap on purpose).
 With `credential_expires_in_days`, it reports a credential expiring then (a warning
-inside 30 days), the way a certificate-based connector would.
+inside 30 days), the way a certificate-based connector would. With `warn` set, `check()`
+reports that text as a warning.
 Hook `document_stored`: appends each stored document's id to $INGESTD_TEST_HOOK_LOG.
 """
 
@@ -18,12 +19,17 @@ class FixtureOptions(ScheduleOptions):
     folder: ConfigPath
     hold_while: ConfigPath | None = None
     credential_expires_in_days: float | None = None
+    warn: str | None = None
 
 
 class FixtureConnector(Connector):
     kind = "fixture"
     Options = FixtureOptions
     description = "test connector: every file in a folder"
+
+    def check(self):
+        warn = self.options.warn
+        return [f'sources "{self.source.name}": warn: warning: {warn}'] if warn else []
 
     def stage(self, ctx):
         hold = self.options.hold_while

@@ -83,3 +83,13 @@ def test_unreadable_manifest_is_reported_not_fatal(tmp_path):
     assert loaded.load_all() == 1
     assert [m.job_id for m in loaded.list()] == [good.job_id]
     assert loaded.unreadable == ["garbage0001.json"]
+
+
+def test_a_manifest_dumps_as_its_file_and_the_api_say():
+    """Issue 25 #12: `model_dump()` (what a hook's plugin calls) said `schema_version`."""
+    from ingestd.jobs.manifest import Manifest
+
+    m = Manifest(job_id="20260101T000000000000Z-abcdef01", source="s", kind="local", trigger="cli",
+                 created_at="2026-01-01T00:00:00.000Z", items_file="x")
+    assert m.model_dump()["schema"] == 1 and "schema_version" not in m.model_dump()
+    assert m.model_dump() == m.to_json() and '"schema":1' in m.model_dump_json()

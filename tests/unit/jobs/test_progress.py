@@ -115,12 +115,16 @@ def test_counters_move_while_the_connector_is_busy(tmp_path, world):
                         message="the first five files to be committed while the connector waits")
         assert live.status == "running"
         assert (live.progress.phase, live.progress.items_done, live.progress.items_total) == ("listing", 5, 8)
+        # the seam a progress display polls in-process: the job holding the source, live
+        watched = lifecycle.live("f")
+        assert watched.job_id == job_id and watched.counters.ingested == 5 and watched.progress.items_done == 5
         wait_for(lambda: on_disk(lifecycle, job_id)["counters"]["ingested"] == 5, timeout=10,
                  message="the manifest file to have the committed counters")
     finally:
         connector.resume.set()
         thread.join(60)
     assert result["m"].counters.ingested == 8 and result["m"].status == "succeeded"
+    assert lifecycle.live("f") is None  # done: the source is free, nothing to watch
 
 
 def test_finishing_shows_while_the_connector_moves_originals(tmp_path, world):

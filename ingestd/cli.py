@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -24,6 +25,8 @@ from ingestd import __version__, app, config as config_mod
 from ingestd._lib import logs, redact
 from ingestd._lib.paths import is_valid_id
 from ingestd.api.models import JobsQuery
+from ingestd.console import feeds, follow, summary
+from ingestd.console.line import LiveLines
 from ingestd.errors import (
     Code, ConfigError, IngestdError, MigrationPending, NotFoundError, SchemaTooNew, UsageError,
 )
@@ -40,20 +43,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ingestd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    # on the subcommands only: a top-level copy would be reset by the subcommand's defaults
+    talk = argparse.ArgumentParser(add_help=False)
+    level = talk.add_mutually_exclusive_group()
+    level.add_argument("-v", "--verbose", action="count", default=0,
+                       help="log to stderr at info (-v) or debug (-vv); a terminal otherwise shows warnings only")
+    level.add_argument("-q", "--quiet", action="store_true", help="no progress line: only the summary and errors")
+
     sub.add_parser("run", parents=[common], help="run the daemon (watch, schedule, serve HTTP)")
-    p = sub.add_parser("ingest", parents=[common], help="run one job for a source now, in the foreground")
+    p = sub.add_parser("ingest", parents=[common, talk], help="run one job for a source now, in the foreground")
     p.add_argument("source")
     p.add_argument("--json", action="store_true")
     sub.add_parser("check-config", parents=[common], help="validate the config file and its credential references")
-    p = sub.add_parser("status", parents=[common], help="show one job's manifest")
+    p = sub.add_parser("status", parents=[common, talk], help="show one job's manifest")
     p.add_argument("job_id")
     p.add_argument("--items", action="store_true", help="also list the items: outcome, document id, origin, error")
+    p.add_argument("--follow", action="store_true",
+                   help="until the job ends: a live progress line on a terminal, then the summary")
     p.add_argument("--json", action="store_true")
-    p = sub.add_parser("jobs", parents=[common], help="list jobs, newest first")
+    p = sub.add_parser("jobs", parents=[common, talk], help="list jobs, newest first")
     p.add_argument("--source")
     p.add_argument("--status", choices=["queued", "running", "succeeded", "partial", "failed"])
     p.add_argument("--limit", type=int, default=20, help="1-500 (default 20), as the API's /jobs")
     p.add_argument("--before", metavar="JOB_ID", help="only jobs older than this one (the next page)")
+    p.add_argument("--follow", action="store_true",
+                   help="a live line per running or queued job until none is left, a summary as each ends")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("document", parents=[common], help="show a document's record, provenance and versions")
     p.add_argument("doc_id")
@@ -95,11 +109,32 @@ def _complain(line: str) -> None:
     print(redact.scrub_text(line), file=sys.stderr)
 
 
-def _setup(args, *, quiet: bool = False):
+def _setup(args, *, quiet: bool = False, person: bool = False, stream=None):
+    """Config and plugins, and the logs as this command's reader wants them. `person`: a
+    one-shot command, whose logs on a terminal are readable lines at warning and above
+    (-v, -vv for more): per-document records would bury the progress line and the
+    summary. Off a terminal (cron, pipes, systemd) they stay the configured JSON."""
     plugins = Plugins().load()
     cfg = app.load_config(config_mod.locate(args.config), plugins)
-    logs.setup(level="warning" if quiet else cfg.daemon.log_level, fmt=cfg.daemon.log_format)
+    on_terminal = person and sys.stderr.isatty()
+    level = "warning" if quiet or on_terminal else cfg.daemon.log_level
+    logs.setup(level=_level(args, level), fmt="console" if on_terminal else cfg.daemon.log_format, stream=stream,
+               documents=not on_terminal or getattr(args, "verbose", 0) > 0)
     return cfg, plugins
+
+
+def _level(args, default: str) -> str:
+    verbose = getattr(args, "verbose", 0)
+    if verbose:
+        return "debug" if verbose > 1 else "info"
+    return "error" if getattr(args, "quiet", False) else default
+
+
+def _live_lines(args) -> LiveLines | None:
+    """The progress line's place, when a person watches stderr and did not ask for quiet."""
+    if args.quiet or not sys.stderr.isatty() or os.environ.get("TERM") == "dumb":
+        return None
+    return LiveLines(sys.stderr)
 
 
 def cmd_run(args) -> int:
@@ -113,7 +148,8 @@ def cmd_ingest(args) -> int:
     """One job now, in the foreground. SIGINT or SIGTERM stops it as the daemon's shutdown
     would: the job ends `failed`/`interrupted`, its workspace is removed, and the exit
     status is 128 + the signal's number (a second signal kills the process outright)."""
-    cfg, plugins = _setup(args, quiet=args.json)
+    lines = _live_lines(args)
+    cfg, plugins = _setup(args, quiet=args.json, person=True, stream=lines)
     if cfg.source(args.source) is None:
         known = ", ".join(s.name for s in cfg.sources) or "none"
         raise UsageError(f"unknown source {args.source!r} (configured: {known})")
@@ -126,13 +162,27 @@ def cmd_ingest(args) -> int:
             raise ConfigError(found.problems[args.source])
         stopped = _stop_on_signals()
         application.jobs.load_all()
-        manifest = application.run_job(args.source, "cli", stop=stopped.event)
+        with follow.drawing(lambda: application.lifecycle.live(args.source), lines):
+            manifest = application.run_job(args.source, "cli", stop=stopped.event)
     finally:
         application.close()
-    _print_manifest(manifest, args.json)
+    _print_outcome(manifest, args, cfg)
     if stopped.signum and any(e.code == Code.INTERRUPTED for e in manifest.errors):
         return 128 + stopped.signum
-    return 0 if manifest.status == "succeeded" else 1
+    return _job_exit(manifest)
+
+
+def _job_exit(m: Manifest) -> int:
+    return 0 if m.status == "succeeded" else 1
+
+
+def _print_outcome(m: Manifest, args, cfg) -> None:
+    """A finished job for whoever asked: its manifest as JSON, else the human summary."""
+    if args.json:
+        _print_manifest(m, True)
+        return
+    for line in summary.summary(m, cfg.daemon.state_dir, args.config):
+        print(line)
 
 
 class _Stop:
@@ -175,11 +225,11 @@ def _read_only(cfg, plugins) -> state_runner.Opened:
 
 
 @contextmanager
-def _jobs(args):
-    cfg, plugins = _setup(args, quiet=True)
+def _jobs(args, stream=None):
+    cfg, plugins = _setup(args, quiet=True, person=True, stream=stream)
     state = _read_only(cfg, plugins)
     try:
-        yield JobStore(cfg.daemon.state_dir)
+        yield JobStore(cfg.daemon.state_dir), cfg
     finally:
         state.close()
 
@@ -187,7 +237,13 @@ def _jobs(args):
 def cmd_status(args) -> int:
     if not is_valid_id(args.job_id):
         raise UsageError(f"malformed job id {args.job_id[:80]!r}")
-    with _jobs(args) as store:
+    lines = _live_lines(args) if args.follow else None
+    with _jobs(args, stream=lines) as (store, cfg):
+        if args.follow:
+            final = follow.follow_job(feeds.feed(cfg), args.job_id, lines)
+            if not args.items:
+                _print_outcome(final, args, cfg)
+                return _job_exit(final)
         manifest = store.get(args.job_id)
         if not args.items:
             _print_manifest(manifest, args.json)
@@ -200,7 +256,7 @@ def cmd_status(args) -> int:
         for item in items:
             error = f"  {item['error']}: {item.get('message', '')}" if item.get("error") else ""
             print(f"{item['outcome']}  {item.get('doc_id') or '-'}  {item['origin_uri']}{error}")
-    return 0
+    return _job_exit(manifest) if args.follow else 0
 
 
 def _items(path):
@@ -215,7 +271,9 @@ def _items(path):
 
 def cmd_jobs(args) -> int:
     query = _jobs_query(args)
-    with _jobs(args) as store:
+    if args.follow:
+        return _follow_jobs(args, query)
+    with _jobs(args) as (store, _):
         store.load_all()
         rows = store.list(source=query.source, status=query.status, limit=query.limit, before=query.before)
     if args.json:
@@ -225,6 +283,21 @@ def cmd_jobs(args) -> int:
         c = m.counters
         print(f"{m.job_id}  {m.source:<16} {m.status:<9} {m.trigger:<8} "
               f"ingested={c.ingested} unchanged={c.unchanged} failed={c.failed} skipped={c.skipped} deleted={c.deleted}")
+    return 0
+
+
+def _follow_jobs(args, query: JobsQuery) -> int:
+    lines = _live_lines(args)
+    with _jobs(args, stream=lines) as (_, cfg):
+        def ended(m: Manifest) -> None:
+            if args.json:  # one line per job as it ends (JSON Lines): a reader need not wait for the last
+                print(json.dumps(m.to_json(), ensure_ascii=False), flush=True)
+                return
+            for line in summary.summary(m, cfg.daemon.state_dir, args.config):
+                print(line, flush=True)
+
+        if not follow.follow_jobs(feeds.feed(cfg), query.source, lines, ended) and not args.json:
+            print("no job is running or queued" + (f" for source {query.source}" if query.source else ""))
     return 0
 
 

@@ -1,0 +1,103 @@
+"""Where a watcher reads jobs another process runs: the daemon's API when one answers (its
+memory: fresh progress on every request), else the manifest files on disk (rewritten about
+once a second while a job's progress moves). Both give `Manifest`s, so one display serves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ingestd.config import Config
+from ingestd.errors import NotFoundError
+from ingestd.jobs.jobstore import JobStore
+from ingestd.jobs.manifest import Manifest
+
+ACTIVE = ("running", "queued")
+
+
+class DiskFeed:
+    interval = 0.5  # the files move about once a second
+
+    def __init__(self, state_dir: Path):
+        self.state_dir = state_dir
+        self.where = f"manifest files in {state_dir / 'jobs'}"
+
+    def job(self, job_id: str) -> Manifest:
+        return JobStore(self.state_dir).get(job_id)  # a fresh store: never an older cached copy
+
+    def active(self, source: str | None) -> list[Manifest]:
+        store = JobStore(self.state_dir)
+        store.load_all()
+        return [m for status in ACTIVE for m in store.list(source=source, status=status, limit=500)]
+
+
+class ApiFeed:
+    interval = 0.25
+
+    def __init__(self, host: str, port: int, token: str | None):
+        self.host, self.port, self._token = host, port, token
+        self.where = f"the daemon at {host}:{port}"
+
+    def job(self, job_id: str) -> Manifest:
+        status, body = self._get(f"/ingest/{job_id}")
+        if status == 404:
+            raise NotFoundError(f"no job {job_id}")
+        return _manifest(body)
+
+    def active(self, source: str | None) -> list[Manifest]:
+        out = []
+        for status in ACTIVE:
+            query = f"status={status}&limit=500" + (f"&source={source}" if source else "")
+            _, body = self._get(f"/jobs?{query}")
+            out += [_manifest(row) for row in body["jobs"]]
+        return out
+
+    def answers(self) -> bool:
+        try:
+            status, _ = self._get("/healthz")
+        except (OSError, ValueError):
+            return False
+        return status in (200, 503)  # 503: up, but a part is unhealthy; jobs are still served
+
+    def _get(self, path: str) -> tuple[int, dict]:
+        import http.client  # only when following: not on every command's start-up
+
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=5)
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        try:
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
+            body = response.read()
+        finally:
+            conn.close()
+        if response.status not in (200, 404, 503):
+            raise ValueError(f"{path}: HTTP {response.status}")
+        return response.status, json.loads(body or b"{}")
+
+
+def _manifest(body: dict) -> Manifest:
+    """An API job as a manifest (the API leaves out only where the items file is)."""
+    return Manifest.model_validate({**body, "items_file": ""})
+
+
+def feed(cfg: Config) -> ApiFeed | DiskFeed:
+    """The daemon's API if it answers on the configured address with the configured token
+    (readable by this user), else the files."""
+    api = _api(cfg)
+    return api if api is not None and api.answers() else DiskFeed(cfg.daemon.state_dir)
+
+
+def _api(cfg: Config) -> ApiFeed | None:
+    http = cfg.http
+    if not http.enabled:
+        return None
+    token = None
+    if http.token_file is not None:
+        from ingestd._lib.token_file import read_token
+
+        try:
+            token = read_token(http.token_file)
+        except (ValueError, PermissionError):
+            return None  # not this user's to read: the files still tell
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(http.host, http.host)
+    return ApiFeed(host, http.port, token)

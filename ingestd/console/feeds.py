@@ -5,6 +5,7 @@ once a second while a job's progress moves). Both give `Manifest`s, so one displ
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ingestd.config import Config
@@ -81,23 +82,41 @@ def _manifest(body: dict) -> Manifest:
 
 
 def feed(cfg: Config) -> ApiFeed | DiskFeed:
-    """The daemon's API if it answers on the configured address with the configured token
-    (readable by this user), else the files."""
+    """The daemon's API if a daemon runs on this state dir (its `daemon.json` names a live
+    pid and the address it listens on, port 0 resolved) and answers with the configured
+    token (readable by this user); else the files."""
     api = _api(cfg)
     return api if api is not None and api.answers() else DiskFeed(cfg.daemon.state_dir)
 
 
 def _api(cfg: Config) -> ApiFeed | None:
-    http = cfg.http
-    if not http.enabled:
+    address = _running_daemon(cfg.daemon.state_dir)
+    if address is None:
         return None
     token = None
-    if http.token_file is not None:
+    if cfg.http.token_file is not None:
         from ingestd._lib.token_file import read_token
 
         try:
-            token = read_token(http.token_file)
+            token = read_token(cfg.http.token_file)
         except (ValueError, PermissionError):
             return None  # not this user's to read: the files still tell
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(http.host, http.host)
-    return ApiFeed(host, http.port, token)
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    return ApiFeed({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), int(port), token)
+
+
+def _running_daemon(state_dir: Path) -> str | None:
+    """The HTTP address of the daemon that runs on `state_dir`, if one does."""
+    try:
+        info = json.loads((state_dir / "daemon.json").read_bytes())
+        pid, address = int(info["pid"]), info["http"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        pass  # alive: another user's
+    except OSError:
+        return None  # a stale file: the daemon died without removing it
+    return address if isinstance(address, str) and ":" in address else None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shlex
 from itertools import groupby
 from pathlib import Path
 
@@ -16,7 +17,7 @@ def summary(m: Manifest, state_dir: Path, config: str | None = None) -> list[str
     lines = [_headline(m), _counts(m)]
     lines += _errors(m)
     lines += _originals(m, state_dir)
-    option = f" --config {config}" if config else ""
+    option = f" --config {shlex.quote(config)}" if config else ""
     lines.append(f"  all items: ingestd status {m.job_id} --items{option}")
     return lines
 

@@ -25,7 +25,7 @@ from ingestd import __version__, app, config as config_mod
 from ingestd._lib import logs, redact
 from ingestd._lib.paths import is_valid_id
 from ingestd.api.models import JobsQuery
-from ingestd.console import feeds, follow, summary
+from ingestd.console import follow, summary
 from ingestd.console.line import LiveLines
 from ingestd.errors import (
     Code, ConfigError, IngestdError, MigrationPending, NotFoundError, SchemaTooNew, UsageError,
@@ -240,7 +240,7 @@ def cmd_status(args) -> int:
     lines = _live_lines(args) if args.follow else None
     with _jobs(args, stream=lines) as (store, cfg):
         if args.follow:
-            final = follow.follow_job(feeds.feed(cfg), args.job_id, lines)
+            final = follow.follow_job(_feed(cfg), args.job_id, lines)
             if not args.items:
                 _print_outcome(final, args, cfg)
                 return _job_exit(final)
@@ -296,9 +296,15 @@ def _follow_jobs(args, query: JobsQuery) -> int:
             for line in summary.summary(m, cfg.daemon.state_dir, args.config):
                 print(line, flush=True)
 
-        if not follow.follow_jobs(feeds.feed(cfg), query.source, lines, ended) and not args.json:
+        if not follow.follow_jobs(_feed(cfg), query.source, lines, ended) and not args.json:
             print("no job is running or queued" + (f" for source {query.source}" if query.source else ""))
     return 0
+
+
+def _feed(cfg):
+    from ingestd.console import feeds  # only when following: http.client and friends
+
+    return feeds.feed(cfg)
 
 
 def _jobs_query(args) -> JobsQuery:

@@ -48,15 +48,17 @@ def drawing(poll: Callable[[], Manifest | None], lines: LiveLines | None) -> Ite
 def follow_job(feed, job_id: str, lines: LiveLines | None, pause=threading.Event().wait) -> Manifest:
     """Poll `job_id` through `feed` until it is done, drawing its line; the final manifest."""
     meter = Meter()
-    while True:
-        m = feed.job(job_id)
-        if done(m):
+    try:
+        while True:
+            m = feed.job(job_id)
+            if done(m):
+                return m
             if lines:
-                lines.clear()
-            return m
+                lines.draw([line(m, meter)])
+            pause(feed.interval)
+    finally:  # Ctrl-C too: the shell's prompt must not land on a half-drawn line
         if lines:
-            lines.draw([line(m, meter)])
-        pause(feed.interval)
+            lines.clear()
 
 
 def follow_jobs(feed, source: str | None, lines: LiveLines | None, ended: Callable[[Manifest], None],
@@ -64,6 +66,14 @@ def follow_jobs(feed, source: str | None, lines: LiveLines | None, ended: Callab
     """Lines for every job running or queued (of `source`), including ones that start
     meanwhile; `ended(manifest)` for each as it ends. Returns how many ended; returns once
     none is left."""
+    try:
+        return _follow_jobs(feed, source, lines, ended, pause)
+    finally:
+        if lines:
+            lines.clear()
+
+
+def _follow_jobs(feed, source, lines, ended, pause) -> int:
     meters: dict[str, Meter] = {}
     finished = 0
     while True:

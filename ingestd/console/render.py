@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 from collections import deque
 
+from ingestd._lib.times import parse_iso
 from ingestd.jobs.manifest import Manifest
 
+STALE = 30.0  # seconds without a rewrite of a running job's file: worth saying (its process may be gone)
 WINDOW = 5.0  # seconds of samples the rate is taken over: recent enough to follow a change of pace
 UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
@@ -61,6 +63,9 @@ def line(m: Manifest, meter: Meter, now: float | None = None) -> str:
     left = _left(items, items_total, item_rate, nbytes, bytes_total, byte_rate)
     if left is not None:
         parts.append(f"~{clock(left)} left")
+    quiet = time.time() - parse_iso(p.updated_at).timestamp() if p else 0.0
+    if quiet > STALE:  # only a file read from disk ages: the API's view is taken when asked
+        parts.append(f"(no news for {clock(quiet)})")
     return "  ".join(parts)
 
 

@@ -46,6 +46,12 @@ def test_the_phase_before_a_job_starts_and_while_originals_move():
     assert line(local, Meter()).startswith("docs: moving originals  3 items")
 
 
+def test_a_file_that_stopped_moving_says_so():
+    stale = job(items_done=3)
+    stale.progress.updated_at = "2026-01-01T00:00:00.000Z"
+    assert "(no news for " in line(stale, Meter()) and "no news" not in line(job(items_done=3), Meter())
+
+
 def test_units():
     assert [size(n) for n in (0, 1023, 1024, 1536 << 20, 5 << 50)] == ["0 B", "1023 B", "1.0 KiB", "1.5 GiB", "5.0 PiB"]
     assert [clock(s) for s in (0, 59.9, 61, 3600 * 27 + 5)] == ["0:00", "0:59", "1:01", "27:00:05"]

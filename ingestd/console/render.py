@@ -57,8 +57,8 @@ def line(m: Manifest, meter: Meter, now: float | None = None) -> str:
              _of(nbytes, bytes_total, size)]
     if byte_rate:
         parts.append(f"{size(byte_rate)}/s")
-    failed = m.counters.failed
-    parts.append(f"{failed} error" + ("" if failed == 1 else "s"))
+    errors = len(m.errors) + m.errors_dropped  # failed and refused items, and the job's own: as the summary lists them
+    parts.append(f"{count(errors)} error" + ("" if errors == 1 else "s"))
     parts.append(clock(elapsed))
     left = _left(items, items_total, item_rate, nbytes, bytes_total, byte_rate)
     if left is not None:

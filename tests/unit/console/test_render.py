@@ -2,13 +2,15 @@
 
 from ingestd.console.line import LiveLines, _fit
 from ingestd.console.render import Meter, clock, line, size
-from ingestd.jobs.manifest import Counters, LiveProgress, Manifest
+from ingestd.errors import Code
+from ingestd.jobs.manifest import Counters, JobError, LiveProgress, Manifest
 
 
 def job(**progress) -> Manifest:
     return Manifest(job_id="20261206T120000000000Z-00000001", source="docs", kind="s3", trigger="cli",
                     status="running", created_at="2026-12-06T12:00:00.000Z", started_at="2026-12-06T12:00:00.000Z",
-                    items_file="x.items.jsonl", counters=Counters(failed=2),
+                    items_file="x.items.jsonl", counters=Counters(failed=1), errors_dropped=1,
+                    errors=[JobError(code=Code.EMPTY, message="zero-byte file", item="s3://b/e")],
                     progress=LiveProgress(phase="downloading", **progress) if progress else None)
 
 

@@ -50,18 +50,23 @@ class App:
         self.store = Store(self.state_dir, Space(self.state_dir, reserve))
         self.jobs = JobStore(self.state_dir)
         self.lifecycle = Lifecycle(self.jobs)
-        # plugins hear of a finished job after ingestd's own parts (queue, watcher, metrics)
-        self.lifecycle.subscribe(lambda done: plugins.job_finished(done.manifest), late=True)
-        self.pipeline = Pipeline(self.store, self.lifecycle, self.state_dir, hooks=plugins)
+        # plugins hear of a finished job after ingestd's own parts (queue, watcher, metrics),
+        # through the hooks facade (a snapshot, on the plugin's own lane)
+        self.lifecycle.subscribe(lambda done: plugins.hooks.job_finished(done.manifest), late=True)
+        self.pipeline = Pipeline(self.store, self.lifecycle, self.state_dir, hooks=plugins.hooks)
         self.connectors: dict[str, Connector] = {}
         self._lock = threading.Lock()
         self._log = logs.get("ingestd.app")
 
     def close(self) -> None:
-        for connector in self.connectors.values():
-            connector.close()
+        for name, connector in self.connectors.items():
+            try:
+                connector.close()
+            except Exception:  # one plugin's failure to close must not keep the rest open
+                logs.get("ingestd.plugins").exception("connector close failed", source=name)
         self.pipeline.close()
         self.lifecycle.close()
+        self.plugins.hooks.close()  # queued hook calls get a last chance to run
         self.store.close()
         self.state.close()
 
@@ -74,11 +79,16 @@ class App:
             if source is None:
                 known = ", ".join(s.name for s in self.config.sources) or "none"
                 raise UsageError(f"unknown source {name!r} (configured: {known})")
-            cls = self.plugins.connectors[source.kind]
-            problem = unavailable_problem(source, cls)
+            problem = unavailable_problem(source, self.plugins)
             if problem:
                 raise ConfigError(problem)
-            connector = self.connectors[name] = cls(source, self.registry, self.state_dir)
+            cls = self.plugins.connectors[source.kind]
+            try:
+                connector = cls(source, self.registry, self.state_dir)
+            except Exception as exc:  # the plugin's constructor: this source is out, not the caller
+                raise ConfigError(f'sources "{name}": connector {source.kind!r} could not be set up: '
+                                  f"{type(exc).__name__}: {exc}") from exc
+            self.connectors[name] = connector
             return connector
 
     def forget_connector(self, name: str) -> None:
@@ -114,9 +124,10 @@ class App:
             return self.lifecycle.fail(manifest, Code.INTERNAL, "the job could not run; see the daemon log", hint)
 
 
-def unavailable_problem(source, cls) -> str | None:
-    """The one-line complaint for a source whose connector's dependency is missing."""
-    reason = cls.unavailable_reason()
+def unavailable_problem(source, plugins: Plugins) -> str | None:
+    """The one-line complaint for a source whose connector cannot run: its plugin or class
+    was refused, or its dependency is missing or broken."""
+    reason = plugins.unavailable(source.kind)
     return f'sources "{source.name}": connector {source.kind!r} is unavailable: {reason}' if reason else None
 
 
@@ -144,7 +155,7 @@ def findings(config: Config, plugins: Plugins, only: str | None = None) -> Findi
     for source in config.sources:
         if only is not None and source.name != only:
             continue
-        for line in _source_lines(source, plugins.connectors[source.kind], registry, config.daemon.state_dir):
+        for line in _source_lines(source, plugins, registry, config.daemon.state_dir):
             located = line if _names_a_file(line, registry) else f"{label}: {line}"
             if _is_warning(line):
                 found.warnings.append(located)
@@ -158,10 +169,11 @@ def check(config: Config, plugins: Plugins) -> list[str]:
     return findings(config, plugins).lines()
 
 
-def _source_lines(source, cls, registry: Registry, state_dir: Path) -> list[str]:
-    problem = unavailable_problem(source, cls)
+def _source_lines(source, plugins: Plugins, registry: Registry, state_dir: Path) -> list[str]:
+    problem = unavailable_problem(source, plugins)
     if problem:
         return [problem]
+    cls = plugins.connectors[source.kind]
     credential = getattr(source.options, "credentials", None)
     if credential:
         try:
@@ -169,7 +181,15 @@ def _source_lines(source, cls, registry: Registry, state_dir: Path) -> list[str]
         except ConfigError as exc:
             return [line if _names_a_file(line, registry) else f'sources "{source.name}": credentials: {line}'
                     for line in exc.lines]
-    return cls(source, registry, state_dir).check() if source.enabled else []
+    return _connector_check(source, lambda: cls(source, registry, state_dir)) if source.enabled else []
+
+
+def _connector_check(source, build) -> list[str]:
+    """A connector's own `check()`, with whatever its plugin raises turned into one line."""
+    try:
+        return list(build().check())
+    except Exception as exc:
+        return [f'sources "{source.name}": connector {source.kind!r} check failed: {type(exc).__name__}: {exc}']
 
 
 def _names_a_file(line: str, registry: Registry) -> bool:

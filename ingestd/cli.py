@@ -378,14 +378,7 @@ def cmd_verify(args) -> int:
 
 def cmd_plugins(args) -> int:
     plugins = Plugins().load()
-    rows = []
-    for info in plugins.info.values():
-        kinds = []
-        for kind in info.kinds:
-            reason = plugins.connectors[kind].unavailable_reason() if kind in plugins.connectors else None
-            kinds.append({"kind": kind, "available": reason is None, "remediation": reason})
-        rows.append({"name": info.name, "module": info.module, "version": info.version,
-                     "status": info.status, "error": info.error, "connectors": kinds})
+    rows = [_plugin_row(plugins, info) for info in plugins.info.values()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -393,8 +386,18 @@ def cmd_plugins(args) -> int:
         print(f"{row['name']:<12} {row['version'] or '-':<8} {row['status']}" + (f": {row['error']}" if row["error"] else ""))
         for k in row["connectors"]:
             state = "available" if k["available"] else f"unavailable ({k['remediation']})"
-            print(f"  connector {k['kind']}: {state}")
+            print(f"  connector {k['kind']}: {state}" + (f" - {k['description']}" if k["description"] else ""))
     return 0
+
+
+def _plugin_row(plugins: Plugins, info) -> dict:
+    kinds = [{"kind": kind, "available": reason is None, "remediation": reason,
+              "description": plugins.connectors[kind].description or None}
+             for kind in info.kinds for reason in [plugins.unavailable(kind)]]
+    kinds += [{"kind": kind, "available": False, "remediation": reason, "description": None}
+              for kind, reason in info.refused.items()]
+    return {"name": info.name, "module": info.module, "version": info.version,
+            "status": info.status, "error": info.error, "connectors": kinds}
 
 
 def cmd_migrate(args) -> int:

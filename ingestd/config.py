@@ -276,6 +276,10 @@ def _sources(raw, option_models, context, label, errors) -> list[Source]:
         except ValidationError as exc:
             errors.extend(_format(label, exc, model, prefix=where))
             continue
+        except Exception as exc:  # a plugin's validator raising what pydantic does not wrap
+            errors.append(f"{label}: {where}: connector {head.kind!r} failed checking these options: "
+                          f"{type(exc).__name__}: {exc}")
+            continue
         sources.append(Source(name=head.name, kind=head.kind, enabled=head.enabled, options=parsed))
     return sources
 

@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from ingestd._lib import logs, redact
@@ -113,17 +114,17 @@ class Daemon:
         return found
 
     def _start_source(self, source: Source, found: Findings, recovering: bool = False) -> None:
-        cls = self.plugins.connectors[source.kind]
         problems = found.problems.get(source.name)
         if problems:
             # free text, masked where it is made: /healthz and /sources serve it as it is
-            reason = cls.unavailable_reason() or redact.scrub_text("; ".join(problems))
+            reason = redact.scrub_text(self.plugins.unavailable(source.kind) or "; ".join(problems))
             self.unavailable[source.name] = reason
             self.log.error("source not started", source=source.name, kind=source.kind, reason=reason)
             return
         self.unavailable.pop(source.name, None)
-        connector = self.app.connector(source.name)
+        cls = self.plugins.connectors[source.kind]
         try:
+            connector = self.app.connector(source.name)  # its plugin's constructor may raise: ConfigError
             if cls.watched:
                 self.watcher.add(source.name, connector, trigger="recovery" if recovering else "watch")
             else:
@@ -235,6 +236,9 @@ class Daemon:
             # informational: a misconfigured source is reported, but restarting the daemon
             # (which is what an unhealthy watchdog leads to) would not fix it
             "sources": {"ok": True, "unavailable": dict(self.unavailable)},
+            # informational too: a refused plugin needs a fix and a restart, not a restart alone
+            "plugins": {"ok": True, "problems": [asdict(p) for p in self.plugins.problems()],
+                        "hooks": {name: asdict(s) for name, s in self.plugins.hooks.stats().items()}},
         }
         return checks
 

@@ -4,6 +4,7 @@ parts the daemon hands over. The API sees these answers and nothing else of the 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from ingestd._lib import logs
@@ -68,10 +69,10 @@ class DaemonApi:
         cls = self.plugins.connectors.get(source.kind)
         if source.name in self.unavailable:
             reason = self.unavailable[source.name]
-        elif cls is None:
-            reason = f"no installed plugin provides connector {source.kind!r}"
+        elif cls is None or not source.enabled:  # enabled ones were checked at start
+            reason = self.plugins.unavailable(source.kind)  # a refused kind or plugin, a dependency
         else:
-            reason = None if source.enabled else cls.unavailable_reason()  # enabled ones were checked at start
+            reason = None
         watched = bool(cls and cls.watched)
         text = getattr(source.options, "schedule_text", None)
         last = self.app.jobs.list(source=source.name, limit=1)
@@ -105,4 +106,5 @@ class DaemonApi:
             job = self.workers.busy(source.name)
             if job is not None:
                 active[source.name] = job.status
-        return Runtime(self.workers.depth(), self.workers.running, active, dict(self.schedule.overlaps))
+        hooks = {name: asdict(stats) for name, stats in self.plugins.hooks.stats().items()}
+        return Runtime(self.workers.depth(), self.workers.running, active, dict(self.schedule.overlaps), hooks)

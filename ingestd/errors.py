@@ -52,10 +52,6 @@ class ConfigError(IngestdError):
         super().__init__("\n".join(self.lines))
 
 
-class PluginError(IngestdError):
-    pass
-
-
 class StoreError(IngestdError):
     """The document or job store could not be written; `code` says whether space ran out."""
 
@@ -97,10 +93,13 @@ class NotFoundError(IngestdError):
 
 
 class ConnectorError(IngestdError):
-    """A failure talking to a source, with a typed code and whether retrying may help.
+    """A failure talking to a source, with a typed code the operator can act on.
 
     `item` is the origin the error concerns (None for the job as a whole); `request_id`
     is the remote service's id for the failed request, so support tickets can cite it.
+    `retryable` is for the connector's own retry logic (the SharePoint sign-in rides out
+    an outage with it); core does not read it: the code says what kind of failure it
+    was, and the next run tries every failed item again whatever this says.
     """
 
     def __init__(

@@ -52,6 +52,7 @@ class Runtime:
     running: int
     active: dict[str, Status] = field(default_factory=dict)  # source → status of its queued or running job
     schedule_skipped: dict[str, int] = field(default_factory=dict)  # source → runs skipped (overlaps)
+    plugin_hooks: dict[str, dict[str, float]] = field(default_factory=dict)  # plugin → its hook lane's numbers
 
 
 class Backend(Protocol):

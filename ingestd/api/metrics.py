@@ -30,6 +30,7 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # every name here is a classic one: the
 JOB_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 HTTP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 OUTCOMES = ("ingested", "unchanged", "skipped", "failed", "deleted")
+HOOK_OUTCOMES = ("ok", "failed", "overran", "dropped")
 OVERFLOW = "overflow"  # errors past a manifest's cap of 100 are counted, but their code is not kept
 
 
@@ -161,11 +162,21 @@ class Collector:
                        ["source"], {(n,): w["restarts"] for n, w in watchers.items()})
         yield _counter("ingestd_schedule_skipped_runs", "Scheduled runs skipped because the last was still going.",
                        ["source"], {(n,): v for n, v in runtime.schedule_skipped.items()})
+        yield from _hooks(runtime.plugin_hooks)
         yield _counter("ingestd_http_connections_refused", "Connections refused or evicted at once, by reason "
                        "(per_client: the address holds its share; full: every slot busy; evicted: made room).",
                        ["reason"], _zeros({(k,): v for k, v in self.refused().items()},
                                           [("per_client",), ("full",), ("evicted",)]))
 
+
+def _hooks(lanes: dict[str, dict[str, float]]) -> Iterator[Metric]:
+    calls = {(name, outcome): s[outcome] for name, s in lanes.items() for outcome in HOOK_OUTCOMES}
+    yield _counter("ingestd_plugin_hook_calls", "Plugin hook calls by outcome (overran: given up after the "
+                   "time budget; dropped: queue full, stalled or closed).", ["plugin", "outcome"], calls)
+    yield _gauge("ingestd_plugin_hook_queue", "Plugin hook calls waiting in the plugin's queue.", ["plugin"],
+                 {(name,): s["queued"] for name, s in lanes.items()})
+    yield _gauge("ingestd_plugin_hook_lag_seconds", "How long the plugin's oldest waiting hook call has waited.",
+                 ["plugin"], {(name,): s["lag_s"] for name, s in lanes.items()})
 
 def _sources(views: list[SourceView], active: dict[str, str]) -> Iterator[Metric]:
     yield _gauge("ingestd_source_available", "1 when the source's connector can run (dependencies installed).",

@@ -1,8 +1,13 @@
-"""The plugin API: everything a connector plugin imports from ingestd, and nothing else
-(besides `ingestd.errors`). Shared helpers live in `ingestd.plugin.kit`.
+"""The plugin API: everything a plugin imports from ingestd. The connector contract
+(`Connector`, the events a job yields, `JobContext`), the option groups, the hook marker
+and the hook arguments' types, migration steps, the error types, and the core types a
+connector's options and constructor use. Helpers plugins share (safe paths, atomic
+writes, a SQLite opener, request pacing) live in `ingestd.plugin.kit`.
 
-Built-in plugins are held to this by import-linter (see pyproject.toml); a third-party
-plugin that imports only these names keeps working whatever moves inside core.
+Nothing else in ingestd is for plugins: the built-in ones are held to this by
+import-linter (see pyproject.toml), and a third-party plugin that imports only these
+names keeps working whatever moves inside core. `ingestd.errors` stays importable as
+well (its names here are the same objects). docs/plugins.md is the guide.
 """
 
 from ingestd._lib.version import VERSION as __version__
@@ -12,15 +17,16 @@ from ingestd.errors import Code, ConfigError, ConnectorError, IngestdError, io_e
 from ingestd.plugin.connector import (
     Connector, CredentialStatus, Deleted, Event, Failed, JobContext, Outcome, OutcomeName, Requirement, Staged,
 )
-from ingestd.plugin.progress import Progress
+from ingestd.plugin.events import BlobInfo, Job, JobCounters, StoredDocument
 from ingestd.plugin.migration import Step, StepContext
 from ingestd.plugin.options import DEFAULT_EVERY, DeleteOptions, FilterOptions, ScheduleOptions
+from ingestd.plugin.progress import Progress
 from ingestd.plugin.spec import hookimpl
 
 __all__ = [
-    "Code", "ConfigError", "ConfigPath", "Connector", "ConnectorError", "Credential", "CredentialStatus",
-    "DEFAULT_EVERY",
-    "DeleteOptions", "Deleted", "Duration", "Event", "Failed", "FilterOptions", "IngestdError",
-    "JobContext", "Outcome", "OutcomeName", "Progress", "Registry", "Requirement", "ScheduleOptions", "Source",
-    "Staged", "Step", "StepContext", "Strict", "__version__", "hookimpl", "io_error_code",
+    "BlobInfo", "Code", "ConfigError", "ConfigPath", "Connector", "ConnectorError", "Credential", "CredentialStatus",
+    "DEFAULT_EVERY", "DeleteOptions", "Deleted", "Duration", "Event", "Failed", "FilterOptions", "IngestdError",
+    "Job", "JobContext", "JobCounters", "Outcome", "OutcomeName", "Progress", "Registry", "Requirement",
+    "ScheduleOptions", "Source", "Staged", "Step", "StepContext", "StoredDocument", "Strict", "__version__",
+    "hookimpl", "io_error_code",
 ]

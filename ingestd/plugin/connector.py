@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -33,8 +33,9 @@ class Staged:
 
     `identity` is what makes two deliveries the same document (defaults to the origin
     URI; SharePoint uses its item id so a rename keeps the document). With `owned`, the
-    file sits in the job workspace and core may move it into the blob store; `sha256`
-    and `size` are then the values the connector computed while downloading. Otherwise
+    file sits in the job workspace and core moves it into the blob store, hashing it on
+    the way; `sha256` and `size`, if given, are claims checked against the bytes (a
+    mismatch fails the item as `integrity`: a connector's word never names a blob). Otherwise
     core opens `path` itself (never through a symlink) and refuses what is not a regular
     file, is over `max_size`, or is empty when `allow_empty` is false.
 
@@ -92,7 +93,9 @@ class Outcome:
 
 @dataclass
 class JobContext:
-    """What a connector gets for one job."""
+    """What a connector gets for one job: `log` is bound to the job (every line carries
+    `job_id` and `source`: log through it, not a module logger); `stop` is set when the
+    daemon is stopping."""
 
     job_id: str
     source: Source
@@ -110,6 +113,8 @@ class JobContext:
 
     @property
     def workspace(self) -> Path:
+        """A directory for this job's downloads (on the store's filesystem, so an `owned`
+        file is moved in, not copied); removed when the job succeeds."""
         path = self.state_dir / "workspace" / self.job_id
         path.mkdir(parents=True, exist_ok=True)
         return path
@@ -131,12 +136,19 @@ class Requirement:
 
     def missing(self) -> list[str]:
         """Modules that cannot be imported (absent, or installed but broken)."""
-        out = []
+        return [module for module, _ in self.problems()]
+
+    def problems(self) -> list[tuple[str, str | None]]:
+        """Each module that cannot be imported, with why when it is there but broken: a
+        module raising anything at import (not only ImportError) is unusable all the same."""
+        out: list[tuple[str, str | None]] = []
         for module in self.modules:
             try:
                 importlib.import_module(module)
             except ImportError:
-                out.append(module)
+                out.append((module, None))
+            except (Exception, SystemExit) as exc:  # a broken install must not take ingestd down
+                out.append((module, f"installed but broken: {type(exc).__name__}: {exc}"))
         return out
 
 
@@ -152,31 +164,62 @@ class CredentialStatus:
 
 
 class Connector:
-    """Base class for connector plugins; subclass and register through `register_connectors`."""
+    """Base class for connector plugins; subclass it and register the subclass through the
+    `register_connectors` hook. ingestd checks the class once, when the plugin loads, and
+    refuses it (the kind is listed as unavailable, with the reason) when a MUST is missing.
+
+    MUST: `kind`, a name for `kind = "..."` in the config (lower case, digits, `-`, `_`);
+    `Options`, a pydantic model of the source's keys (subclass `ingestd.plugin.Strict` so
+    unknown keys are errors), subclassing `ScheduleOptions` unless the connector is
+    watched (a scheduled source takes `every`, `cron` and `jitter`); `stage()`.
+    MAY: `requires`, `description`, `state_steps`, `finish()`, `check()`,
+    `credential_status()`, `close()`.
+    A watched connector subclasses `WatchedConnector` instead (see docs/plugins.md).
+    """
 
     kind: ClassVar[str]
     Options: ClassVar[type[BaseModel]]
+    # MAY: an optional dependency; a source whose dependency is missing is reported with
+    # `install` as the remedy, instead of failing at its first job
     requires: ClassVar[Requirement | None] = None
     watched: ClassVar[bool] = False  # True: the daemon watches it; False: it runs on a schedule
+    # MAY: one line for people: `ingestd plugins` shows it beside the kind
     description: ClassVar[str] = ""
-    # migrations of what the connector keeps under `sources/<name>/`, oldest first (see
+    # MAY: migrations of what the connector keeps under `sources/<name>/`, oldest first (see
     # `ingestd.plugin.migration`); run for each configured source of this kind at start
     state_steps: ClassVar[tuple[Step, ...]] = ()
 
     def __init__(self, source: Source, credentials: Registry, state_dir: Path):
+        """MAY be extended (call `super().__init__` first). Built once per source, when its
+        first job or check needs it: do no I/O here, open clients lazily in `stage()`."""
         self.source = source
         self.options = source.options
         self.credentials = credentials
         self.state_dir = state_dir
 
     def stage(self, ctx: JobContext) -> Iterator[Event]:
+        """MUST: yield one event per item of this job: `Staged` for a file to ingest,
+        `Deleted` for an item gone at the source, `Failed` for one that could not be staged.
+
+        Runs on a worker thread, one job per source at a time. Check `ctx.stop` between
+        items and return when it is set (the daemon is stopping). Raise `ConnectorError`
+        for a failure of the whole job (the items yielded before it are still recorded);
+        anything else raised is recorded as `internal` with the traceback in the log.
+        """
         raise NotImplementedError
 
-    def finish(self, ctx: JobContext, outcomes: list[Outcome], status: str) -> None:
-        """Called once the job's records and manifest are durable."""
+    def finish(self, ctx: JobContext, outcomes: Iterable[Outcome], status: str) -> None:
+        """MAY: act on the job's results, which are durable when this is called: move
+        originals, save a cursor or delta link. `outcomes` has one entry per event, with
+        the event's `token`; iterate it (it has `len()`, but past 32,768 entries they are
+        read back from disk, so it is no list). Not called when the results could not be made durable, so a
+        cursor saved here never runs ahead of the store. An exception is logged."""
 
     def check(self) -> list[str]:
-        """Problems `check-config` should report (credentials, paths); empty when fine."""
+        """MAY: problems `check-config` (and the daemon, for a watched source, at start)
+        should report: credentials, paths. One line each, starting `sources "NAME": KEY:`;
+        a line containing `warning:` is shown without failing the check. Empty when fine.
+        Runs without a job: no downloads."""
         return []
 
     def credential_status(self) -> CredentialStatus:
@@ -186,10 +229,16 @@ class Connector:
         return CredentialStatus()
 
     def close(self) -> None:
-        """Release clients and pools when the source is removed or the daemon stops."""
+        """MAY: release clients and pools when the source is removed or the daemon stops."""
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        if cls.requires and cls.requires.missing():
-            return f"needs {', '.join(cls.requires.missing())}: {cls.requires.install}"
-        return None
+        """Why sources of this kind cannot run here (a missing or broken dependency, with
+        the remedy), or None. Core's; not for overriding."""
+        if not cls.requires:
+            return None
+        problems = cls.requires.problems()
+        if not problems:
+            return None
+        names = ", ".join(module if why is None else f"{module} ({why})" for module, why in problems)
+        return f"needs {names}: {cls.requires.install}"

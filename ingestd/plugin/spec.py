@@ -1,39 +1,56 @@
 """The hooks a plugin may implement. Keep this surface small: every hook here is a
-promise to plugin authors.
+promise to plugin authors, and docs/plugins.md documents each (a test holds it to that).
 
-Implement them with `@ingestd.hookimpl` in a module or class registered through the
-`ingestd` entry-point group. Hooks are called with keyword arguments only.
+Implement them with `@ingestd.plugin.hookimpl` in a module or class registered through
+the `ingestd` entry-point group. Hooks are called with keyword arguments only; declare
+only the arguments you use. Core calls the downstream hooks (all but
+`register_connectors`) through `ingestd.plugin.hooks.Hooks`, the one place that knows
+their keyword names: off the job's thread, with read-only snapshots
+(`ingestd.plugin.events`), one queue per plugin, a time budget per call.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import pluggy
+
+from ingestd.plugin.events import Job, StoredDocument
+
+if TYPE_CHECKING:
+    from ingestd.plugin.connector import Connector
 
 hookspec = pluggy.HookspecMarker("ingestd")
 hookimpl = pluggy.HookimplMarker("ingestd")
 
 
 @hookspec
-def register_connectors(register):
+def register_connectors(register: Callable[[type[Connector]], None]) -> None:
     """Register connector classes: call `register(ConnectorSubclass)` once per kind.
 
-    A connector whose optional dependency is missing should still be registered (its
-    `requires` says what to install), so the operator is told what to do rather than
-    that the kind does not exist.
+    Called once, when the plugin loads. Each class is checked then (see `Connector`'s
+    MUSTs); one that fails is refused with the reason and the plugin's other kinds and
+    hooks still work. A connector whose optional dependency is missing should still be
+    registered (its `requires` says what to install), so the operator is told what to
+    do rather than that the kind does not exist.
     """
 
 
 @hookspec
-def document_stored(document, job):
-    """A new document version was committed to the store.
+def document_stored(document: StoredDocument, job: Job) -> None:
+    """A new document version was committed to the store (and the job's manifest saved).
 
-    `document` has `doc_id`, `source`, `origin_uri`, `blob` (sha256, size, mime),
-    `metadata` and `source_modified_at`; `job` is the running job's manifest. Called
-    after the record is durable, from the job's thread: keep it quick, hand heavy work
-    (indexing, embedding) to your own queue. An exception is logged, not propagated.
+    `document`: `doc_id`, `source`, `origin_uri`, `blob` (`sha256`, `size`, `mime`),
+    `job_id`, `source_modified_at`, `metadata`; `job`: the job's manifest at that moment.
+    Both are read-only snapshots. Called on the plugin's own thread, in commit order, after
+    the job has moved on: a slow hook delays only the plugin's own later calls. Calls
+    beyond the plugin's queue are dropped (counted), so this is a notification, not a
+    delivery guarantee.
     """
 
 
 @hookspec
-def job_finished(manifest):
-    """A job reached a terminal state; `manifest` is its final manifest."""
+def job_finished(manifest: Job) -> None:
+    """A job reached a terminal state; `manifest` is a read-only snapshot of its final
+    manifest. Called after every `document_stored` call of that job (same queue)."""

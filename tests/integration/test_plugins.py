@@ -21,7 +21,8 @@ def test_plugins_listing_quarantines_broken_ones(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["local"]["status"] == "loaded"
-    assert rows["local"]["connectors"] == [{"kind": "local", "available": True, "remediation": None}]
+    assert rows["local"]["connectors"] == [{"kind": "local", "available": True, "remediation": None,
+                                            "description": "a drop folder on local disk"}]
     assert rows["testplugin"]["status"] == "loaded" and rows["testplugin"]["version"] == "0.1"
     assert rows["testplugin"]["connectors"][0]["kind"] == "fixture"
     assert rows["broken"]["status"] == "quarantined" and "broken on purpose" in rows["broken"]["error"]

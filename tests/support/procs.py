@@ -128,8 +128,16 @@ class Daemon:
         return f"http://{info['http']}"
 
     def get(self, path: str):
+        return self._call(urllib.request.Request(self.base_url + path))
+
+    def post(self, path: str, body: dict) -> tuple[int, dict]:
+        return self._call(urllib.request.Request(self.base_url + path, data=json.dumps(body).encode(), method="POST",
+                                                 headers={"Content-Type": "application/json"}))
+
+    @staticmethod
+    def _call(req: urllib.request.Request):
         try:
-            with urllib.request.urlopen(self.base_url + path, timeout=10) as resp:
+            with urllib.request.urlopen(req, timeout=10) as resp:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read() or b"null")

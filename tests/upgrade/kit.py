@@ -3,9 +3,6 @@ and the upgrade tests: trigger a job, list jobs, wait for a source to go quiet."
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 
@@ -21,13 +18,7 @@ def mark() -> str:
 
 
 def post(daemon, path: str, body: dict) -> tuple[int, dict]:
-    req = urllib.request.Request(daemon.base_url + path, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"null")
+    return daemon.post(path, body)
 
 
 def trigger(daemon, source: str, timeout: float = 60.0) -> str:

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from urllib.parse import urlencode
 
 from ingestd.config import Config
-from ingestd.errors import NotFoundError
+from ingestd.errors import IngestdError, NotFoundError
 from ingestd.jobs.jobstore import JobStore
 from ingestd.jobs.manifest import Manifest
 
@@ -48,17 +49,18 @@ class ApiFeed:
     def active(self, source: str | None) -> list[Manifest]:
         out = []
         for status in ACTIVE:
-            query = f"status={status}&limit=500" + (f"&source={source}" if source else "")
+            query = urlencode({"status": status, "limit": 500, **({"source": source} if source else {})})
             _, body = self._get(f"/jobs?{query}")
             out += [_manifest(row) for row in body["jobs"]]
         return out
 
     def answers(self) -> bool:
+        """Whether the daemon serves jobs to this caller (the token included)."""
         try:
-            status, _ = self._get("/healthz")
-        except (OSError, ValueError):
+            status, _ = self._get("/jobs?limit=1")
+        except IngestdError:
             return False
-        return status in (200, 503)  # 503: up, but a part is unhealthy; jobs are still served
+        return status == 200
 
     def _get(self, path: str) -> tuple[int, dict]:
         import http.client  # only when following: not on every command's start-up
@@ -68,12 +70,15 @@ class ApiFeed:
         try:
             conn.request("GET", path, headers=headers)
             response = conn.getresponse()
-            body = response.read()
+            body = json.loads(response.read() or b"{}")
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            raise IngestdError(f"{self.where} stopped answering ({exc.__class__.__name__}); "
+                               "`ingestd status JOB_ID` reads the job's file") from None
         finally:
             conn.close()
-        if response.status not in (200, 404, 503):
-            raise ValueError(f"{path}: HTTP {response.status}")
-        return response.status, json.loads(body or b"{}")
+        if response.status not in (200, 404):
+            raise IngestdError(f"{self.where} answered GET {path.partition('?')[0]} with HTTP {response.status}")
+        return response.status, body
 
 
 def _manifest(body: dict) -> Manifest:

@@ -19,7 +19,6 @@ from ingestd.console import feeds
 from ingestd.plugin.manager import Plugins
 from tests.support.procs import THIRDPARTY, Daemon, plugin_site
 from tests.support.terminal import ERASE, Terminal
-from tests.upgrade.kit import post
 
 FILES, BEFORE_GATE, REFUSED = 6, 3, 5
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # anything but \t and \n
@@ -144,7 +143,7 @@ def test_jobs_follow_reads_a_running_daemon(tmp_path):
     gated = Gated(tmp_path, http={"listen": "127.0.0.1:0"})  # the port is found in daemon.json
     daemon = Daemon(gated.config, gated.state, tmp_path, env=gated.env).start()
     try:
-        status, body = post(daemon, "/ingest", {"source": "remote"})
+        status, body = daemon.post("/ingest", {"source": "remote"})
         assert status == 202, body
         term = gated.terminal("jobs", "--follow")
         term.read_until(held_line())

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -140,14 +141,20 @@ def test_status_follow_watches_a_job_another_process_runs(gated):
 
 
 def test_jobs_follow_reads_a_running_daemon(tmp_path):
-    gated = Gated(tmp_path, http={"listen": "127.0.0.1:0"})  # the port is found in daemon.json
+    token = tmp_path / "token"
+    token.write_text("t" * 32)
+    token.chmod(0o600)
+    # port 0: the address is found in daemon.json; the token is sent
+    gated = Gated(tmp_path, http={"listen": "127.0.0.1:0", "token_file": "token"})
     daemon = Daemon(gated.config, gated.state, tmp_path, env=gated.env).start()
     try:
-        status, body = daemon.post("/ingest", {"source": "remote"})
+        status, body = _post(daemon, "/ingest", {"source": "remote"}, "t" * 32)
         assert status == 202, body
         term = gated.terminal("jobs", "--follow")
         term.read_until(held_line())
         assert isinstance(feeds.feed(_config(gated)), feeds.ApiFeed)  # the daemon's memory, not the files
+        token.write_text("w" * 32)  # a token the daemon refuses: the files, not an error
+        assert isinstance(feeds.feed(_config(gated)), feeds.DiskFeed)
         gated.release()
         assert term.wait() == 0
         lines = summary_lines(term.after_last_line())
@@ -165,3 +172,10 @@ def _config(gated: Gated):
         return load_config(gated.config, plugins)
     finally:
         del sys.path[:2]
+
+
+def _post(daemon, path: str, body: dict, token: str):
+    req = urllib.request.Request(daemon.base_url + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.status, json.loads(resp.read())

@@ -241,13 +241,13 @@ def cmd_status(args) -> int:
     with _jobs(args, stream=lines) as (store, cfg):
         if args.follow:
             final = follow.follow_job(_feed(cfg), args.job_id, lines)
-            if not args.items:
+            if not args.items and not args.json:
                 _print_outcome(final, args, cfg)
                 return _job_exit(final)
-        manifest = store.get(args.job_id)
+        manifest = store.get(args.job_id)  # the record itself: what --json and --items print
         if not args.items:
             _print_manifest(manifest, args.json)
-            return 0
+            return _job_exit(manifest) if args.follow else 0
         items = _items(store.items_path(manifest))
         if args.json:
             print(json.dumps({**manifest.to_json(), "items": list(items)}, indent=2, ensure_ascii=False))

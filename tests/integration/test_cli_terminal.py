@@ -135,6 +135,8 @@ def test_status_follow_watches_a_job_another_process_runs(gated):
         piped = run_cli("status", job["job_id"], "--follow", "--config", gated.config, env=gated.env)
         assert piped.returncode == 1 and not CONTROL.search(piped.stdout + piped.stderr)
         assert piped.stdout.splitlines()[0].startswith(f"job {job['job_id']}  source remote (gated)  partial")
+        as_json = run_cli("status", job["job_id"], "--follow", "--json", "--config", gated.config, env=gated.env)
+        assert as_json.returncode == 1 and json.loads(as_json.stdout)["items_file"] == job["items_file"]
     finally:
         one_shot.kill()
         one_shot.wait()

@@ -31,9 +31,13 @@ def drawing(poll: Callable[[], Manifest | None], lines: LiveLines | None) -> Ite
 
     def loop() -> None:
         while not stop.wait(REDRAW):
-            m = poll()
-            if m is not None:
-                lines.draw([line(m, meter)])
+            try:
+                m = poll()
+                if m is not None:
+                    lines.draw([line(m, meter)])
+            except Exception:  # a display must never disturb the job: it goes without its line
+                lines.clear()
+                return
 
     thread = threading.Thread(target=loop, name="progress-line", daemon=True)
     thread.start()

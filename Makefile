@@ -37,7 +37,7 @@ test: install
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
-$(BENCH_STAMP): pyproject.toml $(shell find ingestd plugins -name '*.py')
+$(BENCH_STAMP): pyproject.toml $(shell find ingestd plugins -name '*.py' -o -path 'ingestd/api/ui/*')
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet '.[s3,sharepoint]'
 	$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall .

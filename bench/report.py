@@ -102,6 +102,10 @@ def _subject_cell(r: dict) -> str:
     if r["case"] == "drop-latency":
         return (f"p50 {r['p50_s']:.3f} s, p99 {r['p99_s']:.3f} s "
                 f"(settle +{r['p50_over_settle_ms']:.0f} / +{r['p99_over_settle_ms']:.0f} ms)")
+    if r["case"] == "dashboard":
+        pages = ", ".join(f"{page} {v['p90_ms']:.0f}" for page, v in r["pages"].items())
+        cost = ", ".join(f"+{v:.2f}% {page}" for page, v in r["cpu_cost"].items())
+        return f"ready p90 ms: {pages}; daemon CPU with a page open: {cost}"
     if r["case"] == "idle":
         return (f"{s['cpu_s']:.2f} CPU-s in {r['window_s']:.0f} s; RSS {s['current_rss_mib']:.0f} MiB "
                 f"(peak {s['peak_rss_mib']:.0f}); {s['wakeups_per_s']:.0f} wakeups/s")
@@ -123,7 +127,7 @@ def _reference_cell(r: dict) -> str:
     if ref and r["case"] == "burst-20k" and r["summary"].get("oneshot"):
         return f"{r['reference']}: {ref['wall_s']:.3f} s; one-shot {r['summary']['oneshot']['wall_s']:.3f} s"
     if not ref:
-        return "-" if r["case"] == "idle" else "not run (see notes)"
+        return "-" if r["case"] in ("idle", "dashboard") else "not run (see notes)"
     return f"{r['reference']}: {ref['wall_s']:.3f} s"
 
 

@@ -27,6 +27,7 @@ from ingestd.plugin.manager import Plugins
 from ingestd.runtime import housekeeping, systemd
 from ingestd.runtime.queue import Workers
 from ingestd.runtime.schedule import Schedule
+from ingestd.runtime.throughput import SLOT_S, Throughput
 from ingestd.runtime.watch import Watcher
 
 
@@ -43,8 +44,11 @@ class Daemon:
         # a finished job frees its files in the watcher; the API's metrics subscribe themselves
         self.app.lifecycle.subscribe(self._job_done)
         self.unavailable: dict[str, str] = {}
+        self.throughput = Throughput(self.workers.jobs, self.workers.depth)  # the dashboard's charts
+        self.app.lifecycle.subscribe(lambda done: self.throughput.job_finished(done.manifest))
         self.api = DaemonApi(app=self.app, plugins=plugins, workers=self.workers, schedule=self.schedule,
                              unavailable=self.unavailable, health=self.health, submit=self.submit,
+                             throughput=self.throughput.window,
                              version=self.version, started_at=self.started_at)
         self.http = None
         self.reloads = 0
@@ -86,6 +90,7 @@ class Daemon:
         self.watcher.start()
         self.schedule.start()
         self.schedule.every("housekeeping", housekeeping.INTERVAL, self.housekeeping)
+        self.schedule.every("throughput", SLOT_S, self.throughput.sample)
         found = self._checked(self.config)
         for source in self.config.sources:
             if source.enabled:

@@ -4,6 +4,7 @@ run when named (`--case NAME`) and, on tiny inputs, in the smoke variant."""
 
 from .bigstore import BIG_STORE
 from .common import Case
+from .dashboard import DASHBOARD
 from .drop import BURST, LATENCY
 from .idle import IDLE
 from .local import LARGE, SMALL
@@ -13,6 +14,6 @@ from .scale import BURST_20K, SCALE_100K
 from .startup import STARTUP
 
 ALL: list[Case] = [SMALL, LARGE, STARTUP, LATENCY, BURST, BURST_20K, SCALE_100K, MILLION, BIG_STORE,
-                   FIRST_SMALL, PROXIED, NOOP, CHANGED, FIRST_LARGE, IDLE]
+                   DASHBOARD, FIRST_SMALL, PROXIED, NOOP, CHANGED, FIRST_LARGE, IDLE]
 DEFAULT: list[Case] = [case for case in ALL if not case.opt_in]
 BY_NAME = {case.name: case for case in ALL}

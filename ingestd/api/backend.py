@@ -14,9 +14,10 @@ from ingestd.jobs.manifest import Manifest, Status
 from ingestd.plugin.connector import CredentialStatus
 from ingestd.jobs.lifecycle import JobsUnwritable
 from ingestd.runtime.queue import Busy
+from ingestd.runtime.throughput import Window
 from ingestd.store.catalogue import Document
 
-__all__ = ["Backend", "Busy", "CredentialStatus", "ItemsPage", "JobsUnwritable", "Runtime", "SourceView"]
+__all__ = ["Backend", "Busy", "CredentialStatus", "ItemsPage", "JobsUnwritable", "Runtime", "SourceView", "Window"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class SourceView:
     next_run_at: float | None  # Unix time
     last_job: Manifest | None
     credential: CredentialStatus = CredentialStatus()
+    documents: int = 0  # live documents in the store
+    bytes: int = 0  # their current versions' sizes
 
     @property
     def available(self) -> bool:
@@ -88,6 +91,9 @@ class Backend(Protocol):
         JobsUnwritable (the state dir refuses job records; no job was made)."""
 
     def runtime(self) -> Runtime: ...
+
+    def throughput(self) -> Window:
+        """The last hour's throughput in fixed slots (the dashboard's charts)."""
 
     def on_job_finished(self, listener: Callable[[Manifest], None]) -> None:
         """Call `listener` with each job's manifest once it is terminal."""

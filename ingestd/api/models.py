@@ -220,10 +220,35 @@ class SourceInfo(Payload):
     next_run_at: Timestamp | None
     last_job: LastJob | None
     credential: CredentialInfo
+    documents: int = Field(description="live documents in the store (recounted once a job has finished)")
+    bytes: int = Field(description="the size of their current versions")
 
 
 class SourceListResponse(Payload):
     sources: list[SourceInfo]
+
+
+class SessionResponse(Payload):
+    """`GET /ui/session` (the dashboard's own): whether the caller may read the data."""
+
+    authorized: bool
+
+
+# -- throughput --------------------------------------------------------------------------
+
+
+class ThroughputResponse(Payload):
+    """The last hour in fixed slots, oldest first, kept in the daemon's memory (empty after a
+    restart). Each list has one number per slot of `slot_s` seconds, the newest ending at
+    `end`: items handled, bytes stored, item errors (failed or skipped items, plus one per
+    job that failed as a whole), and the deepest the job queue was seen in the slot."""
+
+    slot_s: int
+    end: Timestamp
+    files: list[int]
+    bytes: list[int]
+    errors: list[int]
+    queue_depth: list[int]
 
 
 # -- documents ---------------------------------------------------------------------------

@@ -18,13 +18,14 @@ from ingestd.api.routes import ROUTES, Route, responses
 
 REF = "#/components/schemas/{model}"
 SECURITY = "bearerAuth"
+DOCUMENTED = [route for route in ROUTES if route.documented]
 
 
 def build(version: str, secured: bool) -> dict[str, Any]:
     """The document for this daemon; `secured` when a token file is configured."""
     refs, defs = _schemas()
     paths: dict[str, dict] = {}
-    for route in ROUTES:
+    for route in DOCUMENTED:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, refs, secured)
     components: dict[str, Any] = {"schemas": defs}
     if secured:
@@ -41,7 +42,7 @@ def build(version: str, secured: bool) -> dict[str, Any]:
 
 def _models() -> list[tuple[type[BaseModel], str]]:
     seen: list[tuple[type[BaseModel], str]] = []
-    for route in ROUTES:
+    for route in DOCUMENTED:
         for model in responses(route).values():
             for m in model if isinstance(model, tuple) else (model,):
                 if isinstance(m, type) and (m, "serialization") not in seen:

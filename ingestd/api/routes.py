@@ -8,6 +8,7 @@ parsing here, no sockets, and no filesystem path ever built from client input.
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -16,6 +17,7 @@ from urllib.parse import urlencode
 from pydantic import BaseModel, ValidationError
 
 from ingestd._lib.times import iso_from_timestamp
+from ingestd.api import dashboard
 from ingestd.api.backend import Backend, Busy, JobsUnwritable, SourceView
 from ingestd.api.metrics import CONTENT_TYPE as METRICS_TYPE
 from ingestd.api.metrics import render
@@ -39,6 +41,8 @@ from ingestd.api.models import (
     ListLinks,
     SourceInfo,
     SourceListResponse,
+    SessionResponse,
+    ThroughputResponse,
     UnavailableResponse,
     UnhealthyResponse,
 )
@@ -102,6 +106,7 @@ class Route:
     query: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
     public: bool = False  # served without a token
+    documented: bool = True  # in the OpenAPI document (the dashboard's files are not API)
 
     @property
     def segments(self) -> list[str]:
@@ -214,6 +219,7 @@ def _source_info(s: SourceView) -> SourceInfo:
                          links=Links(self_=f"/ingest/{last.job_id}")) if last else None,
         credential=CredentialInfo(warnings=list(s.credential.warnings),
                                   expires_at=iso_from_timestamp(expires) if expires is not None else None),
+        documents=s.documents, bytes=s.bytes,
     )
 
 
@@ -223,6 +229,30 @@ def get_document(ctx: Context, req: Request) -> Reply:
     except NotFoundError:
         raise ApiError(404, "not_found", "no such document") from None
     return Reply(200, DocumentResponse.of(doc))
+
+
+def get_throughput(ctx: Context, req: Request) -> Reply:
+    w = ctx.backend.throughput()
+    return Reply(200, ThroughputResponse(slot_s=w.slot_s, end=iso_from_timestamp(w.end), files=w.files,
+                                         bytes=w.bytes, errors=w.errors, queue_depth=w.queue_depth))
+
+
+def ui_file(name: str) -> Callable[[Context, Request], Reply]:
+    """A handler serving one of the dashboard's files (ETag and 304 by the transport)."""
+
+    def handler(ctx: Context, req: Request) -> Reply:
+        a = dashboard.asset(name)
+        return Reply(200, FileBody(io.BytesIO(a.data), len(a.data), etag=a.etag), dict(dashboard.HEADERS),
+                     content_type=a.content_type)
+
+    return handler
+
+
+def ui_session(ctx: Context, req: Request) -> Reply:
+    """Whether this request's credentials (or none, when no token is configured) may read the
+    data: the dashboard asks before anything else, so a missing or rotated token becomes a
+    prompt rather than a 401 in the browser's console. It tells no more than a 401 would."""
+    return Reply(200, SessionResponse(authorized=req.detailed), dict(dashboard.POLICY))
 
 
 def get_metrics(ctx: Context, req: Request) -> Reply:
@@ -252,10 +282,20 @@ ROUTES: list[Route] = [
           {200: SourceListResponse}),
     Route("GET", "/documents/{doc_id}", get_document, "getDocument", "A document's record, provenance and versions",
           {200: DocumentResponse, 404: ErrorResponse}, params={"doc_id": DocId}),
+    Route("GET", "/throughput", get_throughput, "getThroughput",
+          "The last hour's items, bytes, errors and queue depth in 10-second slots (the dashboard's charts)",
+          {200: ThroughputResponse}),
     Route("GET", "/metrics", get_metrics, "getMetrics", "Prometheus metrics (text exposition format)",
           {200: "text/plain"}),
     Route("GET", "/openapi.json", get_openapi, "getOpenApi", "This API's OpenAPI 3.1 document",
           {200: "application/json"}),
+    # the dashboard (docs/dashboard.md): its files are public, its data comes from the routes above
+    Route("GET", "/", ui_file("index.html"), "getDashboard", "The dashboard", {200: "text/html"},
+          public=True, documented=False),
+    Route("GET", "/ui/session", ui_session, "getDashboardSession", "Whether the caller's token is good",
+          {200: SessionResponse}, public=True, documented=False),
+    *(Route("GET", f"/ui/{name}", ui_file(name), f"getDashboard{name}", "A dashboard file", {200: kind},
+            public=True, documented=False) for name, kind in dashboard.TYPES.items() if name != "index.html"),
 ]
 
 
@@ -279,6 +319,12 @@ def responses(route: Route) -> Responses:
             add(status)
     add(503)  # too many connections, or (for jobs) the daemon is stopping
     return dict(sorted(out.items()))
+
+
+def public(segments: list[str]) -> bool:
+    """Whether the path is one served without a token (whatever the method: a wrong one
+    then learns 405, as with a token)."""
+    return any(route.public and _bind(route.segments, segments) is not None for route in ROUTES)
 
 
 def match(method: str, segments: list[str]) -> tuple[Route | None, dict[str, str], list[str]]:

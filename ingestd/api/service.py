@@ -25,7 +25,7 @@ from ingestd.api.backend import Backend
 from ingestd.api.hosts import HostCheck
 from ingestd.api.metrics import Collector, Metrics, registry_for
 from ingestd.api.models import ErrorResponse
-from ingestd.api.routes import ApiError, Context, Reply, Request, Route, match
+from ingestd.api.routes import ApiError, Context, Reply, Request, Route, match, public
 from ingestd.api.transport.http import Request as HttpRequest
 from ingestd.api.transport.http import Response, method_label
 from ingestd.api.transport.pacer import Pacer
@@ -144,7 +144,7 @@ class ApiServer:
         url = urlsplit(req.target)
         segments = _segments(url.path)
         authorized = self.auth is None or self.auth.allows(req.headers.get("Authorization"))
-        if not authorized and segments != ["healthz"]:
+        if not authorized and not public(segments):
             raise ApiError(401, "unauthorized", "missing or invalid bearer token",
                            headers={"WWW-Authenticate": 'Bearer realm="ingestd"'})
         route, raw_params, allowed = match(req.method, segments)

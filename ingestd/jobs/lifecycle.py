@@ -109,6 +109,12 @@ class Lifecycle:
         with self._lock:
             return self._holders.get(source)
 
+    def holders(self) -> list[Manifest]:
+        """Every job holding a source now: the objects their threads update (counters move
+        as results commit), for samplers that only read them."""
+        with self._lock:
+            return list(self._holders.values())
+
     def live(self, source: str) -> Manifest | None:
         """The job holding `source` now, as a person watching it should see it: a copy with
         its counters as last committed (at least once a second while results arrive) and

@@ -52,6 +52,10 @@ class Workers:
     def busy(self, source: str) -> Manifest | None:
         return self.lifecycle.holder(source)
 
+    def jobs(self) -> list[Manifest]:
+        """The queued and running jobs, live (their counters move while they run)."""
+        return self.lifecycle.holders()
+
     def depth(self) -> int:
         return self._queue.qsize()
 

@@ -1,9 +1,11 @@
-"""The `sharepoint` connector: a SharePoint Online document library, kept in sync
-through Microsoft Graph's drive delta.
+"""The `sharepoint` connector: SharePoint Online document libraries (of team sites,
+Teams channels' sites and OneDrive personal sites), kept in sync through Microsoft
+Graph's drive delta.
 
-The class holds what outlives a job (the HTTP session, the token cache, the job's sync
-object until `finish`); `sync.Sync` does the work of one job. office365, msal and
-requests are imported only when a job runs, so the options validate without them.
+The class holds what outlives a job (the HTTP session, the token cache, the job's run
+until `finish`); `run.Run` does the work of one job, a `sync.Sync` per library. office365,
+msal and requests are imported only when a job runs, so the options validate without
+them. The source's state directory is laid out by `layout` (migrated by `state_steps`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from ingestd.plugin import Connector, CredentialStatus, JobContext, Outcome, Req
 from ingestd.plugin.kit.throttle import Stopped, gate
 
 from . import credential as creds
-from . import trust
+from . import layout, trust
 from .options import SharePointOptions
 
 
@@ -24,7 +26,8 @@ class SharePointConnector(Connector):
     kind = "sharepoint"
     Options = SharePointOptions
     requires = Requirement(("office365", "msal"), "pip install 'ingestd[sharepoint]'")
-    description = "a SharePoint Online document library, synced through Microsoft Graph delta"
+    description = "SharePoint Online document libraries, synced through Microsoft Graph delta"
+    state_steps = layout.STEPS
 
     def __init__(self, source, credentials, state_dir):
         super().__init__(source, credentials, state_dir)
@@ -87,7 +90,7 @@ class SharePointConnector(Connector):
         try:
             run.finish(outcomes, status)
         finally:
-            run.state.close()
+            run.close()
             run.done.set()
 
     def close(self) -> None:
@@ -96,17 +99,17 @@ class SharePointConnector(Connector):
             session, self._session = self._session, None
             tokens, self._tokens = self._tokens, None
         for run in runs:
-            run.state.close()
+            run.close()
         if tokens is not None:
             tokens.close()
         if session is not None:
             session.close()
 
     def _begin(self, ctx: JobContext):
-        """Credentials, trust, tokens, the target library and the state, for one job."""
+        """Credentials, trust, tokens, the libraries and their states, for one job."""
         from .http import Http
-        from .state import State
-        from .sync import Sync
+        from .libraries import Index
+        from .run import Run
 
         opts = self.options
         cred = self._credential(ctx)
@@ -116,13 +119,14 @@ class SharePointConnector(Connector):
         http = Http(self._http_session(), tokens, gate(f"graph:{opts.authority_url}/{tokens.tenant_id}"),
                     trust=trust_path, timeout=(opts.connect_timeout, opts.timeout), stop=ctx.stop, log=ctx.log)
         self._settle_previous_runs()
-        state = State(ctx.source_state / "sharepoint.sqlite")
+        layout.ensure(ctx.source_state)
+        index = Index(ctx.source_state)
         try:
-            target = self._target(state, http)
-            run = Sync(opts, ctx, http, state, target, graph_url=opts.graph_url)
+            libraries = index.libraries(opts, http)
         except BaseException:
-            state.close()
+            index.close()
             raise
+        run = Run(opts, ctx, http, index, libraries)
         with self._lock:
             self._runs[ctx.job_id] = run
         return run
@@ -174,23 +178,4 @@ class SharePointConnector(Connector):
         with self._lock:
             previous, self._runs = list(self._runs.values()), {}
         for run in previous:
-            run.state.close()
-
-    def _target(self, state, http):
-        """Site and drive ids: from the state when they were resolved for this same
-        site, library and Graph endpoint, else looked up (and saved in finish)."""
-        import json
-        from dataclasses import asdict
-
-        from .graph import Client, Target, resolve
-
-        opts = self.options
-        key = [opts.site_url.lower(), opts.library.lower(), opts.graph_url.lower()]
-        cached = state.meta("target")
-        if cached:
-            data = json.loads(cached)
-            if data.get("key") == key:
-                return Target(**data["target"])
-        target = resolve(Client(http, opts.graph_url), opts.site_url, opts.site_host, opts.site_path, opts.library)
-        state.pending_meta["target"] = json.dumps({"key": key, "target": asdict(target)})
-        return target
+            run.close()

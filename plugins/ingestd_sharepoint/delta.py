@@ -37,10 +37,11 @@ def same_origin(url: str, base: str) -> bool:
 class DeltaReader:
     """Iterate `pages()`; afterwards `delta_link` holds where the next run starts."""
 
-    def __init__(self, http, start: str, graph_url: str):
+    def __init__(self, http, start: str, graph_url: str, headers: dict | None = None):
         self.http = http
         self.start = start
         self.graph_url = graph_url
+        self.headers = headers  # e.g. `Prefer`, sent with every page: a preference holds for the whole walk
         self.delta_link: str | None = None
         self.pages_read = 0
 
@@ -48,7 +49,7 @@ class DeltaReader:
         url: str | None = self.start
         while url is not None:
             self._check(url)
-            status, body, resp = self.http.get_json(url, accept=(410,), check=delta_page_problem)
+            status, body, resp = self.http.get_json(url, accept=(410,), check=delta_page_problem, headers=self.headers)
             if status == 410:
                 error = body.get("error")
                 code = error.get("code") if isinstance(error, dict) else None
@@ -78,10 +79,10 @@ def children(http, graph_root: str, drive_id: str, folder_id: str, graph_url: st
         url = body.get("@odata.nextLink")
 
 
-def item(http, graph_root: str, drive_id: str, item_id: str) -> dict | None:
+def item(http, graph_root: str, drive_id: str, item_id: str, query: str = "") -> dict | None:
     """One item by id; None when it no longer exists."""
-    status, body, _ = http.get_json(f"{graph_root}/drives/{seg(drive_id)}/items/{seg(item_id)}", accept=(404,),
-                                    check=item_problem)
+    status, body, _ = http.get_json(f"{graph_root}/drives/{seg(drive_id)}/items/{seg(item_id)}{query}",
+                                    accept=(404,), check=item_problem)
     return None if status == 404 else body
 
 

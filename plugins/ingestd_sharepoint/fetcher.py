@@ -39,6 +39,7 @@ class Task:
     path: str | None
     doc_origin: str | None  # the origin of the item's live document, if it has one
     refusal: tuple[str | None, str, int] | None = None  # earlier strict refusals: (eTag, served sha256, runs)
+    permissions: dict | None = None  # its effective permissions' snapshot (`permissions = true`)
 
 
 class Fetcher:
@@ -80,7 +81,7 @@ class Fetcher:
         served = result.served.metadata() if result.served else None
         return Staged(
             origin_uri=self.describe.origin(item), path=got.path, name=item.name or item.id, identity=item.id,
-            source_modified_at=item.modified, metadata=self.describe.metadata(item, task.path, served),
+            source_modified_at=item.modified, metadata=self.describe.metadata(item, task.path, served, task.permissions),
             owned=True, sha256=got.sha256, size=got.size, max_size=self.opts.max_file_size,
             token=Token("download", item.id, item, served=result.served),
         )

@@ -70,7 +70,15 @@ class Client(GraphClient):
 
 
 @dataclass(frozen=True)
+class Site:
+    id: str
+    web_url: str
+
+
+@dataclass(frozen=True)
 class Target:
+    """One document library: its site and drive."""
+
     site_id: str
     site_url: str
     drive_id: str
@@ -78,29 +86,37 @@ class Target:
     drive_url: str | None
 
 
-def resolve(client: Client, site_url: str, host: str, path: str, library: str) -> Target:
-    """Site by URL, then its document library by name (or by the last part of its URL,
-    e.g. "Shared Documents"), case-insensitively."""
-    site = client.sites[host] if path in ("", "/") else client.sites.get_by_url(site_url)
+def site(client: Client, site_url: str, host: str, path: str) -> Site:
+    """A site by URL: a team site, a Teams channel's site or a OneDrive's personal site."""
+    found = client.sites[host] if path in ("", "/") else client.sites.get_by_url(site_url)
     if path in ("", "/"):
-        site.get()
+        found.get()
     try:
         _execute(client.execute_query, f"looking up site {site_url}")
     except ConnectorError as exc:
         if exc.code == Code.NOT_FOUND:
             exc.message = f"site {site_url} not found ({exc.message})"
         raise
-    if not site.id:
+    if not found.id:
         raise ConnectorError(Code.NOT_FOUND, f"site {site_url} not found")
-    drives = _execute(client.sites[site.id].drives.get_all().execute_query, f"listing the libraries of {site_url}")
-    choices = []
-    for drive in drives:
-        name = drive.name or ""
-        url_name = unquote(urlsplit(drive.web_url or "").path.rstrip("/").rsplit("/", 1)[-1])
-        choices.append(name)
-        if library.casefold() in (name.casefold(), url_name.casefold()):
-            return Target(site.id, site.web_url or site_url, drive.id, name, drive.web_url)
-    known = ", ".join(repr(c) for c in choices) or "none visible to this app"
+    return Site(found.id, found.web_url or site_url)
+
+
+def libraries(client: Client, where: Site, site_url: str) -> list[Target]:
+    """Every document library of a site, as Graph lists them (paged)."""
+    drives = _execute(client.sites[where.id].drives.get_all().execute_query, f"listing the libraries of {site_url}")
+    return [Target(where.id, where.web_url, drive.id, drive.name or "", drive.web_url)
+            for drive in drives if drive.id]
+
+
+def pick(targets: list[Target], library: str, site_url: str) -> Target:
+    """A library by name (or by the last part of its URL, e.g. "Shared Documents"),
+    case-insensitively."""
+    for target in targets:
+        url_name = unquote(urlsplit(target.drive_url or "").path.rstrip("/").rsplit("/", 1)[-1])
+        if library.casefold() in (target.drive_name.casefold(), url_name.casefold()):
+            return target
+    known = ", ".join(repr(t.drive_name) for t in targets) or "none visible to this app"
     raise ConnectorError(Code.NOT_FOUND, f"library {library!r} not found in {site_url} (libraries: {known})")
 
 

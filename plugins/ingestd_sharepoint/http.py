@@ -152,8 +152,8 @@ class Http:
                     continue
             raise graph_error(resp, method, url)
 
-    def get_json(self, url: str, *, accept: tuple[int, ...] = (),
-                 check: Callable[[dict], str | None] | None = None) -> tuple[int, dict, object]:
+    def get_json(self, url: str, *, accept: tuple[int, ...] = (), check: Callable[[dict], str | None] | None = None,
+                 headers: dict | None = None) -> tuple[int, dict, object]:
         """GET a Graph JSON document: (status, body, response).
 
         A 2xx body that is not a JSON object (cut short or garbled on the way, a gateway's
@@ -164,7 +164,8 @@ class Http:
         """
         spent = Attempts()
         while True:
-            resp = self.request("GET", url, headers={"Accept": "application/json"}, accept=accept, spent=spent)
+            resp = self.request("GET", url, headers={"Accept": "application/json", **(headers or {})}, accept=accept,
+                                spent=spent)
             body, problem = _document(resp, check)
             if problem is None:
                 return resp.status_code, body, resp

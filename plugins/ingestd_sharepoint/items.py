@@ -30,25 +30,43 @@ class Item:
     modified: str | None = None
     modified_by: str | None = None
     mime: str | None = None
+    created: str | None = None
+    created_by: str | None = None
+    list_item_id: str | None = None  # sharepointIds.listItemId: joins the list's columns (`columns`)
+    fields: str | None = None  # the configured columns' values, canonical JSON (`columns.canonical`)
+    acl: str | None = None  # digest of the effective permissions (`permissions = true`)
     # as listed, for this job only (never saved): a pre-authenticated URL for the bytes,
     # short-lived (it carries a token: kept out of repr), and when it was listed
     download_url: str | None = field(default=None, repr=False)
     listed_at: float | None = None  # time.monotonic()
+    # with `permissions`, from a delta asked for hierarchical sharing: whether the item
+    # carries a `shared` facet (it is the root of a permission hierarchy: its own
+    # permissions), None when the listing did not say; and whether it appears because its
+    # sharing changed (`@microsoft.graph.sharedChanged`)
+    shared: bool | None = None
+    sharing_changed: bool = False
 
     @classmethod
-    def from_graph(cls, raw: dict) -> "Item":
-        parent = raw.get("parentReference") or {}
-        file = raw.get("file") or {}
-        hashes = file.get("hashes") or {}
+    def from_graph(cls, raw: dict, *, sharing: bool = False) -> "Item":
+        """`sharing`: the listing was asked for hierarchical sharing, so the presence of a
+        `shared` facet says whether the item has permissions of its own."""
+        parent = _dict(raw.get("parentReference"))
+        file = _dict(raw.get("file"))
+        hashes = _dict(file.get("hashes"))
         size = raw.get("size")
+        list_item = _dict(raw.get("sharepointIds")).get("listItemId")
         return cls(
             id=str(raw["id"]), kind=_kind(raw), parent=parent.get("id"), name=raw.get("name"),
             deleted="deleted" in raw, size=size if isinstance(size, int) else None,
             etag=raw.get("eTag"), ctag=raw.get("cTag"), qxh=hashes.get("quickXorHash"),
             sha256=(hashes.get("sha256Hash") or None), web_url=raw.get("webUrl"),
             modified=rfc3339(raw.get("lastModifiedDateTime")), modified_by=_who(raw.get("lastModifiedBy")),
-            mime=file.get("mimeType"), download_url=_https(raw.get("@microsoft.graph.downloadUrl")),
-            listed_at=time.monotonic(),
+            mime=file.get("mimeType"), created=rfc3339(raw.get("createdDateTime")),
+            created_by=_who(raw.get("createdBy")),
+            list_item_id=str(list_item) if isinstance(list_item, (str, int)) and str(list_item) else None,
+            download_url=_https(raw.get("@microsoft.graph.downloadUrl")), listed_at=time.monotonic(),
+            shared=("shared" in raw) if sharing else None,
+            sharing_changed=str(raw.get("@microsoft.graph.sharedChanged", "")).lower() == "true",
         )
 
     def with_content_of(self, newer: "Item") -> "Item":
@@ -63,6 +81,9 @@ class Item:
         names = {f.name for f in fields(cls)}
         values = {k: row[k] for k in row.keys() if k in names}
         values["deleted"] = bool(int(values.get("deleted") or 0))
+        values["sharing_changed"] = bool(int(values.get("sharing_changed") or 0))
+        if values.get("shared") is not None:
+            values["shared"] = bool(int(values["shared"]))
         return cls(**values)
 
     @property
@@ -76,7 +97,11 @@ class Item:
 
 
 COLUMNS = [f.name for f in fields(Item)]
-TRANSIENT = ("download_url", "listed_at")  # in a job's scratch tables only
+TRANSIENT = ("download_url", "listed_at", "shared", "sharing_changed")  # in a job's scratch tables only
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def _https(url) -> str | None:

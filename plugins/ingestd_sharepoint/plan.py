@@ -4,8 +4,9 @@ No network here: the connector fetches, this module only compares. Each file get
 action, stored in the job's scratch table:
 
 - `download`: new in scope, or its content changed (or was never verified).
-- `repoint`: same content, but renamed, moved or otherwise re-described: the document
-  gets the new origin and metadata without the bytes being fetched again. Also a file
+- `repoint`: same content, but renamed, moved or otherwise re-described (its columns or
+  permissions changed): the document gets the new origin and metadata without the bytes
+  being fetched again. Also a file
   back in scope (or back from the recycle bin) unchanged: its tombstoned document is
   restored from the bytes the store still holds.
 - `delete`: its document must be tombstoned (gone, or moved out of scope).
@@ -183,7 +184,9 @@ def stale(old, new: Item | None) -> bool:
     return bool(old is not None and new is not None and old["doc_sha256"] and not same_content(old, new))
 
 
-_DESCRIBED_BY = ("parent", "name", "etag", "web_url", "modified", "modified_by", "mime")
+# what a document's metadata is made of: a change in any of them re-points it (a new
+# metadata version, or a permissions version when only `acl` changed), no bytes fetched
+_DESCRIBED_BY = ("parent", "name", "etag", "web_url", "modified", "modified_by", "mime", "fields", "acl")
 
 
 def decide(scope: Scope, new: Item | None, old, path: str | None) -> str | None:

@@ -28,7 +28,8 @@ from ingestd.plugin.kit import open_db
 from .items import COLUMNS, FILE, FOLDER, OTHER, ROOT, TRANSIENT, Item
 
 _ITEM_COLS = [c for c in COLUMNS if c != "deleted" and c not in TRANSIENT]
-_TYPES = {"size": "INTEGER", "deleted": "INTEGER", "listed_at": "REAL"}
+_TYPES = {"size": "INTEGER", "deleted": "INTEGER", "listed_at": "REAL", "shared": "INTEGER",
+          "sharing_changed": "INTEGER"}
 
 
 def _coldefs(cols) -> str:
@@ -43,12 +44,17 @@ CREATE TABLE IF NOT EXISTS retry (id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS served (id TEXT PRIMARY KEY, etag TEXT, listed_size INTEGER, listed_qxh TEXT,
     served_size INTEGER NOT NULL, served_qxh TEXT NOT NULL, served_sha256 TEXT NOT NULL, refused INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS gone ({_coldefs(_ITEM_COLS)}, doc_origin TEXT, doc_sha256 TEXT, gone_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS acl (id TEXT PRIMARY KEY, digest TEXT NOT NULL, snapshot TEXT NOT NULL);
 """
 _SCRATCH = f"""
 DROP TABLE IF EXISTS temp.seen;
 DROP TABLE IF EXISTS temp.plan;
 DROP TABLE IF EXISTS temp.refused;
+DROP TABLE IF EXISTS temp.fields_seen;
+DROP TABLE IF EXISTS temp.acl_new;
 CREATE TEMP TABLE seen ({_coldefs(COLUMNS)});
+CREATE TEMP TABLE fields_seen (list_item_id TEXT PRIMARY KEY, fields TEXT);
+CREATE TEMP TABLE acl_new (id TEXT PRIMARY KEY, digest TEXT, snapshot TEXT);
 CREATE TEMP TABLE plan (id TEXT PRIMARY KEY, action TEXT NOT NULL, path TEXT, stale INTEGER NOT NULL);
 CREATE TEMP TABLE refused (id TEXT PRIMARY KEY, name TEXT NOT NULL);
 CREATE INDEX temp.plan_action ON plan(action);
@@ -65,6 +71,7 @@ class State:
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA temp_store=FILE")
         self.db.executescript(_SCHEMA)
+        add_missing_columns(self.db)
         self.db.executescript(_SCRATCH)
         self.pending_meta: dict[str, str | None] = {}  # facts to save in finish whatever the outcome
 
@@ -110,6 +117,16 @@ class State:
     def served(self, item_id: str) -> sqlite3.Row | None:
         return self.db.execute("SELECT * FROM served WHERE id=?", (item_id,)).fetchone()
 
+    def acl_digests(self) -> dict[str, str]:
+        """Items with permissions of their own: id -> digest of their entries."""
+        return dict(self.db.execute("SELECT id, digest FROM acl").fetchall())
+
+    def acl_snapshot(self, item_id: str) -> str | None:
+        """An item's own permission entries (JSON), as read this run or before."""
+        row = self.db.execute("SELECT snapshot FROM acl_new WHERE id=?", (item_id,)).fetchone()
+        row = row or self.db.execute("SELECT snapshot FROM acl WHERE id=?", (item_id,)).fetchone()
+        return row[0] if row else None
+
     def retry_ids(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT id FROM retry ORDER BY id")]
 
@@ -124,6 +141,46 @@ class State:
         self.db.execute("BEGIN")
         self.db.executemany(f"INSERT OR REPLACE INTO seen ({','.join(COLUMNS)}) VALUES ({marks})", rows)
         self.db.execute("COMMIT")
+
+    def stage_acl(self, item_id: str, digest: str | None, snapshot: str | None) -> None:
+        """Permissions read this run (None: the item now inherits), saved in finish."""
+        self.db.execute("INSERT OR REPLACE INTO acl_new (id, digest, snapshot) VALUES (?,?,?)",
+                        (item_id, digest, snapshot))
+
+    def see_fields(self, rows) -> None:
+        """Columns read this run from the list delta: (list item id, fields JSON)."""
+        self.db.execute("BEGIN")
+        self.db.executemany("INSERT OR REPLACE INTO fields_seen (list_item_id, fields) VALUES (?,?)", rows)
+        self.db.execute("COMMIT")
+
+    def join_fields(self) -> None:
+        """Each file seen this run gets its columns: as the list delta gave them, else as
+        tracked (and its list item id, where this sighting did not carry it)."""
+        self.db.execute("BEGIN")
+        for table in ("items", "gone"):  # gone: back from the recycle bin, listed without its list item id
+            self.db.execute(f"UPDATE seen SET list_item_id=(SELECT t.list_item_id FROM {table} t WHERE t.id=seen.id) "
+                            "WHERE list_item_id IS NULL")
+        self.db.execute("UPDATE seen SET fields=COALESCE((SELECT f.fields FROM fields_seen f WHERE "
+                        "f.list_item_id=seen.list_item_id), (SELECT i.fields FROM items i WHERE i.id=seen.id), "
+                        f"(SELECT g.fields FROM gone g WHERE g.id=seen.id)) WHERE kind='{FILE}' AND deleted=0")
+        self.db.execute("COMMIT")
+
+    def fields_changed(self) -> Iterator[tuple[sqlite3.Row, str]]:
+        """Tracked files this run's drive delta did not list whose columns changed: (row,
+        new fields)."""
+        yield from self.db.execute(
+            "SELECT i.*, f.fields AS new_fields FROM items i JOIN fields_seen f ON f.list_item_id=i.list_item_id "
+            f"WHERE i.kind='{FILE}' AND i.id NOT IN (SELECT id FROM seen) AND i.fields IS NOT f.fields").fetchall()
+
+    def set_seen_acl(self, values: list[tuple[str | None, str]]) -> None:
+        """(effective permissions digest, item id) of files seen this run."""
+        self.db.execute("BEGIN")
+        self.db.executemany("UPDATE seen SET acl=? WHERE id=?", values)
+        self.db.execute("COMMIT")
+
+    def files(self) -> Iterator[sqlite3.Row]:
+        """Every tracked file."""
+        yield from self._batched("SELECT * FROM items WHERE kind=?", (FILE,))
 
     def forget_seen(self) -> None:
         """A resync starts the enumeration over."""
@@ -141,6 +198,13 @@ class State:
         """Files seen this run, plus deletions (whose kind the delta may not say)."""
         for row in self._batched("SELECT * FROM seen WHERE (kind=? OR deleted=1)", (FILE,)):
             yield Item.from_row(row)
+
+    def seen_all(self) -> Iterator[Item]:
+        for row in self._batched("SELECT * FROM seen WHERE 1", ()):
+            yield Item.from_row(row)
+
+    def tracked_file(self, item_id: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM items WHERE id=? AND kind=?", (item_id, FILE)).fetchone()
 
     def seen_live(self) -> Iterator[Item]:
         """Everything seen this run that still exists."""
@@ -283,6 +347,10 @@ class State:
         db.execute(f"DELETE FROM gone WHERE id IN (SELECT id FROM items) OR gone_at < {_NOW} - ?",
                    (GONE_DAYS * 86400,))
         db.execute("DELETE FROM retry WHERE id IN (SELECT id FROM plan WHERE action IN ('keep', 'drop', 'forget'))")
+        db.execute("INSERT OR REPLACE INTO acl (id, digest, snapshot) SELECT id, digest, snapshot FROM acl_new "
+                   "WHERE digest IS NOT NULL")
+        db.execute("DELETE FROM acl WHERE id IN (SELECT id FROM acl_new WHERE digest IS NULL) "
+                   "OR id NOT IN (SELECT id FROM items)")
 
     def set_meta(self, values: dict[str, str | None]) -> None:
         for key, value in values.items():
@@ -290,6 +358,16 @@ class State:
                 self.db.execute("DELETE FROM meta WHERE key=?", (key,))
             else:
                 self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?,?)", (key, value))
+
+
+def add_missing_columns(db: sqlite3.Connection) -> None:
+    """Columns an item gained since the file was made (0.1's has no `created`, `fields`,
+    `acl`, ...): added, empty, so that nothing else changes for the rows already there."""
+    for table in ("items", "gone"):
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for col in _ITEM_COLS:
+            if col not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {col} {_TYPES.get(col, 'TEXT')}")
 
 
 class _Transaction:

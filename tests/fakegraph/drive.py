@@ -6,6 +6,16 @@ changed twice shows up twice (old state, then new: the client must let the last 
 Ancestors of changed items come first, as Graph sends them. Like OneDrive for Business,
 delta leaves out `cTag` on changes and `name` on deletes, and never sends
 `parentReference.path`; a plain item GET has both.
+
+The library is also a list: every item is a list item (an integer id, `sharepointIds`),
+with custom column values (`set_fields`), and a list-item delta of its own.
+
+Permissions follow SharePoint's model: the root has permissions of its own (the site's
+groups), every other item inherits from its parent until its inheritance is broken
+(`break_inheritance`, or sharing it with someone or by a link, which breaks it first, as
+SharePoint does); `reset_inheritance` makes it inherit again. A permission change is
+logged as a sharing change of that item only: descendants that inherit are not listed
+(Microsoft's delta docs, "Scanning permissions hierarchies").
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from .hashes import quick_xor_b64
 USERS = {
     "megan": {"email": "megan@contoso.com", "id": "48d31887-5fad-4d73-a9f5-3c356e68a038", "displayName": "Megan Bowen"},
     "alex": {"email": "alex@contoso.com", "id": "0aa2d5d6-b4a1-4d4f-9cd8-5a7ad5c5d0e1", "displayName": "Alex Wilber"},
+    "adele": {"email": "adele@contoso.com", "id": "87d349ed-44d7-43e1-9a83-5f2406dee5bd", "displayName": "Adele Vance"},
 }
 
 
@@ -54,6 +65,10 @@ class Node:
     qxh_override: str | None = None  # report this quickXorHash instead of the true one
     served: bytes | None = None  # serve these bytes instead of the content, on every download
     rewrites: bool = False  # an Office file SharePoint serves with its properties rewritten
+    list_item_id: int = 0  # the item's id in the library's list
+    fields: dict = field(default_factory=dict)  # custom column values (empty ones left out)
+    unique: bool = False  # has permissions of its own (else inherits from its parent)
+    grants: list = field(default_factory=list)  # its own permissions (Graph `permission` objects), when unique
     _qxh: str | None = None
 
     def served_bytes(self) -> bytes:
@@ -83,21 +98,30 @@ class Node:
 
 
 class Drive:
-    def __init__(self, site, name: str = "Documents", url_name: str = "Shared Documents"):
+    def __init__(self, site, name: str = "Documents", url_name: str = "Shared Documents",
+                 drive_type: str = "documentLibrary"):
         self.site = site
         self.id = "b!" + base64.urlsafe_b64encode(os.urandom(48)).decode().rstrip("=")
         self.name = name
         self.url_name = url_name
+        self.drive_type = drive_type  # "business" for a OneDrive's personal site
+        self.list_id = str(uuid.uuid4())
         self.lock = threading.RLock()
         self.nodes: dict[str, Node] = {}
         self.log: list[tuple[int, dict]] = []  # (seq, snapshot as delta shows it)
+        self.list_log: list[tuple[int, str]] = []  # (seq, node id): list items changed, for the list's delta
         self.seq = 0
+        self.next_list_item = 1
         self.oldest_valid = 0  # delta tokens older than this answer 410
+        self.list_oldest_valid = 0  # the same for the list's delta
+        self.report_inherited_from = False  # Microsoft: SharePoint does not return permission.inheritedFrom
         # Microsoft's delta remarks say OneDrive for Business leaves cTag out of changes;
         # SharePoint delta has been seen carrying it (microsoft-graph-docs #9205): a test
         # may switch it on before making changes
         self.delta_ctag = False
-        root = Node(id=new_item_id(), name="root", parent=None, kind="root")
+        self.grant_seq = 0
+        root = Node(id=new_item_id(), name="root", parent=None, kind="root", unique=True)
+        root.grants = [self._grant({"siteGroup": group}, roles) for group, roles in site_groups(site)]
         self.root_id = root.id
         self.nodes[root.id] = root
 
@@ -109,7 +133,7 @@ class Drive:
         parent = self.folder(path.rsplit("/", 1)[0] if "/" in path else "", create=True)
         with self.lock:
             node = Node(id=new_item_id(), name=path.rsplit("/", 1)[-1], parent=parent, kind="file",
-                        content=content, modified_by=by, rewrites=rewrites)
+                        content=content, modified_by=by, rewrites=rewrites, list_item_id=self._list_item_id())
             self.nodes[node.id] = node
             self._changed(node)
             return node.id
@@ -122,7 +146,8 @@ class Drive:
                 if found is None:
                     if not create:
                         raise KeyError(path)
-                    node = Node(id=new_item_id(), name=part, parent=current, kind="folder")
+                    node = Node(id=new_item_id(), name=part, parent=current, kind="folder",
+                                list_item_id=self._list_item_id())
                     self.nodes[node.id] = node
                     self._changed(node)
                     found = node.id
@@ -184,14 +209,146 @@ class Drive:
                     self._changed(node)
             return item_id
 
+    def set_fields(self, path: str, *, by: str = "alex", **values) -> str:
+        """Edit list columns (None clears one): the item's eTag and modification time
+        change, its cTag does not (its content did not)."""
+        with self.lock:
+            node = self.nodes[self.id_of(path)]
+            for name, value in values.items():
+                if value is None:
+                    node.fields.pop(name, None)
+                else:
+                    node.fields[name] = value
+            node.modified_by = by
+            node.touch(content_changed=False)
+            self._changed(node)
+            return node.id
+
+    # -- permissions --------------------------------------------------------------------
+
+    def break_inheritance(self, path: str) -> str:
+        """The item gets permissions of its own: a copy of those it inherited."""
+        with self.lock:
+            node = self.nodes[self.id_of(path) if path else self.root_id]
+            if not node.unique:
+                node.grants = [dict(g, id=self._grant_id()) for g in self.permission_holder(node.id).grants]
+                node.unique = True
+                self._changed(node, sharing=True)
+            return node.id
+
+    def reset_inheritance(self, path: str) -> str:
+        with self.lock:
+            node = self.nodes[self.id_of(path)]
+            node.unique, node.grants = False, []
+            self._changed(node, sharing=True)
+            return node.id
+
+    def grant(self, path: str, who: str, roles=("read",)) -> str:
+        """Share an item with a user (by `USERS` key) or a site group (`group:NAME`)."""
+        with self.lock:
+            item_id = self.break_inheritance(path) if path else self.root_id
+            node = self.nodes[item_id]
+            if who.startswith("group:"):
+                granted = {"siteGroup": {"displayName": who[6:], "id": str(10 + len(node.grants)), "loginName": who[6:]}}
+            else:
+                user = USERS[who]
+                granted = {"user": dict(user), "siteUser": {"displayName": user["displayName"], "id": str(20 + len(
+                    node.grants)), "loginName": f"i:0#.f|membership|{user['email']}"}}
+            node.grants.append(self._grant(granted, list(roles)))
+            self._changed(node, sharing=True)
+            return item_id
+
+    def share_link(self, path: str, kind: str = "view", scope: str = "organization", people=()) -> str:
+        """A sharing link; `people` (USERS keys) for a `users`-scoped one."""
+        with self.lock:
+            item_id = self.break_inheritance(path)
+            node = self.nodes[item_id]
+            token = base64.urlsafe_b64encode(os.urandom(18)).decode()
+            link = {"id": self._grant_id(), "roles": ["write" if kind == "edit" else "read"],
+                    "link": {"scope": scope, "type": kind, "preventsDownload": False,
+                             "webUrl": f"{self.site.web_url}/:b:/s/{token}"},
+                    "shareId": f"u!{token}", "hasPassword": False, "expirationDateTime": "0001-01-01T00:00:00Z"}
+            if people:
+                link["grantedToIdentitiesV2"] = [{"user": dict(USERS[p])} for p in people]
+            node.grants.append(link)
+            self._changed(node, sharing=True)
+            return item_id
+
+    def revoke(self, path: str, who: str) -> str:
+        """Remove a user's (or group's) grant from an item with permissions of its own."""
+        with self.lock:
+            node = self.nodes[self.id_of(path) if path else self.root_id]
+            node.grants = [g for g in node.grants if _grantee(g) != who]
+            self._changed(node, sharing=True)
+            return node.id
+
+    def permission_holder(self, item_id: str) -> Node:
+        """The item whose permissions `item_id` has: itself or its nearest ancestor with
+        permissions of its own."""
+        node = self.nodes[item_id]
+        while not node.unique:
+            node = self.nodes[node.parent]
+        return node
+
+    def permissions_json(self, node: Node) -> list[dict]:
+        """`GET .../permissions`: the effective permissions, as Graph lists them."""
+        holder = self.permission_holder(node.id)
+        out = []
+        for grant in holder.grants:
+            entry = dict(grant)
+            if holder.id != node.id and self.report_inherited_from:
+                entry["inheritedFrom"] = {"driveId": self.id, "id": holder.id,
+                                          "path": f"/drives/{self.id}/root:/{self.path_of(holder.id)}".rstrip(":/")}
+            out.append(entry)
+        return out
+
+    def shared_facet(self, node: Node, *, hierarchical: bool) -> dict | None:
+        """The `shared` facet delta gives `node`: with hierarchical sharing, on the roots
+        of permission hierarchies only (empty when not shared); otherwise on every item
+        whose effective permissions share it (links or people)."""
+        holder = node if hierarchical else self.permission_holder(node.id)
+        if hierarchical and not node.unique:
+            return None
+        scopes = [g["link"].get("scope") for g in holder.grants if "link" in g]
+        people = [g for g in holder.grants if "user" in (g.get("grantedToV2") or {})]
+        if not scopes and not people:
+            return {} if hierarchical else None
+        scope = next((s for s in ("anonymous", "organization", "users") if s in scopes), "users")
+        return {"scope": scope, "owner": {"user": {"displayName": "Megan Bowen", "id": USERS["megan"]["id"]}}}
+
+    def _grant(self, granted: dict, roles) -> dict:
+        out = {"id": self._grant_id(), "roles": list(roles), "grantedToV2": granted}
+        if "user" in granted:  # the deprecated form, still sent beside V2
+            out["grantedTo"] = {"user": granted["user"]}
+        return out
+
+    def _grant_id(self) -> str:
+        self.grant_seq += 1
+        return base64.b64encode(f"grant-{self.id[-6:]}-{self.grant_seq}".encode()).decode()
+
+    def _list_item_id(self) -> int:
+        self.next_list_item += 1
+        return self.next_list_item - 1
+
     def invalidate_tokens(self) -> None:
         """Every delta link issued so far now answers 410 Gone."""
         with self.lock:
             self.oldest_valid = self.seq + 1
 
-    def _changed(self, node: Node) -> None:
+    def invalidate_list_tokens(self) -> None:
+        """Every list-item delta link issued so far now answers 410 Gone."""
+        with self.lock:
+            self.list_oldest_valid = self.seq + 1
+
+    def _changed(self, node: Node, sharing: bool = False) -> None:
+        """Log a change; a sharing change (permissions only) is not one of the list item."""
         self.seq += 1
-        self.log.append((self.seq, self.delta_json(node)))
+        snapshot = self.delta_json(node)
+        if sharing:
+            snapshot["_sharing_change"] = True
+        self.log.append((self.seq, snapshot))
+        if not sharing and node.kind != "root":
+            self.list_log.append((self.seq, node.id))
 
     # -- reading -----------------------------------------------------------------------
 
@@ -265,9 +422,42 @@ class Drive:
         return out
 
     def delta_json(self, node: Node) -> dict:
+        """A change as the log keeps it: what delta shows, plus (keys starting with `_`)
+        what a response adds or leaves out depending on how it was asked for."""
         if node.deleted:  # delete: no name, no cTag
-            return {"id": node.id, "parentReference": self.parent_reference(node), "deleted": {"state": "deleted"}}
-        return self.item_json(node, in_delta=True)
+            out = {"id": node.id, "parentReference": self.parent_reference(node), "deleted": {"state": "deleted"}}
+        else:
+            out = self.item_json(node, in_delta=True)
+        out["_shared_hierarchical"] = self.shared_facet(node, hierarchical=True) if not node.deleted else None
+        out["_shared"] = self.shared_facet(node, hierarchical=False) if not node.deleted else None
+        return out
+
+    def sharepoint_ids(self, node: Node) -> dict:
+        return {"listId": self.list_id, "listItemId": str(node.list_item_id), "listItemUniqueId": node.guid.lower(),
+                "siteId": self.site.id.split(",")[1], "siteUrl": self.site.web_url,
+                "webId": self.site.id.split(",")[2]}
+
+    def list_item_json(self, node: Node, columns: list[str] | None) -> dict:
+        """A list item as the list's delta shows it, its `fields` expanded (all of them,
+        or the `$select`ed ones; empty ones are left out, as SharePoint does)."""
+        if node.deleted:
+            return {"id": str(node.list_item_id), "deleted": {"state": "deleted"}}
+        fields = {"FileLeafRef": node.name, **node.fields} if columns is None else {
+            k: v for k, v in node.fields.items() if k in columns}
+        return {"id": str(node.list_item_id), "eTag": f'"{{{node.guid}}},{node.version}"',
+                "lastModifiedDateTime": _stamp(node.modified), "webUrl": self.web_url(node),
+                "contentType": {"id": "0x0101" if node.kind == "file" else "0x0120",
+                                "name": "Document" if node.kind == "file" else "Folder"},
+                "fields": {"@odata.etag": f'"{{{node.guid}}},{node.version}"', **fields}}
+
+    def list_changes_since(self, token: int) -> list[Node]:
+        """The list items changed after `token`, each once, in its latest state."""
+        seen, out = set(), []
+        for _, node_id in reversed([e for e in self.list_log if e[0] > token]):
+            if node_id not in seen:
+                seen.add(node_id)
+                out.append(self.nodes[node_id])
+        return list(reversed(out))
 
     def ancestors(self, item_id: str) -> list[Node]:
         chain, node = [], self.nodes[item_id]
@@ -276,15 +466,34 @@ class Drive:
             chain.append(node)
         return list(reversed(chain))
 
-    def changes_since(self, token: int) -> list[dict]:
-        """The delta after `token`: each change's snapshot, its live ancestors first."""
+    def changes_since(self, token: int, sharing: bool = False) -> list[dict]:
+        """The delta after `token`: each change's snapshot, its live ancestors first.
+        Changes of permissions alone are in it only when asked for (`sharing`)."""
         out: list[dict] = []
         for _, snapshot in [entry for entry in self.log if entry[0] > token]:
+            if snapshot.get("_sharing_change") and not sharing:
+                continue
             for ancestor in self.ancestors(snapshot["id"]):
                 if not ancestor.deleted:
-                    out.append(self.item_json(ancestor, in_delta=True))
+                    out.append(self.delta_json(ancestor))
             out.append(snapshot)
         return out
+
+
+def site_groups(site) -> list[tuple[dict, list[str]]]:
+    """A site's three SharePoint groups, as a library root's permissions grant them."""
+    title = getattr(site, "title", "Site")
+    return [({"displayName": f"{title} Owners", "id": "3", "loginName": f"{title} Owners"}, ["owner"]),
+            ({"displayName": f"{title} Members", "id": "5", "loginName": f"{title} Members"}, ["write"]),
+            ({"displayName": f"{title} Visitors", "id": "4", "loginName": f"{title} Visitors"}, ["read"])]
+
+
+def _grantee(grant: dict) -> str | None:
+    granted = grant.get("grantedToV2") or {}
+    if "siteGroup" in granted:
+        return "group:" + granted["siteGroup"]["displayName"]
+    email = (granted.get("user") or {}).get("email")
+    return next((k for k, u in USERS.items() if u["email"] == email), None)
 
 
 def _mime(name: str) -> str:

@@ -2,9 +2,16 @@
 
 Serves what the SharePoint connector and MSAL use, in the shapes Microsoft documents:
 OpenID configuration and `/{tenant}/oauth2/v2.0/token` (client secret, or a certificate
-JWT assertion it verifies), site by path, a site's drives, drive delta with pages, next
-and delta links, `410 Gone` for invalidated links, items, children, and `/content`
-redirecting to a pre-authenticated download URL (with `Range` support).
+JWT assertion it verifies), site by path (team sites, personal sites), a site's drives,
+drive delta with pages, next and delta links (keeping `$select`), `410 Gone` for
+invalidated links, items, children, and `/content` redirecting to a pre-authenticated
+download URL (with `Range` support); a drive's list, the list-item delta with
+`$expand=fields($select=...)`; an item's permissions; delta's sharing preferences
+(`Prefer: hierarchicalsharing`, `deltashowsharingchanges`, which Graph documents as needing
+`deltashowremovedasdeleted` and `deltatraversepermissiongaps` too: the fake refuses it
+without them). Where the documentation is silent the fake says what it assumes: a plain
+delta does not report permission-only changes; `$select=*,sharepointIds` keeps the
+download URL.
 
 Tests script it: add apps, sites and files, inject 429/503 with `Retry-After`, damage
 answers (cut short, not JSON, a reset connection) on any endpoint, sign-in included,
@@ -147,8 +154,9 @@ class Site:
     title: str
     drives: list[Drive] = field(default_factory=list)
 
-    def add_drive(self, name: str = "Documents", url_name: str = "Shared Documents") -> Drive:
-        drive = Drive(self, name, url_name)
+    def add_drive(self, name: str = "Documents", url_name: str = "Shared Documents",
+                  drive_type: str = "documentLibrary") -> Drive:
+        drive = Drive(self, name, url_name, drive_type)
         self.drives.append(drive)
         return drive
 
@@ -336,9 +344,12 @@ class FakeGraph(EntraEndpoints):
         routes = [
             (r"/sites/([^/:]+):(/.*?):?", self._site_by_path),
             (r"/sites/([^/]+)/drives", self._drives),
+            (r"/sites/([^/]+)/lists/([^/]+)/items/delta", self._list_delta),
             (r"/sites/([^/]+)", self._site_by_id),
             (r"/drives/([^/]+)/root/delta", self._delta),
+            (r"/drives/([^/]+)/list", self._list),
             (r"/drives/([^/]+)/items/([^/]+)/children", self._children),
+            (r"/drives/([^/]+)/items/([^/]+)/permissions", self._permissions),
             (r"/drives/([^/]+)/items/([^/]+)/content", self._content),
             (r"/drives/([^/]+)/items/([^/]+)", self._item),
         ]
@@ -366,7 +377,7 @@ class FakeGraph(EntraEndpoints):
         value = [{
             "createdDateTime": "2021-03-01T09:00:00Z", "description": "", "id": d.id,
             "lastModifiedDateTime": "2024-05-02T10:11:12Z", "name": d.name,
-            "webUrl": f"{site.web_url}/{quote(d.url_name)}", "driveType": "documentLibrary",
+            "webUrl": f"{site.web_url}/{quote(d.url_name)}", "driveType": d.drive_type,
             "createdBy": {"user": {"displayName": "System Account"}},
         } for d in site.drives]
         h.send_json(200, {"@odata.context": f"{self.base_url}/v1.0/$metadata#drives", "value": value})
@@ -378,6 +389,13 @@ class FakeGraph(EntraEndpoints):
         drive = self._drive(drive_id)
         if drive is None:
             return h.send_json(404, graph_error("itemNotFound", "The resource could not be found.", rec))
+        prefer = _prefer(rec)
+        if "deltashowsharingchanges" in prefer and not {"deltashowremovedasdeleted",
+                                                         "deltatraversepermissiongaps"} <= prefer:
+            return h.send_json(400, graph_error(
+                "invalidRequest", "Prefer: deltashowsharingchanges requires deltashowremovedasdeleted and "
+                "deltatraversepermissiongaps", rec))
+        sharing = bool(prefer & {"hierarchicalsharing", "deltashowsharingchanges"})
         with drive.lock:
             skip = rec.query.get("$skiptoken", [None])[0]
             if skip is not None:
@@ -387,7 +405,7 @@ class FakeGraph(EntraEndpoints):
             else:
                 token = rec.query.get("token", [None])[0]
                 if token is None:
-                    items = [drive.item_json(n, in_delta=True) for n in drive.live()]
+                    items = [drive.delta_json(n) for n in drive.live()]
                 else:
                     seq = _decode_token(token)
                     if seq < drive.oldest_valid:
@@ -397,18 +415,102 @@ class FakeGraph(EntraEndpoints):
                             "changes when you last sync'd. Upload any local changes that the server doesn't know "
                             "about.", rec, inner_code="resyncChangesApplyDifferences"),
                             {"Location": f"{self.base_url}/v1.0/drives/{drive.id}/root/delta"})
-                    items = drive.changes_since(seq)
+                    items = drive.changes_since(seq, sharing=sharing)
                 end = _encode_token(drive.seq)
                 cursor, offset = secrets.token_hex(8), 0
                 self.cursors[cursor] = (items, end)
-        page = [self._with_download_url(drive, entry) for entry in items[offset:offset + self.page_size]]
+            select = _select(rec)
+            page = [self._render(drive, entry, select, prefer) for entry in items[offset:offset + self.page_size]]
         body = {"@odata.context": f"{self.base_url}/v1.0/$metadata#Collection(driveItem)", "value": page}
-        link = f"{self.base_url}/v1.0/drives/{drive.id}/root/delta"
+        link = f"{self.base_url}/v1.0/drives/{drive.id}/root/delta?" + (
+            f"$select={quote(','.join(select), safe=',*')}&" if select else "")
         if offset + self.page_size < len(items):
-            body["@odata.nextLink"] = f"{link}?$skiptoken={cursor}.{offset + self.page_size}"
+            body["@odata.nextLink"] = f"{link}$skiptoken={cursor}.{offset + self.page_size}"
         else:
-            body["@odata.deltaLink"] = f"{link}?token={end}"
+            body["@odata.deltaLink"] = f"{link}token={end}"
         h.send_json(200, body)
+
+    def _render(self, drive: Drive, entry: dict, select: list[str] | None = None, prefer=frozenset()) -> dict:
+        """A driveItem as this request sees it: the `shared` facet as its preferences
+        ask (hierarchical sharing: only on roots of permission hierarchies),
+        `@microsoft.graph.sharedChanged` on sharing changes when asked for,
+        `sharepointIds` only when selected, and the download URL."""
+        out = {k: v for k, v in entry.items() if not k.startswith("_")}
+        facet = entry.get("_shared_hierarchical") if "hierarchicalsharing" in prefer else entry.get("_shared")
+        if facet is not None:
+            out["shared"] = facet
+        if "deltashowsharingchanges" in prefer and entry.get("_sharing_change"):
+            out["@microsoft.graph.sharedChanged"] = "True"
+        node = drive.nodes.get(entry["id"])
+        if select and "sharepointIds" in select and node is not None and "deleted" not in entry:
+            out["sharepointIds"] = drive.sharepoint_ids(node)
+        return self._with_download_url(drive, out)
+
+    def _list(self, h, rec, drive_id: str) -> None:
+        """A drive's list (`GET /drives/{id}/list`)."""
+        drive = self._drive(drive_id)
+        if drive is None:
+            return h.send_json(404, graph_error("itemNotFound", "The resource could not be found.", rec))
+        h.send_json(200, {"@odata.context": f"{self.base_url}/v1.0/$metadata#lists/$entity", "id": drive.list_id,
+                          "name": drive.url_name, "displayName": drive.name,
+                          "webUrl": f"{drive.site.web_url}/{quote(drive.url_name)}",
+                          "list": {"template": "documentLibrary", "hidden": False}})
+
+    def _list_delta(self, h, rec, site_id: str, list_id: str) -> None:
+        """`GET /sites/{site}/lists/{list}/items/delta`, with `$expand=fields($select=...)`:
+        list items changed since the token (each once, latest state; all at first),
+        paged, with next and delta links that keep the query; 410 once invalidated."""
+        drive = next((d for s in self.sites for d in s.drives if d.list_id == list_id and s.id == site_id), None)
+        if drive is None:
+            return h.send_json(404, graph_error("itemNotFound", "The resource could not be found.", rec))
+        expand = rec.query.get("$expand", [""])[0]
+        wanted = re.fullmatch(r"fields(?:\(\$select=([^)]*)\))?", expand) if expand else None
+        if expand and wanted is None:
+            return h.send_json(400, graph_error("invalidRequest", f"Parsing OData Select and Expand failed: {expand}",
+                                                rec))
+        columns = [c for c in wanted.group(1).split(",") if c] if wanted and wanted.group(1) else None
+        with drive.lock:
+            skip = rec.query.get("$skiptoken", [None])[0]
+            if skip is not None:
+                cursor, _, offset = skip.partition(".")
+                nodes, end = self.cursors[cursor]
+                offset = int(offset)
+            else:
+                token = rec.query.get("token", [None])[0]
+                if token is None:
+                    nodes = [n for n in drive.live() if n.kind != "root"]
+                else:
+                    seq = _decode_token(token)
+                    if seq < drive.list_oldest_valid:
+                        return h.send_json(410, graph_error("resyncRequired", "Resync required.", rec,
+                                                            inner_code="resyncChangesApplyDifferences"))
+                    nodes = drive.list_changes_since(seq)
+                end = _encode_token(drive.seq)
+                cursor, offset = secrets.token_hex(8), 0
+                self.cursors[cursor] = (nodes, end)
+            page = []
+            for node in nodes[offset:offset + self.page_size]:
+                item = drive.list_item_json(node, columns)
+                if not wanted:
+                    item.pop("fields", None)
+                page.append(item)
+        body = {"@odata.context": f"{self.base_url}/v1.0/$metadata#Collection(listItem)", "value": page}
+        query = "&".join(f"{k}={quote(rec.query[k][0], safe='(),=$*')}" for k in ("$select", "$expand") if k in rec.query)
+        link = f"{self.base_url}/v1.0/sites/{site_id}/lists/{list_id}/items/delta?" + (f"{query}&" if query else "")
+        if offset + self.page_size < len(nodes):
+            body["@odata.nextLink"] = f"{link}$skiptoken={cursor}.{offset + self.page_size}"
+        else:
+            body["@odata.deltaLink"] = f"{link}token={end}"
+        h.send_json(200, body)
+
+    def _permissions(self, h, rec, drive_id: str, item_id: str) -> None:
+        """`GET .../items/{id}/permissions`: the item's effective permissions."""
+        drive, node = self._node(h, rec, drive_id, item_id)
+        if node is not None:
+            with drive.lock:
+                value = drive.permissions_json(node)
+            h.send_json(200, {"@odata.context": f"{self.base_url}/v1.0/$metadata#Collection(permission)",
+                              "value": value})
 
     def _node(self, h, rec, drive_id: str, item_id: str):
         drive = self._drive(drive_id)
@@ -421,7 +523,12 @@ class FakeGraph(EntraEndpoints):
     def _item(self, h, rec, drive_id: str, item_id: str) -> None:
         drive, node = self._node(h, rec, drive_id, item_id)
         if node is not None:
-            h.send_json(200, self._with_download_url(drive, drive.item_json(node)))
+            h.send_json(200, self._render(drive, self._plain(drive, node), _select(rec)))
+
+    @staticmethod
+    def _plain(drive: Drive, node) -> dict:
+        """An item as a plain GET or listing has it: sharing as a default delta shows it."""
+        return {**drive.item_json(node), "_shared": drive.shared_facet(node, hierarchical=False)}
 
     def _with_download_url(self, drive: Drive, entry: dict) -> dict:
         """A file as Graph lists it: with `@microsoft.graph.downloadUrl`, a pre-authenticated
@@ -445,7 +552,7 @@ class FakeGraph(EntraEndpoints):
             return
         kids = sorted((n for n in drive.nodes.values() if n.parent == node.id and not n.deleted), key=lambda n: n.name)
         offset = int(rec.query.get("$skiptoken", ["0"])[0])
-        page = [self._with_download_url(drive, drive.item_json(n)) for n in kids[offset:offset + self.page_size]]
+        page = [self._render(drive, self._plain(drive, n), _select(rec)) for n in kids[offset:offset + self.page_size]]
         body = {"@odata.context": f"{self.base_url}/v1.0/$metadata#Collection(driveItem)", "value": page}
         if offset + self.page_size < len(kids):
             body["@odata.nextLink"] = (f"{self.base_url}/v1.0/drives/{drive.id}/items/{node.id}/children"
@@ -523,6 +630,16 @@ def _kind(method: str, path: str) -> str:
     if path.endswith("/_layouts/15/download.aspx"):
         return "download"
     return "other"
+
+
+def _prefer(rec: Record) -> frozenset[str]:
+    """The `Prefer` header's preferences (comma-separated, case-insensitive)."""
+    return frozenset(p.strip().lower() for p in rec.headers.get("prefer", "").split(",") if p.strip())
+
+
+def _select(rec: Record) -> list[str] | None:
+    value = rec.query.get("$select", [None])[0]
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
 def _encode_token(seq: int) -> str:

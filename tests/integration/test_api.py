@@ -377,7 +377,7 @@ def test_openapi_document_is_valid_and_lists_every_route(api):
     ops = {(path, method.upper()) for path, item in doc["paths"].items() for method in item}
     assert ops == {("/healthz", "GET"), ("/ingest", "POST"), ("/ingest/{job_id}", "GET"), ("/jobs", "GET"),
                    ("/ingest/{job_id}/items", "GET"), ("/sources", "GET"), ("/documents/{doc_id}", "GET"),
-                   ("/metrics", "GET"), ("/openapi.json", "GET")}
+                   ("/throughput", "GET"), ("/metrics", "GET"), ("/openapi.json", "GET")}
     post = doc["paths"]["/ingest"]["post"]
     assert set(post["responses"]) >= {"202", "400", "404", "408", "409", "411", "413", "415", "503"}
     assert "security" not in post  # no token configured: the document says so
@@ -419,7 +419,7 @@ def test_openapi_is_as_strict_as_the_data(api):
 
 def test_unknown_paths_404_and_wrong_methods_405_with_allow(api):
     _, _, client = api
-    for path in ("/", "/nope", "/jobs/", "/ingest/a/b", "/healthz/x", "/JOBS", "/metrics.txt"):
+    for path in ("/nope", "/jobs/", "/ingest/a/b", "/ui/", "/ui/x.js", "/healthz/x", "/JOBS", "/metrics.txt"):
         client.get(path).error(404, "not_found")
     for method, path, allow in (("DELETE", "/jobs", "GET, HEAD"), ("POST", "/healthz", "GET, HEAD"),
                                 ("GET", "/ingest", "POST"), ("HEAD", "/ingest", "POST"),

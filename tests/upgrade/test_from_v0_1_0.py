@@ -5,7 +5,8 @@ what 0.1.0 wrote and what it answered about it. After the current daemon's first
 on a copy (`upgraded`, see conftest), every job and document reads as 0.1.0 read it,
 through the CLI and the HTTP API, and every source resumes from its 0.1.0 cursor: the
 start-up S3 syncs fetch no object, the SharePoint sync makes one delta call from the saved
-link, and the kept drop folder is not read.
+link (moved into the per-library layout by the plugin's own step, looking nothing up), and
+the kept drop folder is not read.
 """
 
 from __future__ import annotations
@@ -29,14 +30,18 @@ def _same(expected: dict, actual: dict, what: str) -> list[str]:
 
 def test_the_daemon_migrated_the_state_before_using_it(upgraded):
     """0.1.0 wrote no schema marker (version 1); the daemon's start ran every step up to
-    this checkout's (v2: the marker), once, before READY. The manifests keep the
-    `schema` 0.1.0 wrote (1), and the listings below read them."""
+    this checkout's (v2: the marker), once, before READY, and the SharePoint source's own
+    (v2: a state file per library). The manifests keep the `schema` 0.1.0 wrote (1), and
+    the listings below read them."""
     state = upgraded.inst.state
     marker = json.loads((state / "SCHEMA.json").read_text())
     assert marker["schema"] == 2 and [(h["version"], h["step"]) for h in marker["history"]] == [(2, "schema-marker")]
+    legal = json.loads((state / "sources" / "legal" / "SCHEMA.json").read_text())
+    assert legal["kind"] == "sharepoint" and [h["step"] for h in legal["history"]] == ["per-library-state"]
     events = [e for e in upgraded.daemon.log_events() if e.get("logger") == "ingestd.state"]
     assert [(e["event"], e.get("step")) for e in events] == [
-        ("migration step starting", "schema-marker"), ("migration step applied", "schema-marker")], events
+        ("migration step starting", "schema-marker"), ("migration step applied", "schema-marker"),
+        ("migration step starting", "per-library-state"), ("migration step applied", "per-library-state")], events
     assert {json.loads(p.read_text())["schema"] for p in (state / "jobs").glob("*.json")
             if p.name.split("-")[0] < upgraded.since} == {1}
 
@@ -164,6 +169,7 @@ def test_sharepoint_resumes_from_its_saved_delta_link(upgraded):
     assert len(deltas) == 1, [(r.path, r.query) for r in deltas]
     assert deltas[0].query.get("token") == [saved.rpartition("token=")[2]], "not the saved delta link"
     assert not [r.path for r in upgraded.graph_calls if "/items/" in r.path], "a listing or a download"
+    assert [r.path for r in upgraded.graph_calls if "/root/delta" not in r.path] == [], "a site or library lookup"
 
 
 def test_kept_files_are_not_read_again(upgraded):

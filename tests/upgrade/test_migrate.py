@@ -50,16 +50,24 @@ def test_check_says_what_migrate_does_and_writes_nothing(inst):
     assert lines[0] == f"state {state}: schema 1 → 2, 1 step(s) pending"
     assert lines[1].startswith("  2 schema-marker: ")
     assert "source bucket (s3): schema 1, up to date" in lines
-    assert lines[-1].startswith("1 pending: `ingestd migrate`")
+    assert "source legal (sharepoint): schema 1 → 2, 1 step(s) pending" in lines
+    assert any(line.startswith("  2 per-library-state: ") for line in lines)
+    assert lines[-1].startswith("2 pending: `ingestd migrate`")
     assert tree(state) == before, "--check wrote to the state"
 
     done = cli(inst, "migrate")
     assert done.returncode == 0, done
-    [line] = done.stdout.splitlines()
-    assert line.startswith(f"state {state}: applied 2 schema-marker ("), line
+    applied = done.stdout.splitlines()
+    assert applied[0].startswith(f"state {state}: applied 2 schema-marker ("), applied
+    assert applied[1].startswith("source legal (sharepoint): applied 2 per-library-state ("), applied
     after = tree(state)
-    assert sorted(set(after) - set(before)) == ["SCHEMA.json", "SCHEMA.lock"]
-    assert {k: v for k, v in after.items() if k in before} == before, "the marker step changed more than the marker"
+    legal = "sources/legal/"
+    assert sorted(k for k in set(after) - set(before) if not k.startswith(legal)) == ["SCHEMA.json", "SCHEMA.lock"]
+    assert {k: v for k, v in after.items() if k in before and not k.startswith(legal)} == {
+        k: v for k, v in before.items() if not k.startswith(legal)}, "the marker step changed more than the marker"
+    # the SharePoint step moved its one library's file under libraries/ and indexed it
+    assert f"{legal}sharepoint.sqlite" in after and f"{legal}SCHEMA.json" in after
+    assert len([k for k in after if k.startswith(f"{legal}libraries/") and k.endswith(".sqlite")]) == 1
     assert marker(state)["schema"] == 2
     assert [(h["version"], h["step"]) for h in marker(state)["history"]] == [(2, "schema-marker")]
 
@@ -72,7 +80,7 @@ def test_check_says_what_migrate_does_and_writes_nothing(inst):
 
 
 def test_read_only_commands_read_an_unmigrated_state_without_migrating_it(inst):
-    """The one step so far is read-safe: `jobs`, `status` and `document` read a 0.1.0
+    """The steps so far are read-safe: `jobs`, `status` and `document` read a 0.1.0
     state as it is, and leave it unmarked (only a lock file appears)."""
     state = inst / "state"
     answers = json.loads((inst / "recorded" / "answers.json").read_text())["cli"]

@@ -136,15 +136,26 @@ class SP:
     def blob(self, sha256: str) -> bytes:
         return (self.state / "blobs" / "sha256" / sha256[:2] / sha256).read_bytes()
 
-    def meta(self, key: str) -> str | None:
-        """A value the source saved in its state (`delta_link`, `target`, ...)."""
-        path = self.state / "sources" / "docs" / "sharepoint.sqlite"
+    def meta(self, key: str, drive=None) -> str | None:
+        """A value a library saved in its state (`delta_link`, `scope`, ...): of `drive`
+        (a fake `Drive`), by default the source's first library."""
+        from ingestd_sharepoint.layout import library_file
+
+        path = self.state / "sources" / "docs" / "libraries" / library_file((drive or self.drive).id)
         if not path.exists():
             return None
         db = sqlite3.connect(path)
         try:
             row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
             return row[0] if row else None
+        finally:
+            db.close()
+
+    def index(self, table: str) -> list[tuple]:
+        """The rows of a table of the source's index (`libraries`, `lookups`)."""
+        db = sqlite3.connect(self.state / "sources" / "docs" / "sharepoint.sqlite")
+        try:
+            return db.execute(f"SELECT * FROM {table}").fetchall()
         finally:
             db.close()
 

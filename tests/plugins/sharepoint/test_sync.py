@@ -3,7 +3,6 @@ downloads, scope, resync after 410, the delete limit and retries of failed items
 
 import hashlib
 import json
-import sqlite3
 
 from ingestd_sharepoint.http import USER_AGENT
 
@@ -13,12 +12,7 @@ def sha(data: bytes) -> str:
 
 
 def meta(sp, key):
-    db = sqlite3.connect(sp.state / "sources" / "docs" / "sharepoint.sqlite")
-    try:
-        row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return row[0] if row else None
-    finally:
-        db.close()
+    return sp.meta(key)
 
 
 def test_first_sync_as_a_process_then_a_quiet_one(sp):
@@ -308,5 +302,7 @@ def test_an_expired_download_url_is_replaced_and_the_download_resumed(sp):
 def test_state_is_json_free_of_secrets(sp):
     sp.drive.add("a.txt", b"a")
     sp.run()
-    target = json.loads(meta(sp, "target"))
-    assert target["target"]["drive_id"] == sp.drive.id
+    [(drive_id, _, target, retired)] = sp.index("libraries")
+    assert drive_id == sp.drive.id and json.loads(target)["drive_id"] == sp.drive.id and retired == 0
+    assert {json.loads(value)["drive_id"] for key, value in sp.index("lookups") if len(json.loads(key)) == 3} \
+        == {sp.drive.id}

@@ -5,7 +5,8 @@ Connector `fixture`: a scheduled source that ingests every file in `folder`. Wit
 `hold_while` set, a job waits while that path exists (to make runs overlap on purpose).
 With `credential_expires_in_days`, it reports a credential expiring then (a warning
 inside 30 days), the way a certificate-based connector would. With `warn` set, `check()`
-reports that text as a warning.
+reports that text as a warning. With `pace`, it stages one file every `pace` seconds (a slow
+source: a job that stays running while its counters move).
 Hook `document_stored`: appends each stored document's id to $INGESTD_TEST_HOOK_LOG.
 """
 
@@ -20,6 +21,7 @@ class FixtureOptions(ScheduleOptions):
     hold_while: ConfigPath | None = None
     credential_expires_in_days: float | None = None
     warn: str | None = None
+    pace: float = 0.0
 
 
 class FixtureConnector(Connector):
@@ -37,6 +39,8 @@ class FixtureConnector(Connector):
         while hold is not None and hold.exists() and time.monotonic() < deadline and not ctx.stop.is_set():
             time.sleep(0.02)
         for path in sorted(self.options.folder.iterdir()):
+            if self.options.pace:
+                ctx.stop.wait(self.options.pace)  # the workload: a source that lists slowly
             yield Staged(origin_uri=f"fixture://{path.name}", path=path, name=path.name)
 
     def __init__(self, *args, **kwargs):

@@ -53,8 +53,9 @@ def line(m: Manifest, meter: Meter, now: float | None = None) -> str:
     nbytes, bytes_total = (p.bytes_done, p.bytes_total) if p else (m.counters.bytes, None)
     meter.add(time.monotonic() if now is None else now, items, nbytes)
     item_rate, byte_rate = meter.rates()
-    parts = [f"{m.source}: {phase_label(m)}", _of(items, items_total, count) + " items",
-             _of(nbytes, bytes_total, size)]
+    parts = [f"{m.source}: {phase_label(m)}", _of(items, items_total, count) + " items"]
+    if nbytes or bytes_total is not None:  # a connector that does not count its downloads shows no "0 B"
+        parts.append(_of(nbytes, bytes_total, size))
     if byte_rate:
         parts.append(f"{size(byte_rate)}/s")
     errors = len(m.errors) + m.errors_dropped  # failed and refused items, and the job's own: as the summary lists them

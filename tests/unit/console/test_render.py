@@ -54,6 +54,11 @@ def test_a_file_that_stopped_moving_says_so():
     assert "(no news for " in line(stale, Meter()) and "no news" not in line(job(items_done=3), Meter())
 
 
+def test_no_bytes_part_while_no_byte_is_known():
+    assert line(job(items_done=4), Meter()).startswith("docs: downloading  4 items  2 errors")
+    assert line(job(items_done=4, bytes_total=10), Meter()).startswith("docs: downloading  4 items  0 B/10 B  ")
+
+
 def test_units():
     assert [size(n) for n in (0, 1023, 1024, 1536 << 20, 5 << 50)] == ["0 B", "1023 B", "1.0 KiB", "1.5 GiB", "5.0 PiB"]
     assert [clock(s) for s in (0, 59.9, 61, 3600 * 27 + 5)] == ["0:00", "0:59", "1:01", "27:00:05"]

@@ -15,11 +15,11 @@ install: $(TEST_STAMP)
 $(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[s3,sharepoint]'
+	$(BIN)/python -m pip install --quiet -e '.[s3,sharepoint,text]'
 	touch $(RUN_STAMP)
 
 $(TEST_STAMP): $(RUN_STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[s3,sharepoint,test]'
+	$(BIN)/python -m pip install --quiet -e '.[s3,sharepoint,text,test]'
 	touch $(TEST_STAMP)
 
 run: $(RUN_STAMP)
@@ -39,7 +39,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 
 $(BENCH_STAMP): pyproject.toml $(shell find ingestd plugins -name '*.py' -o -path 'ingestd/api/ui/*')
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/python -m pip install --quiet '.[s3,sharepoint]'
+	$(BENCH_VENV)/bin/python -m pip install --quiet '.[s3,sharepoint,text]'
 	$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall .
 	rm -rf build
 	touch $(BENCH_STAMP)

@@ -37,7 +37,7 @@ class Template:
     """What one real ingest wrote: catalogue, one record of each table, manifest, items line."""
 
     ddl: list[tuple[str, str]]  # (type, sql) in creation order
-    rows: dict[str, dict]  # table → one real row, by column
+    rows: dict[str, dict]  # table → one real row, by column (tables the run left empty: none)
     manifest: dict
     item: dict
     indent: int | None
@@ -57,7 +57,9 @@ def make_template(root: Path) -> Template:
         rows = {}
         for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
             cur = db.execute(f"SELECT * FROM {table} LIMIT 1")  # noqa: S608 (names from the catalogue)
-            rows[table] = dict(zip([c[0] for c in cur.description], cur.fetchone()))
+            row = cur.fetchone()  # none in the text tables: a one-shot ingest extracts nothing
+            if row is not None:
+                rows[table] = dict(zip([c[0] for c in cur.description], row))
     finally:
         db.close()
     text = (state / "jobs" / f"{manifest['job_id']}.json").read_text()

@@ -16,7 +16,7 @@ from . import measure
 
 PYTHON = sys.executable  # the harness's interpreter (moto's server runs on it too)
 ROOT = Path(__file__).resolve().parent.parent
-# `make bench` measures ingestd as a user installs it (`pip install 'ingestd[s3,sharepoint]'`,
+# `make bench` measures ingestd as a user installs it (`pip install 'ingestd[s3,sharepoint,text]'`,
 # no test tools, no editable-install finder): INGESTD_BENCH_INGESTD names that install's
 # console script. Without it (the smoke test), the harness's own venv runs ingestd.
 INSTALLED = os.environ.get("INGESTD_BENCH_INGESTD")
@@ -28,11 +28,12 @@ def command(*args: str) -> list[str]:
 
 
 def write_config(path: Path, state_dir: Path, sources: list[dict], *, http: bool = False,
-                 registry: Path | None = None, log_level: str = "info") -> Path:
+                 registry: Path | None = None, log_level: str = "info", extract: bool = True) -> Path:
     """A config as production would have it: JSON logs at info, durable store."""
     lines = ["[daemon]", f"state_dir = {toml_value(state_dir)}", 'log_format = "json"',
              f"log_level = {toml_value(log_level)}", "shutdown_timeout = 20"]
     lines += ["[http]", 'listen = "127.0.0.1:0"'] if http else ["[http]", "enabled = false"]
+    lines += [] if extract else ["[extract]", "enabled = false"]
     if registry is not None:
         lines += ["[credentials]", f"registry = {toml_value(registry)}"]
     for source in sources:

@@ -150,12 +150,26 @@ def _details(r: dict) -> list[str]:
             met = "-" if c["met"] is None else ("met" if c["met"] else "**not met**")
             out.append(f"| {c['name']} | {value} | {c['limit']:g}{c['unit']} | {met} |")
         out.append("")
+    out += _formats(r.get("formats"))
     out += [f"- {note}" for note in r.get("notes", [])]
     load = r.get("machine_load")
     if load:
         out.append(f"- machine during this case ({load['elapsed_s']:.0f} s): {load['busy_cores']:.2f} cores busy on "
                    f"average, {load['other_cores']:.2f} of them neither this harness nor what it ran "
                    f"(other processes, kernel writeback); 1-min load average {load['loadavg_1m']} at the end")
+    return out + [""]
+
+
+def _formats(rows: dict | None) -> list[str]:
+    """A per-format table (extract-formats): files/s and MiB/s as the worker timed each file,
+    and files/s with the round trip to the worker."""
+    if not rows:
+        return []
+    out = ["| format | files | KiB | files/s | MiB/s | files/s round trip | failed |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, row in sorted(rows.items()):
+        out.append(f"| {name} | {row['files']} | {row['bytes'] / 1024:.0f} | {_fmt(row['files_per_s'])} | "
+                   f"{_fmt(row['mib_per_s'])} | {_fmt(row['round_trip_files_per_s'])} | {row['failed']} |")
     return out + [""]
 
 

@@ -30,6 +30,7 @@ from ingestd.state.chains import chains
 from ingestd.state.runner import open_state
 from ingestd.store.catalogue import Store, damaged_message
 from ingestd.store.space import Reserve, Space
+from ingestd.store.texts import Texts
 
 
 def load_config(path: Path, plugins: Plugins) -> Config:
@@ -48,6 +49,7 @@ class App:
                                 write=True, progress=systemd.starting)
         reserve = Reserve(config.daemon.min_free_bytes, config.daemon.min_free_percent)
         self.store = Store(self.state_dir, Space(self.state_dir, reserve))
+        self.texts = Texts(self.state_dir)
         self.jobs = JobStore(self.state_dir)
         self.lifecycle = Lifecycle(self.jobs)
         # plugins hear of a finished job after ingestd's own parts (queue, watcher, metrics),
@@ -67,6 +69,7 @@ class App:
         self.pipeline.close()
         self.lifecycle.close()
         self.plugins.hooks.close()  # queued hook calls get a last chance to run
+        self.texts.close()
         self.store.close()
         self.state.close()
 

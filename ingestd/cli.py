@@ -72,7 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("document", parents=[common], help="show a document's record, provenance and versions")
     p.add_argument("doc_id")
     p.add_argument("--json", action="store_true")
-    p = sub.add_parser("plugins", parents=[common], help="list plugins and connector kinds")
+    p = sub.add_parser("text", parents=[common], help="print a document's text (Markdown), or why there is none")
+    p.add_argument("doc_id")
+    p.add_argument("--json", action="store_true", help="the text's record (extractor, version, parts, error) instead")
+    p = sub.add_parser("reextract", parents=[common],
+                       help="extract what the installed extractors have not (new versions, new sources), now")
+    p.add_argument("--extractor", metavar="NAME", help="only this extractor's MIME types")
+    p.add_argument("--failed", action="store_true", help="also try again files that failed (e.g. after raising a limit)")
+    p = sub.add_parser("plugins", parents=[common], help="list plugins, connector kinds and extractors")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("verify", parents=[common], help="check every blob against its name and every record against its blob")
     p.add_argument("--repair", action="store_true", help="quarantine bad blobs and mark the documents they belong to")
@@ -376,6 +383,73 @@ def cmd_verify(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_text(args) -> int:
+    from ingestd.api.models import TextInfo
+    from ingestd.extract.lookup import text_state
+    from ingestd.extract.policy import Policy
+    from ingestd.store.catalogue import Store
+    from ingestd.store.texts import Texts
+
+    if not is_valid_id(args.doc_id):
+        raise UsageError(f"malformed document id {args.doc_id[:80]!r}")
+    cfg, plugins = _setup(args, quiet=True)
+    state = _read_only(cfg, plugins)
+    store, texts = Store(cfg.daemon.state_dir), Texts(cfg.daemon.state_dir, write=False)
+    try:
+        doc = store.get(args.doc_id)
+        text = text_state(doc, texts, Policy(plugins.extractors, cfg), store)
+    finally:
+        texts.close()
+        store.close()
+        state.close()
+    if args.json:
+        print(TextInfo.of(doc.doc_id, text).model_dump_json(indent=2, by_alias=True))
+        return 0
+    if text.state != "extracted":
+        why = {"pending": "queued for extraction (the daemon extracts it; `ingestd reextract` does it now)",
+               "not_extracted": f"not extracted: {text.reason}",
+               "failed": f"extraction failed: {text.record.status if text.record else ''}: "
+                         f"{text.record.message if text.record else ''}"}[text.state]
+        print(f"ingestd: {args.doc_id}: {why}", file=sys.stderr)
+        return 1
+    with open(text.path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            sys.stdout.buffer.write(chunk)
+    sys.stdout.flush()
+    return 0
+
+
+def cmd_reextract(args) -> int:
+    from ingestd.extract.policy import Policy
+    from ingestd.extract.service import Extraction
+
+    cfg, plugins = _setup(args, quiet=True)
+    application = app.App(cfg, plugins)
+    try:
+        policy = Policy(plugins.extractors, cfg)
+        chosen = [cls for name, cls in sorted(policy.extractors.items()) if args.extractor in (None, name)]
+        if args.extractor and not chosen:
+            known = ", ".join(sorted(policy.extractors)) or "none installed"
+            raise UsageError(f"no available extractor {args.extractor!r} (available: {known})")
+        if not policy.enabled:
+            raise UsageError("extraction is off ([extract] enabled = false) or no extractor is installed")
+        extraction = Extraction(application.store, application.texts, policy, cfg.extract)
+        extraction.start(feed=False)
+        try:
+            for cls in chosen:
+                if args.failed:
+                    application.texts.forget_failures(cls.name)
+                queued = extraction.backfill(cls)
+                done = extraction.snapshot().done
+                outcome = ", ".join(f"{status} {n}" for (name, status), n in sorted(done.items()) if name == cls.name)
+                print(f"{cls.name} {cls.version}: {queued} file(s) extracted" + (f" ({outcome})" if outcome else ""))
+        finally:
+            extraction.stop()
+    finally:
+        application.close()
+    return 0
+
+
 def cmd_plugins(args) -> int:
     plugins = Plugins().load()
     rows = [_plugin_row(plugins, info) for info in plugins.info.values()]
@@ -387,6 +461,9 @@ def cmd_plugins(args) -> int:
         for k in row["connectors"]:
             state = "available" if k["available"] else f"unavailable ({k['remediation']})"
             print(f"  connector {k['kind']}: {state}" + (f" - {k['description']}" if k["description"] else ""))
+        for e in row["extractors"]:
+            state = "available" if e["available"] else f"unavailable ({e['remediation']})"
+            print(f"  extractor {e['name']} {e['version']}: {state}; {', '.join(e['mime_types'])}")
     return 0
 
 
@@ -397,7 +474,18 @@ def _plugin_row(plugins: Plugins, info) -> dict:
     kinds += [{"kind": kind, "available": False, "remediation": reason, "description": None}
               for kind, reason in info.refused.items()]
     return {"name": info.name, "module": info.module, "version": info.version,
-            "status": info.status, "error": info.error, "connectors": kinds}
+            "status": info.status, "error": info.error, "connectors": kinds, "extractors": _extractor_rows(plugins, info)}
+
+
+def _extractor_rows(plugins: Plugins, info) -> list[dict]:
+    rows = []
+    for name in info.extractors:
+        cls = plugins.extractors.get(name)
+        if cls is not None:
+            reason = cls.unavailable_reason()
+            rows.append({"name": name, "version": cls.version, "mime_types": list(cls.mime_types),
+                         "available": reason is None, "remediation": reason})
+    return rows
 
 
 def cmd_migrate(args) -> int:
@@ -457,6 +545,6 @@ def _print_manifest(m: Manifest, as_json: bool) -> None:
 
 COMMANDS = {
     "run": cmd_run, "ingest": cmd_ingest, "check-config": cmd_check_config, "status": cmd_status,
-    "jobs": cmd_jobs, "document": cmd_document, "plugins": cmd_plugins, "verify": cmd_verify,
-    "migrate": cmd_migrate,
+    "jobs": cmd_jobs, "document": cmd_document, "text": cmd_text, "reextract": cmd_reextract,
+    "plugins": cmd_plugins, "verify": cmd_verify, "migrate": cmd_migrate,
 }

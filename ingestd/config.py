@@ -163,18 +163,49 @@ class CredentialsConfig(Strict):
     registry: SecretPath | None = None
 
 
+class ExtractConfig(Strict):
+    """`[extract]`: text extraction (docs/extraction.md). It runs in `workers` child
+    processes at a lower priority than ingestion, each file within `timeout` and
+    `memory_mib` of address space; `max_chars` caps a text, and files over
+    `max_file_size` are recorded `too_large` without being opened."""
+
+    enabled: bool = True
+    workers: int = Field(default=1, ge=1, le=32)
+    timeout: Duration = Field(default=60.0, gt=0, le=3600)
+    memory_mib: int = Field(default=1024, ge=256, le=65536)
+    max_chars: int = Field(default=20_000_000, ge=1000)
+    max_file_size: int = Field(default=256 << 20, ge=1)
+
+
+MimePattern = Annotated[str, StringConstraints(pattern=r"^[a-z0-9*][a-z0-9.+*_-]*/[a-z0-9*][a-z0-9.+*_-]*$")]
+
+
+class SourceExtract(Strict):
+    """A source's own extraction keys: `extract` (default: on when an extractor is
+    installed), `extract_mime` (only these MIME types; `*` globs, e.g. `text/*`) and
+    `extract_skip_mime` (never these)."""
+
+    extract: bool | None = None
+    extract_mime: list[MimePattern] = []
+    extract_skip_mime: list[MimePattern] = []
+
+
 class _Top(Strict):
     daemon: DaemonConfig = DaemonConfig()
     http: HttpConfig = HttpConfig()
     credentials: CredentialsConfig = CredentialsConfig()
+    extract: ExtractConfig = ExtractConfig()
     sources: list[dict[str, Any]] = []
 
 
-class _SourceHead(BaseModel):
+class _SourceHead(SourceExtract):
     model_config = ConfigDict(extra="allow")
     name: str = Field(pattern=SOURCE_NAME)
     kind: str
     enabled: bool = True
+
+
+CORE_KEYS = ("name", "kind", "enabled", *SourceExtract.model_fields)  # every source's; the rest are its connector's
 
 
 class Source(BaseModel):
@@ -185,6 +216,7 @@ class Source(BaseModel):
     kind: str
     enabled: bool
     options: Any
+    extract: SourceExtract = SourceExtract()
 
 
 class Config(BaseModel):
@@ -193,6 +225,7 @@ class Config(BaseModel):
     daemon: DaemonConfig
     http: HttpConfig
     credentials: CredentialsConfig
+    extract: ExtractConfig = ExtractConfig()
     sources: tuple[Source, ...]
 
     def source(self, name: str) -> Source | None:
@@ -245,7 +278,8 @@ def parse(
     if errors or top is None:
         raise ConfigError(errors)
     return Config(
-        path=path, daemon=top.daemon, http=top.http, credentials=top.credentials, sources=tuple(sources)
+        path=path, daemon=top.daemon, http=top.http, credentials=top.credentials, extract=top.extract,
+        sources=tuple(sources)
     )
 
 
@@ -260,7 +294,7 @@ def _sources(raw, option_models, context, label, errors) -> list[Source]:
         try:
             head = _SourceHead.model_validate(item)
         except ValidationError as exc:
-            errors.extend(_format(label, exc, _SourceHead, prefix=where, only=("name", "kind", "enabled")))
+            errors.extend(_format(label, exc, _SourceHead, prefix=where, only=CORE_KEYS))
             continue
         if head.name in seen:
             errors.append(f"{label}: {where}: name: duplicate source name; every source needs its own")
@@ -270,7 +304,7 @@ def _sources(raw, option_models, context, label, errors) -> list[Source]:
             known = ", ".join(sorted(option_models)) or "none installed"
             errors.append(f"{label}: {where}: kind: unknown connector {head.kind!r} (available: {known})")
             continue
-        options = {k: v for k, v in item.items() if k not in ("name", "kind", "enabled")}
+        options = {k: v for k, v in item.items() if k not in CORE_KEYS}
         try:
             parsed = model.model_validate(options, context=context)
         except ValidationError as exc:
@@ -280,7 +314,8 @@ def _sources(raw, option_models, context, label, errors) -> list[Source]:
             errors.append(f"{label}: {where}: connector {head.kind!r} failed checking these options: "
                           f"{type(exc).__name__}: {exc}")
             continue
-        sources.append(Source(name=head.name, kind=head.kind, enabled=head.enabled, options=parsed))
+        extract = SourceExtract(**{k: getattr(head, k) for k in SourceExtract.model_fields})
+        sources.append(Source(name=head.name, kind=head.kind, enabled=head.enabled, options=parsed, extract=extract))
     return sources
 
 
@@ -348,7 +383,7 @@ def _allowed_keys(model, loc: tuple) -> list[str]:
     if current is _SourceHead:
         return keys
     if model is not _Top and current is model:
-        keys = ["name", "kind", "enabled", *keys]
+        keys = [*CORE_KEYS, *keys]
     return keys
 
 

@@ -21,6 +21,8 @@ from ingestd.app import App, Findings, findings, load_config
 from ingestd.config import Config, Source
 from ingestd.daemon_api import DaemonApi
 from ingestd.errors import ConfigError
+from ingestd.extract.policy import Policy
+from ingestd.extract.service import Extraction
 from ingestd.jobs.lifecycle import JobDone
 from ingestd.jobs.manifest import Manifest
 from ingestd.plugin.manager import Plugins
@@ -46,13 +48,19 @@ class Daemon:
         self.unavailable: dict[str, str] = {}
         self.throughput = Throughput(self.workers.jobs, self.workers.depth)  # the dashboard's charts
         self.app.lifecycle.subscribe(lambda done: self.throughput.job_finished(done.manifest))
+        self.policy = Policy(plugins.extractors, config)
+        # off the ingest path: woken after each job, it extracts in its own child processes
+        self.extraction = Extraction(self.app.store, self.app.texts, self.policy, config.extract) \
+            if self.policy.enabled else None
         self.api = DaemonApi(app=self.app, plugins=plugins, workers=self.workers, schedule=self.schedule,
                              unavailable=self.unavailable, health=self.health, submit=self.submit,
                              throughput=self.throughput.window,
-                             version=self.version, started_at=self.started_at)
+                             version=self.version, started_at=self.started_at,
+                             policy=self.policy, extraction=self.extraction)
         self.http = None
         self.reloads = 0
         self._flags: set[str] = set()
+        self._started = False
         self._wake = threading.Event()
         self.log = logs.get("ingestd.daemon")
 
@@ -87,6 +95,8 @@ class Daemon:
             # stops the start cleanly, and the metrics see every job from the first one
             self.http = ApiServer(self.api, self.config.http)
         self.workers.start()
+        if self.extraction is not None:
+            self.extraction.start()
         self.watcher.start()
         self.schedule.start()
         self.schedule.every("housekeeping", housekeeping.INTERVAL, self.housekeeping)
@@ -97,6 +107,7 @@ class Daemon:
                 self._start_source(source, found, recovering=source.name in interrupted)
         if self.http is not None:
             self.http.start()
+        self._started = True
         write_json(state / "daemon.json", self.runtime_info())
         systemd.ready(self.status_line())
         self.log.info("ingestd ready", version=self.version, pid=os.getpid(),
@@ -148,6 +159,8 @@ class Daemon:
 
     def _job_done(self, done: JobDone) -> None:
         self.watcher.job_done(done.manifest.source, done.hint, ok=done.ok)
+        if self.extraction is not None and done.manifest.counters.ingested:
+            self.extraction.wake()
         systemd.status(self.status_line())
 
     # -- main loop --------------------------------------------------------------------
@@ -197,7 +210,10 @@ class Daemon:
         changed = [n for n in old if n not in fresh or fresh[n] != old[n]]
         for name in changed:
             self._stop_source(name)
+        if new.extract != self.config.extract:
+            self.log.warning("setting needs a restart to take effect", key="extract")
         self.app.replace_config(new)
+        self.policy.replace_config(new)
         found = self._checked(new)
         for name, source in fresh.items():
             if source.enabled and (name not in old or name in changed or name in found.problems
@@ -219,6 +235,8 @@ class Daemon:
         self.watcher.stop()
         self.schedule.stop()
         self.workers.shutdown(self.config.daemon.shutdown_timeout)
+        if self.extraction is not None:
+            self.extraction.stop()  # files in flight are redone at the next start
         if self.http is not None:
             self.http.stop()
         self.app.close()
@@ -238,6 +256,8 @@ class Daemon:
             "watchers": {"ok": all(w["alive"] for w in watchers.values()), "sources": watchers},
             "settle_loop": {"ok": self.watcher.alive() or not watchers},
             "state_dir": self.app.lifecycle.health(),
+            "extraction": {"ok": self.extraction is None or self.extraction.alive() or not self._started,
+                           "enabled": self.extraction is not None},
             # informational: a misconfigured source is reported, but restarting the daemon
             # (which is what an unhealthy watchdog leads to) would not fix it
             "sources": {"ok": True, "unavailable": dict(self.unavailable)},

@@ -12,6 +12,8 @@ from pathlib import Path
 from ingestd._lib import logs
 from ingestd.api.backend import CredentialStatus, ItemsPage, Runtime, SourceView
 from ingestd.config import Source
+from ingestd.extract.lookup import TextState, text_state
+from ingestd.extract.service import Stats
 from ingestd.jobs.items import read_page
 from ingestd.jobs.manifest import Manifest
 from ingestd.runtime.throughput import Window
@@ -20,13 +22,14 @@ from ingestd.runtime.throughput import Window
 class DaemonApi:
     def __init__(self, *, app, plugins, workers, schedule, unavailable: dict[str, str],
                  health: Callable[[], dict], submit: Callable[..., Manifest],
-                 throughput: Callable[[], Window], version: str, started_at: float):
+                 throughput: Callable[[], Window], version: str, started_at: float, policy=None, extraction=None):
         self.app, self.plugins, self.workers, self.schedule = app, plugins, workers, schedule
         self.unavailable = unavailable  # the daemon's own dict: sources that could not start, and why
         self._health, self._submit, self._throughput = health, submit, throughput
         self._totals = _Totals(lambda: self.app.store.totals())
         self.on_job_finished(self._totals.job_finished)
         self.version, self.started_at = version, started_at
+        self.policy, self.extraction = policy, extraction
         self.log = logs.get("ingestd.http")
 
     def health(self) -> dict[str, dict]:
@@ -61,6 +64,13 @@ class DaemonApi:
 
     def document(self, doc_id: str):
         return self.app.store.get(doc_id)
+
+    def document_text(self, doc_id: str) -> TextState:
+        doc = self.app.store.get(doc_id)
+        return text_state(doc, self.app.texts, self.policy, self.app.store)
+
+    def extraction_stats(self) -> Stats | None:
+        return self.extraction.snapshot() if self.extraction is not None else None
 
     # -- sources ----------------------------------------------------------------------------
 

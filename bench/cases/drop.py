@@ -153,12 +153,13 @@ def run_burst(bench: Bench, case: Case) -> dict:
     return res
 
 
-def burst_side(bench: Bench, corpus: corpus_mod.Corpus):
+def burst_side(bench: Bench, corpus: corpus_mod.Corpus, inbox_options: dict | None = None,
+               label: str = "burst-daemon"):
     """Every top-level folder of the corpus renamed into the watched folder at once; time
     from the first rename to the last job holding those files `succeeded`."""
 
     def side(i: int) -> dict:
-        daemon, inbox = start_daemon(bench, "burst-daemon")
+        daemon, inbox = start_daemon(bench, label, inbox_options)
         try:
             staging = inbox.parent / "staging"
             corpus_mod.link_tree(corpus, staging)

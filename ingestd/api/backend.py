@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ingestd.extract.lookup import TextState
+from ingestd.extract.service import Stats as ExtractionStats
 from ingestd.jobs.manifest import Manifest, Status
 from ingestd.plugin.connector import CredentialStatus
 from ingestd.jobs.lifecycle import JobsUnwritable
@@ -17,7 +19,8 @@ from ingestd.runtime.queue import Busy
 from ingestd.runtime.throughput import Window
 from ingestd.store.catalogue import Document
 
-__all__ = ["Backend", "Busy", "CredentialStatus", "ItemsPage", "JobsUnwritable", "Runtime", "SourceView", "Window"]
+__all__ = ["Backend", "Busy", "CredentialStatus", "ExtractionStats", "ItemsPage", "JobsUnwritable", "Runtime",
+           "SourceView", "TextState", "Window"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,13 @@ class Backend(Protocol):
 
     def document(self, doc_id: str) -> Document:
         """Raises NotFoundError."""
+
+    def document_text(self, doc_id: str) -> TextState:
+        """Where the document's text stands (extracted, failed, pending, not extracted).
+        Raises NotFoundError."""
+
+    def extraction_stats(self) -> ExtractionStats | None:
+        """The extraction queue's counters and depth; None when extraction is off."""
 
     def sources(self) -> list[SourceView]:
         """Every configured source, in config order."""

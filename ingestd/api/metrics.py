@@ -162,6 +162,7 @@ class Collector:
                        ["source"], {(n,): w["restarts"] for n, w in watchers.items()})
         yield _counter("ingestd_schedule_skipped_runs", "Scheduled runs skipped because the last was still going.",
                        ["source"], {(n,): v for n, v in runtime.schedule_skipped.items()})
+        yield from _extraction(b.extraction_stats())
         yield from _hooks(runtime.plugin_hooks)
         yield _counter("ingestd_http_connections_refused", "Connections refused or evicted at once, by reason "
                        "(per_client: the address holds its share; full: every slot busy; evicted: made room).",
@@ -190,6 +191,23 @@ def _sources(views: list[SourceView], active: dict[str, str]) -> Iterator[Metric
     yield _gauge("ingestd_credential_expiry_timestamp_seconds", "Unix time the source's credential expires "
                  "(sources whose connector knows it).", ["source"],
                  {(v.name,): v.credential.expires_at for v in views if v.credential.expires_at is not None})
+
+
+EXTRACTION_STATUSES = ("ok", "timeout", "too_large", "encrypted", "unsupported", "corrupt")
+
+
+def _extraction(stats) -> Iterator[Metric]:
+    """Text extraction's series (docs/extraction.md), when it is on."""
+    if stats is None:
+        return
+    yield _gauge("ingestd_extraction_queue_depth", "Document versions waiting to be looked at or extracted.", [],
+                 {(): stats.queue_depth})
+    yield _gauge("ingestd_extractions_running", "Files being extracted now.", [], {(): stats.running})
+    yield _counter("ingestd_extractions", "Files extracted since start, by extractor and status (ok or the typed "
+                   "error).", ["extractor", "status"],
+                   _zeros(stats.done, ((e, s) for e in stats.extractors for s in EXTRACTION_STATUSES)))
+    yield _counter("ingestd_extraction_seconds", "Seconds spent extracting, by extractor.", ["extractor"],
+                   _zeros({(k,): v for k, v in stats.seconds.items()}, ((e,) for e in stats.extractors)))
 
 
 def _zeros(values, keys: Iterable[tuple]) -> dict:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from ingestd._lib.paths import ID_PATTERN
 from ingestd._lib.times import Timestamp
 from ingestd.config import SOURCE_NAME
+from ingestd.extract.lookup import TextState
 from ingestd.jobs.manifest import Counters, JobError, LiveProgress, Manifest, Status, Trigger
 from ingestd.store.catalogue import Document, Version
 
@@ -259,6 +260,68 @@ class DocumentLinks(Payload):
     job: str
 
 
+class TextError(Payload):
+    code: Literal["timeout", "too_large", "encrypted", "unsupported", "corrupt"]
+    message: str
+
+
+class TextPart(Payload):
+    """A page, sheet or slide of the text: characters `start` to `end` of the Markdown."""
+
+    kind: str
+    index: int
+    start: int
+    end: int
+    label: str | None
+
+
+class TextLinks(Payload):
+    self_: str = Field(alias="self")
+
+
+class TextInfo(Payload):
+    """The document's text (a derivative of its current version's bytes): `extracted`,
+    `failed` (with its typed error), `pending`, or `not_extracted` (`reason` says why).
+    `current` is false while a newer extractor version's text is pending and an older
+    one is served."""
+
+    status: Literal["extracted", "failed", "pending", "not_extracted"]
+    reason: str | None
+    extractor: str | None
+    extractor_version: str | None
+    current: bool
+    text_sha256: str | None
+    chars: int | None
+    pages: int | None
+    language: str | None
+    extracted_at: Timestamp | None
+    error: TextError | None
+    parts: list[TextPart]
+    links: TextLinks
+
+    @classmethod
+    def of(cls, doc_id: str, t: TextState) -> "TextInfo":
+        r = t.record
+        ok = r is not None and r.ok
+        return cls(
+            status=t.state, reason=t.reason, extractor=r.extractor if r else None,
+            extractor_version=r.extractor_version if r else None, current=t.current,
+            text_sha256=r.text_sha256 if ok else None, chars=r.chars if ok else None,
+            pages=r.pages if ok else None, language=r.language if ok else None,
+            extracted_at=r.extracted_at if r else None,
+            error=TextError(code=r.status, message=r.message or "") if r and not ok else None,
+            parts=[TextPart(kind=b[0], index=b[1], start=b[2], end=b[3], label=b[4]) for b in (r.boundaries if ok else [])],
+            links=TextLinks(self_=f"/documents/{doc_id}/text"),
+        )
+
+
+class TextFailedResponse(ErrorResponse):
+    """422: the extractor could not read the document; `error` is the typed code."""
+
+    extractor: str
+    extractor_version: str
+
+
 class DocumentResponse(Payload):
     """A document's current version, provenance and history.
 
@@ -279,9 +342,11 @@ class DocumentResponse(Payload):
     deleted_at: Timestamp | None
     deleted_job: str | None
     versions: list[Version]
+    text: TextInfo
     links: DocumentLinks
 
     @classmethod
-    def of(cls, doc: Document) -> "DocumentResponse":
+    def of(cls, doc: Document, text: TextState) -> "DocumentResponse":
         data = doc.model_dump(exclude={"blob_path"})
-        return cls(**data, links=DocumentLinks(self_=f"/documents/{doc.doc_id}", job=f"/ingest/{doc.job_id}"))
+        return cls(**data, text=TextInfo.of(doc.doc_id, text),
+                   links=DocumentLinks(self_=f"/documents/{doc.doc_id}", job=f"/ingest/{doc.job_id}"))

@@ -9,6 +9,7 @@ parsing here, no sockets, and no filesystem path ever built from client input.
 from __future__ import annotations
 
 import io
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -41,12 +42,15 @@ from ingestd.api.models import (
     ListLinks,
     SourceInfo,
     SourceListResponse,
+    TextFailedResponse,
     SessionResponse,
     ThroughputResponse,
     UnavailableResponse,
     UnhealthyResponse,
 )
 from ingestd.api.transport.http import JSON, FileBody
+
+MARKDOWN = "text/markdown; charset=utf-8"
 from ingestd.errors import ConfigError, NotFoundError, UsageError
 
 
@@ -226,9 +230,33 @@ def _source_info(s: SourceView) -> SourceInfo:
 def get_document(ctx: Context, req: Request) -> Reply:
     try:
         doc = ctx.backend.document(req.params["doc_id"])
+        text = ctx.backend.document_text(req.params["doc_id"])
     except NotFoundError:
         raise ApiError(404, "not_found", "no such document") from None
-    return Reply(200, DocumentResponse.of(doc))
+    return Reply(200, DocumentResponse.of(doc, text))
+
+
+def get_document_text(ctx: Context, req: Request) -> Reply:
+    try:
+        text = ctx.backend.document_text(req.params["doc_id"])
+    except NotFoundError:
+        raise ApiError(404, "not_found", "no such document") from None
+    if text.state == "not_extracted":
+        raise ApiError(404, "not_extracted", f"this document's text is not extracted: {text.reason}")
+    if text.state == "pending":
+        raise ApiError(409, "pending", "the text is queued for extraction; ask again later",
+                       headers={"Retry-After": "5"})
+    r = text.record
+    if text.state == "failed":
+        message = f"extractor {r.extractor} {r.extractor_version} could not read it: {r.message}"
+        raise ApiError(422, r.status, message, TextFailedResponse(
+            error=r.status, message=message, extractor=r.extractor, extractor_version=r.extractor_version))
+    try:
+        fh = open(text.path, "rb")
+    except FileNotFoundError:  # the blob store lost it: extract again rather than serve nothing
+        raise ApiError(409, "pending", "the text is being extracted again; ask again later") from None
+    headers = {"X-Ingestd-Extractor": f"{r.extractor}/{r.extractor_version}"}
+    return Reply(200, FileBody(fh, os.fstat(fh.fileno()).st_size, f'"{r.text_sha256}"'), headers, MARKDOWN)
 
 
 def get_throughput(ctx: Context, req: Request) -> Reply:
@@ -282,6 +310,10 @@ ROUTES: list[Route] = [
           {200: SourceListResponse}),
     Route("GET", "/documents/{doc_id}", get_document, "getDocument", "A document's record, provenance and versions",
           {200: DocumentResponse, 404: ErrorResponse}, params={"doc_id": DocId}),
+    Route("GET", "/documents/{doc_id}/text", get_document_text, "getDocumentText",
+          "The document's text as UTF-8 Markdown (a derivative of its current version)",
+          {200: "text/markdown", 404: ErrorResponse, 409: ErrorResponse, 422: TextFailedResponse},
+          params={"doc_id": DocId}),
     Route("GET", "/throughput", get_throughput, "getThroughput",
           "The last hour's items, bytes, errors and queue depth in 10-second slots (the dashboard's charts)",
           {200: ThroughputResponse}),

@@ -1,8 +1,9 @@
 """The plugin API: everything a plugin imports from ingestd. The connector contract
-(`Connector`, the events a job yields, `JobContext`), the option groups, the hook marker
-and the hook arguments' types, migration steps, the error types, and the core types a
-connector's options and constructor use. Helpers plugins share (safe paths, atomic
-writes, a SQLite opener, request pacing) live in `ingestd.plugin.kit`.
+(`Connector`, the events a job yields, `JobContext`), the extractor contract (`Extractor`,
+`Extracted`, `Limits`, `ExtractionError`), the option groups, the hook marker and the hook
+arguments' types, migration steps, the error types, and the core types a connector's
+options and constructor use. Helpers plugins share (safe paths, atomic writes, a SQLite
+opener, request pacing, a Markdown writer, a zip-bomb check) live in `ingestd.plugin.kit`.
 
 Nothing else in ingestd is for plugins: the built-in ones are held to this by
 import-linter (see pyproject.toml), and a third-party plugin that imports only these
@@ -18,15 +19,16 @@ from ingestd.plugin.connector import (
     Connector, CredentialStatus, Deleted, Event, Failed, JobContext, Outcome, OutcomeName, Requirement, Staged,
 )
 from ingestd.plugin.events import BlobInfo, Job, JobCounters, StoredDocument
+from ingestd.plugin.extractor import Boundary, Extracted, ExtractionError, Extractor, Limits
 from ingestd.plugin.migration import Step, StepContext
 from ingestd.plugin.options import DEFAULT_EVERY, DeleteOptions, FilterOptions, ScheduleOptions
 from ingestd.plugin.progress import Progress
 from ingestd.plugin.spec import hookimpl
 
 __all__ = [
-    "BlobInfo", "Code", "ConfigError", "ConfigPath", "Connector", "ConnectorError", "Credential", "CredentialStatus",
-    "DEFAULT_EVERY", "DeleteOptions", "Deleted", "Duration", "Event", "Failed", "FilterOptions", "IngestdError",
-    "Job", "JobContext", "JobCounters", "Outcome", "OutcomeName", "Progress", "Registry", "Requirement",
-    "ScheduleOptions", "Source", "Staged", "Step", "StepContext", "StoredDocument", "Strict", "__version__",
-    "hookimpl", "io_error_code",
+    "BlobInfo", "Boundary", "Code", "ConfigError", "ConfigPath", "Connector", "ConnectorError", "Credential",
+    "CredentialStatus", "DEFAULT_EVERY", "DeleteOptions", "Deleted", "Duration", "Event", "Extracted",
+    "ExtractionError", "Extractor", "Failed", "FilterOptions", "IngestdError", "Job", "JobContext", "JobCounters",
+    "Limits", "Outcome", "OutcomeName", "Progress", "Registry", "Requirement", "ScheduleOptions", "Source", "Staged",
+    "Step", "StepContext", "StoredDocument", "Strict", "__version__", "hookimpl", "io_error_code",
 ]

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from ingestd._lib import logs
 from ingestd.plugin import contract, spec
 from ingestd.plugin.connector import Connector
+from ingestd.plugin.extractor import Extractor
 from ingestd.plugin.hooks import Hooks
 
 GROUP = "ingestd"
@@ -31,6 +32,7 @@ class PluginInfo:
     error: str | None = None
     kinds: list[str] = field(default_factory=list)  # registered and usable
     refused: dict[str, str] = field(default_factory=dict)  # kind → why its class was refused
+    extractors: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class Plugins:
         self.pm.add_hookspecs(spec)
         self.info: dict[str, PluginInfo] = {}
         self.connectors: dict[str, type[Connector]] = {}
+        self.extractors: dict[str, type[Extractor]] = {}
         self._log = logs.get("ingestd.plugins")
         self.hooks = Hooks(self.pm, self._log, **hook_limits)
 
@@ -73,6 +76,7 @@ class Plugins:
             self.pm.register(obj, name=name)
         self._check_pending()
         self._collect_connectors()
+        self._collect_extractors()
         return self
 
     def _check_pending(self) -> None:
@@ -85,13 +89,17 @@ class Plugins:
                 self.pm.unregister(exc.plugin)
                 self._quarantine(self.info[name], f"unknown hook: {exc}")
 
-    def _collect_connectors(self) -> None:
-        for impl in self.pm.hook.register_connectors.get_hookimpls():
+    def _collect(self, hook: str, register) -> None:
+        """Call each plugin's `hook(register)`; a plugin whose registration fails is quarantined."""
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
             info = self.info[impl.plugin_name]
             try:
-                impl.function(register=lambda cls, info=info: self._register(info, cls))
+                impl.function(register=lambda cls, info=info: register(info, cls))
             except (Exception, SystemExit) as exc:
-                self._quarantine(info, f"register_connectors failed: {type(exc).__name__}: {exc}")
+                self._quarantine(info, f"{hook} failed: {type(exc).__name__}: {exc}")
+
+    def _collect_connectors(self) -> None:
+        self._collect("register_connectors", self._register)
 
     def _register(self, info: PluginInfo, cls: type[Connector]) -> None:
         if not (isinstance(cls, type) and issubclass(cls, Connector)):
@@ -111,12 +119,28 @@ class Plugins:
     def _refused_by_other(self, info: PluginInfo, kind: str) -> bool:
         return any(kind in other.refused for other in self.info.values() if other is not info)
 
+    def _collect_extractors(self) -> None:
+        self._collect("register_extractors", self._register_extractor)
+
+    def _register_extractor(self, info: PluginInfo, cls: type[Extractor]) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, Extractor)):
+            raise TypeError(f"{cls!r} is not an Extractor subclass")
+        for attr in ("name", "version", "mime_types"):
+            if not getattr(cls, attr, None):
+                raise ValueError(f"extractor {cls.__name__} declares no {attr}")
+        if cls.name in self.extractors:
+            raise ValueError(f"extractor {cls.name!r} is already registered")
+        self.extractors[cls.name] = cls
+        info.extractors.append(cls.name)
+
     def _quarantine(self, info: PluginInfo, reason: str) -> None:
         info.status, info.error = "quarantined", reason
         for kind in info.kinds:
             self.connectors.pop(kind, None)
             info.refused[kind] = f"plugin {info.name!r} is quarantined: {reason}"
         info.kinds = []
+        for name in info.extractors:
+            self.extractors.pop(name, None)
         self._log.error("plugin quarantined", plugin=info.name, reason=reason)
         if self.pm.has_plugin(info.name):
             self.pm.unregister(name=info.name)

@@ -3,8 +3,8 @@ promise to plugin authors, and docs/plugins.md documents each (a test holds it t
 
 Implement them with `@ingestd.plugin.hookimpl` in a module or class registered through
 the `ingestd` entry-point group. Hooks are called with keyword arguments only; declare
-only the arguments you use. Core calls the downstream hooks (all but
-`register_connectors`) through `ingestd.plugin.hooks.Hooks`, the one place that knows
+only the arguments you use. Core calls the downstream hooks (all but the two
+`register_*`) through `ingestd.plugin.hooks.Hooks`, the one place that knows
 their keyword names: off the job's thread, with read-only snapshots
 (`ingestd.plugin.events`), one queue per plugin, a time budget per call.
 """
@@ -20,6 +20,7 @@ from ingestd.plugin.events import Job, StoredDocument
 
 if TYPE_CHECKING:
     from ingestd.plugin.connector import Connector
+    from ingestd.plugin.extractor import Extractor
 
 hookspec = pluggy.HookspecMarker("ingestd")
 hookimpl = pluggy.HookimplMarker("ingestd")
@@ -34,6 +35,16 @@ def register_connectors(register: Callable[[type[Connector]], None]) -> None:
     hooks still work. A connector whose optional dependency is missing should still be
     registered (its `requires` says what to install), so the operator is told what to
     do rather than that the kind does not exist.
+    """
+
+
+@hookspec
+def register_extractors(register: Callable[[type[Extractor]], None]) -> None:
+    """Register extractor classes: call `register(ExtractorSubclass)` once per extractor
+    (`ingestd.plugin.Extractor`: a name, a version, the MIME types it turns into Markdown).
+
+    Extractors run in child processes, never in the daemon; register one even when its
+    library is missing (its `requires` says what to install).
     """
 
 

@@ -8,16 +8,29 @@ comes out of it right.
 
 from __future__ import annotations
 
+from ingestd._lib.sqlite import open_db
 from ingestd.plugin.migration import Step, StepContext
+from ingestd.store import texts
 
 
 def _nothing_else(ctx: StepContext) -> None:
     """The marker the runner writes after this step is the whole change."""
 
 
+def _text_catalogue(ctx: StepContext) -> None:
+    """One transaction (`CREATE TABLE IF NOT EXISTS`), durable when it commits."""
+    db = open_db(ctx.root / "documents.sqlite")
+    try:
+        texts.create(db)
+    finally:
+        db.close()
+
+
 CORE: list[Step] = [
     Step(2, "schema-marker", "the state directory records its schema version and migration history (SCHEMA.json)",
          _nothing_else, read_safe=True),
+    Step(3, "text-catalogue", "the catalogue gets its text tables: which extractor, in which version, made which "
+         "text from which bytes, and the extraction queue's cursor", _text_catalogue, read_safe=True),
 ]
 
 

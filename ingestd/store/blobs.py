@@ -137,6 +137,12 @@ class Blobs:
                 raise FileNotFoundError(errno.ENOENT, f"the stored copy is {length} bytes, not {size}", sha256)
             return Stored(sha256, length, fh.read(HEAD))
 
+    def place(self, path: Path, sha256: str) -> Path:
+        """Move a file whose sha256 core computed (extracted text, hashed by core's own
+        worker) into the store; returns where it now is."""
+        self._place(str(path), sha256, os.stat(path).st_size)
+        return self.path(sha256)
+
     def holds(self, sha256: str, size: int) -> bool:
         """Whether a blob of this content may stand in for new bytes: one is there and it
         has the right size (checking the hash too would cost a read of every duplicate)."""

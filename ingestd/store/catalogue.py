@@ -140,6 +140,17 @@ class Store:
     def clean_temps(self) -> int:
         return self.blobs.clean_temps()
 
+    @property
+    def tmp_dir(self) -> Path:
+        """Where files on their way into the store are written (same filesystem as blobs)."""
+        return self.blobs.tmp_dir
+
+    def place(self, path: Path, sha256: str) -> Path:
+        """Move a file whose sha256 core computed (a derivative, such as extracted text)
+        into the store; returns where it now is. The rename is made durable by the caller
+        (an fsync of the returned path's directory) before a record names it."""
+        return self.blobs.place(path, sha256)
+
     def flush(self) -> None:
         """Make every blob written so far durable before records name them."""
         self.blobs.flush()

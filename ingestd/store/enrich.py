@@ -63,8 +63,14 @@ _detector = _Detector()
 _TEXTUAL = {
     "application/json", "application/xml", "application/javascript", "application/x-yaml",
     "application/yaml", "application/toml", "application/x-sh", "image/svg+xml", "application/sql",
+    "message/rfc822",  # an e-mail whose first part is HTML looks like HTML to libmagic
 }
 SNIFF = 2048  # libmagic's text tests cost grows with the buffer; 2 KiB decides as well as 8
+# Formats that are zip archives inside: libmagic names them only when the member that
+# says so comes first, and some writers (openpyxl) put it later, so "a zip" is refined
+# by an extension naming one of these.
+_ZIPPED = ("application/vnd.openxmlformats-officedocument.", "application/vnd.oasis.opendocument.",
+           "application/vnd.ms-", "application/epub+zip", "application/java-archive")
 
 
 def detect_mime(head: bytes, name: str) -> str:
@@ -86,6 +92,8 @@ def detect_mime(head: bytes, name: str) -> str:
             by_content = det.from_buffer(head[:SNIFF])
         except Exception:  # libmagic gives up on odd input; the extension still can answer
             by_content = None
+    if by_content == "application/zip" and by_name and by_name.startswith(_ZIPPED):
+        return by_name
     if by_content and by_content not in _GENERIC:
         return by_content
     if by_name and by_content in (None, "application/octet-stream") and not by_name.startswith("text/"):

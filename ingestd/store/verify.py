@@ -44,7 +44,7 @@ class Report(BaseModel):
     blobs: int = 0
     bytes: int = 0
     versions: int = 0
-    unreferenced: int = 0  # sound blobs no record names (a job that stopped before its commit)
+    unreferenced: int = 0  # sound blobs no version names: extracted texts, a job stopped before its commit
     findings: list[Finding] = []
     repaired: bool = False
 

@@ -3,7 +3,7 @@ process that the crash-mid-migration tests kill and restart.
 
     python -m tests.upgrade.migrating REPORT_FD RESUME_FD PAUSES -- ingestd-args...
 
-Step 3 (`test-backfill`) gives every document a row in a new table, in one transaction,
+The test step (`test-backfill`, after core's last step) gives every document a row in a new table, in one transaction,
 as a real backfill would (the change feed's replay is one). At each point named in
 PAUSES (comma-separated: `begin`, `half`, `committed`) it writes the point's name to
 REPORT_FD and waits for a byte on RESUME_FD, so the test decides when it goes on, or
@@ -62,7 +62,8 @@ def main(argv: list[str]) -> int:
     report_fd, resume_fd, points, sep, *args = argv
     assert sep == "--", argv
     pause = Pauses(int(report_fd), int(resume_fd), {p for p in points.split(",") if p})
-    steps.register(Step(3, "test-backfill", "a row per document in a new table (tests only)", backfill(pause)))
+    steps.register(Step(steps.latest(steps.CORE) + 1, "test-backfill", "a row per document in a new table (tests only)",
+                        backfill(pause)))
     return cli.main(args)
 
 

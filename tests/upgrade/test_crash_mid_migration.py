@@ -2,8 +2,9 @@
 state in between; two processes never migrate at once.
 
 The migration runs in a child (`tests/upgrade/migrating.py`: this checkout's CLI plus a
-test step 3 that backfills a table in one transaction) which stops at points the test
-names and waits there for the test: to be SIGKILLed, or to go on. No sleeps.
+test step after core's last that backfills a table in one transaction) which stops at
+points the test names and waits there for the test: to be SIGKILLed, or to go on. No
+sleeps. Core's own steps are applied first, so the test step is the one killed.
 """
 
 from __future__ import annotations
@@ -20,11 +21,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.helpers import ROOT, wait_for
+from ingestd.state.steps import CORE, latest
+from tests.support.helpers import ROOT, run_cli, wait_for
 
 from . import archive
 from .installation import FIXTURES
 from .migrating import TABLE
+
+LAST = latest(CORE)  # core's last step: the state is migrated up to it before each test
+TEST = LAST + 1  # the test step's version
+BEFORE = (LAST, list(range(2, LAST + 1)))
+AFTER = (TEST, list(range(2, TEST + 1)))
 
 
 class Child:
@@ -75,6 +82,8 @@ class Child:
 @pytest.fixture
 def inst(tmp_path):
     root = archive.unpack(FIXTURES / "v0.1.0.tar.gz", tmp_path / "installation")
+    migrated = run_cli("migrate", "--config", root / "ingestd.toml")  # core's steps, unkilled
+    assert migrated.returncode == 0, migrated.stderr
     children: list[Child] = []
 
     def child(*args: str, pauses: tuple[str, ...] = ()) -> Child:
@@ -109,7 +118,7 @@ def test_a_migration_killed_at_each_instant_is_finished_by_the_next_start(inst):
         c = child("migrate", pauses=(point,))
         assert c.reached() == point
         c.kill()
-        assert schema(state) == (2, [2]), f"killed at {point}: step 3 recorded, or step 2 lost"
+        assert schema(state) == BEFORE, f"killed at {point}: step {TEST} recorded, or an earlier one lost"
         now = records(state)
         assert {t: v for t, v in now.items() if t != TABLE} == original, f"killed at {point}: records changed"
         if table_after is None:
@@ -118,12 +127,12 @@ def test_a_migration_killed_at_each_instant_is_finished_by_the_next_start(inst):
             assert len(now[TABLE]) == len(original["documents"])
         refused = child("jobs")  # a half-migrated state is never used
         assert refused.finish()[0] == 3, refused.log()
-        assert "pending: 3 test-backfill" in refused.log() and "ingestd migrate" in refused.log()
+        assert f"pending: {TEST} test-backfill" in refused.log() and "ingestd migrate" in refused.log()
 
     rc, out = child("migrate").finish()
     assert rc == 0, out
-    assert out.startswith(f"state {state}: applied 3 test-backfill ("), out
-    assert schema(state) == (3, [2, 3]), "each step recorded once"
+    assert out.startswith(f"state {state}: applied {TEST} test-backfill ("), out
+    assert schema(state) == AFTER, "each step recorded once"
     final = records(state)
     assert sorted(final[TABLE]) == sorted((d[0], d[3]) for d in original["documents"]), "the redo doubled or lost rows"
     assert {t: v for t, v in final.items() if t != TABLE} == original
@@ -150,5 +159,5 @@ def test_two_processes_never_migrate_at_once_and_readers_wait(inst):
     assert (rc, out) == (0, "up to date: nothing to migrate\n"), second.log()
     rc, out = reader.finish()
     assert rc == 0 and json.loads(out), reader.log()
-    assert schema(state) == (3, [2, 3])
+    assert schema(state) == AFTER
     assert len(records(state)[TABLE]) == len(records(state)["documents"])

@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,18 +32,19 @@ def _same(expected: dict, actual: dict, what: str) -> list[str]:
 
 def test_the_daemon_migrated_the_state_before_using_it(upgraded):
     """0.1.0 wrote no schema marker (version 1); the daemon's start ran every step up to
-    this checkout's (v2: the marker), once, before READY, and the SharePoint source's own
-    (v2: a state file per library). The manifests keep the `schema` 0.1.0 wrote (1), and
-    the listings below read them."""
+    this checkout's (v2: the marker, v3: the text catalogue), once, before READY, and the
+    SharePoint source's own (v2: a state file per library). The manifests keep the `schema`
+    0.1.0 wrote (1), and the listings below read them."""
     state = upgraded.inst.state
     marker = json.loads((state / "SCHEMA.json").read_text())
-    assert marker["schema"] == 2 and [(h["version"], h["step"]) for h in marker["history"]] == [(2, "schema-marker")]
+    steps = [(2, "schema-marker"), (3, "text-catalogue")]
+    assert marker["schema"] == 3 and [(h["version"], h["step"]) for h in marker["history"]] == steps
     legal = json.loads((state / "sources" / "legal" / "SCHEMA.json").read_text())
     assert legal["kind"] == "sharepoint" and [h["step"] for h in legal["history"]] == ["per-library-state"]
     events = [e for e in upgraded.daemon.log_events() if e.get("logger") == "ingestd.state"]
     assert [(e["event"], e.get("step")) for e in events] == [
-        ("migration step starting", "schema-marker"), ("migration step applied", "schema-marker"),
-        ("migration step starting", "per-library-state"), ("migration step applied", "per-library-state")], events
+        (event, name) for name in ("schema-marker", "text-catalogue", "per-library-state")
+        for event in ("migration step starting", "migration step applied")], events
     assert {json.loads(p.read_text())["schema"] for p in (state / "jobs").glob("*.json")
             if p.name.split("-")[0] < upgraded.since} == {1}
 
@@ -209,3 +212,36 @@ def _rows_changed(a: Path, b: Path, rel: str) -> dict[str, int]:
         for db in dbs:
             db.close()
     return out
+
+
+def test_documents_from_before_the_upgrade_get_their_text(upgraded):
+    """The text catalogue is new in this version: the daemon's first start queues every
+    live document an installed extractor reads (each extractor's backlog), and each ends
+    extracted or with its typed error; the rest are `not_extracted`, never `pending`."""
+    from tests.support.helpers import wait_for
+
+    expected = upgraded.inst.answers["api"]["documents"]
+
+    def states() -> dict[str, str]:
+        return {d: upgraded.daemon.get(f"/documents/{d}")[1]["text"]["status"] for d in expected}
+
+    seen: dict[str, str] = {}
+
+    def settled():
+        seen.update(states())
+        return "pending" not in seen.values()
+
+    try:
+        wait_for(settled, timeout=120, interval=0.5, message="every document's text out of pending")
+    except AssertionError:
+        pending = {d: upgraded.daemon.get(f"/documents/{d}")[1] for d, s in seen.items() if s == "pending"}
+        raise AssertionError({d: (b["mime"], b["deleted_at"]) for d, b in pending.items()}) from None
+    final = dict(seen)
+    assert "extracted" in final.values(), final
+    for doc_id, state in final.items():
+        try:
+            with urllib.request.urlopen(f"{upgraded.daemon.base_url}/documents/{doc_id}/text", timeout=10) as resp:
+                status = resp.status
+        except urllib.error.HTTPError as err:
+            status = err.code
+        assert status == {"extracted": 200, "failed": 422, "not_extracted": 404}[state], (doc_id, state)

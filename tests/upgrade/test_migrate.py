@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from ingestd.state.steps import CORE, latest
 from tests.support.helpers import run_cli
 from tests.support.procs import Daemon
 
 from . import archive
 from .installation import FIXTURES
 
-NEWER = 3  # a schema this checkout does not know (its latest is 2)
+NEWER = latest(CORE) + 1  # a schema this checkout does not know
 
 
 @pytest.fixture
@@ -47,41 +48,45 @@ def test_check_says_what_migrate_does_and_writes_nothing(inst):
     check = cli(inst, "migrate", "--check")
     assert check.returncode == 3, check
     lines = check.stdout.splitlines()
-    assert lines[0] == f"state {state}: schema 1 → 2, 1 step(s) pending"
+    assert lines[0] == f"state {state}: schema 1 → 3, 2 step(s) pending"
     assert lines[1].startswith("  2 schema-marker: ")
+    assert lines[2].startswith("  3 text-catalogue: ")
     assert "source bucket (s3): schema 1, up to date" in lines
     assert "source legal (sharepoint): schema 1 → 2, 1 step(s) pending" in lines
     assert any(line.startswith("  2 per-library-state: ") for line in lines)
-    assert lines[-1].startswith("2 pending: `ingestd migrate`")
+    assert lines[-1].startswith("3 pending: `ingestd migrate`")
     assert tree(state) == before, "--check wrote to the state"
 
     done = cli(inst, "migrate")
     assert done.returncode == 0, done
     applied = done.stdout.splitlines()
-    assert applied[0].startswith(f"state {state}: applied 2 schema-marker ("), applied
-    assert applied[1].startswith("source legal (sharepoint): applied 2 per-library-state ("), applied
+    assert [line.rsplit(" (", 1)[0] for line in applied] == [
+        f"state {state}: applied 2 schema-marker", f"state {state}: applied 3 text-catalogue",
+        "source legal (sharepoint): applied 2 per-library-state"], applied
     after = tree(state)
     legal = "sources/legal/"
     assert sorted(k for k in set(after) - set(before) if not k.startswith(legal)) == ["SCHEMA.json", "SCHEMA.lock"]
-    assert {k: v for k, v in after.items() if k in before and not k.startswith(legal)} == {
-        k: v for k, v in before.items() if not k.startswith(legal)}, "the marker step changed more than the marker"
+    changed = sorted(k for k, v in after.items() if k in before and v != before[k] and not k.startswith(legal))
+    assert changed == ["documents.sqlite"], "the steps changed more than the marker and the catalogue"
     # the SharePoint step moved its one library's file under libraries/ and indexed it
     assert f"{legal}sharepoint.sqlite" in after and f"{legal}SCHEMA.json" in after
     assert len([k for k in after if k.startswith(f"{legal}libraries/") and k.endswith(".sqlite")]) == 1
-    assert marker(state)["schema"] == 2
-    assert [(h["version"], h["step"]) for h in marker(state)["history"]] == [(2, "schema-marker")]
+    assert marker(state)["schema"] == 3
+    assert [(h["version"], h["step"]) for h in marker(state)["history"]] == [(2, "schema-marker"),
+                                                                            (3, "text-catalogue")]
 
     check = cli(inst, "migrate", "--check")
     assert (check.returncode, check.stdout.splitlines()[-1]) == (0, "up to date: nothing to migrate"), check
-    assert f"state {state}: schema 2, up to date" in check.stdout.splitlines()
+    assert f"state {state}: schema 3, up to date" in check.stdout.splitlines()
     again = cli(inst, "migrate")
     assert (again.returncode, again.stdout) == (0, "up to date: nothing to migrate\n")
     assert tree(state) == after, "a second migrate changed the state"
 
 
 def test_read_only_commands_read_an_unmigrated_state_without_migrating_it(inst):
-    """The steps so far are read-safe: `jobs`, `status` and `document` read a 0.1.0
-    state as it is, and leave it unmarked (only a lock file appears)."""
+    """The steps so far are read-safe: `jobs`, `status`, `document` and `text` read a
+    0.1.0 state as it is (no text tables: nothing extracted), and leave it unmarked (only
+    a lock file appears)."""
     state = inst / "state"
     answers = json.loads((inst / "recorded" / "answers.json").read_text())["cli"]
     before = tree(state)
@@ -91,6 +96,8 @@ def test_read_only_commands_read_an_unmigrated_state_without_migrating_it(inst):
     doc_id = sorted(answers["documents"])[0]
     doc = cli(inst, "document", doc_id, "--json")
     assert doc.returncode == 0 and json.loads(doc.stdout)["sha256"] == answers["documents"][doc_id]["sha256"]
+    text = cli(inst, "text", doc_id, "--json")
+    assert text.returncode == 0 and json.loads(text.stdout)["status"] in ("pending", "not_extracted"), text
     assert not (state / "SCHEMA.json").exists(), "a read-only command migrated"
     assert set(tree(state)) - set(before) <= {"SCHEMA.lock", "documents.sqlite-wal", "documents.sqlite-shm"}
 

@@ -574,7 +574,7 @@ async function documentPage(id) {
   const mine = generation;
   const [d, canDownload, hasText] = await Promise.all([get(`documents/${id}`),
     serves("/documents/{doc_id}/content"), serves("/documents/{doc_id}/text")]);
-  const text = await textView(id, hasText);
+  const text = await textView(id, hasText, d.text);
   if (mine !== generation) return;
   const versions = versionsOf(d);
   const rows = versions.map((v) => [h("span", {}, `v${v.version}`, v.current ? " " : null, v.current ? h("span", { class: "badge current" }, "current") : null),
@@ -597,8 +597,14 @@ async function documentPage(id) {
   ready("document");
 }
 
-async function textView(id, hasText) {
+async function textView(id, hasText, info) {
   if (!hasText) return h("p", { class: "muted", id: "text" }, "Text extraction is not available on this daemon.");
+  if (info && info.status !== "extracted") { // the record says why: no request that would only fail
+    const error = info.error ? `${info.error.code}: ${info.error.message}` : info.status;
+    const what = { not_extracted: `Not extracted${info.reason ? `: ${info.reason}` : "."}`,
+                   pending: "Extraction is pending.", failed: `Extraction failed (${error}).` }[info.status];
+    return h("p", { class: "muted", id: "text" }, what || `No text (${info.status}).`);
+  }
   try {
     const r = await request(`documents/${id}/text`);
     const text = typeof r.body === "string" ? r.body : r.body.text ?? JSON.stringify(r.body, null, 2);

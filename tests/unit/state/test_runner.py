@@ -15,6 +15,9 @@ from ingestd.plugin.kit import write_bytes
 from ingestd.state import marker
 from ingestd.state.chains import chains
 from ingestd.state.runner import open_state
+from ingestd.state.steps import CORE, latest
+
+LATEST = latest(CORE)  # core's schema: the state directory's own chain
 
 
 def _cursor_to_json(ctx: StepContext) -> None:
@@ -57,10 +60,11 @@ def test_a_connector_migrates_its_sources_own_directory(tmp_path):
     # a source with nothing yet is born at the latest version: marked, no step run
     b = state / "sources" / "b"
     assert sorted(p.name for p in b.iterdir()) == [marker.FILE] and read(b)["created"]["version"] == 2
-    assert read(state)["schema"] == 2
+    assert read(state)["schema"] == LATEST
+    core = LATEST - 1  # lines for core's steps come first
     assert opened.done[0].startswith(f"state {state}: applied 2 schema-marker (")
-    assert opened.done[1].startswith("source a (fake): applied 2 cursor-json (")
-    assert opened.done[2] == "source b (fake): new, marked at schema 2"
+    assert opened.done[core].startswith("source a (fake): applied 2 cursor-json (")
+    assert opened.done[core + 1] == "source b (fake): new, marked at schema 2"
 
 
 def test_a_connector_without_steps_leaves_its_directories_alone(tmp_path):
@@ -92,12 +96,17 @@ def test_read_only_use_refuses_a_pending_step_that_is_not_read_safe_and_writes_n
     state = used_state(tmp_path)
     (state / "sources" / "a").mkdir(parents=True)
     (state / "sources" / "a" / "cursor.txt").write_text("c")
-    with pytest.raises(MigrationPending, match=r"pending: 2 cursor-json\).*ingestd migrate"):
+    with pytest.raises(MigrationPending, match=r"pending: .*2 cursor-json\).*ingestd migrate"):
         open_state(state, chains(state, sources("a"), {"fake": Fake}), write=False)
     assert not list(state.rglob(marker.FILE)) and (state / "sources" / "a" / "cursor.txt").exists()
-    # core's own step is read-safe: alone, it does not keep a reader out
-    open_state(state, chains(state, [], {}), write=False).close()
-    assert not (state / marker.FILE).exists()
+    # a step that is read-safe does not keep a reader out
+    open_state(state, chains(state, [], {}), write=True).close()  # core up to date
+
+    class Gentle(Fake):
+        state_steps = (Step(2, "cursor-json", "…", _cursor_to_json, read_safe=True),)
+
+    open_state(state, chains(state, sources("a"), {"fake": Gentle}), write=False).close()
+    assert not (state / "sources" / "a" / marker.FILE).exists()
 
 
 def test_a_new_state_is_marked_at_the_latest_schema_by_a_writer_only(tmp_path):
@@ -106,7 +115,7 @@ def test_a_new_state_is_marked_at_the_latest_schema_by_a_writer_only(tmp_path):
     open_state(state, chains(state, [], {}), write=False).close()
     assert not (state / marker.FILE).exists()
     open_state(state, chains(state, [], {}), write=True).close()
-    assert read(state)["schema"] == 2 and read(state)["history"] == [] and read(state)["created"]["step"] == "created"
+    assert read(state)["schema"] == LATEST and read(state)["history"] == [] and read(state)["created"]["step"] == "created"
 
 
 def test_a_failing_step_is_not_recorded_and_the_next_start_runs_it_again(tmp_path):
@@ -157,4 +166,4 @@ def test_a_migration_due_while_another_process_uses_the_state_gives_up_with_stat
     finally:
         other.release()
     open_state(state, chains(state, [], {}), write=True).close()
-    assert read(state)["schema"] == 2
+    assert read(state)["schema"] == LATEST

@@ -3,7 +3,9 @@ libmagic handle for the process, replaced now and then (it grows with what it ha
 
 from __future__ import annotations
 
+import io
 import threading
+import zipfile
 import weakref
 
 import pytest
@@ -24,6 +26,34 @@ pytestmark = pytest.mark.skipif(enrich._magic is None, reason="libmagic is not i
 ])
 def test_content_first_extension_where_content_cannot_tell(head, name, mime):
     assert enrich.detect_mime(head, name) == mime
+
+
+def _zip_led_by(member: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(member, "<Properties>" + "x" * 3000 + "</Properties>")
+        z.writestr("[Content_Types].xml", "<Types/>")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("name", "mime"), [
+    ("book.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    ("notes.odt", "application/vnd.oasis.opendocument.text"),
+    ("archive.zip", "application/zip"),
+    ("photo.png", "application/zip"),  # the content says zip; only a zipped format's name refines it
+])
+def test_a_zip_whose_first_member_does_not_name_its_format_takes_the_extension(name, mime):
+    """openpyxl writes docProps/app.xml first: libmagic then says only "zip"."""
+    head = _zip_led_by("docProps/app.xml")
+    assert enrich.detect_mime(head, "noext") == "application/zip"
+    assert enrich.detect_mime(head, name) == mime
+
+
+def test_an_email_whose_first_part_is_html_is_an_email():
+    head = (b"Subject: hi\nFrom: a@example.com\nMIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=b\n\n"
+            b"--b\nContent-Type: text/html\n\n<html><body><p>hello</p></body></html>\n--b--\n")
+    assert enrich.detect_mime(head, "noext") == "text/html"  # what libmagic alone says
+    assert enrich.detect_mime(head, "message.eml") == "message/rfc822"
 
 
 def test_one_handle_serves_every_thread():

@@ -178,7 +178,7 @@ class Daemon:
                 break
             if "reload" in flags:
                 self.reload()
-            if interval and self.healthy():
+            if interval and self.live():
                 systemd.watchdog()
         self.shutdown()
         return 0
@@ -269,6 +269,12 @@ class Daemon:
 
     def healthy(self) -> bool:
         return all(check["ok"] for check in self.health().values())
+
+    def live(self) -> bool:
+        """What the systemd watchdog keys on: the daemon's own threads. A deleted drop
+        folder fails /healthz, but a restart would not bring it back."""
+        checks = self.health()
+        return all(checks[name]["ok"] for name in ("workers", "scheduler", "settle_loop"))
 
     def status_line(self) -> str:
         return (f"watching {len(self.watcher.names())} folder(s), {len(self.schedule.names())} scheduled source(s); "

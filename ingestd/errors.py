@@ -25,6 +25,7 @@ class Code(StrEnum):
     INTEGRITY = "integrity"
     EMPTY = "empty"
     SYMLINK = "symlink"
+    HARDLINK = "hardlink"
     UNSUPPORTED = "unsupported"
     DELETE_LIMIT = "delete_limit"
     CONFIG = "config"
@@ -131,4 +132,6 @@ def io_error_code(exc: OSError) -> Code:
         return Code.NOT_FOUND
     if exc.errno in (errno.ENAMETOOLONG, errno.EILSEQ):
         return Code.INVALID_NAME
+    if exc.errno == errno.ELOOP:
+        return Code.SYMLINK
     return Code.IO

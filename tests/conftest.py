@@ -104,14 +104,17 @@ def pytest_sessionfinish(session, exitstatus):
     if base is None or not Path(base).exists():
         return
     hits = []
-    for path in Path(base).rglob("*"):
-        if not path.is_file() or path.is_symlink() or any(h in path.name.lower() for h in SECRET_HOLDERS):
-            continue
-        try:
-            if SECRET_MARKER.encode() in path.read_bytes():
-                hits.append(str(path))
-        except OSError:
-            continue
+    for top, _, files, dir_fd in os.fwalk(base):  # by descriptor: some test trees are past PATH_MAX
+        for name in files:
+            if any(h in name.lower() for h in SECRET_HOLDERS):
+                continue
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+                with os.fdopen(fd, "rb") as fh:
+                    if SECRET_MARKER.encode() in fh.read():
+                        hits.append(os.path.join(top, name))
+            except OSError:
+                continue
     if hits:
         session.config.get_terminal_writer().line(
             f"SECRET LEAK: a test secret appears in {len(hits)} file(s): " + ", ".join(hits[:10]), red=True)

@@ -17,8 +17,10 @@ CP_SYNC = 'cp -r "$1" "$2" && sync'
 
 
 def drop_folder_config(root, inbox, **options):
+    """The corpus arrives hard-linked (see `corpus.link_tree`), which a drop folder refuses
+    unless told those links are meant."""
     return ingest.write_config(root / "ingestd.toml", root / "state",
-                               [{"name": "inbox", "kind": "local", "path": inbox, **options}])
+                               [{"name": "inbox", "kind": "local", "path": inbox, "hard_links": "ingest", **options}])
 
 
 def oneshot_side(bench: Bench, corpus: corpus_mod.Corpus, label: str, flat: bool = False):

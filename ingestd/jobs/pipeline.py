@@ -30,7 +30,7 @@ from ingestd.jobs.lifecycle import Lifecycle, remove_workspace
 from ingestd.jobs.locks import Held, source_lock
 from ingestd.jobs.manifest import JobError, Manifest
 from ingestd.jobs.outcomes import OutcomeLog
-from ingestd.plugin.connector import Connector, Deleted, Event, Failed, JobContext, Outcome, Staged
+from ingestd.plugin.connector import Connector, Deleted, Event, Failed, JobContext, Outcome, Staged, Unchanged
 from ingestd.store.blobs import SMALL_FILE, Stored
 from ingestd.store.catalogue import Blob, Change, Store, doc_id_for
 from ingestd.store.enrich import detect_mime
@@ -240,7 +240,9 @@ class _Run:
         result = item
         if not counted:
             self.ctx.progress.advance(items=1)
-        if isinstance(result, Failed):
+        if isinstance(result, Unchanged):  # known to the connector, not read: counted, nothing else
+            self.manifest.counters.unchanged += 1
+        elif isinstance(result, Failed):
             self.batch.failures.append(result)
         elif isinstance(result, Deleted):
             doc_id = doc_id_for(self.manifest.source, result.identity or result.origin_uri)
@@ -288,7 +290,7 @@ class _Run:
     def _copy_in(self, ev: Staged) -> tuple[Stored, str]:
         """Open without following symlinks or blocking on FIFOs, check, copy, re-check."""
         try:
-            fd = os.open(ev.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd, before = _open(ev, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise _Refused(Code.NOT_FOUND, "vanished before it could be read", skip=True) from None
         except OSError as exc:
@@ -296,7 +298,6 @@ class _Run:
                 raise _Refused(Code.SYMLINK, "symlinks are not followed", skip=True) from None
             raise
         try:
-            before = os.fstat(fd)
             _admit(ev, before)
             ev.size = before.st_size
             try:
@@ -482,9 +483,23 @@ class _Refused(Exception):
         super().__init__(message)
 
 
+def _open(ev: Staged, flags: int) -> tuple[int, os.stat_result]:
+    """The connector's own opener (confined to its folder) when it has one."""
+    if ev.opener is not None:
+        return ev.opener(flags)
+    fd = os.open(ev.path, flags)
+    try:
+        return fd, os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _admit(ev: Staged, st: os.stat_result) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise _Refused(Code.UNSUPPORTED, "not a regular file", skip=True)
+    if st.st_nlink > 1 and not ev.allow_hardlinks:
+        raise _Refused(Code.HARDLINK, f"has {st.st_nlink} names (a hard link); copy it in instead", skip=True)
     if st.st_size == 0 and not ev.allow_empty:
         raise _Refused(Code.EMPTY, "zero-byte file", skip=True)
     if ev.max_size is not None and st.st_size > ev.max_size:

@@ -17,18 +17,23 @@ from ingestd.credentials import Credential, Registry
 from ingestd.errors import Code, ConfigError, ConnectorError, IngestdError, io_error_code
 from ingestd.plugin.connector import (
     Connector, CredentialStatus, Deleted, Event, Failed, JobContext, Outcome, OutcomeName, Requirement, Staged,
+    Unchanged,
 )
 from ingestd.plugin.events import BlobInfo, Job, JobCounters, StoredDocument
 from ingestd.plugin.extractor import Boundary, Extracted, ExtractionError, Extractor, Limits
 from ingestd.plugin.migration import Step, StepContext
-from ingestd.plugin.options import DEFAULT_EVERY, DeleteOptions, FilterOptions, ScheduleOptions
+from ingestd.plugin.options import (
+    DEFAULT_EVERY, DEFAULT_IGNORE, DeleteOptions, FilterOptions, ScheduleOptions, WatchOptions,
+)
 from ingestd.plugin.progress import Progress
 from ingestd.plugin.spec import hookimpl
+from ingestd.plugin.watched import WatchedConnector
 
 __all__ = [
     "BlobInfo", "Boundary", "Code", "ConfigError", "ConfigPath", "Connector", "ConnectorError", "Credential",
-    "CredentialStatus", "DEFAULT_EVERY", "DeleteOptions", "Deleted", "Duration", "Event", "Extracted",
-    "ExtractionError", "Extractor", "Failed", "FilterOptions", "IngestdError", "Job", "JobContext", "JobCounters",
-    "Limits", "Outcome", "OutcomeName", "Progress", "Registry", "Requirement", "ScheduleOptions", "Source", "Staged",
-    "Step", "StepContext", "StoredDocument", "Strict", "__version__", "hookimpl", "io_error_code",
+    "CredentialStatus", "DEFAULT_EVERY", "DEFAULT_IGNORE", "DeleteOptions", "Deleted", "Duration", "Event",
+    "Extracted", "ExtractionError", "Extractor", "Failed", "FilterOptions", "IngestdError", "Job", "JobContext",
+    "JobCounters", "Limits", "Outcome", "OutcomeName", "Progress", "Registry", "Requirement", "ScheduleOptions", "Source",
+    "Staged", "Step", "StepContext", "StoredDocument", "Strict", "Unchanged", "WatchOptions", "WatchedConnector",
+    "__version__", "hookimpl", "io_error_code",
 ]

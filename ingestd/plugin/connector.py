@@ -1,7 +1,8 @@
 """The contract between core and a connector plugin.
 
 A connector turns one job into a stream of events: `Staged` (a file to ingest),
-`Deleted` (an item gone at the source) and `Failed` (an item that could not be staged).
+`Deleted` (an item gone at the source), `Failed` (an item that could not be staged) and
+`Unchanged` (an item the connector knows a job already took, as it is now).
 Core does everything after that: hashing, MIME, the blob store, records, the manifest.
 When the job's results are durable, core calls `finish` with every outcome, and only
 then may the connector act on them: move originals, save a cursor or delta link.
@@ -10,8 +11,9 @@ then may the connector act on them: move originals, save a cursor or delta link.
 from __future__ import annotations
 
 import importlib
+import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -37,11 +39,18 @@ class Staged:
     the way; `sha256` and `size`, if given, are claims checked against the bytes (a
     mismatch fails the item as `integrity`: a connector's word never names a blob). Otherwise
     core opens `path` itself (never through a symlink) and refuses what is not a regular
-    file, is over `max_size`, or is empty when `allow_empty` is false.
+    file, is over `max_size`, is empty when `allow_empty` is false, or has more than one
+    name (st_nlink > 1: a hard link, maybe to a file outside the folder) when
+    `allow_hardlinks` is false.
 
     `path` is None for content the store already holds under `sha256` (a remote item
     renamed or moved): the document is re-pointed to the new origin and metadata without
     any bytes being fetched or copied.
+
+    `opener` (MAY) replaces core's own `open(path)`: called with the open flags, it returns
+    the open descriptor and its fstat, and MUST NOT follow a symlink anywhere in the path.
+    A connector reading a folder others can write uses it to open relative to a held
+    directory (see `ingestd.plugin.kit.Dir`) and to note which inode it handed over.
     """
 
     origin_uri: str
@@ -55,7 +64,9 @@ class Staged:
     size: int | None = None
     max_size: int | None = None
     allow_empty: bool = True
+    allow_hardlinks: bool = True
     token: Any = None
+    opener: Callable[[int], tuple[int, os.stat_result]] | None = None
 
 
 @dataclass
@@ -78,7 +89,16 @@ class Failed:
     token: Any = None
 
 
-Event = Staged | Deleted | Failed
+@dataclass
+class Unchanged:
+    """An item the connector did not hand over because it knows a finished job took it
+    and it has not changed since: counted as discovered and `unchanged`, never read."""
+
+    origin_uri: str
+    token: Any = None
+
+
+Event = Staged | Deleted | Failed | Unchanged
 
 
 @dataclass
@@ -188,6 +208,14 @@ class Connector:
     # MAY: migrations of what the connector keeps under `sources/<name>/`, oldest first (see
     # `ingestd.plugin.migration`); run for each configured source of this kind at start
     state_steps: ClassVar[tuple[Step, ...]] = ()
+
+    @classmethod
+    def contract_problem(cls) -> str | None:
+        """Why this class cannot work as declared beyond the checks every connector gets
+        (`ingestd.plugin.contract`, at registration: the kind is refused with this reason)."""
+        if cls.watched and not getattr(cls, "watched_contract", False):
+            return "watched = True needs the watched-connector contract: subclass ingestd.plugin.WatchedConnector"
+        return None
 
     def __init__(self, source: Source, credentials: Registry, state_dir: Path):
         """MAY be extended (call `super().__init__` first). Built once per source, when its

@@ -3,6 +3,9 @@ thing in every source that accepts them."""
 
 from __future__ import annotations
 
+import fnmatch
+import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -105,3 +108,29 @@ class DeleteOptions(Strict):
 
     on_delete: Literal["tombstone", "ignore"] = "tombstone"
     max_delete_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+DEFAULT_IGNORE = [".*", "*.tmp", "*.part", "*.crdownload", "~$*"]
+
+
+class WatchOptions(Strict):
+    """Everything the drop-folder watcher reads from a watched source's options: a watched
+    connector's `Options` subclass this (checked when the plugin loads)."""
+
+    poll: bool = False  # poll instead of inotify (network mounts)
+    settle_seconds: Duration = 0.5  # a file must be quiet this long before it is taken
+    ignore: list[str] = Field(default_factory=lambda: list(DEFAULT_IGNORE))  # globs on each name in a path
+    rescan_seconds: Duration = 300.0  # full rescan interval, for what events missed
+    batch_max: int = Field(default=1000, ge=1, le=100_000)  # most files one watch-triggered job takes
+
+    def ignored(self, name: str) -> bool:
+        """Whether a file or folder name matches one of the `ignore` globs."""
+        return _matcher(tuple(self.ignore))(name) is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _matcher(patterns: tuple[str, ...]):
+    """All globs compiled into one regex: the check runs once per file per scan."""
+    if not patterns:
+        return lambda name: None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns), re.DOTALL).match

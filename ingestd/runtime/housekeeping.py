@@ -9,41 +9,63 @@ swept: they were not ingested, and only an operator should decide they can go.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
+
+from ingestd._lib.safefs import Dir
 
 INTERVAL = 3600.0
 
 
 def sweep(state_dir: Path, workspace_retention: float, originals_retention: float) -> dict[str, int]:
     """Remove what has outlived its retention; returns how many job folders went, by area.
-    A retention of 0 keeps originals for ever."""
-    removed = {"workspace": _sweep_children(state_dir / "workspace", workspace_retention)}
+    A retention of 0 keeps originals for ever. Walked from the state directory held open,
+    never through a symlink: one planted at `processed/<source>` leads nowhere."""
+    removed = {"workspace": 0}
     if originals_retention > 0:
-        processed = state_dir / "processed"
-        removed["processed"] = sum(_sweep_children(Path(source.path), originals_retention)
-                                   for source in _subfolders(processed))
+        removed["processed"] = 0
+    try:
+        state = Dir.open(state_dir)
+    except OSError:
+        return removed
+    with state:
+        removed["workspace"] = _sweep_children(state, ["workspace"], workspace_retention)
+        if originals_retention > 0:
+            removed["processed"] = sum(_sweep_children(state, ["processed", name], originals_retention)
+                                       for name in _subfolders(state, ["processed"]))
     return removed
 
 
-def _sweep_children(root: Path, retention_s: float) -> int:
-    """Remove the job folders directly under `root` last changed before the cutoff."""
+def _sweep_children(state: Dir, parts: list[str], retention_s: float) -> int:
+    """Remove the job folders directly under `parts` last changed before the cutoff."""
     cutoff = time.time() - retention_s
     removed = 0
-    for entry in _subfolders(root):
-        try:
-            if entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                shutil.rmtree(entry.path, ignore_errors=True)
-                removed += 1
-        except FileNotFoundError:
-            continue
+    try:
+        folder = state.walk(parts)
+    except OSError:
+        return 0
+    with folder:
+        for name in _names_of_folders(folder):
+            try:
+                if folder.stat(name).st_mtime < cutoff:
+                    shutil.rmtree(name, ignore_errors=True, dir_fd=folder.fd)
+                    removed += 1
+            except FileNotFoundError:
+                continue
     return removed
 
 
-def _subfolders(root: Path) -> list[os.DirEntry]:
+def _subfolders(state: Dir, parts: list[str]) -> list[str]:
     try:
-        return [e for e in os.scandir(root) if e.is_dir(follow_symlinks=False)]
-    except (FileNotFoundError, NotADirectoryError):
+        with state.walk(parts) as folder:
+            return _names_of_folders(folder)
+    except OSError:
+        return []
+
+
+def _names_of_folders(folder: Dir) -> list[str]:
+    try:
+        return [name for name, is_dir in folder.entries() if is_dir]
+    except OSError:
         return []

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import make_secret
-from tests.support.helpers import wait_for, write_config
+from tests.support.helpers import drop_file, wait_for, write_config
 from tests.support.procs import Daemon
 
 
@@ -42,12 +42,7 @@ class Writer(threading.Thread):
             data = self.rng.randbytes(self.rng.randint(1, 64 * 1024))
             path = self.inbox / name
             path.parent.mkdir(exist_ok=True)
-            if n % 3 == 0:  # temp name + rename, as careful writers do
-                tmp = path.with_name(f".{path.name}.tmp")
-                tmp.write_bytes(data)
-                os.rename(tmp, path)
-            else:
-                path.write_bytes(data)
+            drop_file(path, data, rename=n % 3 == 0)  # a third by temp name + rename
             self.expected[path.as_uri()] = data
             n += 1
             self.halt.wait(1.0 / self.rate)

@@ -31,3 +31,13 @@ def test_load_memory_verdict_tells_noise_from_growth():
     verdict = memory_verdict(rising)
     assert verdict["rss_flat"] is False and verdict["rss_mib_growth"] > 5 * verdict["rss_mib_noise"]
     assert verdict["rss_mib_per_minute_second_half"] == 0.15
+
+
+def test_hostile_writers_campaign_short(tmp_path):
+    from tests.campaigns import hostile_writers
+
+    report = hostile_writers.run(seconds=6, seed=11, workdir=tmp_path)
+    assert report["escapes"] == 0, report["escape_list"]
+    assert report["lost"] == 0, report["lost_sample"]
+    assert report["swaps_attempted"] >= 20 and report["exit_code"] == 0
+    assert {"hardlink", "symlink"} <= set(report["refused"])

@@ -5,7 +5,12 @@ import os
 
 from tests.integration.test_oneshot import HOSTILE, drop, ingest
 
-from ingestd_local.kept import Kept, snap
+from ingestd_local.memory import FAILED, TAKEN, Memory
+
+
+def snap(path: str):
+    st = os.lstat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def test_a_second_run_reads_only_what_changed(env):
@@ -27,8 +32,8 @@ def test_a_second_run_reads_only_what_changed(env):
     drop(env.inbox, "new.txt", b"new")
 
     _, second = ingest(env)
-    assert second["counters"]["discovered"] == 3, second["counters"]
-    assert second["counters"]["ingested"] == 3
+    c = second["counters"]  # what was skipped unread still counts as there, and unchanged
+    assert (c["discovered"], c["unchanged"], c["ingested"]) == (len(names) + 1, len(names) - 2, 3), c
     assert all((env.inbox / name).exists() for name in names)
 
 
@@ -45,8 +50,24 @@ def test_kept_keys_are_exact_for_undecodable_names(tmp_path):
     name = os.fsdecode(b"caf\xe9.txt")
     path = tmp_path / name
     path.write_bytes(b"x")
-    with Kept(tmp_path) as kept:
-        kept.remember([(name, snap(str(path)))])
-        assert kept.unchanged(name, snap(str(path)))
-        assert not kept.unchanged(os.fsdecode(b"caf\xe8.txt"), snap(str(path)))
-        assert not kept.unchanged(name, None), "a vanished file is never 'unchanged'"
+    memory = Memory(tmp_path)
+    memory.remember([(name, snap(str(path)), TAKEN)])
+    assert memory.state(name, snap(str(path))) == TAKEN
+    assert memory.state(os.fsdecode(b"caf\xe8.txt"), snap(str(path))) is None
+    assert memory.state(name, None) is None, "a vanished file is never 'unchanged'"
+    memory.close()
+
+
+def test_refusals_are_forgotten_when_the_settings_change(tmp_path):
+    path = tmp_path / "big.txt"
+    path.write_bytes(b"x" * 11)
+    memory = Memory(tmp_path, {"max_file_size": 10})
+    memory.remember([("big.txt", snap(str(path)), FAILED), ("ok.txt", (1, 2, 3), TAKEN)])
+    memory.close()
+    memory = Memory(tmp_path, {"max_file_size": 10})
+    assert memory.state("big.txt", snap(str(path))) == FAILED
+    memory.close()
+    memory = Memory(tmp_path, {"max_file_size": 100})  # the limit was raised: look again
+    assert memory.state("big.txt", snap(str(path))) is None
+    assert memory.state("ok.txt", (1, 2, 3)) == TAKEN
+    memory.close()

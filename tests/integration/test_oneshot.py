@@ -84,8 +84,10 @@ def test_same_origin_new_content_makes_a_version_same_content_is_unchanged(env):
     drop(env.inbox, "report.txt", b"first\n")
     _, first = ingest(env)
     _, again = ingest(env)
-    # after = keep: a file untouched since a job took it is not even read again
-    assert again["counters"]["discovered"] == 0 and again["counters"]["ingested"] == 0
+    # after = keep: a file untouched since a job took it is not even read again, but it is
+    # there, so the counters say so (issue 15, item 10)
+    c = again["counters"]
+    assert (c["discovered"], c["unchanged"], c["ingested"], c["bytes"]) == (1, 1, 0, 0), c
     drop(env.inbox, "report.txt", b"second\n")
     _, third = ingest(env)
     assert third["counters"]["ingested"] == 1

@@ -60,3 +60,33 @@ def manifests(state_dir: Path) -> list[dict]:
     for path in sorted((state_dir / "jobs").glob("*.json")):
         out.append(json.loads(path.read_text()))
     return out
+
+
+def drop_file(path: Path, data: bytes, *, rename: bool = False) -> None:
+    """Write a file into a drop folder: in place, or (as careful writers do) under a hidden
+    temporary name renamed into place."""
+    if not rename:
+        path.write_bytes(data)
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.rename(tmp, path)
+
+
+def make_chain(root: Path, names: list[str], data: bytes) -> str:
+    """Folders `names[:-1]` and a file `names[-1]` below `root`, made by descriptor (so the
+    whole path may be past PATH_MAX or deeper than any limit); returns the path as a string."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in names[:-1]:
+            os.mkdir(name, dir_fd=fd)
+            nxt = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        out = os.open(names[-1], os.O_WRONLY | os.O_CREAT, dir_fd=fd)
+        os.write(out, data)
+        os.close(out)
+    finally:
+        os.close(fd)
+    return os.path.join(str(root), *names)

@@ -181,7 +181,9 @@ def test_kept_files_are_not_read_again(upgraded):
     assert len([p for p in folder.rglob("*") if p.is_file()]) == 3, "the kept originals are missing"
     jobs = upgraded.new_jobs("keep")
     assert upgraded.keep_job in {j["job_id"] for j in jobs}
-    assert all(j["status"] == "succeeded" and j["counters"]["discovered"] == 0 for j in jobs), jobs
+    # not read (nothing ingested, no bytes), yet counted: they are there, unchanged (issue 15, item 10)
+    assert all(j["status"] == "succeeded" and j["counters"]["ingested"] == 0 and j["counters"]["bytes"] == 0
+               and j["counters"]["discovered"] == j["counters"]["unchanged"] == 3 for j in jobs), jobs
 
 
 def test_a_copy_differs_from_the_archive_only_where_documented(installation_of, tmp_path):

@@ -3,7 +3,7 @@ contract, and a refused class leaves the plugin's other kinds working."""
 
 import pytest
 
-from ingestd.plugin import Connector, Requirement, ScheduleOptions, Step, Strict, hookimpl
+from ingestd.plugin import Connector, Requirement, ScheduleOptions, Step, Strict, WatchedConnector, WatchOptions, hookimpl
 from ingestd.plugin.contract import problems
 from ingestd.plugin.manager import Plugins, Unchecked
 
@@ -32,6 +32,14 @@ class Plain(Strict):
     folder: str = "."
 
 
+class Watch(WatchOptions):
+    folder: str = "."
+
+
+def watched(options) -> type[Connector]:
+    return type("Watched", (WatchedConnector,), {"kind": "watched", "Options": options, "stage": Good.stage})
+
+
 @pytest.mark.parametrize("cls, expected", [
     (Good, []),
     (variant(kind="Bad Kind"), ["kind must be a name"]),
@@ -39,7 +47,9 @@ class Plain(Strict):
     (variant(Options=None), ["has no Options"]),
     (variant(Options=dict), ["has no Options"]),
     (variant(Options=Plain), ["Options (Plain) must subclass ingestd.plugin.ScheduleOptions"]),
-    (variant(Options=Plain, watched=True), []),  # a watched connector is not scheduled
+    (variant(Options=Plain, watched=True), ["needs the watched-connector contract"]),  # issue 25, item 2
+    (watched(Plain), ["must subclass ingestd.plugin.WatchOptions"]),
+    (watched(Watch), []),  # a watched connector is not scheduled
     (no_stage(), ["does not implement stage(self, ctx)"]),
     (variant(requires=("boto3",)), ["requires must be an ingestd.plugin.Requirement"]),
     (variant(state_steps=(Step(3, "x", "x", lambda ctx: None),)), ["state_steps must be versions 2, 3"]),

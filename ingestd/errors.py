@@ -62,6 +62,14 @@ class StoreError(IngestdError):
         super().__init__(message)
 
 
+class StateError(IngestdError):
+    """The state directory holds damaged data (a `documents.sqlite` that is not a database).
+    Restarting cannot mend it, so it has its own exit status, which the systemd unit lists
+    in `RestartPreventExitStatus=`."""
+
+    exit_code = 65  # EX_DATAERR
+
+
 class SchemaTooNew(IngestdError):
     """The state was written by a newer ingestd than this one (a downgrade). Reading it
     could misread it and writing could damage it; restarting cannot help, so it has its

@@ -1,33 +1,31 @@
-"""The document store: content-addressed blobs plus one record per origin, with versions.
+"""The document store: one record per origin, with versions, naming content-addressed
+blobs (`store.blobs`).
 
-Blobs live at `blobs/sha256/<2 hex>/<64 hex>`, written once per distinct content.
 Records live in SQLite (`documents.sqlite`, WAL, synchronous=FULL): a job's records are
 committed in one transaction, after the blobs they name are flushed, so a crash never
-leaves a record pointing at missing bytes.
+leaves a record pointing at missing bytes. The store stores: what a file's bytes are
+(MIME type) is worked out by the pipeline before it gets here.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
-import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from ingestd._lib.atomic import syncfs
-from ingestd._lib.files import unlink_quietly
 from ingestd._lib.sqlite import open_db
 from ingestd._lib.times import Timestamp, now_iso
-from ingestd.errors import Code, NotFoundError, StoreError
-from ingestd.store.enrich import CHUNK, HEAD, copy_hashing, detect_mime, read_head
-
-SMALL_FILE = 1 << 20  # read whole, hash, then write only if the content is new
+from ingestd.errors import Code, NotFoundError, StateError, StoreError
+from ingestd.store.blobs import Blobs
+from ingestd.store.space import Space
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -54,6 +52,15 @@ CREATE TABLE IF NOT EXISTS versions (
 );
 CREATE INDEX IF NOT EXISTS versions_sha256 ON versions(sha256);
 """
+
+# Marks, made the first time one is written (so no state needs migrating for them, and a
+# read-only command never creates them): files refused for want of space, and content
+# `verify --repair` found damaged. Readers take a missing table for no marks.
+_MARKS = (
+    "CREATE TABLE IF NOT EXISTS space_refusals (doc_id TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+    "attempts INTEGER NOT NULL, last_at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS damaged (sha256 TEXT PRIMARY KEY, reason TEXT NOT NULL, found_at TEXT NOT NULL)",
+)
 
 
 def doc_id_for(source: str, identity: str) -> str:
@@ -88,6 +95,7 @@ class Document(BaseModel):
     deleted_at: Timestamp | None = None
     deleted_job: str | None = None
     blob_path: str
+    damaged: str | None = None  # set by `ingestd verify --repair` when the current bytes are bad
     versions: list[Version] = []
 
 
@@ -114,103 +122,38 @@ class Change:
 
 
 class Store:
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path, space: Space | None = None):
         self.root = state_dir
-        self.blob_root = state_dir / "blobs" / "sha256"
-        self.tmp_dir = state_dir / "blobs" / "tmp"
-        self.blob_root.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.blobs = Blobs(state_dir, space)
         self._lock = threading.Lock()
-        self._made_dirs: set[str] = set()
-        self._proc_fd = _probe_tmpfile(self.tmp_dir)
-        self._db = open_db(state_dir / "documents.sqlite")
-        self._db.executescript(_SCHEMA)
+        self._db = _open(state_dir / "documents.sqlite")
+        self._marked = False  # the mark tables exist (once seen, they stay)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
-        if self._proc_fd is not None:
-            os.close(self._proc_fd)
-            self._proc_fd = None
-
-    # -- blobs ------------------------------------------------------------------------
+        self.blobs.close()
 
     def blob_path(self, sha256: str) -> Path:
-        return self.blob_root / sha256[:2] / sha256
+        return self.blobs.path(sha256)
 
     def clean_temps(self) -> int:
-        """Temp blobs left by a crash are garbage: their content was never committed."""
-        removed = 0
-        for entry in os.scandir(self.tmp_dir):
-            os.unlink(entry.path)
-            removed += 1
-        return removed
+        return self.blobs.clean_temps()
 
-    def put_file(self, src_fd: int, name: str, limit: int | None = None, size_hint: int | None = None) -> Blob:
-        """Copy an open file into the store while hashing it; dedupe by content.
-
-        Small files are read whole first, so content already in the store costs no write.
-        """
-        if size_hint is not None and size_hint <= SMALL_FILE:
-            data = _read_all(src_fd, limit, size_hint)
-            sha = hashlib.sha256(data).hexdigest()
-            if not os.path.exists(self.blob_path(sha)):
-                with self._unnamed() as blob:
-                    _write_all(blob.fd, data)
-                    blob.name_as(sha)
-            return Blob(sha, len(data), detect_mime(data[:HEAD], name))
-        with self._unnamed() as blob:
-            sha, size, head = copy_hashing(src_fd, blob.fd, limit)
-            blob.name_as(sha)
-        return Blob(sha, size, detect_mime(head, name))
-
-    def adopt(self, path: Path, sha256: str, size: int, name: str) -> Blob:
-        """Move a file a connector already hashed (in the workspace) into the store."""
-        mime = detect_mime(read_head(path), name)
-        self._place(str(path), sha256)
-        return Blob(sha256, size, mime)
+    @property
+    def tmp_dir(self) -> Path:
+        """Where files on their way into the store are written (same filesystem as blobs)."""
+        return self.blobs.tmp_dir
 
     def place(self, path: Path, sha256: str) -> Path:
-        """Move a file whose sha256 the caller computed (a derivative, such as extracted
-        text) into the store; returns where it now is. The rename is made durable by the
-        caller (an fsync of the returned path's directory) before a record names it."""
-        self._place(str(path), sha256)
-        return self.blob_path(sha256)
-
-    def existing(self, sha256: str, name: str) -> Blob:
-        """A blob already in the store, for a document re-pointed without new bytes
-        (a renamed remote item); FileNotFoundError when the store does not hold it."""
-        if len(sha256) != 64 or sha256.strip("0123456789abcdef"):
-            raise FileNotFoundError(errno.ENOENT, "no such content in the blob store", sha256[:80])
-        path = self.blob_path(sha256)
-        return Blob(sha256, os.stat(path).st_size, detect_mime(read_head(path), name))
-
-    def _unnamed(self) -> "_NewBlob":
-        return _NewBlob(self)
-
-    def _temp(self) -> tuple[int, str]:
-        name = f"{os.getpid()}-{threading.get_ident()}-{os.urandom(6).hex()}"
-        path = str(self.tmp_dir / name)
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640), path
-
-    def _prefix_dir(self, sha256: str) -> Path:
-        final = self.blob_path(sha256)
-        prefix = sha256[:2]
-        if prefix not in self._made_dirs:
-            final.parent.mkdir(exist_ok=True)
-            self._made_dirs.add(prefix)
-        return final
-
-    def _place(self, tmp: str, sha256: str) -> None:
-        final = self._prefix_dir(sha256)
-        if os.path.exists(final):
-            unlink_quietly(tmp)
-            return
-        os.replace(tmp, final)
+        """Move a file whose sha256 core computed (a derivative, such as extracted text)
+        into the store; returns where it now is. The rename is made durable by the caller
+        (an fsync of the returned path's directory) before a record names it."""
+        return self.blobs.place(path, sha256)
 
     def flush(self) -> None:
         """Make every blob written so far durable before records name them."""
-        syncfs(self.root)
+        self.blobs.flush()
 
     # -- records ----------------------------------------------------------------------
 
@@ -221,17 +164,9 @@ class Store:
         new version, though a new origin URI or metadata (a rename) is recorded. A
         tombstone is 'deleted', or 'unchanged' when the document was already gone.
         """
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                done = self._apply_all(changes)
-                gone = [self._tombstone(doc_id, job_id) for doc_id, job_id in tombstones]
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-                raise StoreError(f"document store: {exc}", Code.DISK_FULL if full else Code.IO) from exc
+        with self._lock, self._transaction():
+            done = self._apply_all(changes)
+            gone = [self._tombstone(doc_id, job_id) for doc_id, job_id in tombstones]
         return done, gone
 
     def _apply_all(self, changes: list[Change]) -> list[str]:
@@ -256,6 +191,7 @@ class Store:
         self._db.executemany("UPDATE versions SET origin_uri=?, metadata=? WHERE doc_id=? AND seq=?", renames)
         self._db.executemany("UPDATE documents SET origin_uri=? WHERE doc_id=?", [(r[0], r[2]) for r in renames])
         self._db.executemany("INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?)", versions)
+        self._clear_marks(changes)
         self._db.executemany(
             "INSERT INTO documents (doc_id, source, origin_uri, current_seq) VALUES (?,?,?,?) "
             "ON CONFLICT(doc_id) DO UPDATE SET origin_uri=excluded.origin_uri, "
@@ -303,10 +239,23 @@ class Store:
         current = versions[head[2]]
         return Document(
             doc_id=doc_id, source=head[0], origin_uri=head[1], deleted_at=head[3], deleted_job=head[4],
-            blob_path=str(self.blob_path(current.sha256)),
+            blob_path=str(self.blob_path(current.sha256)), damaged=self._damage(current.sha256),
             versions=[v for seq, v in versions.items() if seq != head[2]],
             **current.model_dump(exclude={"origin_uri"}),
         )
+
+    def _damage(self, sha256: str) -> str | None:
+        with self._lock:
+            if not self._has_marks():
+                return None
+            row = self._db.execute("SELECT reason FROM damaged WHERE sha256=?", (sha256,)).fetchone()
+        return row[0] if row else None
+
+    def recorded_size(self, sha256: str) -> int | None:
+        """The size records give this content (measured when it was stored), if any names it."""
+        with self._lock:
+            row = self._db.execute("SELECT size FROM versions WHERE sha256=? LIMIT 1", (sha256,)).fetchone()
+        return row[0] if row else None
 
     def count(self) -> int:
         with self._lock:
@@ -322,6 +271,90 @@ class Store:
                 "WHERE d.deleted_at IS NULL GROUP BY d.source").fetchall()
         return {source: (count, size) for source, count, size in rows}
 
+    # -- marks: files refused for want of space, content found damaged ---------------
+
+    def note_refusals(self, refused: list[tuple[str, int]]) -> list[int]:
+        """Count one more space refusal of each (doc_id, size); returns each one's attempts
+        so far. Another size is another file, whose count starts again."""
+        stamp, out = now_iso(), []
+        with self._lock, self._transaction():
+            self._make_marks()
+            for doc_id, size in refused:
+                row = self._db.execute("SELECT size, attempts FROM space_refusals WHERE doc_id=?", (doc_id,)).fetchone()
+                attempts = row[1] + 1 if row and row[0] == size else 1
+                self._db.execute(
+                    "INSERT INTO space_refusals VALUES (?,?,?,?) ON CONFLICT(doc_id) DO UPDATE SET "
+                    "size=excluded.size, attempts=excluded.attempts, last_at=excluded.last_at",
+                    (doc_id, size, attempts, stamp))
+                out.append(attempts)
+        return out
+
+    def mark_damaged(self, sha256: str, reason: str) -> None:
+        """Content whose blob `verify --repair` took away: every version naming it says so
+        until the same bytes are stored again."""
+        with self._lock, self._transaction():
+            self._make_marks()
+            self._db.execute("INSERT OR REPLACE INTO damaged VALUES (?,?,?)", (sha256, reason, now_iso()))
+
+    def _clear_marks(self, changes: list[Change]) -> None:
+        """Stored at last: a refusal count ends; damaged content is whole again. One
+        statement each per commit (another process, `verify --repair` or a one-shot, may
+        have written the marks)."""
+        if not self._has_marks():
+            return
+        self._db.execute("DELETE FROM space_refusals WHERE doc_id IN (SELECT value FROM json_each(?))",
+                         (json.dumps([c.doc_id for c in changes]),))
+        self._db.execute("DELETE FROM damaged WHERE sha256 IN (SELECT value FROM json_each(?))",
+                         (json.dumps(list({c.blob.sha256 for c in changes})),))
+
+    def _make_marks(self) -> None:
+        for statement in _MARKS:
+            self._db.execute(statement)
+        self._marked = True
+
+    def _has_marks(self) -> bool:
+        """Call with the lock held. One look at the schema per call until they exist."""
+        if not self._marked:
+            self._marked = self._db.execute(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name IN ('space_refusals', 'damaged')"
+            ).fetchone()[0] == 2
+        return self._marked
+
+    @contextmanager
+    def _transaction(self):
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            yield
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+            raise StoreError(f"document store: {exc}", Code.DISK_FULL if full else Code.IO) from exc
+
+    # -- for `ingestd verify` ---------------------------------------------------------
+
+    def check_database(self) -> list[str]:
+        """SQLite's own consistency check of the catalogue file; empty when sound."""
+        with self._lock:
+            rows = [r[0] for r in self._db.execute("PRAGMA quick_check").fetchall()]
+        return [] if rows == ["ok"] else rows
+
+    def versions(self, batch: int = 1000) -> Iterator[tuple[str, int, str, int, bool]]:
+        """Every version as (sha256, size, doc_id, seq, is_current), by content."""
+        last: tuple = ("", "", -1)
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT v.sha256, v.size, v.doc_id, v.seq, d.current_seq = v.seq FROM versions v "
+                    "JOIN documents d ON d.doc_id = v.doc_id WHERE (v.sha256, v.doc_id, v.seq) > (?, ?, ?) "
+                    "ORDER BY v.sha256, v.doc_id, v.seq LIMIT ?", (*last, batch)).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield row[0], row[1], row[2], row[3], bool(row[4])
+            last = (rows[-1][0], rows[-1][2], rows[-1][3])
+
 
 def _version(row) -> Version:
     return Version(
@@ -330,91 +363,22 @@ def _version(row) -> Version:
     )
 
 
-class _NewBlob:
-    """A blob being written. It has no name until its hash is known: an O_TMPFILE inode
-    linked into place, so a crash leaves nothing to clean and parallel writers do not
-    queue on one temp directory. Where that is unavailable (no O_TMPFILE, no /proc), a
-    named temp file and a rename do the same job."""
-
-    def __init__(self, store: "Store"):
-        self.store = store
-        self.fd = -1
-        self.tmp: str | None = None
-
-    def __enter__(self) -> "_NewBlob":
-        if self.store._proc_fd is not None:
-            self.fd = os.open(self.store.tmp_dir, os.O_TMPFILE | os.O_WRONLY, 0o640)
-        else:
-            self.fd, self.tmp = self.store._temp()
-        return self
-
-    def name_as(self, sha256: str) -> None:
-        if self.tmp is not None:
-            os.close(self.fd)
-            self.fd = -1
-            self.store._place(self.tmp, sha256)
-            self.tmp = None
-            return
-        final = self.store._prefix_dir(sha256)
-        try:
-            # linkat(AT_SYMLINK_FOLLOW) through /proc/self/fd names the unnamed inode
-            os.link(str(self.fd), final, src_dir_fd=self.store._proc_fd, follow_symlinks=True)
-        except FileExistsError:
-            pass  # the same content, written by another job meanwhile
-
-    def __exit__(self, *exc) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-        if self.tmp is not None:
-            unlink_quietly(self.tmp)
-
-
-def _probe_tmpfile(directory: Path) -> int | None:
-    """The /proc/self/fd directory fd when unnamed temp files can be linked here, else None."""
-    if not hasattr(os, "O_TMPFILE"):
-        return None
+def _open(path: Path) -> sqlite3.Connection:
+    """The catalogue. A file that is not a database stops the start with one line
+    (StateError), not a traceback."""
     try:
-        proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    probe = directory / f".probe-{os.getpid()}-{os.urandom(4).hex()}"
-    try:
-        fd = os.open(directory, os.O_TMPFILE | os.O_WRONLY, 0o600)
-        try:
-            os.link(str(fd), probe, src_dir_fd=proc, follow_symlinks=True)
-        finally:
-            os.close(fd)
-        os.unlink(probe)
-        return proc
-    except OSError:
-        os.close(proc)
-        return None
+        db = open_db(path)
+        db.executescript(_SCHEMA)
+    except sqlite3.OperationalError as exc:
+        raise StoreError(f"{path}: cannot open the document store: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        raise StateError(damaged_message(path, exc)) from None
+    return db
 
 
-def _read_all(fd: int, limit: int | None, expected: int) -> bytes:
-    """Read to the end. Asking for one byte more than expected usually gets the whole
-    file in one read (a short read of a regular file is its end; a file that grew
-    meanwhile just takes more reads, and the caller's re-check then refuses it)."""
-    parts = []
-    size = 0
-    want = expected + 1
-    while True:
-        chunk = os.read(fd, want)
-        want = CHUNK
-        if not chunk:
-            return b"".join(parts)
-        size += len(chunk)
-        if limit is not None and size > limit:
-            raise ValueError(f"larger than the {limit}-byte limit")
-        parts.append(chunk)
-        if size == expected and len(parts) == 1:
-            return chunk
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+def damaged_message(path: Path, exc: Exception) -> str:
+    return (f"{path} is damaged ({exc}); ingestd stops rather than write to it: restore it from a backup, "
+            "or move it aside to start an empty catalogue (its blobs stay), then run `ingestd verify`")
 
 
 __all__ = ["Store", "Document", "Version", "Blob", "Change", "doc_id_for"]

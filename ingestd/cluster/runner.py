@@ -43,7 +43,8 @@ from ingestd.jobs.manifest import JobError, Manifest
 from ingestd.jobs.pipeline import _admit, _Batch, _Refused, _unchanged_since
 from ingestd.plugin.connector import Connector, Deleted, Failed, JobContext, Outcome, Staged
 from ingestd.store.catalogue import Blob, Change, doc_id_for
-from ingestd.store.enrich import copy_hashing, detect_mime, read_head
+from ingestd.store.enrich import detect_mime, read_head
+from ingestd.store.hashing import copy_hashing
 
 class Runner:
     """Runs claims for one instance: `run(claim, connector)` returns the job's final manifest."""

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from ingestd._lib.times import iso_from_timestamp
 from ingestd.api import dashboard
-from ingestd.api.backend import Backend, Busy, SourceView
+from ingestd.api.backend import Backend, Busy, JobsUnwritable, SourceView
 from ingestd.api.metrics import CONTENT_TYPE as METRICS_TYPE
 from ingestd.api.metrics import render
 from ingestd.api.models import (
@@ -164,6 +164,9 @@ def post_ingest(ctx: Context, req: Request) -> Reply:
         raise ApiError(404, "unknown_source", f"no source named {name!r}; GET /sources lists them") from None
     except ConfigError:
         raise _unavailable(ctx.backend.source(name) or source) from None
+    except JobsUnwritable:
+        raise ApiError(503, "state_unwritable", "the daemon cannot record jobs right now: its state directory "
+                       "refuses writes (GET /healthz names the check)") from None
     return Reply(202, IngestionStatusResponse.of(manifest), headers={"Location": f"/ingest/{manifest.job_id}"})
 
 

@@ -25,6 +25,7 @@ from ingestd.plugin.migration import Step, StepContext
 from ingestd.plugin.options import (
     DEFAULT_EVERY, DEFAULT_IGNORE, DeleteOptions, FilterOptions, ScheduleOptions, WatchOptions,
 )
+from ingestd.plugin.progress import Progress
 from ingestd.plugin.spec import hookimpl
 from ingestd.plugin.watched import WatchedConnector
 
@@ -32,7 +33,8 @@ __all__ = [
     "BlobInfo", "Boundary", "Code", "ConfigError", "ConfigPath", "Connector", "ConnectorError", "Credential",
     "CredentialStatus", "DEFAULT_EVERY", "DEFAULT_IGNORE", "DeleteOptions", "Deleted", "DeletedDocument", "Duration",
     "Event", "Extracted", "ExtractionError", "Extractor", "Failed", "FilterOptions", "IngestdError", "Job", "JobContext",
-    "JobCounters", "Limits", "Outcome", "OutcomeName", "Registry", "Requirement", "ScheduleOptions", "Source",
+    "JobCounters", "Limits", "Outcome", "OutcomeName", "Progress", "Registry", "Requirement", "ScheduleOptions",
+    "Source",
     "Staged", "Step", "StepContext", "StoredDocument", "Strict", "Unchanged", "WatchOptions", "WatchedConnector",
     "__version__", "hookimpl", "io_error_code",
 ]

@@ -17,6 +17,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from ingestd._lib import logs
 from ingestd.plugin.options import DEFAULT_EVERY
+from ingestd.jobs.lifecycle import JobsUnwritable
 from ingestd.runtime.queue import Busy
 
 FIRST_RUN_DELAY = 1.0  # seconds after start: a restarted daemon catches up promptly
@@ -92,6 +93,8 @@ class Schedule:
                 self.overlaps[name] = self.overlaps.get(name, 0) + 1
             self.log.warning("scheduled run skipped: previous run still going", source=name,
                              job_id=exc.manifest.job_id, skipped=self.overlaps[name])
+        except JobsUnwritable as exc:  # the lifecycle logged the cause; no traceback per run
+            self.log.warning("scheduled run skipped: the state dir refuses job records", source=name, error=str(exc))
         except Exception:
             self.log.exception("scheduled run could not be queued", source=name)
 

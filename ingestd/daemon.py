@@ -147,7 +147,7 @@ class Daemon:
             if cls.watched:
                 self.watcher.add(source.name, connector, trigger="recovery" if recovering else "watch")
             else:
-                self.schedule.add(source.name, source.options)
+                self.schedule.add(source.name, source.options, first="recovery" if recovering else "schedule")
         except (ConfigError, OSError) as exc:
             # one bad source must not keep the others from running; health reports it
             reason = "; ".join(exc.lines) if isinstance(exc, ConfigError) else f"{exc.strerror}: {exc.filename}"

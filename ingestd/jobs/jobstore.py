@@ -237,7 +237,9 @@ class JobStore:
         bad = []
         with self._lock:
             self._index, self._live, self._cache, self._last_success = JobIndex(), {}, OrderedDict(), {}
-        for entry in os.scandir(self.dir):
+        # in id order: each id then lands at the end of the index's sorted lists (directory
+        # order made nearly every insert one into the middle: O(n²) over 100,000 jobs)
+        for entry in sorted(os.scandir(self.dir), key=lambda e: e.name):
             if not entry.name.endswith(".json") or entry.name.startswith("."):
                 continue
             m = _read(Path(entry.path))

@@ -23,7 +23,6 @@ into `unchanged` (fetch at-least-once, catalogue exactly-once).
 
 from __future__ import annotations
 
-import errno
 import os
 import threading
 import time
@@ -40,7 +39,7 @@ from ingestd.errors import Code, ConnectorError, IngestdError, io_error_code
 from ingestd.jobs.manifest import JobError, Manifest
 # one set of rules for what core takes from a connector, embedded or not (pipeline-private
 # today; a shared module once the job-lifecycle work settles where they live)
-from ingestd.jobs.pipeline import _admit, _Batch, _Refused, _unchanged_since
+from ingestd.jobs.pipeline import _admit, _Batch, _open_staged, _Refused, _unchanged_since
 from ingestd.plugin.connector import Connector, Deleted, Failed, JobContext, Outcome, Staged
 from ingestd.store.catalogue import Blob, Change, doc_id_for
 from ingestd.store.enrich import detect_mime, read_head
@@ -167,7 +166,7 @@ class _Job:
             if ev.owned and ev.sha256 and ev.size is not None:
                 sha, size, head, upload = ev.sha256, ev.size, read_head(path), path
             else:
-                sha, size, head, copy = _copy_in(ev, path, self.ctx.workspace)
+                sha, size, head, copy = _copy_in(ev, self.ctx.workspace)
                 upload = copy
             if size == 0 and not ev.allow_empty:
                 raise _Refused(Code.EMPTY, "zero-byte file", skip=True)
@@ -244,19 +243,11 @@ def _job_error(exc: Exception, log) -> JobError:
     return JobError(code=Code.INTERNAL, message="internal error; the daemon log has the traceback")
 
 
-def _copy_in(ev: Staged, path: Path, workspace: Path) -> tuple[str, int, bytes, Path]:
+def _copy_in(ev: Staged, workspace: Path) -> tuple[str, int, bytes, Path]:
     """(sha256, size, first bytes, the workspace copy) of a file the connector does not own."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise _Refused(Code.NOT_FOUND, "vanished before it could be read", skip=True) from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise _Refused(Code.SYMLINK, "symlinks are not followed", skip=True) from None
-        raise
+    fd, before = _open_staged(ev)
     copy = workspace / f".upload-{uuid.uuid4().hex}"
     try:
-        before = os.fstat(fd)
         _admit(ev, before)  # the embedded pipeline's checks: regular, not empty, not over the limit
         dst = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:

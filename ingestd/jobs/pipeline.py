@@ -292,14 +292,7 @@ class _Run:
 
     def _copy_in(self, ev: Staged) -> tuple[Stored, str]:
         """Open without following symlinks or blocking on FIFOs, check, copy, re-check."""
-        try:
-            fd, before = _open(ev, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise _Refused(Code.NOT_FOUND, "vanished before it could be read", skip=True) from None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise _Refused(Code.SYMLINK, "symlinks are not followed", skip=True) from None
-            raise
+        fd, before = _open_staged(ev)
         try:
             _admit(ev, before)
             ev.size = before.st_size
@@ -497,6 +490,20 @@ def _open(ev: Staged, flags: int) -> tuple[int, os.stat_result]:
         return fd, os.fstat(fd)
     except BaseException:
         os.close(fd)
+        raise
+
+
+def _open_staged(ev: Staged) -> tuple[int, os.stat_result]:
+    """Open a staged file without following symlinks or blocking on FIFOs, through the
+    connector's confined opener when it has one: every copy-in (embedded or cluster) goes
+    through here, so none re-resolves a path a drop-folder writer can swap."""
+    try:
+        return _open(ev, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise _Refused(Code.NOT_FOUND, "vanished before it could be read", skip=True) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _Refused(Code.SYMLINK, "symlinks are not followed", skip=True) from None
         raise
 
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 from ingestd._lib import logs
 from ingestd._lib.version import VERSION
-from ingestd.api.backend import Busy, CredentialStatus, ItemsPage, Runtime, SourceView, Window
+from ingestd.api.backend import Busy, CredentialStatus, ItemsPage, NotServed, Runtime, SourceView, Window
 from ingestd.cluster import catalogue, jobs
 from ingestd.cluster.node import Node
 from ingestd.config import Source
@@ -114,13 +114,13 @@ class ClusterApi:
     # -- documents and the change feed: not in cluster mode yet (docs/cluster.md) ----------
 
     def documents(self, *, source, include_deleted, limit, after, feed_cursor):
-        raise NotImplementedError(_NO_FEED)
+        raise NotServed(_NO_FEED)
 
     def content(self, doc_id: str, version: int | None):
-        raise NotImplementedError(_NO_FEED)
+        raise NotServed(_NO_FEED)
 
     def changes(self, after: str | None, limit: int):
-        raise NotImplementedError(_NO_FEED)
+        raise NotServed(_NO_FEED)
 
     def on_change(self, listener) -> None:
         """No feed here, so nothing to wake a long-poll: it ends empty when its wait is over."""

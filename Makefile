@@ -5,7 +5,7 @@ RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 CONFIG ?= etc/ingestd.toml
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench clean cluster
 
 # The development venv: ingestd with every connector and the test tools.
 install: $(TEST_STAMP)
@@ -19,12 +19,16 @@ $(RUN_STAMP): pyproject.toml
 	touch $(RUN_STAMP)
 
 $(TEST_STAMP): $(RUN_STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[s3,sharepoint,text,test]'
+	$(BIN)/python -m pip install --quiet -e '.[s3,sharepoint,text,cluster,test]'
 	touch $(TEST_STAMP)
 
 run: $(RUN_STAMP)
 	mkdir -p var/inbox
 	$(BIN)/ingestd run --config $(CONFIG)
+
+# cluster mode on one machine: private PostgreSQL + moto S3 + 3 instances (docs/cluster.md)
+cluster: install
+	$(BIN)/python -m tests.cluster.local
 
 test: install
 	$(BIN)/lint-imports

@@ -7,6 +7,8 @@ job started by hand and one started by a watcher take exactly the same path.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,17 +17,19 @@ from ingestd import config as config_mod
 from ingestd._lib import logs
 from ingestd.config import Config
 from ingestd.credentials import Registry
-from ingestd.errors import Code, ConfigError, UsageError
+from ingestd.errors import Code, ConfigError, StateError, UsageError
 from ingestd.jobs.jobstore import JobStore
+from ingestd.jobs.lifecycle import Lifecycle
 from ingestd.jobs.locks import source_lock
-from ingestd.jobs.manifest import JobError, Manifest, Trigger
+from ingestd.jobs.manifest import Manifest, Trigger
 from ingestd.jobs.pipeline import Pipeline
 from ingestd.plugin.connector import Connector
 from ingestd.plugin.manager import Plugins
 from ingestd.runtime import systemd
 from ingestd.state.chains import chains
 from ingestd.state.runner import open_state
-from ingestd.store.catalogue import Store
+from ingestd.store.catalogue import Store, damaged_message
+from ingestd.store.space import Reserve, Space
 from ingestd.store.texts import Texts
 
 
@@ -43,12 +47,18 @@ class App:
         # an older state is migrated before anything opens it; held (shared) until close
         self.state = open_state(self.state_dir, chains(self.state_dir, config.sources, plugins.connectors),
                                 write=True, progress=systemd.starting)
-        self.store = Store(self.state_dir)
+        reserve = Reserve(config.daemon.min_free_bytes, config.daemon.min_free_percent)
+        self.store = Store(self.state_dir, Space(self.state_dir, reserve))
         self.texts = Texts(self.state_dir)
         self.jobs = JobStore(self.state_dir)
-        self.pipeline = Pipeline(self.store, self.jobs, self.state_dir, hooks=plugins.hooks)
+        self.lifecycle = Lifecycle(self.jobs)
+        # plugins hear of a finished job after ingestd's own parts (queue, watcher, metrics),
+        # through the hooks facade (a snapshot, on the plugin's own lane)
+        self.lifecycle.subscribe(lambda done: plugins.hooks.job_finished(done.manifest), late=True)
+        self.pipeline = Pipeline(self.store, self.lifecycle, self.state_dir, hooks=plugins.hooks)
         self.connectors: dict[str, Connector] = {}
         self._lock = threading.Lock()
+        self._log = logs.get("ingestd.app")
 
     def close(self) -> None:
         for name, connector in self.connectors.items():
@@ -57,6 +67,7 @@ class App:
             except Exception:  # one plugin's failure to close must not keep the rest open
                 logs.get("ingestd.plugins").exception("connector close failed", source=name)
         self.pipeline.close()
+        self.lifecycle.close()
         self.plugins.hooks.close()  # queued hook calls get a last chance to run
         self.texts.close()
         self.store.close()
@@ -94,20 +105,26 @@ class App:
 
     def run_job(self, source: str, trigger: Trigger, *, hint=None, stop: threading.Event | None = None,
                 manifest: Manifest | None = None) -> Manifest:
-        """Run a job the daemon's queue made (`manifest`), or a new one. A new one is made
-        only once its source's lock is taken: a one-shot whose source is busy records no
-        job, and no other process ever sees this one before it is running under the lock
-        (so none can take it for one a dead process left)."""
-        connector = self.connector(source)
+        """Run a job the daemon's queue made (`manifest`), or a new one, to its end. A new
+        one is made only once its source's lock is taken: a one-shot whose source is busy
+        records no job, and no other process ever sees this one before it is running under
+        the lock (so none can take it for one a dead process left). Unknown or unavailable
+        sources, a busy source and an unwritable state raise before a job exists; once it
+        does, whatever goes wrong ends it `failed`, never half-open."""
         if manifest is not None:
-            return self.pipeline.run(manifest, connector, stop=stop, hint=hint)
+            return self._run(manifest, stop=stop, hint=hint)
+        connector = self.connector(source)
         with source_lock(self.state_dir, source) as held:
-            manifest = self.jobs.create(source, connector.kind, trigger)
-            return self.pipeline.run(manifest, connector, stop=stop, hint=hint, held=held)
+            manifest = self.lifecycle.create(source, connector.kind, trigger)
+            return self._run(manifest, stop=stop, hint=hint, held=held)
 
-    def failed_before_start(self, manifest: Manifest, code: Code, message: str) -> Manifest:
-        manifest.add_error(JobError(code=code, message=message))
-        return self.jobs.transition(manifest, "failed")
+    def _run(self, manifest: Manifest, *, stop, hint, held=None) -> Manifest:
+        try:
+            connector = self.connector(manifest.source)
+            return self.pipeline.run(manifest, connector, stop=stop, hint=hint, held=held)
+        except Exception:
+            self._log.exception("job could not run", job_id=manifest.job_id, source=manifest.source)
+            return self.lifecycle.fail(manifest, Code.INTERNAL, "the job could not run; see the daemon log", hint)
 
 
 def unavailable_problem(source, plugins: Plugins) -> str | None:
@@ -186,3 +203,30 @@ def _names_a_file(line: str, registry: Registry) -> bool:
 def _is_warning(line: str) -> bool:
     """Connectors mark advisory findings `warning:` (after their `sources "x": key:` prefix)."""
     return line.startswith("warning:") or ": warning: " in line
+
+
+def check_state(config: Config) -> list[str]:
+    """What `check-config` finds in the state dir the config names, opened read-only: a
+    catalogue that is not a database raises StateError (the exit status `run` would give);
+    folders ingestd could not write are problems (each line starts with the file to fix)."""
+    label = str(config.path) if config.path else "<config>"
+    state = config.daemon.state_dir
+    problems = []
+    catalogue = state / "documents.sqlite"
+    if catalogue.exists():
+        try:
+            db = sqlite3.connect(f"{catalogue.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            finally:
+                db.close()
+        except sqlite3.OperationalError as exc:
+            problems.append(f"{label}: daemon.state_dir: cannot read {catalogue}: {exc}")
+        except sqlite3.DatabaseError as exc:
+            raise StateError(damaged_message(catalogue, exc)) from None
+    for folder in (state / "jobs", state):  # the one it writes most, else the dir itself
+        if folder.is_dir():
+            if not os.access(folder, os.W_OK | os.X_OK):
+                problems.append(f"{label}: daemon.state_dir: {folder} is not writable by this user")
+            break
+    return problems

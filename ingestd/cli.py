@@ -2,10 +2,11 @@
 
 The only module that prints, and everything it prints about a failure passes the same
 masking as the log. Exit status: 0 ok, 1 job partial/failed or not found, 2 usage, 3 the
-state needs `ingestd migrate` (read-only commands, `migrate --check`), 75 the state is busy
+state needs `ingestd migrate` (read-only commands, `migrate --check`), 65 the state is
+damaged (a `documents.sqlite` that is not a database; EX_DATAERR), 75 the state is busy
 (another process holds it while a migration is due), 76 the state is newer than this
-ingestd, 78 configuration (EX_CONFIG); systemd is told not to restart on 76 and 78; 128+N a
-one-shot stopped by signal N.
+ingestd, 78 configuration (EX_CONFIG); systemd is told not to restart on 65, 76 and 78;
+128+N a one-shot stopped by signal N.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ from ingestd import __version__, app, config as config_mod
 from ingestd._lib import logs, redact
 from ingestd._lib.paths import is_valid_id
 from ingestd.api.models import JobsQuery
+from ingestd.console import follow, summary
+from ingestd.console.line import LiveLines
 from ingestd.errors import (
     Code, ConfigError, IngestdError, MigrationPending, NotFoundError, SchemaTooNew, UsageError,
 )
 from ingestd.jobs.jobstore import JobStore
 from ingestd.jobs.manifest import Manifest
 from ingestd.plugin.manager import Plugins
+from ingestd.runtime import systemd
 from ingestd.state import chains as state_chains, runner as state_runner
 
 
@@ -40,20 +44,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ingestd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    # on the subcommands only: a top-level copy would be reset by the subcommand's defaults
+    talk = argparse.ArgumentParser(add_help=False)
+    level = talk.add_mutually_exclusive_group()
+    level.add_argument("-v", "--verbose", action="count", default=0,
+                       help="log to stderr at info (-v) or debug (-vv); a terminal otherwise shows warnings only")
+    level.add_argument("-q", "--quiet", action="store_true", help="no progress line: only the summary and errors")
+
     sub.add_parser("run", parents=[common], help="run the daemon (watch, schedule, serve HTTP)")
-    p = sub.add_parser("ingest", parents=[common], help="run one job for a source now, in the foreground")
+    p = sub.add_parser("ingest", parents=[common, talk], help="run one job for a source now, in the foreground")
     p.add_argument("source")
     p.add_argument("--json", action="store_true")
     sub.add_parser("check-config", parents=[common], help="validate the config file and its credential references")
-    p = sub.add_parser("status", parents=[common], help="show one job's manifest")
+    p = sub.add_parser("status", parents=[common, talk], help="show one job's manifest")
     p.add_argument("job_id")
     p.add_argument("--items", action="store_true", help="also list the items: outcome, document id, origin, error")
+    p.add_argument("--follow", action="store_true",
+                   help="until the job ends: a live progress line on a terminal, then the summary")
     p.add_argument("--json", action="store_true")
-    p = sub.add_parser("jobs", parents=[common], help="list jobs, newest first")
+    p = sub.add_parser("jobs", parents=[common, talk], help="list jobs, newest first")
     p.add_argument("--source")
     p.add_argument("--status", choices=["queued", "running", "succeeded", "partial", "failed"])
     p.add_argument("--limit", type=int, default=20, help="1-500 (default 20), as the API's /jobs")
     p.add_argument("--before", metavar="JOB_ID", help="only jobs older than this one (the next page)")
+    p.add_argument("--follow", action="store_true",
+                   help="a live line per running or queued job until none is left, a summary as each ends")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("document", parents=[common], help="show a document's record, provenance and versions")
     p.add_argument("doc_id")
@@ -85,8 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--failed", action="store_true", help="also try again files that failed (e.g. after raising a limit)")
     p = sub.add_parser("plugins", parents=[common], help="list plugins, connector kinds, extractors and sink kinds")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("verify", parents=[common], help="check every blob against its name and every record against its blob")
+    p.add_argument("--repair", action="store_true", help="quarantine bad blobs and mark the documents they belong to")
+    p.add_argument("--json", action="store_true")
     p = sub.add_parser("migrate", parents=[common], help="bring the state up to this version's schema")
     p.add_argument("--check", action="store_true", help="only say what would change (exit 3 if anything would)")
+    p = sub.add_parser("cluster", parents=[common], help="cluster mode: the shared database and blob store")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("init", parents=[common], help="create or migrate the cluster database's schema")
+    a.add_argument("--check", action="store_true", help="only say what would change (exit 3 if anything would)")
+    a = actions.add_parser("status", parents=[common], help="instances, leases and lag")
+    a.add_argument("--json", action="store_true")
+    a = actions.add_parser("ingest", parents=[common], help="queue a job for a source (any instance runs it)")
+    a.add_argument("source")
+    a = actions.add_parser("job", parents=[common], help="one job's manifest, from the database")
+    a.add_argument("job_id")
     return parser
 
 
@@ -117,17 +145,43 @@ def _complain(line: str) -> None:
     print(redact.scrub_text(line), file=sys.stderr)
 
 
-def _setup(args, *, quiet: bool = False):
+def _setup(args, *, quiet: bool = False, person: bool = False, stream=None):
+    """Config and plugins, and the logs as this command's reader wants them. `person`: a
+    one-shot command, whose logs on a terminal are readable lines at warning and above
+    (-v, -vv for more): per-document records would bury the progress line and the
+    summary. Off a terminal (cron, pipes, systemd) they stay the configured JSON."""
     plugins = Plugins().load()
     cfg = app.load_config(config_mod.locate(args.config), plugins)
-    logs.setup(level="warning" if quiet else cfg.daemon.log_level, fmt=cfg.daemon.log_format)
+    on_terminal = person and sys.stderr.isatty()
+    level = "warning" if quiet or on_terminal else cfg.daemon.log_level
+    logs.setup(level=_level(args, level), fmt="console" if on_terminal else cfg.daemon.log_format, stream=stream,
+               documents=not on_terminal or getattr(args, "verbose", 0) > 0)
     return cfg, plugins
+
+
+def _level(args, default: str) -> str:
+    verbose = getattr(args, "verbose", 0)
+    if verbose:
+        return "debug" if verbose > 1 else "info"
+    return "error" if getattr(args, "quiet", False) else default
+
+
+def _live_lines(args) -> LiveLines | None:
+    """The progress line's place, when a person watches stderr and did not ask for quiet."""
+    if args.quiet or not sys.stderr.isatty() or os.environ.get("TERM") == "dumb":
+        return None
+    return LiveLines(sys.stderr)
 
 
 def cmd_run(args) -> int:
     from ingestd.daemon import run_daemon
 
     cfg, plugins = _setup(args)
+    if cfg.cluster is not None:  # opt-in: the embedded daemon below is untouched without it
+        from ingestd.cluster.node import Node
+        from ingestd.cluster_api import serve
+
+        return Node(cfg, plugins, ready=systemd.ready, http=serve if cfg.http.enabled else None).run()
     return run_daemon(cfg, plugins, config_mod.locate(args.config))
 
 
@@ -135,7 +189,8 @@ def cmd_ingest(args) -> int:
     """One job now, in the foreground. SIGINT or SIGTERM stops it as the daemon's shutdown
     would: the job ends `failed`/`interrupted`, its workspace is removed, and the exit
     status is 128 + the signal's number (a second signal kills the process outright)."""
-    cfg, plugins = _setup(args, quiet=args.json)
+    lines = _live_lines(args)
+    cfg, plugins = _setup(args, quiet=args.json, person=True, stream=lines)
     if cfg.source(args.source) is None:
         known = ", ".join(s.name for s in cfg.sources) or "none"
         raise UsageError(f"unknown source {args.source!r} (configured: {known})")
@@ -148,13 +203,27 @@ def cmd_ingest(args) -> int:
             raise ConfigError(found.problems[args.source])
         stopped = _stop_on_signals()
         application.jobs.load_all()
-        manifest = application.run_job(args.source, "cli", stop=stopped.event)
+        with follow.drawing(lambda: application.lifecycle.live(args.source), lines):
+            manifest = application.run_job(args.source, "cli", stop=stopped.event)
     finally:
         application.close()
-    _print_manifest(manifest, args.json)
+    _print_outcome(manifest, args, cfg)
     if stopped.signum and any(e.code == Code.INTERRUPTED for e in manifest.errors):
         return 128 + stopped.signum
-    return 0 if manifest.status == "succeeded" else 1
+    return _job_exit(manifest)
+
+
+def _job_exit(m: Manifest) -> int:
+    return 0 if m.status == "succeeded" else 1
+
+
+def _print_outcome(m: Manifest, args, cfg) -> None:
+    """A finished job for whoever asked: its manifest as JSON, else the human summary."""
+    if args.json:
+        _print_manifest(m, True)
+        return
+    for line in summary.summary(m, cfg.daemon.state_dir, args.config):
+        print(line)
 
 
 class _Stop:
@@ -182,8 +251,9 @@ def cmd_check_config(args) -> int:
     found = app.findings(cfg, plugins)
     for line in found.warnings:  # e.g. a certificate close to expiry: worth knowing, not fatal
         _complain(line)
-    if found.problems:
-        raise ConfigError([line for lines in found.problems.values() for line in lines])
+    problems = [line for lines in found.problems.values() for line in lines] + app.check_state(cfg)
+    if problems:
+        raise ConfigError(problems)
     print("ok")
     return 0
 
@@ -196,11 +266,11 @@ def _read_only(cfg, plugins) -> state_runner.Opened:
 
 
 @contextmanager
-def _jobs(args):
-    cfg, plugins = _setup(args, quiet=True)
+def _jobs(args, stream=None):
+    cfg, plugins = _setup(args, quiet=True, person=True, stream=stream)
     state = _read_only(cfg, plugins)
     try:
-        yield JobStore(cfg.daemon.state_dir)
+        yield JobStore(cfg.daemon.state_dir), cfg
     finally:
         state.close()
 
@@ -208,11 +278,17 @@ def _jobs(args):
 def cmd_status(args) -> int:
     if not is_valid_id(args.job_id):
         raise UsageError(f"malformed job id {args.job_id[:80]!r}")
-    with _jobs(args) as store:
-        manifest = store.get(args.job_id)
+    lines = _live_lines(args) if args.follow else None
+    with _jobs(args, stream=lines) as (store, cfg):
+        if args.follow:
+            final = follow.follow_job(_feed(cfg), args.job_id, lines)
+            if not args.items and not args.json:
+                _print_outcome(final, args, cfg)
+                return _job_exit(final)
+        manifest = store.get(args.job_id)  # the record itself: what --json and --items print
         if not args.items:
             _print_manifest(manifest, args.json)
-            return 0
+            return _job_exit(manifest) if args.follow else 0
         items = _items(store.items_path(manifest))
         if args.json:
             print(json.dumps({**manifest.to_json(), "items": list(items)}, indent=2, ensure_ascii=False))
@@ -221,7 +297,7 @@ def cmd_status(args) -> int:
         for item in items:
             error = f"  {item['error']}: {item.get('message', '')}" if item.get("error") else ""
             print(f"{item['outcome']}  {item.get('doc_id') or '-'}  {item['origin_uri']}{error}")
-    return 0
+    return _job_exit(manifest) if args.follow else 0
 
 
 def _items(path):
@@ -236,7 +312,9 @@ def _items(path):
 
 def cmd_jobs(args) -> int:
     query = _jobs_query(args)
-    with _jobs(args) as store:
+    if args.follow:
+        return _follow_jobs(args, query)
+    with _jobs(args) as (store, _):
         store.load_all()
         rows = store.list(source=query.source, status=query.status, limit=query.limit, before=query.before)
     if args.json:
@@ -247,6 +325,27 @@ def cmd_jobs(args) -> int:
         print(f"{m.job_id}  {m.source:<16} {m.status:<9} {m.trigger:<8} "
               f"ingested={c.ingested} unchanged={c.unchanged} failed={c.failed} skipped={c.skipped} deleted={c.deleted}")
     return 0
+
+
+def _follow_jobs(args, query: JobsQuery) -> int:
+    lines = _live_lines(args)
+    with _jobs(args, stream=lines) as (_, cfg):
+        def ended(m: Manifest) -> None:
+            if args.json:  # one line per job as it ends (JSON Lines): a reader need not wait for the last
+                print(json.dumps(m.to_json(), ensure_ascii=False), flush=True)
+                return
+            for line in summary.summary(m, cfg.daemon.state_dir, args.config):
+                print(line, flush=True)
+
+        if not follow.follow_jobs(_feed(cfg), query.source, lines, ended) and not args.json:
+            print("no job is running or queued" + (f" for source {query.source}" if query.source else ""))
+    return 0
+
+
+def _feed(cfg):
+    from ingestd.console import feeds  # only when following: http.client and friends
+
+    return feeds.feed(cfg)
 
 
 def _jobs_query(args) -> JobsQuery:
@@ -281,6 +380,8 @@ def cmd_document(args) -> int:
     print(f"  sha256 {doc.sha256}  size {doc.size}  mime {doc.mime}")
     if doc.deleted_at:
         print(f"  deleted at {doc.deleted_at} by job {doc.deleted_job}")
+    if doc.damaged:
+        print(f"  DAMAGED: {doc.damaged} (store the same bytes again to mend it)")
     for v in doc.versions:
         print(f"  earlier: v{v.version} ({v.kind}) {v.ingested_at} sha256 {v.sha256} size {v.size} job {v.job_id}")
     return 0
@@ -385,6 +486,36 @@ def cmd_sinks(args) -> int:
               f"lag {view['lag'] if view['lag'] is not None else '-'}"
               + (f"  last error: {error['code']}: {error['message']}" if error else ""))
     return 0
+
+
+def cmd_verify(args) -> int:
+    from ingestd.store.catalogue import Store
+    from ingestd.store.verify import FileBlobs, verify
+
+    cfg, plugins = _setup(args, quiet=True)
+    state_dir = cfg.daemon.state_dir
+    # a plain check only reads; a repair writes, so it brings an older state forward first, as `ingest` does
+    state = state_runner.open_state(state_dir, state_chains.chains(state_dir, cfg.sources, plugins.connectors),
+                                    write=args.repair)
+    try:
+        store = Store(state_dir)
+        try:
+            report = verify(FileBlobs(store.blobs), store, repair=args.repair)
+        finally:
+            store.close()
+    finally:
+        state.close()
+    if args.json:
+        print(report.model_dump_json(indent=2))
+        return 0 if report.ok else 1
+    print(f"checked {report.blobs} blobs ({report.bytes} bytes) and {report.versions} versions: "
+          f"{len(report.findings) or 'no'} problem(s)" + (f"; {report.unreferenced} blobs no record names" if report.unreferenced else ""))
+    for f in report.findings:
+        docs = f"  documents: {', '.join(f.documents[:5])}" + (f" and {len(f.documents) - 5} more" if len(f.documents) > 5 else "") if f.documents else ""
+        print(f"{f.problem} {f.sha256 or ''} {f.detail}{docs}" + (f"  [repair: {f.repair}]" if f.repair else ""))
+    if report.findings and not args.repair:
+        print("run `ingestd verify --repair` to quarantine bad blobs and mark what they affect")
+    return 0 if report.ok else 1
 
 
 def cmd_text(args) -> int:
@@ -534,6 +665,23 @@ def _print_check(statuses) -> int:
     return MigrationPending.exit_code if pending else 0
 
 
+def cmd_cluster(args) -> int:
+    from ingestd.cluster import commands
+
+    cfg, _plugins = _setup(args, quiet=True)
+    if args.action == "init":
+        lines, code = commands.init(cfg, check=args.check)
+    elif args.action == "ingest":
+        lines, code = commands.ingest(cfg, args.source)
+    elif args.action == "job":
+        lines, code = commands.job(cfg, args.job_id)
+    else:
+        lines, code = commands.status(cfg, as_json=args.json)
+    for line in lines:
+        print(line)
+    return code
+
+
 def _print_manifest(m: Manifest, as_json: bool) -> None:
     if as_json:
         print(json.dumps(m.to_json(), indent=2, ensure_ascii=False))
@@ -554,5 +702,6 @@ COMMANDS = {
     "run": cmd_run, "ingest": cmd_ingest, "check-config": cmd_check_config, "status": cmd_status,
     "jobs": cmd_jobs, "document": cmd_document, "documents": cmd_documents, "cat": cmd_cat, "changes": cmd_changes,
     "sinks": cmd_sinks, "text": cmd_text, "reextract": cmd_reextract,
-    "plugins": cmd_plugins, "migrate": cmd_migrate,
+    "plugins": cmd_plugins, "verify": cmd_verify, "migrate": cmd_migrate,
+    "cluster": cmd_cluster,
 }

@@ -12,10 +12,12 @@ import json
 import ipaddress
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -98,6 +100,9 @@ class DaemonConfig(Strict):
     originals_retention: Duration = 0.0  # 0: processed originals are kept for ever
     job_retention: Duration = 0.0  # 0: job records are kept for ever
     change_retention: Duration = 0.0  # 0: the change feed keeps every change
+    # what a file being stored must leave free on the state disk (the larger of the two)
+    min_free_bytes: int = Field(default=64 << 20, ge=0)
+    min_free_percent: float = Field(default=0.0, ge=0, le=50)
 
 
 class HttpConfig(Strict):
@@ -161,6 +166,67 @@ class CredentialsConfig(Strict):
     registry: SecretPath | None = None
 
 
+INSTANCE_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+
+
+def _host_name() -> str:
+    """The default instance id: the host name up to its first dot, as an instance id."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname().split(".")[0])[:63].lstrip("._-")
+    return name or "ingestd"
+
+
+class ClusterConfig(Strict):
+    """`[cluster]`: several instances sharing PostgreSQL and S3-compatible storage
+    (docs/cluster.md). Absent, ingestd runs embedded: SQLite and files in `state_dir`."""
+
+    database_url: str = Field(min_length=1, max_length=4096)  # a libpq URL or key=value string
+    database_credentials: str | None = None  # a registry entry (type "postgres") with the password
+    blob_store: str  # s3://BUCKET[/PREFIX]
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    region: str | None = None
+    credentials: str | None = None  # a registry entry for the blob store, as for S3 sources
+    addressing_style: Literal["auto", "virtual", "path"] = "auto"
+    conditional_writes: Literal["auto", "on", "off"] = "auto"  # If-None-Match: * (auto: probe)
+    instance_id: str = Field(default_factory=_host_name, pattern=INSTANCE_ID)
+    lease_ttl: Duration = Field(default=30.0, ge=2.0, le=3600.0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        """ingestd.toml is meant to be readable by anyone who may read the config; the
+        password goes to the registry, where secrets live (and are masked)."""
+        if _has_password(value):
+            raise ValueError("holds a password; put it in the credential registry (an entry of type "
+                             '"postgres" with a "password") and name that entry in cluster.database_credentials')
+        return value
+
+    @field_validator("blob_store")
+    @classmethod
+    def _s3_url(cls, value: str) -> str:
+        if not _BLOB_STORE.match(value):
+            raise ValueError("expected s3://BUCKET or s3://BUCKET/PREFIX (a bucket name of 3-63 lower-case "
+                             "letters, digits, '.' and '-'; a prefix without control characters)")
+        return value
+
+    @property
+    def bucket(self) -> str:
+        return self.blob_store.removeprefix("s3://").partition("/")[0]
+
+    @property
+    def prefix(self) -> str:
+        return self.blob_store.removeprefix("s3://").partition("/")[2].strip("/")
+
+
+_BLOB_STORE = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\x00-\x1f\x7f]{0,512})?$")
+
+
+def _has_password(dsn: str) -> bool:
+    if re.match(r"^postgres(ql)?://", dsn):
+        parts = urlsplit(dsn)
+        return bool(parts.password) or "password" in parse_qs(parts.query)
+    return re.search(r"(^|\s)password\s*=", dsn) is not None
+
+
 class ExtractConfig(Strict):
     """`[extract]`: text extraction (docs/extraction.md). It runs in `workers` child
     processes at a lower priority than ingestion, each file within `timeout` and
@@ -193,6 +259,7 @@ class _Top(Strict):
     http: HttpConfig = HttpConfig()
     credentials: CredentialsConfig = CredentialsConfig()
     extract: ExtractConfig = ExtractConfig()
+    cluster: ClusterConfig | None = None
     sources: list[dict[str, Any]] = []
     sinks: list[dict[str, Any]] = []
 
@@ -202,13 +269,15 @@ class _SourceHead(SourceExtract):
     name: str = Field(pattern=SOURCE_NAME)
     kind: str
     enabled: bool = True
+    node: str | None = Field(default=None, pattern=INSTANCE_ID)
 
 
-CORE_KEYS = ("name", "kind", "enabled", *SourceExtract.model_fields)  # every source's; the rest are its connector's
+CORE_KEYS = ("name", "kind", "enabled", "node", *SourceExtract.model_fields)  # every source's; the rest are its connector's
 
 
 class Source(BaseModel):
-    """One configured source: the keys every source has, plus its connector's options."""
+    """One configured source: the keys every source has, plus its connector's options.
+    `node`, in cluster mode, is the instance that runs it (a drop folder is on one host)."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
     name: str
@@ -216,6 +285,7 @@ class Source(BaseModel):
     enabled: bool
     options: Any
     extract: SourceExtract = SourceExtract()
+    node: str | None = None
 
 
 class _SinkHead(Strict):
@@ -255,6 +325,7 @@ class Config(BaseModel):
     extract: ExtractConfig = ExtractConfig()
     sources: tuple[Source, ...]
     sinks: tuple[SinkConfig, ...] = ()
+    cluster: ClusterConfig | None = None
 
     def source(self, name: str) -> Source | None:
         return next((s for s in self.sources if s.name == name), None)
@@ -312,18 +383,22 @@ def parse(
     raw_sinks = data.get("sinks", []) if isinstance(data, dict) else []
     known = {item["name"] for item in raw_sources if isinstance(item, dict) and isinstance(item.get("name"), str)} \
         if isinstance(raw_sources, list) else set()
+    if top is not None and top.cluster is not None and raw_sinks:
+        errors.append(f"{label}: sinks: not served in cluster mode yet; remove the [[sinks]] tables or the "
+                      "[cluster] table (docs/cluster.md)")
+        raw_sinks = []
     sinks = _sinks(raw_sinks, sink_models or {}, known, context, label, errors) if isinstance(raw_sinks, list) else []
     if errors or top is None:
         raise ConfigError(errors)
     return Config(
         path=path, daemon=top.daemon, http=top.http, credentials=top.credentials, extract=top.extract,
-        sources=tuple(sources), sinks=tuple(sinks),
+        sources=tuple(sources), sinks=tuple(sinks), cluster=top.cluster,
     )
 
 
 def _sources(raw, option_models, context, label, errors) -> list[Source]:
     return [Source(name=head.name, kind=head.kind, enabled=head.enabled, options=options,
-                   extract=SourceExtract(**{k: getattr(head, k) for k in SourceExtract.model_fields}))
+                   extract=SourceExtract(**{k: getattr(head, k) for k in SourceExtract.model_fields}), node=head.node)
             for _, head, options in _tables(raw, "sources", _SourceHead, CORE_KEYS, option_models, "connector",
                                             context, label, errors)]
 

@@ -24,6 +24,7 @@ from ingestd.daemon_api import DaemonApi
 from ingestd.errors import ConfigError
 from ingestd.extract.policy import Policy
 from ingestd.extract.service import Extraction
+from ingestd.jobs.lifecycle import JobDone
 from ingestd.jobs.manifest import Manifest
 from ingestd.plugin.manager import Plugins
 from ingestd.runtime import housekeeping, systemd
@@ -41,12 +42,14 @@ class Daemon:
         self.app = App(config, plugins)
         self.version = VERSION
         self.started_at = time.time()
-        self.workers = Workers(self.app, config.daemon.workers, on_done=self._job_done)
-        self.watcher = Watcher(self.submit, self.workers.busy)
+        self.workers = Workers(self.app, config.daemon.workers)
+        self.watcher = Watcher(self.submit, self._busy)
         self.schedule = Schedule(self.submit)
+        # a finished job frees its files in the watcher; the API's metrics subscribe themselves
+        self.app.lifecycle.subscribe(self._job_done)
         self.unavailable: dict[str, str] = {}
         self.throughput = Throughput(self.workers.jobs, self.workers.depth)  # the dashboard's charts
-        self.job_listeners: list = [self.throughput.job_finished]  # called with each finished job's manifest
+        self.app.lifecycle.subscribe(lambda done: self.throughput.job_finished(done.manifest))
         self.sinks = Fleet(self.app.store.feed, plugins.sinks, self.app.state_dir, self.app.registry,
                            refused=_refused_sink_kinds(plugins))
         self.policy = Policy(plugins.extractors, config)
@@ -55,7 +58,7 @@ class Daemon:
             if self.policy.enabled else None
         self.api = DaemonApi(app=self.app, plugins=plugins, workers=self.workers, schedule=self.schedule,
                              unavailable=self.unavailable, health=self.health, submit=self.submit,
-                             listeners=self.job_listeners, throughput=self.throughput.window,
+                             throughput=self.throughput.window,
                              version=self.version, started_at=self.started_at, sinks=self.sinks,
                              policy=self.policy, extraction=self.extraction)
         self.http = None
@@ -74,13 +77,18 @@ class Daemon:
             raise ConfigError(self.unavailable[source])
         return self.workers.submit(source, trigger, hint)
 
+    def _busy(self, source: str) -> object:
+        """Whether the watcher should hold a source's settled files back for now: a job
+        holds the source, or the state dir refuses job records (retried with backoff)."""
+        return self.workers.busy(source) or self.app.lifecycle.deferring()
+
     # -- start ------------------------------------------------------------------------
 
     def start(self) -> None:
         state = self.app.state_dir
         self.app.store.clean_temps()
         self.app.jobs.load_all()
-        interrupted = {m.source for m in self.app.pipeline.recover()}
+        interrupted = {m.source for m in self.app.lifecycle.recover()}
         self.housekeeping()
         if interrupted:
             self.log.warning("recovered interrupted jobs", sources=sorted(interrupted))
@@ -143,7 +151,7 @@ class Daemon:
             if cls.watched:
                 self.watcher.add(source.name, connector, trigger="recovery" if recovering else "watch")
             else:
-                self.schedule.add(source.name, source.options)
+                self.schedule.add(source.name, source.options, first="recovery" if recovering else "schedule")
         except (ConfigError, OSError) as exc:
             # one bad source must not keep the others from running; health reports it
             reason = "; ".join(exc.lines) if isinstance(exc, ConfigError) else f"{exc.strerror}: {exc.filename}"
@@ -156,15 +164,10 @@ class Daemon:
         self.unavailable.pop(name, None)
         self.app.forget_connector(name)
 
-    def _job_done(self, manifest: Manifest, hint) -> None:
-        self.watcher.job_done(manifest.source, hint, ok=manifest.status == "succeeded")
-        if self.extraction is not None and manifest.counters.ingested:
+    def _job_done(self, done: JobDone) -> None:
+        self.watcher.job_done(done.manifest.source, done.hint, ok=done.ok)
+        if self.extraction is not None and done.manifest.counters.ingested:
             self.extraction.wake()
-        for listener in self.job_listeners:
-            try:
-                listener(manifest)
-            except Exception:
-                self.log.exception("job listener failed", job_id=manifest.job_id)
         systemd.status(self.status_line())
 
     # -- main loop --------------------------------------------------------------------
@@ -263,6 +266,7 @@ class Daemon:
             "scheduler": {"ok": self.schedule.running(), "sources": sorted(self.schedule.names())},
             "watchers": {"ok": all(w["alive"] for w in watchers.values()), "sources": watchers},
             "settle_loop": {"ok": self.watcher.alive() or not watchers},
+            "state_dir": self.app.lifecycle.health(),
             "extraction": {"ok": self.extraction is None or self.extraction.alive() or not self._started,
                            "enabled": self.extraction is not None},
             # informational: a misconfigured source is reported, but restarting the daemon

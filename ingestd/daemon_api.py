@@ -22,14 +22,14 @@ from ingestd.runtime.throughput import Window
 
 class DaemonApi:
     def __init__(self, *, app, plugins, workers, schedule, unavailable: dict[str, str],
-                 health: Callable[[], dict], submit: Callable[..., Manifest], listeners: list,
+                 health: Callable[[], dict], submit: Callable[..., Manifest],
                  throughput: Callable[[], Window], version: str, started_at: float, sinks=None, policy=None,
                  extraction=None):
         self.app, self.plugins, self.workers, self.schedule = app, plugins, workers, schedule
         self.unavailable = unavailable  # the daemon's own dict: sources that could not start, and why
-        self._health, self._submit, self._listeners, self._throughput = health, submit, listeners, throughput
+        self._health, self._submit, self._throughput = health, submit, throughput
         self._totals = _Totals(lambda: self.app.store.totals())
-        listeners.append(self._totals.job_finished)
+        self.on_job_finished(self._totals.job_finished)
         self.version, self.started_at = version, started_at
         self.fleet = sinks  # ingestd.sinks.fleet.Fleet
         self.policy, self.extraction = policy, extraction
@@ -62,10 +62,18 @@ class DaemonApi:
         return self._submit(source, "api")
 
     def on_job_finished(self, listener) -> None:
-        self._listeners.append(listener)
+        """`listener(manifest)` for every finished job: a subscriber of the job lifecycle."""
+        self.app.lifecycle.subscribe(lambda done: listener(done.manifest))
 
     def document(self, doc_id: str):
         return self.app.store.get(doc_id)
+
+    def document_text(self, doc_id: str) -> TextState:
+        doc = self.app.store.get(doc_id)
+        return text_state(doc, self.app.texts, self.policy, self.app.store)
+
+    def extraction_stats(self) -> Stats | None:
+        return self.extraction.snapshot() if self.extraction is not None else None
 
     # -- documents and the change feed ------------------------------------------------------
 
@@ -87,13 +95,6 @@ class DaemonApi:
 
     def poll_changes(self) -> None:
         self.app.store.feed.poll_others()
-
-    def document_text(self, doc_id: str) -> TextState:
-        doc = self.app.store.get(doc_id)
-        return text_state(doc, self.app.texts, self.policy, self.app.store)
-
-    def extraction_stats(self) -> Stats | None:
-        return self.extraction.snapshot() if self.extraction is not None else None
 
     # -- sources ----------------------------------------------------------------------------
 

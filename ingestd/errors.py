@@ -30,6 +30,7 @@ class Code(StrEnum):
     DELETE_LIMIT = "delete_limit"
     CONFIG = "config"
     UNAVAILABLE = "unavailable"
+    LEASE_LOST = "lease_lost"  # cluster mode: another instance took the source over
     INTERNAL = "internal"
 
 
@@ -59,6 +60,14 @@ class StoreError(IngestdError):
     def __init__(self, message: str, code: Code | None = None):
         self.code = code or Code.IO
         super().__init__(message)
+
+
+class StateError(IngestdError):
+    """The state directory holds damaged data (a `documents.sqlite` that is not a database).
+    Restarting cannot mend it, so it has its own exit status, which the systemd unit lists
+    in `RestartPreventExitStatus=`."""
+
+    exit_code = 65  # EX_DATAERR
 
 
 class SchemaTooNew(IngestdError):

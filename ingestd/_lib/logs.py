@@ -21,7 +21,16 @@ def _redact(_, __, event_dict):
     return redact.scrub_log(event_dict)
 
 
-def setup(level: str = "info", fmt: str = "json", stream=None) -> None:
+def _drop_documents(_, __, event_dict):
+    """Per-document records (`document stored`, `… skipped`: the pipeline's, each naming its
+    origin), left out where a person reads: the summary after the job tells their story."""
+    if "origin_uri" in event_dict and str(event_dict.get("event", "")).startswith("document "):
+        raise structlog.DropEvent
+    return event_dict
+
+
+def setup(level: str = "info", fmt: str = "json", stream=None, documents: bool = True) -> None:
+    """`documents=False`: no per-document records (a one-shot on a terminal, without -v)."""
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -51,7 +60,8 @@ def setup(level: str = "info", fmt: str = "json", stream=None) -> None:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     structlog.configure(
         # filter first: a suppressed debug line must cost nothing on the per-file path
-        processors=[structlog.stdlib.filter_by_level, *shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[structlog.stdlib.filter_by_level, *([] if documents else [_drop_documents]), *shared,
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

@@ -14,14 +14,20 @@ from ingestd.extract.lookup import TextState
 from ingestd.extract.service import Stats as ExtractionStats
 from ingestd.jobs.manifest import Manifest, Status
 from ingestd.plugin.connector import CredentialStatus
+from ingestd.jobs.lifecycle import JobsUnwritable
 from ingestd.runtime.queue import Busy
 from ingestd.runtime.throughput import Window
 from ingestd.sinks.runner import SinkStatus
 from ingestd.store.catalogue import Content, Document, Listing
 from ingestd.store.feed import JsonPage
 
-__all__ = ["Backend", "Busy", "CredentialStatus", "ExtractionStats", "ItemsPage", "Runtime", "SinkStatus", "SourceView",
-           "TextState", "Window"]
+__all__ = ["Backend", "Busy", "CredentialStatus", "ExtractionStats", "ItemsPage", "JobsUnwritable", "NotServed", "Runtime",
+           "SinkStatus", "SourceView", "TextState", "Window"]
+
+
+class NotServed(Exception):
+    """This backend does not serve the endpoint yet (cluster mode's feed): a typed 501 the
+    client can tell apart from a fault, not an internal error."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,8 @@ class Backend(Protocol):
 
     def submit(self, source: str) -> Manifest:
         """Queue a job (trigger `api`). Raises Busy (a job holds the source), UsageError (no
-        such source, e.g. removed by a reload), ConfigError (its connector cannot run)."""
+        such source, e.g. removed by a reload), ConfigError (its connector cannot run),
+        JobsUnwritable (the state dir refuses job records; no job was made)."""
 
     def runtime(self) -> Runtime: ...
 

@@ -18,7 +18,7 @@ from ingestd._lib.paths import ID_PATTERN
 from ingestd._lib.times import Timestamp
 from ingestd.config import SOURCE_NAME
 from ingestd.extract.lookup import TextState
-from ingestd.jobs.manifest import Counters, JobError, Manifest, Status, Trigger
+from ingestd.jobs.manifest import Counters, JobError, LiveProgress, Manifest, Status, Trigger
 from ingestd.store.catalogue import Document, Version
 from ingestd.store.feed import CURSOR_PATTERN, FeedChange, JsonPage
 
@@ -120,6 +120,8 @@ class IngestionStatusResponse(Payload):
     counters: Counters
     errors: list[JobError]
     errors_dropped: int
+    progress: LiveProgress | None = Field(
+        default=None, description="while the job runs: phase, items and bytes done (of the total, once known)")
     links: JobLinks
 
     @classmethod
@@ -128,7 +130,7 @@ class IngestionStatusResponse(Payload):
             job_id=m.job_id, source=m.source, kind=m.kind, trigger=m.trigger, status=m.status,
             created_at=m.created_at, started_at=m.started_at, finished_at=m.finished_at,
             duration_s=m.duration_s(), counters=m.counters, errors=m.errors, errors_dropped=m.errors_dropped,
-            links=JobLinks(self_=f"/ingest/{m.job_id}", source_jobs=f"/jobs?source={m.source}"),
+            progress=m.progress, links=JobLinks(self_=f"/ingest/{m.job_id}", source_jobs=f"/jobs?source={m.source}"),
         )
 
 
@@ -267,6 +269,11 @@ class DocumentLinks(Payload):
     content: str
 
 
+def _links(doc: Document) -> DocumentLinks:
+    return DocumentLinks(self_=f"/documents/{doc.doc_id}", job=f"/ingest/{doc.job_id}",
+                         content=f"/documents/{doc.doc_id}/content?version={doc.version}")
+
+
 class TextError(Payload):
     code: Literal["timeout", "too_large", "encrypted", "unsupported", "corrupt"]
     message: str
@@ -329,11 +336,6 @@ class TextFailedResponse(ErrorResponse):
     extractor_version: str
 
 
-def _links(doc: Document) -> DocumentLinks:
-    return DocumentLinks(self_=f"/documents/{doc.doc_id}", job=f"/ingest/{doc.job_id}",
-                         content=f"/documents/{doc.doc_id}/content?version={doc.version}")
-
-
 class DocumentSummary(Payload):
     """A document's current version and provenance (`GET /documents` lists these).
 
@@ -364,8 +366,7 @@ class DocumentSummary(Payload):
 
 
 class DocumentResponse(DocumentSummary):
-    """A document's current version, provenance and history (earlier versions, newest
-    first), and where its text stands."""
+    """A document's current version, provenance and history (earlier versions, newest first)."""
 
     versions: list[Version]
     text: TextInfo

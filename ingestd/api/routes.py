@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from ingestd._lib.times import iso_from_timestamp
 from ingestd.api import dashboard
-from ingestd.api.backend import Backend, Busy, SinkStatus, SourceView
+from ingestd.api.backend import Backend, Busy, JobsUnwritable, SinkStatus, SourceView
 from ingestd.api.metrics import CONTENT_TYPE as METRICS_TYPE
 from ingestd.api.metrics import render
 from ingestd.api.models import (
@@ -170,6 +170,9 @@ def post_ingest(ctx: Context, req: Request) -> Reply:
         raise ApiError(404, "unknown_source", f"no source named {name!r}; GET /sources lists them") from None
     except ConfigError:
         raise _unavailable(ctx.backend.source(name) or source) from None
+    except JobsUnwritable:
+        raise ApiError(503, "state_unwritable", "the daemon cannot record jobs right now: its state directory "
+                       "refuses writes (GET /healthz names the check)") from None
     return Reply(202, IngestionStatusResponse.of(manifest), headers={"Location": f"/ingest/{manifest.job_id}"})
 
 
@@ -419,10 +422,6 @@ ROUTES: list[Route] = [
           {200: DocumentListResponse}, query=DocumentsQuery),
     Route("GET", "/documents/{doc_id}", get_document, "getDocument", "A document's record, provenance and versions",
           {200: DocumentResponse, 404: ErrorResponse}, params={"doc_id": DocId}),
-    Route("GET", "/documents/{doc_id}/text", get_document_text, "getDocumentText",
-          "The document's text as UTF-8 Markdown (a derivative of its current version)",
-          {200: "text/markdown", 404: ErrorResponse, 409: ErrorResponse, 422: TextFailedResponse},
-          params={"doc_id": DocId}),
     Route("GET", "/documents/{doc_id}/content", get_content, "getDocumentContent",
           "A document version's bytes, streamed (ETag, Range, If-None-Match)",
           {200: "*/*", 206: "*/*", 304: "", 404: ErrorResponse,
@@ -430,6 +429,10 @@ ROUTES: list[Route] = [
     Route("GET", "/changes", list_changes, "listChanges",
           "The change feed after a cursor, oldest first; `wait` long-polls for the next change",
           {200: ChangesResponse, 410: CursorExpiredResponse}, query=ChangesQuery),
+    Route("GET", "/documents/{doc_id}/text", get_document_text, "getDocumentText",
+          "The document's text as UTF-8 Markdown (a derivative of its current version)",
+          {200: "text/markdown", 404: ErrorResponse, 409: ErrorResponse, 422: TextFailedResponse},
+          params={"doc_id": DocId}),
     Route("GET", "/sinks", list_sinks, "listSinks",
           "Configured sinks: cursor, lag behind the feed, state, last error and last delivery",
           {200: SinkListResponse}),

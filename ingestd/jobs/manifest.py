@@ -43,6 +43,18 @@ class JobError(BaseModel):
         return redact.scrub_text(message)
 
 
+class LiveProgress(BaseModel):
+    """How far a running job has got (None once it has finished: the counters say it all).
+    Refreshed in memory as work happens and in the manifest file about once a second."""
+
+    phase: str
+    items_done: int = 0
+    items_total: int | None = None
+    bytes_done: int = 0
+    bytes_total: int | None = None
+    updated_at: Timestamp = Field(default_factory=now_iso)
+
+
 class Manifest(BaseModel):
     # `schema` on disk, over HTTP and from model_dump() alike (a hook's plugin sees what the
     # file says); the attribute is `schema_version` because `schema` is a BaseModel method
@@ -61,6 +73,8 @@ class Manifest(BaseModel):
     errors: list[JobError] = []
     errors_dropped: int = 0
     items_file: str
+    # only while the job runs: a finished job's record reads as finished ones always have
+    progress: LiveProgress | None = Field(default=None, exclude_if=lambda p: p is None)
 
     @property
     def terminal(self) -> bool:

@@ -3,7 +3,9 @@
 This is the error boundary: whatever a connector or the disk does, the job ends in a
 terminal state with typed errors, and a crash at any instant leaves what was committed
 consistent. Results are committed in groups (flush blobs once, one transaction, one
-manifest write) because a per-file fsync would cost more than the ingest itself.
+manifest write) because a per-file fsync would cost more than the ingest itself. The
+pipeline enriches (hash, size and MIME type come from the bytes, never from a
+connector's word); the store stores; the lifecycle says when the job starts and ends.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import shutil
 import stat
 import threading
 import time
@@ -23,16 +24,20 @@ from pathlib import Path
 
 from ingestd._lib import logs
 from ingestd._lib.times import iso_from_timestamp
-from ingestd.errors import Code, ConnectorError, IngestdError, io_error_code
+from ingestd.errors import Code, ConnectorError, IngestdError, StoreError, io_error_code
 from ingestd.jobs.items import ItemsWriter
-from ingestd.jobs.jobstore import JobStore
+from ingestd.jobs.lifecycle import Lifecycle, remove_workspace
 from ingestd.jobs.locks import Held, source_lock
 from ingestd.jobs.manifest import JobError, Manifest
+from ingestd.jobs.outcomes import OutcomeLog
 from ingestd.plugin.connector import Connector, Deleted, Event, Failed, JobContext, Outcome, Staged, Unchanged
-from ingestd.store.catalogue import Change, Store, doc_id_for
+from ingestd.store.blobs import SMALL_FILE, Stored
+from ingestd.store.catalogue import Blob, Change, Store, doc_id_for
+from ingestd.store.enrich import detect_mime
 
 BATCH_ITEMS = 1000
-BATCH_SECONDS = 2.0
+BATCH_SECONDS = 1.0  # counters a poller sees move at least this often while results arrive
+DISK_FULL_ATTEMPTS = 5  # a file refused for want of space this often in a row goes to failed
 MAX_IN_FLIGHT = 16  # chunks waiting for their results: bounds memory and open files
 CHUNK = 16
 CHUNK_BYTES = 4 << 20  # a big file goes to a thread of its own, so large files hash in parallel
@@ -56,7 +61,7 @@ class _Batch:
         return len(self.changes) + len(self.deletes) + len(self.failures)
 
     def due(self) -> bool:
-        return len(self) >= BATCH_ITEMS or time.monotonic() - self.opened >= BATCH_SECONDS
+        return len(self) >= BATCH_ITEMS or (len(self) > 0 and time.monotonic() - self.opened >= BATCH_SECONDS)
 
 
 class NoHooks:
@@ -66,14 +71,20 @@ class NoHooks:
     def document_deleted(self, document, job, cursor) -> None:
         pass
 
-    def job_finished(self, manifest) -> None:
-        pass
+
+@dataclass
+class _OutOfSpace(Failed):
+    """A file refused for want of space: counted per document, so it gives up in the end."""
+
+    doc_id: str = ""
+    size: int = 0
 
 
 class Pipeline:
-    def __init__(self, store: Store, jobs: JobStore, state_dir: Path, hooks=None, threads: int = 4):
+    def __init__(self, store: Store, lifecycle: Lifecycle, state_dir: Path, hooks=None, threads: int = 4):
         self.store = store
-        self.jobs = jobs
+        self.lifecycle = lifecycle
+        self.jobs = lifecycle.jobs
         self.state_dir = state_dir
         self.hooks = hooks or NoHooks()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="enrich")
@@ -83,44 +94,35 @@ class Pipeline:
 
     def run(self, manifest: Manifest, connector: Connector, *, stop: threading.Event | None = None,
             hint: list[str] | None = None, held: Held | None = None) -> Manifest:
-        """Run one job under its source's lock (`held`, when the caller took it already).
-        The lock comes first: a job is `running` only while its process holds the lock, so
-        a `running` job whose lock is free was left by a process that died."""
+        """Run a created job to its end under its source's lock (`held`, when the caller
+        took it already), then tell the lifecycle it is done. The lock comes first: a job
+        is `running` only while its process holds the lock, so a `running` job whose lock
+        is free was left by a process that died. Raises only what the lifecycle itself
+        could not record (the caller fails the job then)."""
         log = logs.get(job_id=manifest.job_id, source=manifest.source)
-        stop = stop or threading.Event()
         ctx = JobContext(job_id=manifest.job_id, source=connector.source, state_dir=self.state_dir,
-                         stop=stop, log=log, hint=hint)
+                         stop=stop or threading.Event(), log=log, hint=hint)
+        result = self._locked(manifest, ctx, connector, held)
+        self.lifecycle.done(result, hint)
+        return result
+
+    def _locked(self, manifest: Manifest, ctx: JobContext, connector: Connector, held: Held | None) -> Manifest:
         with ExitStack() as stack:
             try:
                 held = held or stack.enter_context(source_lock(self.state_dir, manifest.source))
             except ConnectorError as exc:  # another process holds the source
-                run = _Run(self, manifest, ctx, log)
+                run = _Run(self, manifest, ctx, ctx.log)
                 run.job_error = JobError(code=exc.code, message=exc.message)
                 return run.close(connector, staged=False)
-            self.close_stale(manifest.source, held.previous)
+            self.lifecycle.close_stale(manifest.source, held.previous)
             held.claim(manifest.job_id)
-            self.jobs.transition(manifest, "running")
-            log.info("job started", kind=manifest.kind, trigger=manifest.trigger)
-            run = _Run(self, manifest, ctx, log)
+            self.lifecycle.start(manifest, ctx.progress)
+            ctx.log.info("job started", kind=manifest.kind, trigger=manifest.trigger)
+            run = _Run(self, manifest, ctx, ctx.log)
             _guarded(run, lambda: run.consume(connector.stage(ctx)))
             # finish runs under the lock too: the next job of this source must see the
             # cursor this one saves
             return run.close(connector)
-
-    def close_stale(self, source: str, previous: str | None) -> None:
-        """Holding `source`'s lock: end the jobs a dead process left running, and remove
-        their half-done downloads."""
-        for stale in self.jobs.close_stale(source, previous):
-            remove_workspace(self.state_dir, stale.job_id)
-            logs.get(job_id=stale.job_id, source=source).warning("recovered a job left running by a process "
-                                                                 "that stopped", code=Code.INTERRUPTED.value)
-
-    def recover(self) -> list[Manifest]:
-        """At daemon start: every job a dead process left queued or running, closed."""
-        recovered = self.jobs.recover()
-        for manifest in recovered:
-            remove_workspace(self.state_dir, manifest.job_id)
-        return recovered
 
 
 def _guarded(run: "_Run", step) -> None:
@@ -149,7 +151,7 @@ class _Run:
         self.ctx = ctx
         self.log = log
         self.batch = _Batch()
-        self.outcomes: list[Outcome] = []
+        self.outcomes = OutcomeLog(pipeline.state_dir / "workspace")  # streams to disk past a few thousand
         self.items = ItemsWriter(pipeline.jobs.items_path(manifest))
         self.job_error: JobError | None = None
         self.verbose = logging.getLogger("ingestd").isEnabledFor(logging.INFO)  # per-item lines
@@ -157,44 +159,90 @@ class _Run:
 
     def consume(self, events) -> None:
         """Feed staged files to the enrich threads in chunks, keep results in arrival
-        order, commit in groups."""
-        pending: deque[Future | Event] = deque()
-        chunk = _Chunker(self.sizes)
-
-        def flush() -> None:
-            if chunk.files:
-                pending.append(self.p._pool.submit(self._enrich_many, chunk.take()))
-
+        order, commit in groups. While the connector is busy elsewhere (a long download,
+        a slow listing), a heartbeat takes the results that are ready and commits them,
+        so counters move at least every BATCH_SECONDS."""
+        self.pending: deque[Future | Event] = deque()
+        self.chunk = _Chunker(self.sizes)
+        self.mutex = threading.Lock()  # the job thread and the heartbeat take turns
+        self.fault: BaseException | None = None
+        beat = _Heartbeat(self._beat)
         try:
             for event in events:
-                self.manifest.counters.discovered += 1
-                if isinstance(event, Staged):
-                    if chunk.add(event):
-                        flush()
-                else:
-                    flush()
-                    pending.append(event)
-                while len(pending) > MAX_IN_FLIGHT or (pending and _ready(pending[0])):
-                    self._take(pending.popleft())
+                with self.mutex:
+                    self._admit_event(event)
                 if self.ctx.stop.is_set():
                     break
         finally:
+            beat.stop()
             # even when the connector raises, what it staged before is recorded, not dropped
-            flush()
-            while pending:
-                self._take(pending.popleft())
+            with self.mutex:
+                self.ctx.progress.started_storing()
+                self._submit_chunk()
+                while self.pending:
+                    self._take(self.pending.popleft())
+        if self.fault is not None:
+            raise self.fault
         if self.ctx.stop.is_set():
             raise Interrupted
 
-    def _enrich_many(self, events: list[Staged]) -> list:
-        return [self._enrich(ev) for ev in events]
+    def _admit_event(self, event: Event) -> None:
+        if self.fault is not None:
+            raise self.fault
+        self.manifest.counters.discovered += 1
+        if self.manifest.counters.discovered == 1:
+            self.ctx.progress.started_storing()
+        if isinstance(event, Staged):
+            if self.chunk.add(event):
+                self._submit_chunk()
+        else:
+            self._submit_chunk()
+            self.pending.append(event)
+        while len(self.pending) > MAX_IN_FLIGHT or (self.pending and _ready(self.pending[0])):
+            self._take(self.pending.popleft())
 
-    def _take(self, item) -> None:
+    def _submit_chunk(self) -> None:
+        if self.chunk.files:
+            self.pending.append(self.p._pool.submit(self._enrich_many, self.chunk.take()))
+
+    def _beat(self) -> None:
+        """From the heartbeat thread: never waits for the job thread, never on a result."""
+        if not self.mutex.acquire(blocking=False):
+            return
+        try:
+            if self.fault is not None:
+                return
+            if self.chunk.stale():
+                self._submit_chunk()
+            while self.pending and _ready(self.pending[0]):
+                self._take(self.pending.popleft())
+            if self.batch.due():
+                self.commit()
+        except BaseException as exc:  # the job thread raises it as its own, next time it looks
+            self.fault = exc
+        finally:
+            self.mutex.release()
+
+    def _enrich_many(self, events: list[Staged]) -> list:
+        results = [self._enrich(ev) for ev in events]
+        # bytes core copied itself (a connector counts what it downloads); a big file's
+        # were counted as they were read
+        small = sum(r[1].blob.size for r in results
+                    if isinstance(r, tuple) and not r[0].owned and r[0].path is not None and r[1].blob.size <= SMALL_FILE)
+        if small:
+            self.ctx.progress.advance(bytes=small)
+        return results
+
+    def _take(self, item, counted: bool = False) -> None:
         if isinstance(item, Future):
-            for result in item.result():
-                self._take(result)
+            results = item.result()
+            self.ctx.progress.advance(items=len(results))
+            for result in results:
+                self._take(result, counted=True)
             return
         result = item
+        if not counted:
+            self.ctx.progress.advance(items=1)
         if isinstance(result, Unchanged):  # known to the connector, not read: counted, nothing else
             self.manifest.counters.unchanged += 1
         elif isinstance(result, Failed):
@@ -210,47 +258,56 @@ class _Run:
             self.commit()
 
     def _enrich(self, ev: Staged) -> tuple[Staged, Change] | Failed:
+        doc_id = doc_id_for(self.manifest.source, ev.identity or ev.origin_uri)
         try:
-            if ev.path is None:  # re-point: the bytes are already in the store
-                blob = self.p.store.existing(ev.sha256 or "", ev.name)
-            elif ev.owned and ev.sha256 is not None:
-                blob = self.p.store.adopt(ev.path, ev.sha256, ev.size or 0, ev.name)
-            else:
-                blob, modified = self._copy_in(ev)
-                ev.source_modified_at = ev.source_modified_at or modified
+            stored = self._store(ev)
         except _Refused as exc:
             return Failed(ev.origin_uri, exc.code, exc.message, skip=exc.skip, token=ev.token)
-        except ConnectorError as exc:
-            return Failed(ev.origin_uri, exc.code, exc.message, token=ev.token)
+        except (ConnectorError, StoreError) as exc:
+            return self._failed(ev, doc_id, exc.code, getattr(exc, "message", None) or str(exc))
         except OSError as exc:
-            return Failed(ev.origin_uri, io_error_code(exc), exc.strerror or str(exc), token=ev.token)
+            return self._failed(ev, doc_id, io_error_code(exc), exc.strerror or str(exc))
+        blob = Blob(stored.sha256, stored.size, detect_mime(stored.head, ev.name))
         change = Change(
-            doc_id=doc_id_for(self.manifest.source, ev.identity or ev.origin_uri), source=self.manifest.source,
-            origin_uri=ev.origin_uri, blob=blob, job_id=self.manifest.job_id,
-            source_modified_at=ev.source_modified_at, metadata=ev.metadata,
+            doc_id=doc_id, source=self.manifest.source, origin_uri=ev.origin_uri, blob=blob,
+            job_id=self.manifest.job_id, source_modified_at=ev.source_modified_at, metadata=ev.metadata,
         )
         return ev, change
 
-    def _copy_in(self, ev: Staged):
+    def _store(self, ev: Staged) -> Stored:
+        blobs = self.p.store.blobs
+        if ev.path is None:  # re-point: the bytes are already in the store, as big as their records say
+            sha = ev.sha256 or ""
+            return blobs.existing(sha, self.p.store.recorded_size(sha))
+        if ev.owned:  # moved in, hashed on the way: a connector's sha256 and size are claims
+            return blobs.adopt(Path(ev.path), sha256=ev.sha256, size=ev.size)
+        stored, modified = self._copy_in(ev)
+        ev.source_modified_at = ev.source_modified_at or modified
+        return stored
+
+    def _failed(self, ev: Staged, doc_id: str, code: Code, message: str) -> Failed:
+        if code == Code.DISK_FULL:
+            return _OutOfSpace(ev.origin_uri, code, message, token=ev.token, doc_id=doc_id, size=ev.size or 0)
+        return Failed(ev.origin_uri, code, message, token=ev.token)
+
+    def _copy_in(self, ev: Staged) -> tuple[Stored, str]:
         """Open without following symlinks or blocking on FIFOs, check, copy, re-check."""
-        try:
-            fd, before = _open(ev, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise _Refused(Code.NOT_FOUND, "vanished before it could be read", skip=True) from None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise _Refused(Code.SYMLINK, "symlinks are not followed", skip=True) from None
-            raise
+        fd, before = _open_staged(ev)
         try:
             _admit(ev, before)
+            ev.size = before.st_size
             try:
-                blob = self.p.store.put_file(fd, ev.name, limit=ev.max_size, size_hint=before.st_size)
+                stored = self.p.store.blobs.put_file(fd, limit=ev.max_size, size_hint=before.st_size,
+                                                     progress=self._bytes_moved)
             except ValueError as exc:
                 raise _Refused(Code.TOO_LARGE, str(exc)) from None
             _unchanged_since(fd, before)
         finally:
             os.close(fd)
-        return blob, iso_from_timestamp(before.st_mtime)
+        return stored, iso_from_timestamp(before.st_mtime)
+
+    def _bytes_moved(self, n: int) -> None:
+        self.ctx.progress.advance(bytes=n)
 
     def commit(self) -> None:
         self.manifest.counters.filtered = self.ctx.filtered
@@ -266,6 +323,7 @@ class _Run:
             self._record(Outcome(ev, result, change.doc_id, change.blob.sha256), change)
         for (ev, doc_id), result in zip(batch.deletes, committed.gone):
             self._record(Outcome(ev, "deleted" if result == "deleted" else "unchanged", doc_id))
+        self._judge_space([f for f in batch.failures if isinstance(f, _OutOfSpace)])
         for ev in batch.failures:
             self._record(Outcome(ev, "skipped" if ev.skip else "failed", code=ev.code, message=ev.message))
         self.items.flush()
@@ -277,6 +335,23 @@ class _Run:
         for entry in committed.deleted:
             if entry is not None:
                 self.p.hooks.document_deleted(entry, self.manifest, entry.cursor)
+
+    def _judge_space(self, refused: list[_OutOfSpace]) -> None:
+        """A file refused for space is retried later (`disk_full`), until it has been refused
+        DISK_FULL_ATTEMPTS times in a row: then it fails for good (`too_large`, which sends a
+        drop folder's original to `failed/`), rather than fill the disk again and again."""
+        if not refused:
+            return
+        try:
+            attempts = self.p.store.note_refusals([(f.doc_id, f.size) for f in refused])
+        except StoreError:
+            return  # not even that fits: it stays a passing failure
+        for f, n in zip(refused, attempts):
+            if n >= DISK_FULL_ATTEMPTS:
+                f.code = Code.TOO_LARGE
+                f.message = f"does not fit on the state disk; gave up after {n} attempts: {f.message}"
+            else:
+                f.message = f"{f.message} (attempt {n} of {DISK_FULL_ATTEMPTS})"
 
     def _record(self, outcome: Outcome, change: Change | None = None) -> None:
         c = self.manifest.counters
@@ -317,21 +392,22 @@ class _Run:
             m.add_error(self.job_error)
         status = "failed" if self.job_error else ("partial" if m.counters.failed else "succeeded")
         try:
-            self.p.jobs.transition(m, status)
+            self.p.lifecycle.settle(m, status)
         except OSError as exc:
             # the index has the final state; the file is rewritten with the next save that
             # succeeds, and until then the connector must not act on the job's results
             committed = False
             self.log.error("manifest could not be written", error=exc.strerror, code=io_error_code(exc).value)
         if committed:
+            self.ctx.progress.phase("finishing")
             try:
                 connector.finish(self.ctx, self.outcomes, status)
             except Exception:
                 self.log.exception("connector finish failed")
+        self.outcomes.close()
         _tidy_workspace(self.ctx, status, self.job_error)
         self.log.info("job finished", status=status, counters=m.counters.model_dump(), duration_s=m.duration_s(),
                       **({"error": self.job_error.code.value, "message": self.job_error.message} if self.job_error else {}))
-        self.p.hooks.job_finished(m)
         return m
 
 
@@ -359,6 +435,26 @@ class _Chunker:
     def take(self) -> list[Staged]:
         files, self.files, self.bytes = self.files, [], 0
         return files
+
+    def stale(self) -> bool:
+        return bool(self.files) and time.monotonic() - self.opened > CHUNK_SECONDS
+
+
+class _Heartbeat:
+    """Calls `beat` every BATCH_SECONDS on a thread of its own until stopped."""
+
+    def __init__(self, beat):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(beat,), name="commit-beat", daemon=True)
+        self._thread.start()
+
+    def _run(self, beat) -> None:
+        while not self._stop.wait(BATCH_SECONDS):
+            beat()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class _SizeGuess:
@@ -397,6 +493,20 @@ def _open(ev: Staged, flags: int) -> tuple[int, os.stat_result]:
         raise
 
 
+def _open_staged(ev: Staged) -> tuple[int, os.stat_result]:
+    """Open a staged file without following symlinks or blocking on FIFOs, through the
+    connector's confined opener when it has one: every copy-in (embedded or cluster) goes
+    through here, so none re-resolves a path a drop-folder writer can swap."""
+    try:
+        return _open(ev, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise _Refused(Code.NOT_FOUND, "vanished before it could be read", skip=True) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _Refused(Code.SYMLINK, "symlinks are not followed", skip=True) from None
+        raise
+
+
 def _admit(ev: Staged, st: os.stat_result) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise _Refused(Code.UNSUPPORTED, "not a regular file", skip=True)
@@ -414,12 +524,6 @@ def _tidy_workspace(ctx: JobContext, status: str, error: JobError | None) -> Non
     `daemon.workspace_retention`, see housekeeping)."""
     if status == "succeeded" or (error is not None and error.code == Code.INTERRUPTED):
         remove_workspace(ctx.state_dir, ctx.job_id)
-
-
-def remove_workspace(state_dir: Path, job_id: str) -> None:
-    path = state_dir / "workspace" / job_id
-    if path.exists():
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _unchanged_since(fd: int, before: os.stat_result) -> None:

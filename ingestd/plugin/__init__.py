@@ -26,6 +26,7 @@ from ingestd.plugin.migration import Step, StepContext
 from ingestd.plugin.options import (
     DEFAULT_EVERY, DEFAULT_IGNORE, DeleteOptions, FilterOptions, ScheduleOptions, WatchOptions,
 )
+from ingestd.plugin.progress import Progress
 from ingestd.plugin.sink import DeliveryError, Sink
 from ingestd.plugin.spec import hookimpl
 from ingestd.plugin.watched import WatchedConnector
@@ -34,7 +35,7 @@ __all__ = [
     "BlobInfo", "Boundary", "Code", "ConfigError", "ConfigPath", "Connector", "ConnectorError", "Credential",
     "CredentialStatus", "DEFAULT_EVERY", "DEFAULT_IGNORE", "DeleteOptions", "Deleted", "DeletedDocument",
     "DeliveryError", "Duration", "Event", "Extracted", "ExtractionError", "Extractor", "Failed", "FilterOptions",
-    "IngestdError", "Job", "JobContext", "JobCounters", "Limits", "Outcome", "OutcomeName", "Registry",
+    "IngestdError", "Job", "JobContext", "JobCounters", "Limits", "Outcome", "OutcomeName", "Progress", "Registry",
     "Requirement", "ScheduleOptions", "SecretPath", "Sink", "Source", "Staged", "Step", "StepContext",
     "StoredDocument", "Strict", "Unchanged", "WatchOptions", "WatchedConnector", "__version__", "hookimpl",
     "io_error_code",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -24,6 +24,7 @@ from ingestd.config import Source
 from ingestd.credentials import Registry
 from ingestd.errors import Code
 from ingestd.plugin.migration import Step
+from ingestd.plugin.progress import Progress
 
 OutcomeName = Literal["ingested", "unchanged", "skipped", "failed", "deleted"]
 
@@ -34,8 +35,9 @@ class Staged:
 
     `identity` is what makes two deliveries the same document (defaults to the origin
     URI; SharePoint uses its item id so a rename keeps the document). With `owned`, the
-    file sits in the job workspace and core may move it into the blob store; `sha256`
-    and `size` are then the values the connector computed while downloading. Otherwise
+    file sits in the job workspace and core moves it into the blob store, hashing it on
+    the way; `sha256` and `size`, if given, are claims checked against the bytes (a
+    mismatch fails the item as `integrity`: a connector's word never names a blob). Otherwise
     core opens `path` itself (never through a symlink) and refuses what is not a regular
     file, is over `max_size`, is empty when `allow_empty` is false, or has more than one
     name (st_nlink > 1: a hard link, maybe to a file outside the folder) when
@@ -121,6 +123,7 @@ class JobContext:
     stop: threading.Event
     log: Any
     hint: list[str] | None = None  # for a watch-triggered job: the settled files' paths
+    progress: Progress = field(default_factory=Progress)  # MAY be fed: phase, totals, bytes downloaded
     filtered: int = 0  # see note_filtered
 
     def note_filtered(self, count: int = 1) -> None:
@@ -233,10 +236,11 @@ class Connector:
         """
         raise NotImplementedError
 
-    def finish(self, ctx: JobContext, outcomes: list[Outcome], status: str) -> None:
+    def finish(self, ctx: JobContext, outcomes: Iterable[Outcome], status: str) -> None:
         """MAY: act on the job's results, which are durable when this is called: move
         originals, save a cursor or delta link. `outcomes` has one entry per event, with
-        the event's `token`. Not called when the results could not be made durable, so a
+        the event's `token`; iterate it (it has `len()`, but past 32,768 entries they are
+        read back from disk, so it is no list). Not called when the results could not be made durable, so a
         cursor saved here never runs ahead of the store. An exception is logged."""
 
     def check(self) -> list[str]:

@@ -1,8 +1,9 @@
 """The one job queue every trigger goes through (watch, schedule, API, CLI-in-daemon).
 
-At most one job per source is queued or running at a time: a second request for a busy
-source is refused with the job that holds it, which the API turns into 409 and the
-scheduler into a counted "skipped: overlapping run".
+At most one job per source is queued or running at a time (the job lifecycle holds the
+source from creation until the job is done): a second request for a busy source is
+refused with the job that holds it, which the API turns into 409 and the scheduler into
+a counted "skipped: overlapping run".
 """
 
 from __future__ import annotations
@@ -10,27 +11,22 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
 
 from ingestd._lib import logs
-from ingestd.errors import Code, IngestdError
-from ingestd.jobs.manifest import JobError, Manifest, Trigger
+from ingestd.errors import Code
+from ingestd.jobs.lifecycle import Busy
+from ingestd.jobs.manifest import Manifest, Trigger
 
-
-class Busy(IngestdError):
-    def __init__(self, manifest: Manifest):
-        self.manifest = manifest
-        super().__init__(f"source {manifest.source!r} already has job {manifest.job_id} {manifest.status}")
+__all__ = ["Busy", "Workers"]
 
 
 class Workers:
-    def __init__(self, app, size: int, on_done: Callable[[Manifest, object], None] | None = None):
+    def __init__(self, app, size: int):
         self.app = app
+        self.lifecycle = app.lifecycle
         self._queue: queue.Queue = queue.Queue()
-        self._active: dict[str, Manifest] = {}
         self._lock = threading.Lock()
         self.stop = threading.Event()  # set past the shutdown timeout: running jobs end `interrupted`
-        self._on_done = on_done
         self._log = logs.get("ingestd.workers")
         self._threads = [threading.Thread(target=self._loop, name=f"worker-{i}", daemon=True) for i in range(size)]
         self.running = 0
@@ -40,30 +36,25 @@ class Workers:
             thread.start()
 
     def submit(self, source: str, trigger: Trigger, hint=None) -> Manifest:
-        """Queue a job for `source`; raises Busy if one is already queued or running.
+        """Queue a job for `source`; raises Busy if one is already queued or running, and
+        JobsUnwritable (no job made) while the state dir refuses job records.
 
         Returns a copy of the job as queued: from `put` on, the manifest belongs to the
         worker thread, and a caller reading it (the API answering 202) must not race it.
         """
         connector = self.app.connector(source)  # raises for unknown or unavailable sources
-        with self._lock:
-            if source in self._active:  # until its worker is done, finish included
-                raise Busy(self._active[source].model_copy())
-            manifest = self.app.jobs.create(source, connector.kind, trigger)
-            self._active[source] = manifest
+        manifest = self.lifecycle.create(source, connector.kind, trigger)
         self._log.info("job queued", job_id=manifest.job_id, source=source, trigger=trigger)
         queued = manifest.model_copy(deep=True)
         self._queue.put((manifest, hint))
         return queued
 
     def busy(self, source: str) -> Manifest | None:
-        with self._lock:
-            return self._active.get(source)
+        return self.lifecycle.holder(source)
 
     def jobs(self) -> list[Manifest]:
         """The queued and running jobs, live (their counters move while they run)."""
-        with self._lock:
-            return list(self._active.values())
+        return self.lifecycle.holders()
 
     def depth(self) -> int:
         return self._queue.qsize()
@@ -81,34 +72,14 @@ class Workers:
                 self.running += 1
             try:
                 if self.stop.is_set():
-                    manifest = self.app.failed_before_start(manifest, Code.INTERRUPTED, "daemon stopped before the job started")
+                    self.lifecycle.fail(manifest, Code.INTERRUPTED, "daemon stopped before the job started", hint)
                 else:
-                    manifest = self.app.run_job(manifest.source, manifest.trigger, hint=hint, stop=self.stop,
-                                                manifest=manifest)
-            except Exception:
+                    self.app.run_job(manifest.source, manifest.trigger, hint=hint, stop=self.stop, manifest=manifest)
+            except Exception:  # run_job ends its job itself; this keeps the thread alive whatever happens
                 self._log.exception("job could not run", job_id=manifest.job_id, source=manifest.source)
-                manifest = self._fail(manifest)
             finally:
                 with self._lock:
                     self.running -= 1
-                    self._active.pop(manifest.source, None)
-            if self._on_done is not None:
-                try:
-                    self._on_done(manifest, hint)
-                except Exception:
-                    self._log.exception("job completion callback failed", job_id=manifest.job_id)
-
-    def _fail(self, manifest: Manifest) -> Manifest:
-        try:
-            current = self.app.jobs.get(manifest.job_id)
-            if current.terminal:
-                return current
-            if current.status == "queued":
-                self.app.jobs.transition(current, "running")
-            current.add_error(JobError(code=Code.INTERNAL, message="the job could not run; see the daemon log"))
-            return self.app.jobs.transition(current, "failed")
-        except Exception:
-            return manifest
 
     def shutdown(self, timeout: float) -> None:
         """Let running jobs finish for `timeout` seconds, then interrupt them."""
@@ -133,7 +104,5 @@ class Workers:
                 return
             if item is None:
                 continue
-            manifest, _ = item
-            self.app.failed_before_start(manifest, Code.INTERRUPTED, "daemon stopped before the job started")
-            with self._lock:
-                self._active.pop(manifest.source, None)
+            manifest, hint = item
+            self.lifecycle.fail(manifest, Code.INTERRUPTED, "daemon stopped before the job started", hint)

@@ -17,6 +17,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from ingestd._lib import logs
 from ingestd.plugin.options import DEFAULT_EVERY
+from ingestd.jobs.lifecycle import JobsUnwritable
 from ingestd.runtime.queue import Busy
 
 FIRST_RUN_DELAY = 1.0  # seconds after start: a restarted daemon catches up promptly
@@ -37,6 +38,7 @@ class Schedule:
         self._scheduler.add_listener(self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
         self._lock = threading.Lock()
         self.overlaps: dict[str, int] = {}
+        self._first: dict[str, str] = {}  # the trigger a source's next run is recorded under, once
         self.log = logs.get("ingestd.schedule")
 
     def start(self) -> None:
@@ -49,7 +51,12 @@ class Schedule:
     def running(self) -> bool:
         return bool(self._scheduler.running)
 
-    def add(self, name: str, options) -> None:
+    def add(self, name: str, options, first: str = "schedule") -> None:
+        """Run a source on its schedule, the first time soon after now. `first` names what
+        that first run is recorded as: `recovery` after a crash interrupted the source's job,
+        so its manifest says why it ran before its time."""
+        with self._lock:
+            self._first[name] = first
         trigger, every = trigger_for(options)
         grace = int(every) if every else 3600
         first = datetime.now(timezone.utc) + timedelta(seconds=FIRST_RUN_DELAY)
@@ -72,6 +79,8 @@ class Schedule:
             self.log.exception("housekeeping task failed", task=name)
 
     def remove(self, name: str) -> None:
+        with self._lock:
+            self._first.pop(name, None)
         job = self._scheduler.get_job(f"source:{name}")
         if job is not None:
             job.remove()
@@ -85,13 +94,19 @@ class Schedule:
         return job.next_run_time if job is not None else None
 
     def _fire(self, name: str) -> None:
+        with self._lock:
+            trigger = self._first.get(name, "schedule")
         try:
-            self._submit(name, "schedule")
+            self._submit(name, trigger)
+            with self._lock:  # a run that could not be queued leaves the label for the next
+                self._first.pop(name, None)
         except Busy as exc:
             with self._lock:
                 self.overlaps[name] = self.overlaps.get(name, 0) + 1
             self.log.warning("scheduled run skipped: previous run still going", source=name,
                              job_id=exc.manifest.job_id, skipped=self.overlaps[name])
+        except JobsUnwritable as exc:  # the lifecycle logged the cause; no traceback per run
+            self.log.warning("scheduled run skipped: the state dir refuses job records", source=name, error=str(exc))
         except Exception:
             self.log.exception("scheduled run could not be queued", source=name)
 

@@ -38,6 +38,7 @@ from watchdog.events import (
 
 from ingestd._lib import logs
 from ingestd.errors import ConfigError
+from ingestd.jobs.lifecycle import JobsUnwritable
 from ingestd.plugin.watched import WatchedConnector
 from ingestd.runtime.observe import Observers, OverflowTrigger
 from ingestd.runtime.queue import Busy
@@ -423,7 +424,7 @@ class Watcher:
                 self._submit(folder.name, folder.trigger, batch)
                 folder.trigger = "watch"
             except Exception as exc:
-                if not isinstance(exc, Busy):
+                if not isinstance(exc, (Busy, JobsUnwritable)):  # the lifecycle logs an unwritable state dir
                     self.log.exception("could not queue a watch job", source=folder.name)
                 with self._cond:
                     back = {path: folder.held.pop(path, None) for path in batch}

@@ -18,6 +18,13 @@ def _nothing_else(ctx: StepContext) -> None:
     """The marker the runner writes after this step is the whole change."""
 
 
+def _change_feed(ctx: StepContext) -> None:
+    """One SQLite transaction (store/upgrade.py), durable when it returns, a no-op when done."""
+    ctx.progress("replaying the existing documents into the change feed")
+    written = catalogue.migrate(ctx.root / "documents.sqlite")
+    ctx.log.info("change feed created", changes_replayed=written)
+
+
 def _text_catalogue(ctx: StepContext) -> None:
     """One transaction (`CREATE TABLE IF NOT EXISTS`), durable when it commits."""
     db = open_db(ctx.root / "documents.sqlite")
@@ -25,13 +32,6 @@ def _text_catalogue(ctx: StepContext) -> None:
         texts.create(db)
     finally:
         db.close()
-
-
-def _change_feed(ctx: StepContext) -> None:
-    """One SQLite transaction (store/upgrade.py), durable when it returns, a no-op when done."""
-    ctx.progress("replaying the existing documents into the change feed")
-    written = catalogue.migrate(ctx.root / "documents.sqlite")
-    ctx.log.info("change feed created", changes_replayed=written)
 
 
 CORE: list[Step] = [

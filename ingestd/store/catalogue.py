@@ -1,10 +1,12 @@
-"""The document store: content-addressed blobs plus one record per origin, with versions.
+"""The document store: one record per origin, with versions, naming content-addressed
+blobs (`store.blobs`).
 
-Blobs live at `blobs/sha256/<2 hex>/<64 hex>`, written once per distinct content.
 Records live in SQLite (`documents.sqlite`, WAL, synchronous=FULL): a job's records are
 committed in one transaction, after the blobs they name are flushed, so a crash never
 leaves a record pointing at missing bytes. The same transaction appends what changed to
-the change feed (`store.feed`), which is how consumers follow the store.
+the change feed (`store.feed`), which is how consumers follow the store. The store
+stores: what a file's bytes are (MIME type) is worked out by the pipeline before it gets
+here.
 
 History is append-only: a version row, once written, is never rewritten. Content that
 did not change but arrives with a new origin or metadata (a rename, an S3 rewrite of the
@@ -14,30 +16,27 @@ fields (sha256, size, mime) repeat the previous one's, `kind = 'metadata'`.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
-import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from ingestd._lib.atomic import syncfs
-from ingestd._lib.files import unlink_quietly
 from ingestd._lib.sqlite import open_db
 from ingestd._lib.times import Timestamp, now_iso
-from ingestd.errors import Code, IngestdError, MigrationPending, NotFoundError, StoreError
+from ingestd.errors import Code, IngestdError, MigrationPending, NotFoundError, StateError, StoreError
 from ingestd.store import feed as feed_mod
-from ingestd.store.enrich import CHUNK, HEAD, copy_hashing, detect_mime, read_head
-from ingestd.store.feed import Feed, FeedChange
 from ingestd.store import upgrade
+from ingestd.store.blobs import Blobs
+from ingestd.store.feed import Feed, FeedChange
 from ingestd.store.readers import Readers
-
-SMALL_FILE = 1 << 20  # read whole, hash, then write only if the content is new
+from ingestd.store.space import Space
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -68,6 +67,16 @@ CREATE TABLE IF NOT EXISTS versions (
 CREATE INDEX IF NOT EXISTS versions_sha256 ON versions(sha256);
 """
 KINDS = ("content", "metadata")  # a version's kind; permissions versions (issue 19) will add one
+
+# Marks, made the first time one is written (so no state needs migrating for them, and a
+# read-only command never creates them): files refused for want of space, and content
+# `verify --repair` found damaged. Readers take a missing table for no marks.
+_MARKS = (
+    "CREATE TABLE IF NOT EXISTS space_refusals (doc_id TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+    "attempts INTEGER NOT NULL, last_at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS damaged (sha256 TEXT PRIMARY KEY, reason TEXT NOT NULL, found_at TEXT NOT NULL)",
+)
+
 
 def doc_id_for(source: str, identity: str) -> str:
     """Stable across runs and machines: the same origin always names the same document."""
@@ -108,6 +117,7 @@ class Document(BaseModel):
     deleted_at: Timestamp | None = None
     deleted_job: str | None = None
     blob_path: str
+    damaged: str | None = None  # set by `ingestd verify --repair` when the current bytes are bad
     versions: list[Version] = []
 
 
@@ -174,16 +184,12 @@ class Tombstoned(IngestdError):
 
 
 class Store:
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path, space: Space | None = None):
         self.root = state_dir
-        self.blob_root = state_dir / "blobs" / "sha256"
-        self.tmp_dir = state_dir / "blobs" / "tmp"
-        self.blob_root.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.blobs = Blobs(state_dir, space)
         self._lock = threading.Lock()
-        self._made_dirs: set[str] = set()
-        self._proc_fd = _probe_tmpfile(self.tmp_dir)
         self._db = _open(state_dir / "documents.sqlite")
+        self._marked = False  # the mark tables exist (once seen, they stay)
         self.readers = Readers(state_dir / "documents.sqlite")
         self.feed = Feed(self.readers)
 
@@ -191,88 +197,28 @@ class Store:
         with self._lock:
             self._db.close()
         self.readers.close()
-        if self._proc_fd is not None:
-            os.close(self._proc_fd)
-            self._proc_fd = None
-
-    # -- blobs ------------------------------------------------------------------------
+        self.blobs.close()
 
     def blob_path(self, sha256: str) -> Path:
-        return self.blob_root / sha256[:2] / sha256
+        return self.blobs.path(sha256)
 
     def clean_temps(self) -> int:
-        """Temp blobs left by a crash are garbage: their content was never committed."""
-        removed = 0
-        for entry in os.scandir(self.tmp_dir):
-            os.unlink(entry.path)
-            removed += 1
-        return removed
+        return self.blobs.clean_temps()
 
-    def put_file(self, src_fd: int, name: str, limit: int | None = None, size_hint: int | None = None) -> Blob:
-        """Copy an open file into the store while hashing it; dedupe by content.
-
-        Small files are read whole first, so content already in the store costs no write.
-        """
-        if size_hint is not None and size_hint <= SMALL_FILE:
-            data = _read_all(src_fd, limit, size_hint)
-            sha = hashlib.sha256(data).hexdigest()
-            if not os.path.exists(self.blob_path(sha)):
-                with self._unnamed() as blob:
-                    _write_all(blob.fd, data)
-                    blob.name_as(sha)
-            return Blob(sha, len(data), detect_mime(data[:HEAD], name))
-        with self._unnamed() as blob:
-            sha, size, head = copy_hashing(src_fd, blob.fd, limit)
-            blob.name_as(sha)
-        return Blob(sha, size, detect_mime(head, name))
-
-    def adopt(self, path: Path, sha256: str, size: int, name: str) -> Blob:
-        """Move a file a connector already hashed (in the workspace) into the store."""
-        mime = detect_mime(read_head(path), name)
-        self._place(str(path), sha256)
-        return Blob(sha256, size, mime)
+    @property
+    def tmp_dir(self) -> Path:
+        """Where files on their way into the store are written (same filesystem as blobs)."""
+        return self.blobs.tmp_dir
 
     def place(self, path: Path, sha256: str) -> Path:
-        """Move a file whose sha256 the caller computed (a derivative, such as extracted
-        text) into the store; returns where it now is. The rename is made durable by the
-        caller (an fsync of the returned path's directory) before a record names it."""
-        self._place(str(path), sha256)
-        return self.blob_path(sha256)
-
-    def existing(self, sha256: str, name: str) -> Blob:
-        """A blob already in the store, for a document re-pointed without new bytes
-        (a renamed remote item); FileNotFoundError when the store does not hold it."""
-        if len(sha256) != 64 or sha256.strip("0123456789abcdef"):
-            raise FileNotFoundError(errno.ENOENT, "no such content in the blob store", sha256[:80])
-        path = self.blob_path(sha256)
-        return Blob(sha256, os.stat(path).st_size, detect_mime(read_head(path), name))
-
-    def _unnamed(self) -> "_NewBlob":
-        return _NewBlob(self)
-
-    def _temp(self) -> tuple[int, str]:
-        name = f"{os.getpid()}-{threading.get_ident()}-{os.urandom(6).hex()}"
-        path = str(self.tmp_dir / name)
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640), path
-
-    def _prefix_dir(self, sha256: str) -> Path:
-        final = self.blob_path(sha256)
-        prefix = sha256[:2]
-        if prefix not in self._made_dirs:
-            final.parent.mkdir(exist_ok=True)
-            self._made_dirs.add(prefix)
-        return final
-
-    def _place(self, tmp: str, sha256: str) -> None:
-        final = self._prefix_dir(sha256)
-        if os.path.exists(final):
-            unlink_quietly(tmp)
-            return
-        os.replace(tmp, final)
+        """Move a file whose sha256 core computed (a derivative, such as extracted text)
+        into the store; returns where it now is. The rename is made durable by the caller
+        (an fsync of the returned path's directory) before a record names it."""
+        return self.blobs.place(path, sha256)
 
     def flush(self) -> None:
         """Make every blob written so far durable before records name them."""
-        syncfs(self.root)
+        self.blobs.flush()
 
     # -- records ----------------------------------------------------------------------
 
@@ -284,23 +230,14 @@ class Store:
         metadata it is `unchanged` content too, recorded as a metadata version. The feed's
         cursors are allocated here, inside the write transaction (see store/feed.py)."""
         stamp = now_iso()
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                done, rows = self._apply_all(changes, stamp)
-                gone, gone_rows = [], []
-                for doc_id, job_id in tombstones:
-                    outcome, row = self._tombstone(doc_id, job_id, stamp)
-                    gone.append(outcome)
-                    gone_rows.append(row)
-                entries = [r for r in rows + gone_rows if r is not None]
-                allocated = feed_mod.append(self._db, entries)
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-                raise StoreError(f"document store: {exc}", Code.DISK_FULL if full else Code.IO) from exc
+        with self._lock, self._transaction():
+            done, rows = self._apply_all(changes, stamp)
+            gone, gone_rows = [], []
+            for doc_id, job_id in tombstones:
+                outcome, row = self._tombstone(doc_id, job_id, stamp)
+                gone.append(outcome)
+                gone_rows.append(row)
+            allocated = feed_mod.append(self._db, [r for r in rows + gone_rows if r is not None])
         cursors = iter(allocated)
         changed = [None if r is None else feed_mod.change(next(cursors), r) for r in rows]
         deleted = [None if r is None else feed_mod.change(next(cursors), r) for r in gone_rows]
@@ -337,6 +274,7 @@ class Store:
             rows.append((change_type, c.doc_id, c.source, c.origin_uri, seq, *blob, c.job_id, stamp))
         self._db.executemany("INSERT INTO versions (doc_id, seq, sha256, size, mime, origin_uri, source_modified_at, "
                              "ingested_at, job_id, metadata, kind) VALUES (?,?,?,?,?,?,?,?,?,?,?)", versions)
+        self._clear_marks(changes)
         self._db.executemany(
             "INSERT INTO documents (doc_id, source, origin_uri, current_seq) VALUES (?,?,?,?) "
             "ON CONFLICT(doc_id) DO UPDATE SET origin_uri=excluded.origin_uri, "
@@ -390,7 +328,7 @@ class Store:
         current = versions[head[2]]
         return Document(
             doc_id=doc_id, source=head[0], origin_uri=head[1], deleted_at=head[3], deleted_job=head[4],
-            blob_path=str(self.blob_path(current.sha256)),
+            blob_path=str(self.blob_path(current.sha256)), damaged=self._damage(current.sha256),
             versions=[v for seq, v in versions.items() if seq != head[2]],
             **current.model_dump(exclude={"origin_uri"}),
         )
@@ -446,6 +384,19 @@ class Store:
             raise NotFoundError(f"document {doc_id} has no version {seq}")
         return Content(doc_id, seq, row[0], row[1], row[2], row[3], self.blob_path(row[0]))
 
+    def _damage(self, sha256: str) -> str | None:
+        with self._lock:
+            if not self._has_marks():
+                return None
+            row = self._db.execute("SELECT reason FROM damaged WHERE sha256=?", (sha256,)).fetchone()
+        return row[0] if row else None
+
+    def recorded_size(self, sha256: str) -> int | None:
+        """The size records give this content (measured when it was stored), if any names it."""
+        with self._lock:
+            row = self._db.execute("SELECT size FROM versions WHERE sha256=? LIMIT 1", (sha256,)).fetchone()
+        return row[0] if row else None
+
     def count(self) -> int:
         with self.readers.snapshot() as db:
             return db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
@@ -467,18 +418,95 @@ class Store:
         so commits are never held up for long; returns how many went."""
         removed = 0
         while True:
-            with self._lock:
-                try:
-                    self._db.execute("BEGIN IMMEDIATE")
-                    batch = Feed.prune_batch(self._db, cutoff)
-                    self._db.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise StoreError(f"document store: {exc}") from exc
+            with self._lock, self._transaction():
+                batch = Feed.prune_batch(self._db, cutoff)
             removed += batch
             if batch < feed_mod.PRUNE_BATCH:
                 return removed
+
+    # -- marks: files refused for want of space, content found damaged ---------------
+
+    def note_refusals(self, refused: list[tuple[str, int]]) -> list[int]:
+        """Count one more space refusal of each (doc_id, size); returns each one's attempts
+        so far. Another size is another file, whose count starts again."""
+        stamp, out = now_iso(), []
+        with self._lock, self._transaction():
+            self._make_marks()
+            for doc_id, size in refused:
+                row = self._db.execute("SELECT size, attempts FROM space_refusals WHERE doc_id=?", (doc_id,)).fetchone()
+                attempts = row[1] + 1 if row and row[0] == size else 1
+                self._db.execute(
+                    "INSERT INTO space_refusals VALUES (?,?,?,?) ON CONFLICT(doc_id) DO UPDATE SET "
+                    "size=excluded.size, attempts=excluded.attempts, last_at=excluded.last_at",
+                    (doc_id, size, attempts, stamp))
+                out.append(attempts)
+        return out
+
+    def mark_damaged(self, sha256: str, reason: str) -> None:
+        """Content whose blob `verify --repair` took away: every version naming it says so
+        until the same bytes are stored again."""
+        with self._lock, self._transaction():
+            self._make_marks()
+            self._db.execute("INSERT OR REPLACE INTO damaged VALUES (?,?,?)", (sha256, reason, now_iso()))
+
+    def _clear_marks(self, changes: list[Change]) -> None:
+        """Stored at last: a refusal count ends; damaged content is whole again. One
+        statement each per commit (another process, `verify --repair` or a one-shot, may
+        have written the marks)."""
+        if not self._has_marks():
+            return
+        self._db.execute("DELETE FROM space_refusals WHERE doc_id IN (SELECT value FROM json_each(?))",
+                         (json.dumps([c.doc_id for c in changes]),))
+        self._db.execute("DELETE FROM damaged WHERE sha256 IN (SELECT value FROM json_each(?))",
+                         (json.dumps(list({c.blob.sha256 for c in changes})),))
+
+    def _make_marks(self) -> None:
+        for statement in _MARKS:
+            self._db.execute(statement)
+        self._marked = True
+
+    def _has_marks(self) -> bool:
+        """Call with the lock held. One look at the schema per call until they exist."""
+        if not self._marked:
+            self._marked = self._db.execute(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name IN ('space_refusals', 'damaged')"
+            ).fetchone()[0] == 2
+        return self._marked
+
+    @contextmanager
+    def _transaction(self):
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            yield
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+            raise StoreError(f"document store: {exc}", Code.DISK_FULL if full else Code.IO) from exc
+
+    # -- for `ingestd verify` ---------------------------------------------------------
+
+    def check_database(self) -> list[str]:
+        """SQLite's own consistency check of the catalogue file; empty when sound."""
+        with self._lock:
+            rows = [r[0] for r in self._db.execute("PRAGMA quick_check").fetchall()]
+        return [] if rows == ["ok"] else rows
+
+    def versions(self, batch: int = 1000) -> Iterator[tuple[str, int, str, int, bool]]:
+        """Every version as (sha256, size, doc_id, seq, is_current), by content."""
+        last: tuple = ("", "", -1)
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT v.sha256, v.size, v.doc_id, v.seq, d.current_seq = v.seq FROM versions v "
+                    "JOIN documents d ON d.doc_id = v.doc_id WHERE (v.sha256, v.doc_id, v.seq) > (?, ?, ?) "
+                    "ORDER BY v.sha256, v.doc_id, v.seq LIMIT ?", (*last, batch)).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield row[0], row[1], row[2], row[3], bool(row[4])
+            last = (rows[-1][0], rows[-1][2], rows[-1][3])
 
 
 @dataclass
@@ -511,102 +539,26 @@ def _version(row) -> Version:
 def _open(path: Path) -> sqlite3.Connection:
     """The writer's connection, with the schema in place: created whole in a new
     catalogue; one written before the change feed must have been migrated (the state's
-    step 4, store/upgrade.py), which every start does before the store opens."""
+    step 4, store/upgrade.py), which every start does before the store opens. A file
+    that is not a database stops the start with one line (StateError), not a traceback."""
     if upgrade.needed(path):
         raise MigrationPending(f"{path}: the catalogue predates the change feed; run `ingestd migrate` "
                                "(starting the daemon does it) before using it")
-    db = open_db(path)
-    db.executescript(_SCHEMA + feed_mod.SCHEMA)  # no write when the tables are there
-    if db.execute("SELECT 1 FROM feed WHERE id = 1").fetchone() is None:
-        db.execute(feed_mod.START)
+    try:
+        db = open_db(path)
+        db.executescript(_SCHEMA + feed_mod.SCHEMA)  # no write when the tables are there
+        if db.execute("SELECT 1 FROM feed WHERE id = 1").fetchone() is None:
+            db.execute(feed_mod.START)
+    except sqlite3.OperationalError as exc:
+        raise StoreError(f"{path}: cannot open the document store: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        raise StateError(damaged_message(path, exc)) from None
     return db
 
 
-class _NewBlob:
-    """A blob being written. It has no name until its hash is known: an O_TMPFILE inode
-    linked into place, so a crash leaves nothing to clean and parallel writers do not
-    queue on one temp directory. Where that is unavailable (no O_TMPFILE, no /proc), a
-    named temp file and a rename do the same job."""
-
-    def __init__(self, store: "Store"):
-        self.store = store
-        self.fd = -1
-        self.tmp: str | None = None
-
-    def __enter__(self) -> "_NewBlob":
-        if self.store._proc_fd is not None:
-            self.fd = os.open(self.store.tmp_dir, os.O_TMPFILE | os.O_WRONLY, 0o640)
-        else:
-            self.fd, self.tmp = self.store._temp()
-        return self
-
-    def name_as(self, sha256: str) -> None:
-        if self.tmp is not None:
-            os.close(self.fd)
-            self.fd = -1
-            self.store._place(self.tmp, sha256)
-            self.tmp = None
-            return
-        final = self.store._prefix_dir(sha256)
-        try:
-            # linkat(AT_SYMLINK_FOLLOW) through /proc/self/fd names the unnamed inode
-            os.link(str(self.fd), final, src_dir_fd=self.store._proc_fd, follow_symlinks=True)
-        except FileExistsError:
-            pass  # the same content, written by another job meanwhile
-
-    def __exit__(self, *exc) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-        if self.tmp is not None:
-            unlink_quietly(self.tmp)
-
-
-def _probe_tmpfile(directory: Path) -> int | None:
-    """The /proc/self/fd directory fd when unnamed temp files can be linked here, else None."""
-    if not hasattr(os, "O_TMPFILE"):
-        return None
-    try:
-        proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    probe = directory / f".probe-{os.getpid()}-{os.urandom(4).hex()}"
-    try:
-        fd = os.open(directory, os.O_TMPFILE | os.O_WRONLY, 0o600)
-        try:
-            os.link(str(fd), probe, src_dir_fd=proc, follow_symlinks=True)
-        finally:
-            os.close(fd)
-        os.unlink(probe)
-        return proc
-    except OSError:
-        os.close(proc)
-        return None
-
-
-def _read_all(fd: int, limit: int | None, expected: int) -> bytes:
-    """Read to the end. Asking for one byte more than expected usually gets the whole
-    file in one read (a short read of a regular file is its end; a file that grew
-    meanwhile just takes more reads, and the caller's re-check then refuses it)."""
-    parts = []
-    size = 0
-    want = expected + 1
-    while True:
-        chunk = os.read(fd, want)
-        want = CHUNK
-        if not chunk:
-            return b"".join(parts)
-        size += len(chunk)
-        if limit is not None and size > limit:
-            raise ValueError(f"larger than the {limit}-byte limit")
-        parts.append(chunk)
-        if size == expected and len(parts) == 1:
-            return chunk
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+def damaged_message(path: Path, exc: Exception) -> str:
+    return (f"{path} is damaged ({exc}); ingestd stops rather than write to it: restore it from a backup, "
+            "or move it aside to start an empty catalogue (its blobs stay), then run `ingestd verify`")
 
 
 __all__ = ["Store", "Document", "Version", "Blob", "Change", "Committed", "Content", "Listing", "Tombstoned",

@@ -1,4 +1,5 @@
-"""What ingestd learns from a file's bytes: its sha256 while copying, its MIME type.
+"""What ingestd learns from a file's bytes beyond their hash: its MIME type. The pipeline
+asks, once the bytes are stored (the store only stores).
 
 The MIME type comes from the content (libmagic); the extension is only consulted when
 the content says nothing more specific than "some bytes" or "some text".
@@ -6,18 +7,15 @@ the content says nothing more specific than "some bytes" or "some text".
 
 from __future__ import annotations
 
-import hashlib
 import mimetypes
 import os
 import threading
 import weakref
 
 from ingestd._lib import allocator
+from ingestd.store.hashing import HEAD
 
-CHUNK = 1 << 20
-HEAD = 8192
 _GENERIC = {"application/octet-stream", "text/plain", "inode/x-empty", "application/x-empty"}
-_local = threading.local()  # each enrich thread's copy buffer
 
 try:  # libmagic is a system library; without it we still run, on extensions alone
     import magic as _magic
@@ -115,41 +113,8 @@ def _is_text(head: bytes) -> bool:
     return True
 
 
-def copy_hashing(src_fd: int, dst_fd: int, limit: int | None = None) -> tuple[str, int, bytes]:
-    """Copy src to dst, returning (sha256 hex, size, first bytes for MIME sniffing).
-
-    Reads into one reused buffer per thread: a fresh 1 MiB bytes object per read costs
-    an mmap, page faults and a munmap, and with several threads copying at once those
-    serialise on the process's memory map and cost more than the copy. Raises
-    ValueError once more than `limit` bytes have been read.
-    """
-    digest = hashlib.sha256()
-    buf = _buffer()
-    size = 0
-    head = b""
-    while True:
-        n = os.readv(src_fd, [buf])
-        if not n:
-            break
-        chunk = memoryview(buf)[:n]
-        if not head:
-            head = bytes(chunk[:HEAD])
-        size += n
-        if limit is not None and size > limit:
-            raise ValueError(f"larger than the {limit}-byte limit")
-        digest.update(chunk)
-        while chunk:
-            chunk = chunk[os.write(dst_fd, chunk):]
-    return digest.hexdigest(), size, head
-
-
-def _buffer() -> bytearray:
-    buf = getattr(_local, "buffer", None)
-    if buf is None:
-        buf = _local.buffer = bytearray(CHUNK)
-    return buf
-
-
 def read_head(path: str | os.PathLike[str]) -> bytes:
+    """The first bytes of a file, as many as the hashing copy hands `detect_mime`: for
+    callers (extraction's corpus checks, the bench) that detect a file they did not copy."""
     with open(path, "rb") as fh:
         return fh.read(HEAD)

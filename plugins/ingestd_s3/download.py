@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ingestd.errors import Code, ConnectorError, io_error_code
-from ingestd.plugin import Failed, Staged
+from ingestd.plugin import Failed, Progress, Staged
 from ingestd.plugin.kit import safe_parts, unlink_quietly
 
 from .keys import canonical_time, is_folder_marker, object_name, origin_uri, plain_etag
@@ -39,7 +39,7 @@ class Fetcher:
     """Downloads objects of one bucket for one job; `fetch` runs in pool threads."""
 
     def __init__(self, client, bucket: str, workspace: Path, *, limit: int | None, min_age: float,
-                 stop: threading.Event, abort: threading.Event):
+                 stop: threading.Event, abort: threading.Event, progress: Progress | None = None):
         self.client = client
         self.bucket = bucket
         self.workspace = workspace
@@ -47,6 +47,7 @@ class Fetcher:
         self.min_age = min_age
         self._stop = stop
         self._abort = abort
+        self._progress = progress  # told each chunk's bytes: core does not count an owned file's
 
     def abort(self) -> None:
         """Make in-flight fetches give up at their next chunk (the job is ending)."""
@@ -161,6 +162,8 @@ class Fetcher:
                     raise _TooLarge
                 digest.update(chunk)
                 _write_all(fd, chunk)
+                if self._progress is not None:
+                    self._progress.advance(bytes=len(chunk))
         finally:
             os.close(fd)
         return digest.hexdigest(), size

@@ -52,6 +52,7 @@ class Sync:
         self.options = options
         self.ctx = ctx
         self.tally = Tally()
+        self.planned_bytes = 0  # of the objects to fetch: the progress seam's total
 
     @property
     def where(self) -> str:
@@ -65,6 +66,8 @@ class Sync:
         passed: a refused run then changes nothing at all. A first sync cannot delete
         anything, so there fetches overlap with listing.
         """
+        progress = self.ctx.progress
+        progress.phase("listing")
         with Snapshot(self.ctx.source_state, self.options.bucket) as snapshot:
             known = snapshot.known_count()
             guarded = known > 0 and self.options.on_delete == "tombstone"
@@ -83,6 +86,9 @@ class Sync:
                 snapshot.forget_unlisted_skips()
                 gone = snapshot.vanished()
                 self._valve(gone, known)
+                tombstones = 0 if self.options.on_delete == "ignore" else len(gone)
+                progress.expect(items=self.tally.fetched + self.tally.refused + tombstones, bytes=self.planned_bytes)
+                progress.phase("downloading")
                 for item in snapshot.parked():
                     yield from pool.fetch(item)
                     if self.ctx.stop.is_set():
@@ -95,7 +101,8 @@ class Sync:
 
     def _fetcher(self) -> Fetcher:
         return Fetcher(self.client, self.options.bucket, self.ctx.workspace, limit=self.options.max_object_size,
-                       min_age=self.options.min_age_seconds, stop=self.ctx.stop, abort=threading.Event())
+                       min_age=self.options.min_age_seconds, stop=self.ctx.stop, abort=threading.Event(),
+                       progress=self.ctx.progress)
 
     def _pages(self) -> Iterator[list[dict]]:
         pages = iter(self.client.get_paginator("list_objects_v2").paginate(
@@ -128,6 +135,7 @@ class Sync:
                 yield verdict
             elif verdict:
                 self.tally.fetched += 1
+                self.planned_bytes += obj.size
                 yield obj
 
     def _verdict(self, obj: Listed, previous, skipped: Skip | None, now: float) -> Failed | bool:

@@ -42,9 +42,12 @@ class Run:
             raise
 
     def events(self):
+        self.ctx.progress.phase("listing")  # reading every library's delta, then planning
         for sync in self.syncs:
             self._prepare(sync)
         self._check_deletes()
+        self.ctx.progress.expect(items=sum(sync.planned() for sync in self.syncs))
+        self.ctx.progress.phase("downloading")
         for sync in self.syncs:
             if self.ctx.stop.is_set():
                 return

@@ -238,6 +238,9 @@ class State:
         them as out of scope)."""
         self.db.executemany("INSERT OR REPLACE INTO refused (id, name) VALUES (?,?)", refusals)
 
+    def refused_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM refused").fetchone()[0]
+
     def refused(self) -> Iterator[tuple[str, str]]:
         last = ""
         while True:

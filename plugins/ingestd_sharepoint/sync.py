@@ -111,6 +111,12 @@ class Sync:
         yield from self._repoints()
         yield from self._downloads()
 
+    def planned(self) -> int:
+        """How many events `emit` will yield: this library's share of the job's total."""
+        if self.broken is not None:
+            return 1
+        return self.state.refused_count() + sum(self.state.count(a) for a in ("delete", "repoint", "download"))
+
     def deletes(self) -> tuple[int, int]:
         """(documents this run would tombstone, live documents before it)."""
         return self.state.count("delete"), self.state.live_count()

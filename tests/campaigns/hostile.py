@@ -37,6 +37,8 @@ STATE_LAYOUT = [re.compile(p) for p in (
     r"locks/[a-z0-9][a-z0-9_-]*\.lock",
     r"SCHEMA\.(json|lock)",  # the state's schema marker and migration lock (docs/upgrading.md)
     r"sources/[a-z0-9][a-z0-9_-]*/(s3-objects|sharepoint)\.sqlite(-wal|-shm|-journal)?",
+    r"sources/[a-z0-9][a-z0-9_-]*/libraries/[0-9a-f]{32}\.sqlite(-wal|-shm|-journal)?",  # SharePoint: one per library
+    r"sources/[a-z0-9][a-z0-9_-]*/SCHEMA\.json",  # a source directory's own schema marker (docs/upgrading.md)
     r"sources/[a-z0-9][a-z0-9_-]*/trust\.pem",
     r"sources/[a-z0-9][a-z0-9_-]*/SCHEMA\.(json|lock)",  # a source's own schema marker
     # SharePoint: a state file per library, named by a digest of its drive id

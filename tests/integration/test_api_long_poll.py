@@ -71,7 +71,7 @@ def test_a_held_long_poll_whose_client_leaves_is_let_go(live):  # noqa: F811
 def test_a_commit_by_another_process_wakes_held_long_polls(live, tmp_path):  # noqa: F811
     """A one-shot `ingestd ingest` commits through its own connection: the daemon is not
     told, so while requests are held it looks (once a second) and answers them."""
-    from ingestd.store.catalogue import Change, Store, doc_id_for
+    from ingestd.store.catalogue import Blob, Change, Store, doc_id_for
 
     server = ApiServer(live.api, live.config.http)
     server.start()
@@ -84,7 +84,8 @@ def test_a_commit_by_another_process_wakes_held_long_polls(live, tmp_path):  # n
             src = tmp_path / "other.txt"
             src.write_bytes(b"from another process\n")
             with open(src, "rb") as fh:
-                blob = other.put_file(fh.fileno(), "other.txt", size_hint=21)
+                stored = other.blobs.put_file(fh.fileno(), size_hint=21)
+            blob = Blob(stored.sha256, stored.size, "text/plain")
             other.flush()
             other.commit([Change(doc_id=doc_id_for("inbox", "x"), source="inbox", origin_uri="file:///other.txt",
                                  blob=blob, job_id="job-elsewhere")])

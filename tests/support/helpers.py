@@ -22,9 +22,11 @@ def toml_value(value) -> str:
     return json.dumps(str(value))
 
 
-def write_config(path: Path, *, daemon=None, http=None, credentials=None, extract=None, sources=(), sinks=()) -> Path:
+def write_config(path: Path, *, daemon=None, http=None, credentials=None, extract=None, sources=(), sinks=(),
+                 cluster=None) -> Path:
     lines = []
-    for table, values in (("daemon", daemon), ("http", http), ("credentials", credentials), ("extract", extract)):
+    for table, values in (("daemon", daemon), ("http", http), ("credentials", credentials), ("extract", extract),
+                          ("cluster", cluster)):
         if values:
             lines.append(f"[{table}]")
             lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]

@@ -90,7 +90,9 @@ class Daemon:
         another installed release instead)."""
         return [sys.executable, "-m", "ingestd", "run", "--config", str(self.config)]
 
-    def wait_ready(self, timeout: float = 30.0) -> dict:
+    def wait_ready(self, timeout: float = 90.0) -> dict:
+        # generous: on a machine at load 12, start-up alone took over 30 s (a daemon whose
+        # log said "ingestd ready" failed this wait); only a broken start waits this long
         try:
             return self.notify.wait("READY", "1", timeout=timeout, after=self._mark)
         except AssertionError:

@@ -1,5 +1,5 @@
 """How the project installs (issue 15 #9): `make run` brings only what ingestd needs to
-run, `make test` adds the test tools, and setuptools has nothing deprecated to warn about; an
+run, `make test` adds the test tools and the cluster extra, and setuptools has nothing deprecated to warn about; an
 extra installs the same on every pip a user may have."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def dry_run(target: str, tmp_path) -> str:
 def test_make_run_installs_no_test_tools_and_make_test_does(tmp_path):
     run = dry_run("run", tmp_path)
     assert "pip install --quiet -e '.[s3,sharepoint,text]'" in run and "test]" not in run
-    assert "pip install --quiet -e '.[s3,sharepoint,text,test]'" in dry_run("test", tmp_path)
+    assert "pip install --quiet -e '.[s3,sharepoint,text,cluster,test]'" in dry_run("test", tmp_path)
 
 
 def test_the_license_is_an_spdx_expression():

@@ -33,8 +33,7 @@ def _same(expected: dict, actual: dict, what: str) -> list[str]:
 def test_the_daemon_migrated_the_state_before_using_it(upgraded):
     """0.1.0 wrote no schema marker (version 1); the daemon's start ran every step up to
     this checkout's (v2: the marker, v3: the text catalogue, v4: the change feed), once,
-    before READY, and the
-    SharePoint source's own (v2: a state file per library). The manifests keep the `schema`
+    before READY, and the SharePoint source's own (v2: a state file per library). The manifests keep the `schema`
     0.1.0 wrote (1), and the listings below read them."""
     state = upgraded.inst.state
     marker = json.loads((state / "SCHEMA.json").read_text())

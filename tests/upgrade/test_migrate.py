@@ -86,9 +86,9 @@ def test_check_says_what_migrate_does_and_writes_nothing(inst):
 
 
 def test_read_only_commands_refuse_an_unmigrated_state_and_leave_it_alone(inst):
-    """The text-catalogue step is read-safe, the change-feed step is not (this code reads
-    only the catalogue it makes): `jobs`, `document`, `text` and `changes` on a 0.1.0 state
-    say to migrate, exit 3, and leave it unmarked (only a lock file appears)."""
+    """The change-feed step (4) is not read-safe (this code reads only the catalogue it
+    makes): `jobs`, `document`, `text` and `changes` on a 0.1.0 state say to migrate,
+    exit 3, and leave it unmarked (only a lock file appears)."""
     state = inst / "state"
     answers = json.loads((inst / "recorded" / "answers.json").read_text())["cli"]
     before = tree(state)

@@ -8,6 +8,8 @@ import json
 
 from ingestd_s3.keys import origin_uri
 
+from tests.support.helpers import wait_for
+
 from .kit import BUCKET
 
 
@@ -16,7 +18,14 @@ def test_a_same_bytes_rewrite_in_a_versioned_bucket_is_a_metadata_version(s3env,
     first_version = moto.s3.put_object(Bucket=BUCKET, Key="a.txt", Body=b"same bytes")["VersionId"]
     first = s3env.run()
     assert first["counters"]["ingested"] == 1
-    second_version = moto.s3.put_object(Bucket=BUCKET, Key="a.txt", Body=b"same bytes")["VersionId"]
+    stamp = moto.s3.head_object(Bucket=BUCKET, Key="a.txt")["LastModified"]
+    # same ETag; rewrite until S3's one-second LastModified has moved (a condition, not a delay):
+    # a listing tells a rewrite by ETag and LastModified, and one within the same second is none
+    rewrites = []
+    wait_for(lambda: rewrites.append(moto.s3.put_object(Bucket=BUCKET, Key="a.txt", Body=b"same bytes")["VersionId"])
+             or moto.s3.head_object(Bucket=BUCKET, Key="a.txt")["LastModified"] != stamp,
+             timeout=30, interval=0.2, message="a LastModified after the first one")
+    second_version = rewrites[-1]
     assert second_version != first_version
 
     again = s3env.run()

@@ -133,3 +133,24 @@ def daemon_config(s3env):
 
 def job(s3env, job_id: str) -> dict:
     return json.loads((s3env.state / "jobs" / f"{job_id}.json").read_text())
+
+
+def test_the_daemon_runs_a_killed_one_shots_source_as_recovery(s3env, slow, tmp_path):
+    """The manual promises it: a source whose job a crash interrupted runs next as
+    `recovery` (scheduled sources too, not only drop folders), then on its schedule."""
+    proc = start_ingest(s3env)
+    wait_for(lambda: downloading(s3env), timeout=60, message="the download to begin")
+    proc.kill()
+    proc.communicate(timeout=30)
+    dead = only_job(s3env)["job_id"]
+    s3env.moto.server._server.app = s3env.moto.log  # fast again: the recovery job may finish
+    daemon = Daemon(daemon_config(s3env), s3env.state, tmp_path).start()
+    try:
+        wait_for(lambda: [m for m in manifests(s3env.state) if m["job_id"] != dead and m["status"] == "succeeded"],
+                 timeout=120, message="the daemon's first job of the source")
+    finally:
+        assert daemon.stop() == 0
+        s3env.outputs.append(daemon.log_text())
+    jobs = sorted(manifests(s3env.state), key=lambda m: m["job_id"])
+    assert [(m["trigger"], m["status"]) for m in jobs] == [("cli", "failed"), ("recovery", "succeeded")]
+    assert jobs[0]["errors"][0]["code"] == "interrupted"

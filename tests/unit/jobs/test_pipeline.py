@@ -8,10 +8,12 @@ import pytest
 
 from ingestd.config import Source
 from ingestd.jobs.jobstore import JobStore
+from ingestd.jobs.lifecycle import Lifecycle
 from ingestd.plugin.connector import Connector, Staged
-from ingestd.store.enrich import CHUNK, HEAD, copy_hashing
+from ingestd.store.hashing import CHUNK, HEAD, copy_hashing
 from ingestd.jobs.pipeline import CHUNK as FILES_PER_CHUNK
 from ingestd.jobs.pipeline import CHUNK_BYTES, Pipeline, _Chunker, _SizeGuess
+from ingestd.store.blobs import Blobs
 from ingestd.store.catalogue import Store
 
 
@@ -29,8 +31,8 @@ class Folder(Connector):
             yield Staged(origin_uri=f"t://{name}", path=self.root / name, name=name)
 
 
-class MeetingStore(Store):
-    """A store whose writers wait for each other: it proves two files are copied at once."""
+class MeetingBlobs(Blobs):
+    """A blob store whose writers wait for each other: it proves two files are copied at once."""
 
     def __init__(self, state, parties: int):
         super().__init__(state)
@@ -47,13 +49,14 @@ def test_big_files_are_copied_on_separate_threads(tmp_path):
     for i in range(2):
         (src / f"big{i}").write_bytes(os.urandom(CHUNK_BYTES + 1))
     state = tmp_path / "state"
-    store, jobs = MeetingStore(state, parties=2), JobStore(state)
-    pipeline = Pipeline(store, jobs, state)
+    store, lifecycle = Store(state), Lifecycle(JobStore(state))
+    store.blobs = MeetingBlobs(state, parties=2)
+    pipeline = Pipeline(store, lifecycle, state)
     try:
-        manifest = pipeline.run(jobs.create("f", "folder", "cli"), Folder(src, state), stop=threading.Event())
+        manifest = pipeline.run(lifecycle.create("f", "folder", "cli"), Folder(src, state), stop=threading.Event())
     finally:
         pipeline.close()
-    assert not store.barrier.broken, "the two big files were copied one after the other"
+    assert not store.blobs.barrier.broken, "the two big files were copied one after the other"
     assert manifest.status == "succeeded" and manifest.counters.ingested == 2
 
 
@@ -77,7 +80,7 @@ def test_chunks_hold_many_small_files_but_one_big_one():
 def put(store, path, size_hint):
     fd = os.open(path, os.O_RDONLY)
     try:
-        return store.put_file(fd, path.name, size_hint=size_hint)
+        return store.blobs.put_file(fd, size_hint=size_hint)
     finally:
         os.close(fd)
 

@@ -4,17 +4,20 @@ import os
 import pytest
 
 from ingestd.errors import NotFoundError
-from ingestd.store.catalogue import Change, Store, doc_id_for
+from ingestd.store.catalogue import Blob, Change, Store, doc_id_for
+from ingestd.store.enrich import detect_mime
 
 
 def put(store, tmp_path, data: bytes, name="f.txt"):
+    """What the pipeline does: store the bytes, then say what they are."""
     src = tmp_path / ("src-" + hashlib.md5(data).hexdigest())
     src.write_bytes(data)
     fd = os.open(src, os.O_RDONLY)
     try:
-        return store.put_file(fd, name)
+        stored = store.blobs.put_file(fd)
     finally:
         os.close(fd)
+    return Blob(stored.sha256, stored.size, detect_mime(stored.head, name))
 
 
 def outcomes(committed):
@@ -84,6 +87,7 @@ def test_files_staged_before_a_connector_error_are_recorded(tmp_path):
     from ingestd.plugin.connector import Connector, Staged
     from ingestd.errors import Code, ConnectorError
     from ingestd.jobs.jobstore import JobStore
+    from ingestd.jobs.lifecycle import Lifecycle
     from ingestd.jobs.pipeline import Pipeline
 
     src = tmp_path / "src"
@@ -100,10 +104,10 @@ def test_files_staged_before_a_connector_error_are_recorded(tmp_path):
             raise ConnectorError(Code.TRANSIENT, "listing broke halfway")
 
     state = tmp_path / "state"
-    store, jobs = Store(state), JobStore(state)
-    pipeline = Pipeline(store, jobs, state)
+    store, lifecycle = Store(state), Lifecycle(JobStore(state))
+    pipeline = Pipeline(store, lifecycle, state)
     connector = Breaks(Source(name="t", kind="breaks", enabled=True, options=None), None, state)
-    manifest = pipeline.run(jobs.create("t", "breaks", "cli"), connector, stop=threading.Event())
+    manifest = pipeline.run(lifecycle.create("t", "breaks", "cli"), connector, stop=threading.Event())
     assert manifest.status == "failed" and manifest.errors[-1].code == "transient"
     assert manifest.counters.ingested == 5 and store.count() == 5
     pipeline.close()

@@ -16,7 +16,8 @@ def blob(store, data: bytes) -> Blob:
     os.write(w, data)
     os.close(w)
     try:
-        return store.put_file(r, "f.txt", size_hint=len(data))
+        stored = store.blobs.put_file(r, size_hint=len(data))
+        return Blob(stored.sha256, stored.size, "text/plain")
     finally:
         os.close(r)
 

@@ -1,0 +1,180 @@
+"""The status API on a cluster instance: `api.backend.Backend` answered from the shared
+database, so every instance serves the same jobs, sources and documents, and `POST
+/ingest` on any of them queues the one job a source may have (the partial unique index
+makes the others' answers 409 `busy`, naming it).
+
+Phase 1 limits (docs/cluster.md): a job's per-item records are not kept yet (its items
+page is empty), the throughput chart counts this instance's jobs only, `/sources` counts
+no documents per source, and requests share one database connection per instance.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
+
+from ingestd._lib import logs
+from ingestd._lib.version import VERSION
+from ingestd.api.backend import Busy, CredentialStatus, ItemsPage, NotServed, Runtime, SourceView, Window
+from ingestd.cluster import catalogue, jobs
+from ingestd.cluster.node import Node
+from ingestd.config import Source
+from ingestd.errors import ConfigError, UsageError
+from ingestd.extract.lookup import TextState
+from ingestd.jobs.manifest import Manifest
+from ingestd.runtime.throughput import Throughput
+
+_NO_FEED = "the document listing, content downloads and the change feed are not served in cluster mode yet"
+
+
+class ClusterApi:
+    def __init__(self, node: Node):
+        self.node = node
+        self.version = VERSION
+        self.started_at = node.started_at
+        self._conn = None
+        self._lock = threading.Lock()
+        self.log = logs.get("ingestd.http")
+        # the dashboard's charts: the jobs this instance finished (not the cluster's, yet)
+        self._throughput = Throughput(lambda: [], lambda: 0)
+        node.listeners.append(self._throughput.job_finished)
+
+    @contextmanager
+    def _db(self):
+        """The instance's API connection (one, serialised); a broken one is replaced on the
+        next request."""
+        with self._lock:
+            if self._conn is None or self._conn.closed:
+                self._conn = self.node.database.connect(autocommit=True, purpose="api")
+            try:
+                yield self._conn
+            except Exception:
+                if self._conn.broken:
+                    self._conn.close()
+                    self._conn = None
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def health(self) -> dict[str, dict]:
+        return self.node.health()
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def job(self, job_id: str) -> Manifest:
+        with self._db() as conn:
+            return jobs.get(conn, job_id)
+
+    def jobs(self, *, source=None, status=None, limit: int = 50, before=None) -> list[Manifest]:
+        with self._db() as conn:
+            return jobs.listing(conn, source=source, status=status, limit=limit, before=before)
+
+    def job_items(self, job_id: str, offset: int, limit: int) -> ItemsPage:
+        manifest = self.job(job_id)  # NotFoundError for an unknown job
+        return ItemsPage([], None if manifest.terminal else offset)
+
+    def last_succeeded(self) -> list[Manifest]:
+        with self._db() as conn:
+            return jobs.last_succeeded(conn)
+
+    def submit(self, source: str) -> Manifest:
+        configured = self.node.sources.get(source)
+        if configured is None:
+            raise UsageError(f"unknown source {source!r}")
+        if source in self.node.unavailable:
+            raise ConfigError(self.node.unavailable[source])
+        try:
+            with self._db() as conn:
+                return jobs.enqueue(conn, source, configured.kind, "api")
+        except jobs.Busy as busy:
+            raise Busy(busy.manifest) from None
+
+    def throughput(self) -> Window:
+        return self._throughput.window()
+
+    def on_job_finished(self, listener: Callable[[Manifest], None]) -> None:
+        self.node.listeners.append(listener)
+
+    def document(self, doc_id: str):
+        with self._db() as conn:
+            return catalogue.document(conn, doc_id, self.node.blobs.key)
+
+    def document_text(self, doc_id: str) -> TextState:
+        self.document(doc_id)  # NotFoundError for an unknown one
+        return TextState("not_extracted", reason="text extraction does not run in cluster mode yet")
+
+    def extraction_stats(self):
+        return None  # extraction is off in cluster mode
+
+    # -- documents and the change feed: not in cluster mode yet (docs/cluster.md) ----------
+
+    def documents(self, *, source, include_deleted, limit, after, feed_cursor):
+        raise NotServed(_NO_FEED)
+
+    def content(self, doc_id: str, version: int | None):
+        raise NotServed(_NO_FEED)
+
+    def changes(self, after: str | None, limit: int):
+        raise NotServed(_NO_FEED)
+
+    def on_change(self, listener) -> None:
+        """No feed here, so nothing to wake a long-poll: it ends empty when its wait is over."""
+
+    def last_change(self) -> int:
+        return 0
+
+    def poll_changes(self) -> None:
+        pass
+
+    # -- sinks: not in cluster mode yet (the config refuses [[sinks]] there) ---------------
+
+    def sinks(self) -> list:
+        return []  # none can be configured, so /sinks and /metrics truthfully list none
+
+    def reset_sink(self, name: str, to: str):
+        raise NotServed("sinks are not served in cluster mode yet")
+
+    # -- sources ---------------------------------------------------------------------------
+
+    def sources(self) -> list[SourceView]:
+        return [self._view(s) for s in self.node.config.sources]
+
+    def source(self, name: str) -> SourceView | None:
+        source = self.node.config.source(name)
+        return self._view(source) if source is not None else None
+
+    def _view(self, source: Source) -> SourceView:
+        cls = self.node.plugins.connectors.get(source.kind)
+        watched = bool(cls and cls.watched)
+        text = getattr(source.options, "schedule_text", None)
+        with self._db() as conn:
+            row = conn.execute("SELECT extract(epoch FROM next_run_at) FROM sources WHERE name = %s",
+                               (source.name,)).fetchone()
+            last = jobs.listing(conn, source=source.name, limit=1)
+        return SourceView(
+            name=source.name, kind=source.kind, enabled=source.enabled,
+            remediation=self.node.unavailable.get(source.name), watched=watched,
+            schedule=None if watched or text is None else text(),
+            next_run_at=float(row[0]) if row and row[0] is not None else None,
+            last_job=last[0] if last else None, credential=CredentialStatus(),
+        )
+
+    # -- gauges ----------------------------------------------------------------------------
+
+    def runtime(self) -> Runtime:
+        with self._db() as conn:
+            live = conn.execute("SELECT source, status FROM jobs WHERE status IN ('queued', 'running')").fetchall()
+        return Runtime(queue_depth=sum(1 for _s, st in live if st == "queued"), running=len(self.node.running),
+                       active={s: st for s, st in live})
+
+
+def serve(node: Node):
+    """The API server for `node` (bound now: a busy port stops the start cleanly)."""
+    from ingestd.api.service import ApiServer
+
+    return ApiServer(ClusterApi(node), node.config.http)

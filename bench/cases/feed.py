@@ -151,14 +151,21 @@ def run_feed_latency(bench: Bench, case: Case) -> dict:
             cpu = measure.cpu_seconds(daemon.pid) - cpu
         finally:
             api.close()
+    return latency_result(case, latencies, cpu, "commit to long-poll answer", P99_TARGET_MS,
+                          f"{commits} commits, one file each, each answered to a waiting GET /changes?wait=30",
+                          "answer's arrival")
+
+
+def latency_result(case: Case, latencies: list[float], cpu: float, what: str, target_ms: float, how: str,
+                   until: str) -> dict:
+    """The result of a commit → arrival case (feed-latency, sink-latency): p50/p99 in ms."""
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     runs = [{SUBJECT: {"wall_s": p99 / 1000, "cpu_s": round(cpu, 3), "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
                        "max_ms": round(max(latencies), 2)}}]
     return result(case, runs, met=None, ratio=None, p50_ms=round(p50, 2), p99_ms=round(p99, 2), job_only=False,
-                  checks=[check("commit to long-poll answer, p99", p99, P99_TARGET_MS, unit="ms")],
-                  notes=[f"{commits} commits, one file each, each answered to a waiting GET /changes?wait=30",
-                         "from the change's `at` (stamped as the commit begins: its fsync is included) to the "
-                         "answer's arrival, on one machine's clock (ms resolution)"])
+                  checks=[check(f"{what}, p99", p99, target_ms, unit="ms")],
+                  notes=[how, "from the change's `at` (stamped as the commit begins: its fsync is included) to the "
+                              f"{until}, on one machine's clock (ms resolution)"])
 
 
 def _epoch(stamp: str) -> float:

@@ -15,9 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from .. import ingest, measure
 from ..context import Bench
 from ..daemon import Daemon, wait_until
-from ..stats import percentile
-from .common import SUBJECT, Case, check, result
-from .feed import _epoch
+from .common import Case
+from .feed import _epoch, latency_result
 
 P99_TARGET_MS = 250.0
 
@@ -83,14 +82,9 @@ def run_sink_latency(bench: Bench, case: Case) -> dict:
     finally:
         receiver.close()
     latencies = [(receiver.arrivals[c] - _epoch(receiver.at[c])) * 1000 for c in receiver.arrivals]
-    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
-    runs = [{SUBJECT: {"wall_s": p99 / 1000, "cpu_s": round(cpu, 3), "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
-                       "max_ms": round(max(latencies), 2)}}]
-    return result(case, runs, met=None, ratio=None, p50_ms=round(p50, 2), p99_ms=round(p99, 2), job_only=False,
-                  checks=[check("commit to webhook delivered, p99", p99, P99_TARGET_MS, unit="ms")],
-                  notes=[f"{commits} commits, one file each, each POSTed by a webhook sink to a receiver on 127.0.0.1",
-                         "from the change's `at` (stamped as the commit begins: its fsync is included) to the "
-                         "POST's arrival, on one machine's clock (ms resolution)"])
+    return latency_result(case, latencies, cpu, "commit to webhook delivered", P99_TARGET_MS,
+                          f"{commits} commits, one file each, each POSTed by a webhook sink to a receiver on 127.0.0.1",
+                          "POST's arrival")
 
 
 SINK_LATENCY = Case("sink-latency", "commit → webhook delivered (a webhook sink, local receiver)", "-",

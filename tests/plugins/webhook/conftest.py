@@ -11,7 +11,7 @@ import pytest
 from ingestd import config as config_mod
 from ingestd.plugin.manager import Plugins
 from ingestd.sinks.fleet import Fleet
-from ingestd.store.catalogue import Change, Store, doc_id_for
+from ingestd.store.catalogue import Blob, Change, Store, doc_id_for
 from tests.conftest import make_secret
 from tests.support.receiver import Receiver
 
@@ -52,9 +52,10 @@ class Rig:
             src.write_bytes(f"document {self.n}\n".encode())
             fd = os.open(src, os.O_RDONLY)
             try:
-                blob = self.store.put_file(fd, src.name)
+                stored = self.store.blobs.put_file(fd)  # the store stores; the pipeline works out the MIME
             finally:
                 os.close(fd)
+            blob = Blob(stored.sha256, stored.size, "text/plain")
             origin = f"file:///{source}/{self.n}.txt"
             changes.append(Change(doc_id=doc_id_for(source, origin), source=source, origin_uri=origin, blob=blob,
                                   job_id=f"job-{self.n:08d}"))

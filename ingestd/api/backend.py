@@ -26,7 +26,7 @@ __all__ = ["Backend", "Busy", "CredentialStatus", "ExtractionStats", "ItemsPage"
 
 
 class NotServed(Exception):
-    """This backend does not serve the endpoint yet (cluster mode's feed): a typed 501 the
+    """This backend does not serve the endpoint yet (cluster mode's feed and sinks): a typed 501 the
     client can tell apart from a fault, not an internal error."""
 
 

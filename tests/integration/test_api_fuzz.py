@@ -55,6 +55,11 @@ def test_fuzz_every_operation_from_the_openapi_document(api_setup):
     known = [
         pinned("/documents/{doc_id}/content", "GET", list(docs.values()), "doc_id"),
         schema["/changes"]["GET"].as_strategy(query={"wait": 0}),  # a held long-poll would only slow the run
+        # requests that can succeed: a random version or cursor is mostly 404/410, which left
+        # ~2 content 2xx in 300 cases, and in one full run on a busy machine none
+        st.sampled_from(list(docs.values())).flatmap(lambda v: schema["/documents/{doc_id}/content"]["GET"]
+                                                     .as_strategy(path_parameters={"doc_id": v}, query={"version": 1})),
+        schema["/changes"]["GET"].as_strategy(query={"wait": 0, "after": "0000000000000000"}),
         pinned("/ingest/{job_id}", "GET", job_ids, "job_id"),
         pinned("/ingest/{job_id}/items", "GET", job_ids, "job_id"),
         pinned("/documents/{doc_id}", "GET", list(docs.values()), "doc_id"),
@@ -76,10 +81,10 @@ def test_fuzz_every_operation_from_the_openapi_document(api_setup):
     fuzz()
     operations = {label for label, _ in seen}
     assert len(operations) == 16, seen  # every operation was reached
-    assert seen["GET /ingest/{job_id}", 2] and seen["GET /documents/{doc_id}", 2] and seen["POST /ingest", 2]
-    assert seen["GET /documents/{doc_id}/content", 2] and seen["GET /changes", 2] and seen["GET /documents", 2]
-    assert seen["GET /ingest/{job_id}/items", 2]
-    assert seen["GET /jobs", 4] and seen["POST /ingest", 4]
+    assert seen["GET /ingest/{job_id}", 2] and seen["GET /documents/{doc_id}", 2] and seen["POST /ingest", 2], seen
+    assert seen["GET /documents/{doc_id}/content", 2] and seen["GET /changes", 2] and seen["GET /documents", 2], seen
+    assert seen["GET /ingest/{job_id}/items", 2], seen
+    assert seen["GET /jobs", 4] and seen["POST /ingest", 4], seen
     assert d.stop() == 0
     log = d.log_text()
     assert "request failed" not in log and "Traceback" not in log

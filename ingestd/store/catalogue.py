@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydantic import BaseModel
 
@@ -176,6 +176,10 @@ class Content:
     mime: str
     origin_uri: str
     path: Path
+
+    def open(self) -> BinaryIO:
+        """The bytes, to stream (FileNotFoundError when the store has lost them)."""
+        return open(self.path, "rb")
 
 
 class Tombstoned(IngestdError):

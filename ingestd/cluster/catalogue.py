@@ -28,7 +28,7 @@ from ingestd.cluster import leases
 from ingestd.cluster.feed import CHANNEL as CHANGES_CHANNEL
 from ingestd.cluster.leases import Lease
 from ingestd.errors import NotFoundError
-from ingestd.store.catalogue import Change, Document, Listing, Tombstoned, Version
+from ingestd.store.catalogue import Change, Document, Listing, Version, listing_filter, pick_version
 from ingestd.store.feed import format_cursor
 
 TYPES = ("stored", "updated", "deleted", "restored")
@@ -181,12 +181,7 @@ def listing(conn, blob_key, *, source: str | None = None, include_deleted: bool 
     version, as the embedded store lists them. On the first page `feed_cursor` is the
     feed's head read by the same statement (one snapshot), so a consumer that follows the
     feed from it after listing misses nothing."""
-    where, args = ["d.doc_id > %s"], [after or ""]
-    if source is not None:
-        where.append("d.source = %s")
-        args.append(source)
-    if not include_deleted:
-        where.append("d.deleted_at IS NULL")
+    where, args = listing_filter(after, source, include_deleted, "%s")
     rows = conn.execute(
         "WITH f AS (SELECT last FROM feed WHERE id = 1) SELECT f.last, p.* FROM f LEFT JOIN LATERAL ("
         f"SELECT d.doc_id, d.source, d.deleted_at, d.deleted_job, {_VERSION} FROM documents d "
@@ -212,16 +207,10 @@ def content(conn, doc_id: str, version: int | None) -> tuple[str, int, str, int,
     number `version`. NotFoundError (no such document or version), Tombstoned (the
     current content of a deleted document)."""
     head = conn.execute("SELECT current_seq, deleted_at FROM documents WHERE doc_id = %s", (doc_id,)).fetchone()
-    if head is None:
-        raise NotFoundError(f"no document {doc_id}")
-    if version is None and head[1] is not None:
-        raise Tombstoned(f"document {doc_id} was deleted at its source at {iso(head[1])}; "
-                         "its earlier versions stay readable by number")
-    seq = head[0] if version is None else version
-    row = conn.execute("SELECT sha256, size, mime, origin_uri FROM versions WHERE doc_id = %s AND seq = %s",
-                       (doc_id, seq)).fetchone()
-    if row is None:
-        raise NotFoundError(f"document {doc_id} has no version {seq}")
+    if head is not None:
+        head = (head[0], iso(head[1]) if head[1] else None)
+    seq, row = pick_version(doc_id, version, head, lambda n: conn.execute(
+        "SELECT sha256, size, mime, origin_uri FROM versions WHERE doc_id = %s AND seq = %s", (doc_id, n)).fetchone())
     return row[0], row[1], row[2], seq, row[3]
 
 

@@ -18,7 +18,7 @@ import pytest
 from tests.support.helpers import wait_for
 
 from .kit import DOCS
-from .nodes import TTL, contents, put_all
+from .nodes import TTL, N, contents, put_all
 from .proxy import Proxy
 
 

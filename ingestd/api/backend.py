@@ -20,13 +20,8 @@ from ingestd.runtime.throughput import Window
 from ingestd.store.catalogue import Content, Document, Listing
 from ingestd.store.feed import JsonPage
 
-__all__ = ["Backend", "Busy", "CredentialStatus", "ExtractionStats", "ItemsPage", "JobsUnwritable", "NotServed", "Runtime",
+__all__ = ["Backend", "Busy", "CredentialStatus", "ExtractionStats", "ItemsPage", "JobsUnwritable", "Runtime",
            "SourceView", "TextState", "Window"]
-
-
-class NotServed(Exception):
-    """This backend does not serve the endpoint yet (cluster mode's feed): a typed 501 the
-    client can tell apart from a fault, not an internal error."""
 
 
 @dataclass(frozen=True)

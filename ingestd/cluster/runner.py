@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingestd._lib import logs

@@ -21,15 +21,8 @@ from ingestd.sinks.runner import SinkStatus
 from ingestd.store.catalogue import Content, Document, Listing
 from ingestd.store.feed import JsonPage
 
-__all__ = ["Backend", "Busy", "CredentialStatus", "ExtractionStats", "ItemsPage", "JobsUnwritable", "NotServed", "Runtime",
+__all__ = ["Backend", "Busy", "CredentialStatus", "ExtractionStats", "ItemsPage", "JobsUnwritable", "Runtime",
            "SinkStatus", "SourceView", "TextState", "Window"]
-
-
-class NotServed(Exception):
-    """This backend does not serve the endpoint yet (cluster mode's feed and sinks): a typed 501 the
-    client can tell apart from a fault, not an internal error."""
-
-
 @dataclass(frozen=True)
 class SourceView:
     """One configured source as the API shows it."""

@@ -21,7 +21,7 @@ from ingestd._lib import allocator, logs, redact
 from ingestd._lib.paths import display
 from ingestd.api import openapi
 from ingestd.api.auth import BearerAuth
-from ingestd.api.backend import Backend, NotServed
+from ingestd.api.backend import Backend
 from ingestd.api.hosts import HostCheck
 from ingestd.api.metrics import Collector, Metrics, registry_for
 from ingestd.api.models import ErrorResponse
@@ -127,8 +127,6 @@ class ApiServer:
             reply = route.handler(self.context, request)
         except ApiError as exc:
             reply = Reply(exc.status, exc.body, headers=exc.headers)
-        except NotServed as exc:
-            reply = Reply(501, ErrorResponse(error="not_served", message=str(exc)))
         except Exception:
             self.log.exception("request failed", method=method_label(req.method), path=display(req.path)[:200])
             reply = Reply(500, ErrorResponse(error="internal", message="internal error; see the daemon log"))

@@ -87,3 +87,14 @@ def test_sinks_in_a_cluster_config_are_refused_in_one_line(tmp_path):
                                sinks=[{"name": "hook", "kind": "webhook", "url": "http://127.0.0.1:9/x",
                                        "secret_file": str(secret)}])
     assert ingestd("check-config", "--config", del_cluster).returncode == 0  # the same sink is fine embedded
+
+
+def test_the_local_catalogue_commands_refuse_a_cluster_config(tmp_path):
+    """`ingestd documents|document|cat|changes` read the embedded store: on a cluster
+    instance that would answer 'nothing' for a store that has everything."""
+    path = config(tmp_path)
+    for args in (("documents",), ("document", "0" * 32), ("cat", "0" * 32), ("changes",)):
+        result = ingestd(*args, "--config", path)
+        assert result.returncode == 2, (args, result.stderr)
+        line, = result.stderr.strip().splitlines()
+        assert "cluster mode" in line and "GET /documents" in line, line

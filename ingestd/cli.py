@@ -466,6 +466,14 @@ def cmd_verify(args) -> int:
     from ingestd.store.verify import FileBlobs, verify
 
     cfg, plugins = _setup(args, quiet=True)
+    if cfg.cluster is not None:  # the store is the cluster's: every blob on S3 read and hashed, as here on disk
+        if args.repair:
+            raise UsageError("--repair is for an embedded store; a cluster's blobs are mended on S3 (see docs/cluster.md)")
+        from ingestd.cluster import verify as cluster_verify
+
+        lines, code = cluster_verify.command(cfg, deep=True, as_json=args.json)
+        print("\n".join(lines))
+        return code
     state_dir = cfg.daemon.state_dir
     # a plain check only reads; a repair writes, so it brings an older state forward first, as `ingest` does
     state = state_runner.open_state(state_dir, state_chains.chains(state_dir, cfg.sources, plugins.connectors),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from ingestd.cluster import schema, sync_state
 from ingestd.cluster import verify as cluster_verify
 from ingestd.cluster.blobs import BlobStore
 from ingestd.cluster.embedded import Embedded
+from ingestd.config import SOURCE_NAME
 from ingestd.errors import Code, IngestdError
 from ingestd.jobs.manifest import JobError, Manifest
 
@@ -234,6 +236,9 @@ def _sources(conn, blobs: BlobStore, embedded: Embedded, sources_cfg: dict, say:
     """A row per source, and its connector's state (S3 listing, Graph delta link, kept-file
     memory) as the snapshot a cluster instance restores before the source's first job."""
     for name, directory in embedded.source_dirs():
+        if not re.fullmatch(SOURCE_NAME, name):
+            say(f"{directory}: not a source's name: not imported")
+            continue
         configured = sources_cfg.get(name)
         kind = configured.kind if configured is not None else embedded.source_kind(directory)
         if kind is None:

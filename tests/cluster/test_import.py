@@ -10,6 +10,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -196,14 +197,39 @@ def test_an_embedded_store_imported_through_two_kills_equals_the_original(host, 
     assert db.execute("SELECT count(*) FROM versions").fetchone()[0] == len(embedded["versions"])
 
 
-def test_a_cluster_verify_finds_a_blob_missing_from_the_store(host, pg, db, s3, tmp_path):
+def test_verify_on_a_cluster_finds_blobs_missing_or_damaged_on_s3(host, pg, db, s3, tmp_path):
     cfg = instance_config(tmp_path / "a", "a", database_url=pg.url, s3_url=s3.url, registry=host.registry, ttl=8)
     assert run_cli("cluster", "import", "--from", host.state, "--config", cfg, timeout=300).returncode == 0
-    gone = s3.s3.list_objects_v2(Bucket=BUCKET, Prefix="store/blobs/")["Contents"][0]["Key"]
+    other = tmp_path / "other-state"
+    shutil.copytree(host.state, other)
+    refused = run_cli("cluster", "import", "--from", other, "--config", cfg)
+    assert refused.returncode == 1 and "cannot also take" in refused.stderr, refused.stderr  # one store per cluster
+    listed = s3.s3.list_objects_v2(Bucket=BUCKET, Prefix="store/blobs/")["Contents"]
+    gone, damaged = listed[0]["Key"], listed[1]["Key"]
     s3.s3.delete_object(Bucket=BUCKET, Key=gone)
-    result = run_cli("cluster", "verify", "--config", cfg)
-    assert result.returncode == 1
-    assert f"blob_missing: {gone.rsplit('/', 1)[1]}" in result.stdout
+    body = s3.s3.get_object(Bucket=BUCKET, Key=damaged)["Body"].read()
+    s3.s3.put_object(Bucket=BUCKET, Key=damaged, Body=bytes(reversed(body)))  # same size, other bytes
+    plain = run_cli("cluster", "verify", "--config", cfg)
+    assert plain.returncode == 1
+    assert f"blob_missing: {gone.rsplit('/', 1)[1]}" in plain.stdout and "blob_corrupt" not in plain.stdout
+    deep = run_cli("verify", "--config", cfg)  # `ingestd verify` on a cluster's config hashes every blob
+    assert deep.returncode == 1, deep.stderr
+    assert f"blob_missing: {gone.rsplit('/', 1)[1]}" in deep.stdout
+    assert f"blob_corrupt: {damaged.rsplit('/', 1)[1]}" in deep.stdout
+
+
+def test_a_blob_damaged_on_the_host_is_not_sent_and_the_import_does_not_finish(host, pg, db, s3, tmp_path):
+    cfg = instance_config(tmp_path / "a", "a", database_url=pg.url, s3_url=s3.url, registry=host.registry, ttl=8)
+    sha = host.catalogue()["versions"][0][3]
+    blob = host.state / "blobs" / "sha256" / sha[:2] / sha
+    blob.write_bytes(b"rotted" + blob.read_bytes()[6:])
+    result = run_cli("cluster", "import", "--from", host.state, "--config", cfg, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"blob {blob.name}: its bytes do not match its name" in result.stdout
+    assert f"blob_missing: {blob.name}" in result.stdout and "the import is not finished" in result.stdout
+    assert phase(db) == "verify"
+    keys = {o["Key"] for o in s3.s3.list_objects_v2(Bucket=BUCKET, Prefix="store/blobs/")["Contents"]}
+    assert not any(k.endswith(blob.name) for k in keys)
 
 
 def test_the_import_refuses_a_state_an_embedded_process_holds(host, pg, db, s3, tmp_path):

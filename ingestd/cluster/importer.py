@@ -42,6 +42,7 @@ BATCH = 500  # rows (documents, changes) or jobs per transaction
 BLOB_BATCH = 50  # blobs between two progress records
 IN_MEMORY = 8 << 20  # a blob up to this size is read once, hashed and sent from memory
 LOCK = 0x696D706F  # "impo": one import at a time per database (a session advisory lock)
+LOCK_WAIT = 15.0  # seconds
 PHASES = ("blobs", "documents", "changes", "sources", "jobs", "verify", "done")
 
 PROGRESS = """
@@ -78,8 +79,7 @@ def run(conn, blobs: BlobStore, embedded: Embedded, sources_cfg: dict, say: Say,
     `blobs`. `sources_cfg`: the cluster's configured sources by name (kind, node)."""
     schema.check(conn)
     conn.execute(PROGRESS)
-    if not conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK,)).fetchone()[0]:
-        raise ImportRefused("another `ingestd cluster import` is running against this database")
+    _lock(conn)
     try:
         row = _start(conn, embedded.root)
         if row["phase"] == "done":
@@ -95,6 +95,20 @@ def run(conn, blobs: BlobStore, embedded: Embedded, sources_cfg: dict, say: Say,
         return _finish(conn, blobs, embedded, say)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
+
+
+def _lock(conn) -> None:
+    """Waits a little: the session of an import killed a moment ago may not have ended yet
+    (its server process notices the closed connection, then lets go)."""
+    from psycopg import errors
+
+    conn.execute(f"SET lock_timeout = '{int(LOCK_WAIT * 1000)}ms'")
+    try:
+        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK,))
+    except errors.LockNotAvailable:
+        raise ImportRefused("another `ingestd cluster import` is running against this database") from None
+    finally:
+        conn.execute("RESET lock_timeout")
 
 
 def _start(conn, root: Path) -> dict:

@@ -262,3 +262,30 @@ def test_the_import_refuses_a_cluster_that_already_holds_data(host, pg, db, s3, 
                "VALUES ('j', 'bucket', 's3', 'succeeded', 'cli', '{}')")
     result = run_cli("cluster", "import", "--from", host.state, "--config", cfg)
     assert result.returncode == 1 and "already holds data" in result.stderr, result.stderr
+
+
+def test_a_large_blob_is_hashed_before_it_is_sent_and_a_damaged_one_is_not(s3, tmp_path, monkeypatch):
+    """The streamed path (files past `IN_MEMORY`): hashed from disk, then uploaded from disk."""
+    from ingestd.cluster import importer
+    from ingestd.cluster.blobs import BlobStore
+
+    monkeypatch.setattr(importer, "IN_MEMORY", 10)
+    blobs = BlobStore(s3.client(), BUCKET, "p")
+    good, bad = b"a large document\n" * 100, b"another large one\n" * 100
+    good_sha, bad_sha = hashlib.sha256(good).hexdigest(), hashlib.sha256(bad).hexdigest()
+    (tmp_path / good_sha).write_bytes(good)
+    (tmp_path / bad_sha).write_bytes(bad[:-1] + b"?")
+    assert importer._upload(blobs, tmp_path / good_sha, good_sha) is None
+    assert "do not match" in importer._upload(blobs, tmp_path / bad_sha, bad_sha)
+    assert "missing" in importer._upload(blobs, tmp_path / ("0" * 64), "0" * 64)
+    assert blobs.read(good_sha) == good and not blobs.exists(bad_sha)
+
+
+def test_two_imports_into_one_database_do_not_run_at_once(pg, db, monkeypatch):
+    from ingestd.cluster import importer
+
+    monkeypatch.setattr(importer, "LOCK_WAIT", 0.3)
+    db.execute("SELECT pg_advisory_lock(%s)", (importer.LOCK,))  # an import in progress
+    with pg.connect(autocommit=True) as conn, pytest.raises(importer.ImportRefused, match="another"):
+        importer.run(conn, None, None, {}, print)
+    db.execute("SELECT pg_advisory_unlock(%s)", (importer.LOCK,))

@@ -25,6 +25,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from ingestd.jobs.manifest import JobError, Manifest
 
 BATCH = 500  # rows (documents, changes) or jobs per transaction
 BLOB_BATCH = 50  # blobs between two progress records
+UPLOADERS = 8  # blobs sent at once
 IN_MEMORY = 8 << 20  # a blob up to this size is read once, hashed and sent from memory
 LOCK = 0x696D706F  # "impo": one import at a time per database (a session advisory lock)
 LOCK_WAIT = 15.0  # seconds
@@ -146,14 +148,20 @@ def _blobs(conn, blobs: BlobStore, embedded: Embedded, _sources, say: Say, _batc
     after = _marker(conn, "blobs_after")
     total = embedded.db.execute("SELECT count(DISTINCT sha256) FROM versions").fetchone()[0]
     done = embedded.db.execute("SELECT count(DISTINCT sha256) FROM versions WHERE sha256 <= ?", (after,)).fetchone()[0]
+    blobs.conditional  # probed once, before the uploaders share the store
+    with ThreadPoolExecutor(UPLOADERS, thread_name_prefix="import-blobs") as pool:  # S3 latency is the limit
+        _blob_batches(conn, blobs, embedded, say, pool, after, done, total)
+
+
+def _blob_batches(conn, blobs: BlobStore, embedded: Embedded, say: Say, pool, after: str, done: int, total: int) -> None:
     sent = bad = 0
     while True:
         rows = embedded.db.execute("SELECT DISTINCT sha256 FROM versions WHERE sha256 > ? ORDER BY sha256 LIMIT ?",
                                    (after, BLOB_BATCH)).fetchall()
         if not rows:
             break
-        for (sha,) in rows:
-            problem = _upload(blobs, embedded.blob_path(sha), sha)
+        shas = [sha for (sha,) in rows]
+        for sha, problem in zip(shas, pool.map(lambda h: _upload(blobs, embedded.blob_path(h), h), shas)):
             if problem is None:
                 sent += 1
             else:

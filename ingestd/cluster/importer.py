@@ -80,9 +80,9 @@ def run(conn, blobs: BlobStore, embedded: Embedded, sources_cfg: dict, say: Say,
     """Import (or finish importing) `embedded` into the database `conn` (autocommit) and
     `blobs`. `sources_cfg`: the cluster's configured sources by name (kind, node)."""
     schema.check(conn)
-    conn.execute(PROGRESS)
     _lock(conn)
     try:
+        conn.execute(PROGRESS)
         row = _start(conn, embedded.root)
         if row["phase"] == "done":
             return Outcome([f"already imported from {row['source_dir']} (finished {row['finished_at']}): "
@@ -96,7 +96,8 @@ def run(conn, blobs: BlobStore, embedded: Embedded, sources_cfg: dict, say: Say,
             _set(conn, phase=phase)
         return _finish(conn, blobs, embedded, say)
     finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
+        if not conn.closed:  # a lost connection let go of the lock with its session
+            conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
 
 
 def _lock(conn) -> None:

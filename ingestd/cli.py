@@ -366,6 +366,7 @@ def cmd_document(args) -> int:
     if not is_valid_id(args.doc_id):
         raise UsageError(f"malformed document id {args.doc_id[:80]!r}")
     cfg, plugins = _setup(args, quiet=True)
+    _not_in_cluster(cfg, args)
     state = _read_only(cfg, plugins)
     store = Store(cfg.daemon.state_dir)
     try:
@@ -388,12 +389,21 @@ def cmd_document(args) -> int:
     return 0
 
 
+def _not_in_cluster(cfg, args) -> None:
+    """In cluster mode the local state dir holds no catalogue: an empty answer would mislead."""
+    if cfg.cluster is not None:
+        raise UsageError(f"ingestd {args.command}: in cluster mode the documents and the change feed live in "
+                         "PostgreSQL and the blob store; ask any instance's API (GET /documents, "
+                         "/documents/{id}/content, /changes)")
+
+
 @contextmanager
 def _store(args):
     """The catalogue, read-only, with the state held shared (never migrated) meanwhile."""
     from ingestd.store.catalogue import Store
 
     cfg, plugins = _setup(args, quiet=True)
+    _not_in_cluster(cfg, args)
     state = _read_only(cfg, plugins)
     try:
         store = Store(cfg.daemon.state_dir)

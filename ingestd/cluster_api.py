@@ -3,9 +3,12 @@ database, so every instance serves the same jobs, sources and documents, and `PO
 /ingest` on any of them queues the one job a source may have (the partial unique index
 makes the others' answers 409 `busy`, naming it).
 
-Phase 1 limits (docs/cluster.md): a job's per-item records are not kept yet (its items
-page is empty), the throughput chart counts this instance's jobs only, `/sources` counts
-no documents per source, and requests share one database connection per instance.
+The document listing, content (streamed from the S3 blob store) and the change feed
+(`cluster.feed`: gapless across instances, long-polls woken by LISTEN/NOTIFY) keep the
+embedded daemon's contract. Phase 1 limits (docs/cluster.md): a job's per-item records
+are not kept yet (its items page is empty), the throughput chart counts this instance's
+jobs only, `/sources` counts no documents per source, and requests share one database
+connection per instance.
 """
 
 from __future__ import annotations
@@ -13,19 +16,32 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 from ingestd._lib import logs
 from ingestd._lib.version import VERSION
-from ingestd.api.backend import Busy, CredentialStatus, ItemsPage, NotServed, Runtime, SourceView, Window
-from ingestd.cluster import catalogue, jobs
+from ingestd.api.backend import Busy, CredentialStatus, ItemsPage, Runtime, SourceView, Window
+from ingestd.cluster import catalogue, feed, jobs
+from ingestd.cluster.blobs import BlobStore
 from ingestd.cluster.node import Node
 from ingestd.config import Source
 from ingestd.errors import ConfigError, UsageError
 from ingestd.extract.lookup import TextState
 from ingestd.jobs.manifest import Manifest
 from ingestd.runtime.throughput import Throughput
+from ingestd.store.catalogue import Content
 
-_NO_FEED = "the document listing, content downloads and the change feed are not served in cluster mode yet"
+
+@dataclass(frozen=True)
+class BlobContent(Content):
+    """A version's bytes in the S3 blob store (`path` is their key, for logs)."""
+
+    blobs: BlobStore | None = None
+
+    def open(self) -> BinaryIO:
+        return self.blobs.reader(self.sha256)
 
 
 class ClusterApi:
@@ -39,6 +55,7 @@ class ClusterApi:
         # the dashboard's charts: the jobs this instance finished (not the cluster's, yet)
         self._throughput = Throughput(lambda: [], lambda: 0)
         node.listeners.append(self._throughput.job_finished)
+        self._watcher = feed.Watcher(node.database.connect)
 
     @contextmanager
     def _db(self):
@@ -56,6 +73,7 @@ class ClusterApi:
                 raise
 
     def close(self) -> None:
+        self._watcher.stop()
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
@@ -111,25 +129,33 @@ class ClusterApi:
     def extraction_stats(self):
         return None  # extraction is off in cluster mode
 
-    # -- documents and the change feed: not in cluster mode yet (docs/cluster.md) ----------
+    # -- documents and the change feed ---------------------------------------------------
 
     def documents(self, *, source, include_deleted, limit, after, feed_cursor):
-        raise NotServed(_NO_FEED)
+        with self._db() as conn:
+            return catalogue.listing(conn, self.node.blobs.key, source=source, include_deleted=include_deleted,
+                                     limit=limit, after=after, feed_cursor=feed_cursor)
 
-    def content(self, doc_id: str, version: int | None):
-        raise NotServed(_NO_FEED)
+    def content(self, doc_id: str, version: int | None) -> Content:
+        with self._db() as conn:
+            sha, size, mime, seq, origin = catalogue.content(conn, doc_id, version)
+        return BlobContent(doc_id, seq, sha, size, mime, origin, Path(self.node.blobs.key(sha)), self.node.blobs)
 
     def changes(self, after: str | None, limit: int):
-        raise NotServed(_NO_FEED)
+        with self._db() as conn:
+            return feed.read(conn, after, limit)
 
     def on_change(self, listener) -> None:
-        """No feed here, so nothing to wake a long-poll: it ends empty when its wait is over."""
+        """Held long-polls wake when any instance commits changes (LISTEN/NOTIFY, one
+        thread per instance)."""
+        self._watcher.listeners.append(listener)
+        self._watcher.start()
 
     def last_change(self) -> int:
-        return 0
+        return self._watcher.head
 
     def poll_changes(self) -> None:
-        pass
+        self._watcher.poll()
 
     # -- sources ---------------------------------------------------------------------------
 

@@ -301,7 +301,7 @@ def get_content(ctx: Context, req: Request) -> Reply:
         what = "no such document" if q.version is None else f"no such document, or it has no version {q.version}"
         raise ApiError(404, "not_found", what) from None
     try:
-        file = open(content.path, "rb")  # noqa: SIM115 - the transport closes it once sent
+        file = content.open()  # the transport closes it once sent
     except FileNotFoundError:
         raise ApiError(404, "content_missing", "the document's content is missing from the blob store; "
                        "the operator should run `ingestd verify`") from None

@@ -22,7 +22,9 @@ A key names its content, so a blob is written at most once and never changes:
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,6 +225,13 @@ class BlobStore:
         answer = self._call("get_object", Bucket=self.bucket, Key=self.key(sha256), **extra)
         return answer["Body"], answer["ContentLength"]
 
+    def reader(self, sha256: str) -> "BlobReader":
+        """The blob as a file the API's transport streams from (FileNotFoundError when the
+        store does not hold it)."""
+        if not self.exists(sha256):
+            raise FileNotFoundError(errno.ENOENT, "no such blob in the store", sha256)
+        return BlobReader(self, sha256)
+
     def read(self, sha256: str) -> bytes:
         body, _ = self.open(sha256)
         with body:
@@ -246,6 +255,68 @@ class BlobStore:
             return getattr(self.s3, operation)(**params)
         except (ClientError, BotoCoreError) as exc:
             raise BlobStoreError(f"s3://{self.bucket}/{params.get('Key', '')}: {operation}: {exc}") from None
+
+
+class BlobReader(io.RawIOBase):
+    """A blob read as the transport reads a file body (`socket.sendfile`'s fallback: a
+    `seek` to where a Range starts, then `read`s): one GET from the position of the first
+    read, streamed, never whole in memory. A failure mid-way is an OSError, which ends the
+    response (the client sees a short body), never the server."""
+
+    def __init__(self, store: BlobStore, sha256: str):
+        super().__init__()
+        self.store, self.sha256 = store, sha256
+        self.position = 0
+        self._body = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("a blob in S3 has no file descriptor")  # sendfile() falls back to read()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence != io.SEEK_SET:
+            raise io.UnsupportedOperation("only absolute seeks")
+        if offset != self.position:
+            self._drop()
+            self.position = offset
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            if self._body is None:
+                self._body, _ = self.store.open(self.sha256, start=self.position or None)  # no Range: an empty blob
+            data = self._body.read(None if size is None or size < 0 else size)
+        except OSError:
+            raise
+        except Exception as exc:  # botocore's and urllib3's errors: to the transport, an I/O error
+            raise OSError(errno.EIO, f"reading blob {self.sha256[:12]}: {exc}") from None
+        self.position += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def _drop(self) -> None:
+        if self._body is not None:
+            body, self._body = self._body, None
+            try:
+                body.close()
+            except Exception:  # noqa: BLE001 - a half-read stream may complain on close
+                pass
+
+    def close(self) -> None:
+        self._drop()
+        super().close()
 
 
 class _Unsupported(Exception):

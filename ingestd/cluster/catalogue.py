@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 
 from ingestd._lib.times import iso, parse_iso
 from ingestd.cluster import leases
+from ingestd.cluster.feed import CHANNEL as CHANGES_CHANNEL
 from ingestd.cluster.leases import Lease
 from ingestd.errors import NotFoundError
-from ingestd.store.catalogue import Change, Document, Version
+from ingestd.store.catalogue import Change, Document, Listing, Version, listing_filter, pick_version
+from ingestd.store.feed import format_cursor
 
 TYPES = ("stored", "updated", "deleted", "restored")
 
@@ -134,6 +136,7 @@ def _append(cur, feed: list[tuple], at) -> list[int]:
     cur.executemany("INSERT INTO changes (cursor, type, doc_id, source, origin_uri, version, sha256, size, mime, "
                     "job_id, at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [(n, *entry, at) for n, entry in zip(cursors, feed)])
+    cur.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, str(last)))  # sent at commit: wakes long-polls
     return cursors
 
 
@@ -145,24 +148,70 @@ def changes_after(conn, after: int, limit: int = 500) -> list[dict]:
     return [{**dict(zip(keys, r)), "at": iso(r[-1])} for r in rows]
 
 
+_VERSION = ("v.seq, v.kind, v.sha256, v.size, v.mime, v.origin_uri, v.source_modified_at, v.ingested_at, "
+            "v.job_id, v.metadata")
+
+
+def _version(row) -> Version:
+    """A version from the columns of `_VERSION`, timestamps as the embedded store writes them."""
+    return Version(version=row[0], kind=row[1], sha256=row[2], size=row[3], mime=row[4], origin_uri=row[5],
+                   source_modified_at=iso(row[6]) if row[6] else None, ingested_at=iso(row[7]), job_id=row[8],
+                   metadata=row[9] or {})
+
+
 def document(conn, doc_id: str, blob_key) -> Document:
-    """A document as the API serves it: its current version, provenance and history
-    (`blob_key(sha256)` names where its bytes are). NotFoundError when unknown."""
+    """A document as the API serves it: its current version, provenance and history,
+    newest first (`blob_key(sha256)` names where its bytes are). NotFoundError when unknown."""
     head = conn.execute("SELECT source, current_seq, deleted_at, deleted_job FROM documents WHERE doc_id = %s",
                         (doc_id,)).fetchone()
     if head is None:
         raise NotFoundError(f"document {doc_id} not found")
-    rows = conn.execute("SELECT seq, sha256, size, mime, origin_uri, source_modified_at, ingested_at, job_id, "
-                        "metadata FROM versions WHERE doc_id = %s ORDER BY seq", (doc_id,)).fetchall()
-    history = {r[0]: Version(sha256=r[1], size=r[2], mime=r[3], origin_uri=r[4],
-                             source_modified_at=iso(r[5]) if r[5] else None, ingested_at=iso(r[6]), job_id=r[7],
-                             metadata=r[8] or {}) for r in rows}
-    now = history[head[1]]
-    return Document(doc_id=doc_id, source=head[0], origin_uri=now.origin_uri, sha256=now.sha256, size=now.size,
-                    mime=now.mime, source_modified_at=now.source_modified_at, ingested_at=now.ingested_at,
-                    job_id=now.job_id, metadata=now.metadata, deleted_at=iso(head[2]) if head[2] else None,
+    rows = conn.execute(f"SELECT {_VERSION} FROM versions v WHERE v.doc_id = %s ORDER BY v.seq DESC",
+                        (doc_id,)).fetchall()
+    history = [_version(r) for r in rows]
+    now = next(v for v in history if v.version == head[1])
+    return Document(doc_id=doc_id, source=head[0], deleted_at=iso(head[2]) if head[2] else None,
                     deleted_job=head[3], blob_path=blob_key(now.sha256),
-                    versions=[v for seq, v in sorted(history.items()) if seq != head[1]][::-1])
+                    versions=[v for v in history if v.version != head[1]], **now.model_dump())
+
+
+def listing(conn, blob_key, *, source: str | None = None, include_deleted: bool = False, limit: int = 100,
+            after: str | None = None, feed_cursor: str | None = None) -> Listing:
+    """A page of documents after doc_id `after`, in doc_id order, each with its current
+    version, as the embedded store lists them. On the first page `feed_cursor` is the
+    feed's head read by the same statement (one snapshot), so a consumer that follows the
+    feed from it after listing misses nothing."""
+    where, args = listing_filter(after, source, include_deleted, "%s")
+    rows = conn.execute(
+        "WITH f AS (SELECT last FROM feed WHERE id = 1) SELECT f.last, p.* FROM f LEFT JOIN LATERAL ("
+        f"SELECT d.doc_id, d.source, d.deleted_at, d.deleted_job, {_VERSION} FROM documents d "
+        "JOIN versions v ON v.doc_id = d.doc_id AND v.seq = d.current_seq "
+        f"WHERE {' AND '.join(where)} ORDER BY d.doc_id LIMIT %s) p ON true ORDER BY p.doc_id",
+        (*args, limit + 1)).fetchall()
+    if feed_cursor is None:
+        feed_cursor = format_cursor(rows[0][0])
+    found = [r[1:] for r in rows if r[1] is not None]
+    docs = [_summary(r, blob_key) for r in found[:limit]]
+    return Listing(docs, docs[-1].doc_id if len(found) > limit else None, feed_cursor)
+
+
+def _summary(row, blob_key) -> Document:
+    doc_id, source, deleted_at, deleted_job = row[:4]
+    now = _version(row[4:])
+    return Document(doc_id=doc_id, source=source, deleted_at=iso(deleted_at) if deleted_at else None,
+                    deleted_job=deleted_job, blob_path=blob_key(now.sha256), **now.model_dump())
+
+
+def content(conn, doc_id: str, version: int | None) -> tuple[str, int, str, int, str]:
+    """(sha256, size, mime, version, origin_uri) of a version's bytes: the current one, or
+    number `version`. NotFoundError (no such document or version), Tombstoned (the
+    current content of a deleted document)."""
+    head = conn.execute("SELECT current_seq, deleted_at FROM documents WHERE doc_id = %s", (doc_id,)).fetchone()
+    if head is not None:
+        head = (head[0], iso(head[1]) if head[1] else None)
+    seq, row = pick_version(doc_id, version, head, lambda n: conn.execute(
+        "SELECT sha256, size, mime, origin_uri FROM versions WHERE doc_id = %s AND seq = %s", (doc_id, n)).fetchone())
+    return row[0], row[1], row[2], seq, row[3]
 
 
 def versions(conn, doc_id: str) -> list[dict]:

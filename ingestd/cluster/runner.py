@@ -42,7 +42,8 @@ from ingestd.jobs.manifest import JobError, Manifest
 from ingestd.jobs.pipeline import _admit, _Batch, _open_staged, _Refused, _unchanged_since
 from ingestd.plugin.connector import Connector, Deleted, Failed, JobContext, Outcome, Staged
 from ingestd.store.catalogue import Blob, Change, doc_id_for
-from ingestd.store.enrich import detect_mime, read_head
+from ingestd.store.blobs import measure
+from ingestd.store.enrich import detect_mime
 from ingestd.store.hashing import copy_hashing
 
 class Runner:
@@ -154,6 +155,8 @@ class _Job:
 
     def _store(self, ev: Staged):
         """The staged file into the blob store, under its hash; a Change naming it. A file
+        the connector owns (downloaded into the workspace) is hashed where it is, and its
+        claimed sha256 and size are checked as embedded mode checks them (`integrity`). A file
         the connector does not own (a drop folder's) is copied into the workspace while it
         is hashed, opened as embedded core opens it: no symlinks followed, no FIFO waited
         on, nothing but a regular file taken, a file written to meanwhile left for later."""
@@ -163,8 +166,9 @@ class _Job:
             if path is None:
                 return Failed(ev.origin_uri, Code.UNSUPPORTED, "re-pointing stored bytes is not supported in cluster "
                               "mode yet", token=ev.token)
-            if ev.owned and ev.sha256 and ev.size is not None:
-                sha, size, head, upload = ev.sha256, ev.size, read_head(path), path
+            if ev.owned:  # the connector's file: hashed here, its sha256 and size are claims
+                measured = measure(path, sha256=ev.sha256, size=ev.size)
+                sha, size, head, upload = measured.sha256, measured.size, measured.head, path
             else:
                 sha, size, head, copy = _copy_in(ev, self.ctx.workspace)
                 upload = copy

@@ -241,8 +241,9 @@ class Extraction:
         else:
             out = self.store.tmp_dir / f"text-{os.getpid()}-{os.urandom(6).hex()}"
             result = self.pool.run(Request(str(self.store.blob_path(sha)), name, str(out), limits_of(self.cfg)))
+            if not result.ok or self._stop.is_set():
+                unlink_quietly(out)  # a worker killed mid-write (its clock ran out in fsync) leaves a part
             if result.code == IO_FAILURE or self._stop.is_set():
-                unlink_quietly(out)
                 return None
             if result.ok:
                 placed = self.store.place(out, result.sha256)

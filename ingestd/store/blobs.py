@@ -42,6 +42,22 @@ def is_sha256(text: str) -> bool:
     return len(text) == 64 and HEX.issuperset(text)
 
 
+def measure(path: Path, *, sha256: str | None = None, size: int | None = None) -> Stored:
+    """The sha256, size and head of a file a connector handed over (`owned`), read
+    without following a symlink. What the connector claimed (`sha256`, `size`) is checked
+    against the bytes, never taken on its word: a contradicted claim is refused
+    (`integrity`), in embedded and cluster mode alike."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        real, length, head = copy_hashing(fd, None)
+    finally:
+        os.close(fd)
+    if (sha256 is not None and sha256 != real) or (size is not None and size != length):
+        raise StoreError(f"the connector said sha256 {str(sha256)[:64]}, {size} bytes; the file it handed "
+                         f"over has sha256 {real}, {length} bytes: not stored", Code.INTEGRITY)
+    return Stored(real, length, head)
+
+
 def syncfs_reports_errors(release: str | None = None) -> bool:
     """Before Linux 5.8 syncfs returned 0 even when writing a dirty page back failed, so
     it could not tell us the blobs were durable; there each blob is fsync'ed instead."""
@@ -110,19 +126,12 @@ class Blobs:
         """Move a file a connector wrote into the workspace into the store, under the hash
         of what it holds. A claim (`sha256`, `size`) that the bytes contradict is refused:
         a record must never name one content for another."""
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            real, length, head = copy_hashing(fd, None)
-        finally:
-            os.close(fd)
-        if (sha256 is not None and sha256 != real) or (size is not None and size != length):
-            raise StoreError(f"the connector said sha256 {str(sha256)[:64]}, {size} bytes; the file it handed "
-                             f"over has sha256 {real}, {length} bytes: not stored", Code.INTEGRITY)
-        if self.holds(real, length):
+        stored = measure(path, sha256=sha256, size=size)
+        if self.holds(stored.sha256, stored.size):
             unlink_quietly(path)
         else:
-            self._place(str(path), real, length)
-        return Stored(real, length, head)
+            self._place(str(path), stored.sha256, stored.size)
+        return stored
 
     def existing(self, sha256: str, size: int | None) -> Stored:
         """A blob already in the store, for a document re-pointed without new bytes (a

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydantic import BaseModel
 
@@ -177,10 +177,43 @@ class Content:
     origin_uri: str
     path: Path
 
+    def open(self) -> BinaryIO:
+        """The bytes, to stream (FileNotFoundError when the store has lost them)."""
+        return open(self.path, "rb")
+
 
 class Tombstoned(IngestdError):
     """The document was deleted at its source: it has no current content (earlier
     versions stay readable by number)."""
+
+
+def listing_filter(after: str | None, source: str | None, include_deleted: bool, mark: str) -> tuple[list[str], list]:
+    """The WHERE terms and arguments of a listing page, in any backend (`mark`: its
+    placeholder, `?` or `%s`), over `documents d`."""
+    where, args = [f"d.doc_id > {mark}"], [after or ""]
+    if source is not None:
+        where.append(f"d.source = {mark}")
+        args.append(source)
+    if not include_deleted:
+        where.append("d.deleted_at IS NULL")
+    return where, args
+
+
+def pick_version(doc_id: str, version: int | None, head: tuple | None, row_for) -> tuple[int, tuple]:
+    """Which version a content read serves, by the same rules in every backend: `head` is
+    the document's (current_seq, deleted_at text) or None, `row_for(seq)` that version's
+    (sha256, size, mime, origin_uri) or None. NotFoundError, or Tombstoned for the current
+    content of a deleted document (earlier versions stay readable by number)."""
+    if head is None:
+        raise NotFoundError(f"no document {doc_id}")
+    if version is None and head[1] is not None:
+        raise Tombstoned(f"document {doc_id} was deleted at its source at {head[1]}; "
+                         "its earlier versions stay readable by number")
+    seq = head[0] if version is None else version
+    row = row_for(seq)
+    if row is None:
+        raise NotFoundError(f"document {doc_id} has no version {seq}")
+    return seq, row
 
 
 class Store:
@@ -341,12 +374,7 @@ class Store:
         `feed_cursor` is carried from the listing's first page to the next ones; on the
         first page it is the feed's head, read in the same snapshot as the page, so a
         consumer that follows the feed from it after listing misses nothing."""
-        where, args = ["d.doc_id > ?"], [after or ""]
-        if source is not None:
-            where.append("d.source = ?")
-            args.append(source)
-        if not include_deleted:
-            where.append("d.deleted_at IS NULL")
+        where, args = listing_filter(after, source, include_deleted, "?")
         with self.readers.snapshot() as db:
             if feed_cursor is None:
                 feed_cursor = feed_mod.format_cursor(db.execute("SELECT last FROM feed WHERE id = 1").fetchone()[0])
@@ -372,16 +400,8 @@ class Store:
         content of a deleted document)."""
         with self.readers.snapshot() as db:
             head = db.execute("SELECT current_seq, deleted_at FROM documents WHERE doc_id=?", (doc_id,)).fetchone()
-            if head is None:
-                raise NotFoundError(f"no document {doc_id}")
-            if version is None and head[1] is not None:
-                raise Tombstoned(f"document {doc_id} was deleted at its source at {head[1]}; "
-                                 "its earlier versions stay readable by number")
-            seq = head[0] if version is None else version
-            row = db.execute("SELECT sha256, size, mime, origin_uri FROM versions WHERE doc_id=? AND seq=?",
-                             (doc_id, seq)).fetchone()
-        if row is None:
-            raise NotFoundError(f"document {doc_id} has no version {seq}")
+            seq, row = pick_version(doc_id, version, head, lambda n: db.execute(
+                "SELECT sha256, size, mime, origin_uri FROM versions WHERE doc_id=? AND seq=?", (doc_id, n)).fetchone())
         return Content(doc_id, seq, row[0], row[1], row[2], row[3], self.blob_path(row[0]))
 
     def _damage(self, sha256: str) -> str | None:

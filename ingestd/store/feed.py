@@ -202,7 +202,7 @@ class Feed:
         wanted = sorted(set(sources)) if sources is not None else None
         with self._readers.snapshot() as db:
             last, expired = db.execute("SELECT last, expired FROM feed WHERE id = 1").fetchone()
-            _check(position, last, expired)
+            check_position(position, last, expired)
             if wanted is None:
                 rows = db.execute(f"SELECT {columns} FROM changes WHERE cursor > ? ORDER BY cursor LIMIT ?",
                                   (position, limit)).fetchall()
@@ -228,7 +228,7 @@ class Feed:
         position = parse_cursor(after)
         with self._readers.snapshot() as db:
             last, expired = db.execute("SELECT last, expired FROM feed WHERE id = 1").fetchone()
-        _check(position, last, expired)
+        check_position(position, last, expired)
 
     # -- following ------------------------------------------------------------------------
 
@@ -315,7 +315,9 @@ class Feed:
         return removed
 
 
-def _check(position: int, last: int, expired: int) -> None:
+def check_position(position: int, last: int, expired: int) -> None:
+    """Raise CursorExpired for a position before the kept changes or after the head (any
+    backend's feed: the cluster's reads judge cursors by the same rules)."""
     if position < expired:
         raise CursorExpired(
             f"the changes after cursor {format_cursor(position)} are no longer kept (daemon.change_retention); "
@@ -329,4 +331,4 @@ def _check(position: int, last: int, expired: int) -> None:
 
 
 __all__ = ["Feed", "FeedChange", "Page", "JsonPage", "CursorExpired", "append", "format_cursor", "parse_cursor",
-           "FIRST", "TYPES", "WIDTH", "CURSOR_PATTERN"]
+           "FIRST", "TYPES", "WIDTH", "CURSOR_PATTERN", "check_position"]

@@ -9,6 +9,7 @@ from tests.conftest import make_secret
 from tests.plugins.s3.kit import MotoS3
 
 from .kit import BLOBS as BUCKET
+from .kit import DOCS
 from .pgserver import PostgresServer, bindir
 
 
@@ -76,3 +77,14 @@ def add_sources(conn, *names, node=None, kind="s3"):
     from ingestd.cluster import jobs
 
     jobs.register(conn, [jobs.SourceRow(n, kind, node) for n in names])
+
+
+@pytest.fixture
+def cluster(tmp_path, pg, s3):
+    s3.s3.create_bucket(Bucket=DOCS)
+    from .nodes import Cluster
+
+    c = Cluster(tmp_path, pg, s3)
+    assert c.cli("cluster", "init").returncode == 0
+    yield c
+    c.stop()

@@ -23,18 +23,26 @@ def write_registry(path: Path, pg_password: str) -> Path:
     return path
 
 
+def s3_source(name: str, bucket: str, s3_url: str, every: float = 3600, **extra) -> dict:
+    return {"name": name, "kind": "s3", "bucket": bucket, "endpoint_url": s3_url, "addressing_style": "path",
+            "credentials": "minio", "every": every, **extra}
+
+
 def instance_config(home: Path, name: str, *, database_url: str, s3_url: str, registry: Path, ttl: float,
-                    every: float = 3600, log_level: str = "info", http: bool = False) -> Path:
+                    every: float = 3600, log_level: str = "info", http: bool = False, cluster: bool = True,
+                    sources: list[dict] | None = None) -> Path:
+    """One instance's ingestd.toml; `cluster=False` writes the same daemon embedded (no
+    `[cluster]` table), for tests that hold both backends to one contract."""
     home.mkdir(parents=True, exist_ok=True)
+    tables = {"cluster": {"database_url": database_url, "database_credentials": "pg",
+                          "blob_store": f"s3://{BLOBS}/store", "endpoint_url": s3_url, "addressing_style": "path",
+                          "credentials": "minio", "instance_id": name, "lease_ttl": ttl}} if cluster else {}
     return write_config(
         home / "ingestd.toml",
         daemon={"state_dir": str(home / "state"), "log_format": "json", "log_level": log_level,
                 "shutdown_timeout": 10},
         http={"listen": "127.0.0.1:0"} if http else {"enabled": False},
         credentials={"registry": str(registry)},
-        cluster={"database_url": database_url, "database_credentials": "pg", "blob_store": f"s3://{BLOBS}/store",
-                 "endpoint_url": s3_url, "addressing_style": "path", "credentials": "minio",
-                 "instance_id": name, "lease_ttl": ttl},
-        sources=[{"name": "bucket", "kind": "s3", "bucket": DOCS, "endpoint_url": s3_url,
-                  "addressing_style": "path", "credentials": "minio", "every": every}],
+        sources=sources if sources is not None else [s3_source("bucket", DOCS, s3_url, every)],
+        **tables,
     )

@@ -62,3 +62,14 @@ def test_bad_cluster_values_are_one_line_each(tmp_path):
     assert len(lines) == 3 and all(line.startswith(str(path)) for line in lines)
     assert {k for k in ("cluster.blob_store", "cluster.lease_ttl", "cluster.instance_id") if any(k in x for x in lines)} \
         == {"cluster.blob_store", "cluster.lease_ttl", "cluster.instance_id"}
+
+
+def test_the_local_catalogue_commands_refuse_a_cluster_config(tmp_path):
+    """`ingestd documents|document|cat|changes` read the embedded store: on a cluster
+    instance that would answer 'nothing' for a store that has everything."""
+    path = config(tmp_path)
+    for args in (("documents",), ("document", "0" * 32), ("cat", "0" * 32), ("changes",)):
+        result = ingestd(*args, "--config", path)
+        assert result.returncode == 2, (args, result.stderr)
+        line, = result.stderr.strip().splitlines()
+        assert "cluster mode" in line and "GET /documents" in line, line

@@ -180,3 +180,33 @@ def test_the_feed_is_gapless_while_sources_commit_at_once(pg, db):
     done.set()
     f.join(60)
     assert problems == [("read", 4 * 40 * 3)]
+
+
+def test_a_commit_wakes_the_feed_watcher_by_notify_and_a_page_reads_one_snapshot(pg, db):
+    """The long-poll's wake-up is the commit's NOTIFY (the watcher is never asked to poll
+    here), and an uncommitted allocation is invisible to a page: `next_after` never passes
+    a change the page did not return."""
+    from ingestd.cluster import feed
+
+    add_sources(db, "bucket")
+    c = claimed(db)
+    watcher = feed.Watcher(lambda **kw: pg.connect(autocommit=True))
+    woken = threading.Event()
+    watcher.listeners.append(woken.set)
+    watcher.start()
+    try:
+        catalogue.commit(db, c.lease, [change("bucket", "w", b"w", c.manifest.job_id)])
+        assert woken.wait(30)  # by the NOTIFY, or the head read when it started listening: it listens now
+        woken.clear()
+        with pg.connect() as writer:  # a transaction left open after taking its cursor
+            writer.execute("SELECT 1")  # open it first: the commit's own block becomes a savepoint in it
+            catalogue.commit(writer, c.lease, [change("bucket", "x", b"x", c.manifest.job_id)])
+            page = feed.read(db, None, 10)
+            assert (len(page.changes), page.next_after) == (1, "0" * 15 + "1")
+            assert not woken.wait(0.2)
+            writer.commit()
+        assert woken.wait(30), "the commit's NOTIFY did not wake the watcher"
+        page = feed.read(db, "0" * 15 + "1", 10)
+        assert len(page.changes) == 1 and page.next_after == "0" * 15 + "2" and watcher.head == 2
+    finally:
+        watcher.stop()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import threading
 import time
@@ -16,100 +15,11 @@ import urllib.request
 
 import pytest
 
-from tests.support.helpers import run_cli, wait_for
-from tests.support.procs import Daemon
+from tests.support.helpers import wait_for
 
-from .conftest import BUCKET
-from .kit import DOCS, instance_config, write_registry
+from .kit import DOCS
+from .nodes import TTL, N, contents, put_all
 from .proxy import Proxy
-
-TTL = 8.0  # generous: a busy CI machine must not lose leases by starving a heartbeat thread
-N = 120
-
-
-def contents(n: int = N) -> dict[str, bytes]:
-    """Every tenth object repeats another's bytes: blobs are stored once per content."""
-    return {f"f/{i:04d}.txt": (f"shared {i % 7}" if i % 10 == 0 else f"object {i} " * 20).encode() for i in range(n)}
-
-
-class Cluster:
-    def __init__(self, root, pg, moto):
-        self.root, self.pg, self.moto = root, pg, moto
-        self.registry = write_registry(root / "credentials.json", pg.password)
-        self.instances: dict[str, Daemon] = {}
-        self.urls: dict[str, str] = {}  # an instance reaching the database another way (a proxy)
-        self.http = False
-        self.conn = pg.connect(autocommit=True)
-
-    def config(self, name: str):
-        return instance_config(self.root / name, name, database_url=self.urls.get(name, self.pg.url), s3_url=self.moto.url,
-                               registry=self.registry, ttl=TTL, http=self.http)
-
-    def cli(self, *args, name="a"):
-        result = run_cli(*args, "--config", self.config(name), timeout=120)
-        assert "Traceback" not in result.stderr, result.stderr
-        return result
-
-    def start(self, *names: str) -> None:
-        for name in names:
-            home = self.root / name
-            cfg = self.config(name)
-            self.instances[name] = Daemon(cfg, home / "state", home).start()
-
-    def stop_instances(self) -> None:
-        for d in self.instances.values():
-            if d.proc.poll() is None:
-                os.kill(d.proc.pid, signal.SIGCONT)
-                d.stop()
-
-    def stop(self) -> None:
-        self.stop_instances()
-        for d in self.instances.values():
-            d.notify.close()
-        self.conn.close()
-
-    def jobs(self) -> list[tuple]:
-        return self.conn.execute("SELECT job_id, status, trigger, instance_id, fence, manifest FROM jobs "
-                                 "ORDER BY created_at").fetchall()
-
-    def holder(self) -> tuple[str, str, int] | None:
-        row = self.conn.execute("SELECT lease_holder, lease_job, fence FROM sources WHERE name = 'bucket' "
-                                "AND lease_holder IS NOT NULL").fetchone()
-        return tuple(row) if row else None
-
-    def versions(self, job_id: str | None = None) -> int:
-        if job_id is None:
-            return self.conn.execute("SELECT count(*) FROM versions").fetchone()[0]
-        return self.conn.execute("SELECT count(*) FROM versions WHERE job_id = %s", (job_id,)).fetchone()[0]
-
-    def settled(self) -> list[tuple] | None:
-        rows = self.jobs()
-        return rows if rows and all(r[1] not in ("queued", "running") for r in rows) else None
-
-    def check_catalogue(self, objects: dict[str, bytes]) -> None:
-        """One document per origin, one version each with the right hash; one blob per content."""
-        rows = self.conn.execute("SELECT d.origin_uri, count(v.seq), max(v.sha256) FROM documents d "
-                                 "JOIN versions v USING (doc_id) GROUP BY d.origin_uri").fetchall()
-        want = {f"s3://{DOCS}/{k}": hashlib.sha256(v).hexdigest() for k, v in objects.items()}
-        assert {uri: sha for uri, _n, sha in rows} == want
-        assert all(n == 1 for _uri, n, _sha in rows)
-        listed = self.moto.s3.list_objects_v2(Bucket=BUCKET, Prefix="store/blobs/")
-        keys = {o["Key"].rsplit("/", 1)[1] for o in listed.get("Contents", [])}
-        assert keys == set(want.values())
-
-
-@pytest.fixture
-def cluster(tmp_path, pg, s3):
-    s3.s3.create_bucket(Bucket=DOCS)
-    c = Cluster(tmp_path, pg, s3)
-    assert c.cli("cluster", "init").returncode == 0
-    yield c
-    c.stop()
-
-
-def put_all(moto, objects: dict[str, bytes]) -> None:
-    for key, body in objects.items():
-        moto.put(key, body, bucket=DOCS)
 
 
 def slow_gets(moto, delay: list[float]) -> None:
@@ -299,10 +209,10 @@ def test_every_instance_serves_the_api_and_one_ingest_wins_each_round(cluster):
     served = [json.loads(urllib.request.urlopen(f"{b}/documents/{doc}", timeout=30).read()) for b in bases]
     assert all(s == served[0] for s in served)
     assert served[0]["sha256"] == hashlib.sha256(objects[uri.removeprefix(f"s3://{DOCS}/")]).hexdigest()
-    for path in ("/documents", f"/documents/{doc}/content", "/changes"):  # not served yet: a typed 501
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(bases[0] + path, timeout=30)
-        assert refused.value.code == 501 and json.loads(refused.value.read())["error"] == "not_served", path
+    for path in ("/documents", f"/documents/{doc}/content", "/changes"):  # the same answer everywhere
+        answers = [urllib.request.urlopen(b + path, timeout=30).read() for b in bases]
+        assert all(a == answers[0] for a in answers), path
+    assert answers[0].startswith(b'{"changes":[{"cursor":"0000000000000001"')
     health = json.loads(urllib.request.urlopen(bases[0] + "/healthz", timeout=30).read())
     assert health["checks"]["database"]["ok"] is True
     sources = json.loads(urllib.request.urlopen(bases[1] + "/sources", timeout=30).read())

@@ -9,6 +9,7 @@ from collections import Counter
 
 from ingestd import config
 from ingestd.extract.policy import Policy
+from ingestd.extract.protocol import Result
 from ingestd.extract.service import Extraction
 from ingestd.plugin.manager import Plugins
 from ingestd.store.catalogue import Blob, Change, Store, doc_id_for
@@ -61,3 +62,45 @@ def test_an_extraction_is_counted_only_once_its_text_is_recorded(tmp_path):
         extraction.stop()
         texts.close()
         store.close()
+
+
+class PartWritingPool:
+    """A worker whose wall clock ran out while it was writing its text: the part is on disk,
+    the answer is `timeout` (seen under load: fsync outlasting the limit)."""
+
+    def __init__(self, real):
+        self.real, self.asked = real, threading.Event()
+
+    def run(self, request):
+        with open(request.out, "wb") as part:
+            part.write(b"half a text")
+        self.asked.set()
+        return Result.failed("timeout", "took longer than 1 s")
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def test_a_worker_killed_mid_write_leaves_no_part_in_the_temp_folder(tmp_path):
+    state = tmp_path / "state"
+    store, texts = Store(state), Texts(state)
+    src = tmp_path / "in.csv"
+    src.write_bytes(b"a,b\n1,2\n")
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        stored = store.blobs.put_file(fd)
+        blob = Blob(stored.sha256, stored.size, detect_mime(stored.head, "in.csv"))
+    finally:
+        os.close(fd)
+    store.commit([Change(doc_id=doc_id_for("s", "file:///in.csv"), source="s", origin_uri="file:///in.csv",
+                         blob=blob, job_id="job-00000001")])
+    cfg = config.parse({}, {}, base_dir=tmp_path)
+    extraction = Extraction(store, texts, Policy(Plugins().load().extractors, cfg), cfg.extract)
+    extraction.pool = pool = PartWritingPool(extraction.pool)
+    extraction.start()
+    try:
+        wait_for(lambda: sum(extraction.snapshot().done.values()) >= 1, timeout=60, message="the timeout recorded")
+        assert pool.asked.is_set()
+        assert list(store.tmp_dir.iterdir()) == []
+    finally:
+        extraction.stop()

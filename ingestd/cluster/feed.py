@@ -1,0 +1,124 @@
+"""The change feed read from PostgreSQL, and woken by it: what `GET /changes` serves on a
+cluster instance, with the embedded feed's contract (`ingestd.store.feed`).
+
+**Gapless across instances.** Cursors are allocated by the committing transaction from
+the one `feed` row (`catalogue._append`), whose lock orders commits as it orders
+cursors; PostgreSQL makes a transaction visible before it releases its locks, so once a
+reader sees cursor C, every change ≤ C is visible too, whichever instance wrote it. A
+page and the head it is judged against (`next_after`, the 410 checks) are read by one
+statement, so in one snapshot: a page that ends before the head can never skip a change
+that committed between two reads.
+
+**Waking long-polls.** Each committing transaction that adds changes also sends `NOTIFY
+ingestd_changes` (delivered at its commit). One `Watcher` thread per instance LISTENs
+and wakes the held requests; a notification missed (a reconnect) is made up by a read
+of the head at most `POLL` seconds later, made only while a long-poll is held. No
+thread per waiting request: held requests live in the transport's loop.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+
+from ingestd._lib import logs
+from ingestd._lib.times import iso
+from ingestd.store.feed import FIELDS, JsonPage, check_position, format_cursor, parse_cursor
+
+CHANNEL = "ingestd_changes"  # NOTIFY channel: changes committed (payload: the last cursor)
+POLL = 1.0  # how long a missed notification can go unnoticed while long-polls are held
+RETRY = 1.0  # a lost listening connection is opened again after this
+
+_PAGE = ("WITH f AS (SELECT last, expired FROM feed WHERE id = 1) "
+         "SELECT f.last, f.expired, c.* FROM f LEFT JOIN LATERAL ("
+         "SELECT cursor, type, doc_id, source, origin_uri, version, sha256, size, mime, job_id, at "
+         "FROM changes WHERE cursor > %s ORDER BY cursor LIMIT %s) c ON true ORDER BY c.cursor")
+
+
+def read(conn, after: str | None, limit: int) -> JsonPage:
+    """Up to `limit` changes after `after`, oldest first, each a JSON object (text) with
+    the fields and order of the embedded feed's. Raises CursorExpired, UsageError."""
+    position = parse_cursor(after)
+    rows = conn.execute(_PAGE, (position, limit)).fetchall()
+    last, expired = rows[0][0], rows[0][1]
+    check_position(position, last, expired)
+    found = [r[2:] for r in rows if r[2] is not None]
+    nxt = found[-1][0] if len(found) >= limit else max(last, position)
+    return JsonPage([_json(r) for r in found], format_cursor(nxt))
+
+
+def _json(row: tuple) -> str:
+    values = dict(zip(FIELDS, row))
+    values["cursor"] = format_cursor(row[0])
+    values["at"] = iso(row[-1])
+    return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+
+
+def head(conn) -> int:
+    return conn.execute("SELECT last FROM feed WHERE id = 1").fetchone()[0]
+
+
+class Watcher:
+    """One thread per instance that knows the feed's head and calls `listeners` when it
+    moves (a commit on any instance)."""
+
+    def __init__(self, connect: Callable[..., object]):
+        self.connect = connect
+        self.listeners: list[Callable[[], None]] = []
+        self.head = 0
+        self._wanted = threading.Event()  # a long-poll is held: read the head if no notification comes
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.log = logs.get("ingestd.cluster.feed")
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="feed-watch", daemon=True)
+                self._thread.start()
+
+    def poll(self) -> None:
+        """Someone waits: let the next quiet `POLL` end with a read of the head (never
+        blocks: called from the API's loop)."""
+        self._wanted.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        down = False  # logged once per outage, not once per retry
+        while not self._stop.is_set():
+            try:
+                with self.connect(autocommit=True, purpose="feed") as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self._moved(head(conn))  # what committed while nobody listened
+                    down = False
+                    self._listen(conn)
+            except Exception as exc:  # noqa: BLE001 - the database away: long-polls end at their time
+                if not down:
+                    self.log.warning("feed watcher: database unavailable; long-polls end at their time until "
+                                     "it is back", error=str(exc).splitlines()[0] if str(exc) else repr(exc))
+                down = True
+                self._stop.wait(RETRY)
+
+    def _listen(self, conn) -> None:
+        while not self._stop.is_set():
+            payloads = [n.payload for n in conn.notifies(timeout=POLL, stop_after=1)]
+            if payloads:
+                numbers = [int(p) for p in payloads if p.isdigit()]
+                self._moved(max(numbers) if numbers else head(conn))
+            elif self._wanted.is_set():
+                self._wanted.clear()
+                self._moved(head(conn))
+
+    def _moved(self, last: int) -> None:
+        if last <= self.head:
+            return
+        self.head = last
+        for listener in list(self.listeners):
+            try:
+                listener()
+            except Exception:  # noqa: BLE001 - one listener's fault must not stop the watch
+                self.log.exception("feed listener failed")

@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -115,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("source")
     a = actions.add_parser("job", parents=[common], help="one job's manifest, from the database")
     a.add_argument("job_id")
+    a = actions.add_parser("import", parents=[common], help="move an embedded store into the cluster (resumable)")
+    a.add_argument("--from", dest="from_dir", required=True, type=Path, metavar="STATE_DIR",
+                   help="the embedded daemon's state directory (stop that daemon first; it is only read)")
+    a.add_argument("--batch", type=int, default=500, help=argparse.SUPPRESS)
+    a = actions.add_parser("verify", parents=[common], help="every version's blob in the blob store, with its size")
+    a.add_argument("--deep", action="store_true", help="also read every blob and check its hash")
+    a.add_argument("--json", action="store_true")
     return parser
 
 
@@ -503,6 +511,14 @@ def cmd_verify(args) -> int:
     from ingestd.store.verify import FileBlobs, verify
 
     cfg, plugins = _setup(args, quiet=True)
+    if cfg.cluster is not None:  # the store is the cluster's: every blob on S3 read and hashed, as here on disk
+        if args.repair:
+            raise UsageError("--repair is for an embedded store; a cluster's blobs are mended on S3 (see docs/cluster.md)")
+        from ingestd.cluster import verify as cluster_verify
+
+        lines, code = cluster_verify.command(cfg, deep=True, as_json=args.json)
+        print("\n".join(lines))
+        return code
     state_dir = cfg.daemon.state_dir
     # a plain check only reads; a repair writes, so it brings an older state forward first, as `ingest` does
     state = state_runner.open_state(state_dir, state_chains.chains(state_dir, cfg.sources, plugins.connectors),
@@ -685,6 +701,15 @@ def cmd_cluster(args) -> int:
         lines, code = commands.ingest(cfg, args.source)
     elif args.action == "job":
         lines, code = commands.job(cfg, args.job_id)
+    elif args.action == "import":
+        from ingestd.cluster import importer
+
+        lines, code = importer.command(cfg, _plugins.connectors, args.from_dir, lambda line: print(line, flush=True),
+                                       max(args.batch, 1))
+    elif args.action == "verify":
+        from ingestd.cluster import verify
+
+        lines, code = verify.command(cfg, deep=args.deep, as_json=args.json)
     else:
         lines, code = commands.status(cfg, as_json=args.json)
     for line in lines:

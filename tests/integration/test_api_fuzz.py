@@ -81,10 +81,12 @@ def test_fuzz_every_operation_from_the_openapi_document(api_setup):
     fuzz()
     operations = {label for label, _ in seen}
     assert len(operations) == 16, seen  # every operation was reached
-    assert seen["GET /ingest/{job_id}", 2] and seen["GET /documents/{doc_id}", 2] and seen["POST /ingest", 2], seen
-    assert seen["GET /documents/{doc_id}/content", 2] and seen["GET /changes", 2] and seen["GET /documents", 2], seen
-    assert seen["GET /ingest/{job_id}/items", 2], seen
-    assert seen["GET /jobs", 4] and seen["POST /ingest", 4], seen
+    # with the counts and the jobs in the message: a miss here was seen once under load
+    why = (seen, [(j.get("job_id"), j.get("trigger"), j.get("status")) for j in client.get("/jobs").json["jobs"]])
+    assert seen["GET /ingest/{job_id}", 2] and seen["GET /documents/{doc_id}", 2] and seen["POST /ingest", 2], why
+    assert seen["GET /documents/{doc_id}/content", 2] and seen["GET /changes", 2] and seen["GET /documents", 2], why
+    assert seen["GET /ingest/{job_id}/items", 2], why
+    assert seen["GET /jobs", 4] and seen["POST /ingest", 4], why
     assert d.stop() == 0
     log = d.log_text()
     assert "request failed" not in log and "Traceback" not in log

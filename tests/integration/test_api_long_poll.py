@@ -31,9 +31,13 @@ def test_a_hundred_waiting_consumers_hold_no_thread_and_starve_no_one(live):  # 
         socks = [raw_get(host, int(port), "/changes?wait=30") for _ in range(WAITERS)]
         wait_for(lambda: server.server.held == WAITERS, timeout=30, message=f"{WAITERS} held long-polls")
         # threads are made only for requests being answered (at most max_queued + active at
-        # once while they arrive), and none is kept by a waiting one
+        # once while they arrive), and none is kept by a waiting one. A thread whose request
+        # has just let go of its slot is not back on the idle stack yet, so a burst can make
+        # up to as many again (seen on a loaded machine: 11 for a bound of 10); never one per
+        # waiter.
         threads, limits = server.server.pool.threads, server.state.limits
-        assert threads <= limits.max_queued + limits.active_requests, f"{threads} threads for {WAITERS} long-polls"
+        bound = 2 * (limits.max_queued + limits.active_requests)
+        assert threads <= bound < WAITERS, f"{threads} threads for {WAITERS} long-polls"
         assert server.state.inflight == 0 and server.state.queued == 0, "a held request holds a slot or a thread"
         # the rest of the API is answered as usual meanwhile, each request at once
         client = Client(f"http://{server.address}", timeout=10)

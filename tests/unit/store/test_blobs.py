@@ -88,11 +88,20 @@ def test_existing_requires_the_whole_blob(tmp_path):
 
 def test_a_file_that_cannot_fit_is_refused_before_writing(tmp_path):
     state = tmp_path / "state"
+    # ~64 MiB of room and a 1 GiB (sparse) file: far enough on both sides that other work on
+    # a shared disk, writing or freeing while this runs, cannot change the verdicts
     free = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize
-    blobs = Blobs(state, Space(tmp_path, Reserve(min_free_bytes=free - (1 << 20))))  # ~1 MiB of room
+    blobs = Blobs(state, Space(tmp_path, Reserve(min_free_bytes=free - (64 << 20))))
     put(blobs, tmp_path, os.urandom(4096))  # fits
-    with pytest.raises(NoRoom) as refused:
-        put(blobs, tmp_path, os.urandom(2 << 20))
+    big = tmp_path / "big"
+    with open(big, "wb") as f:
+        f.truncate(1 << 30)
+    fd = os.open(big, os.O_RDONLY)
+    try:
+        with pytest.raises(NoRoom) as refused:
+            blobs.put_file(fd, size_hint=1 << 30)
+    finally:
+        os.close(fd)
     assert refused.value.code == Code.DISK_FULL and "min_free_bytes" in str(refused.value)
     assert len(stored_files(blobs)) == 1 and not list(blobs.tmp_dir.iterdir())
 

@@ -32,9 +32,9 @@ class GatedTexts(Texts):
         super().record_all(records, cursor)
 
 
-def test_an_extraction_is_counted_only_once_its_text_is_recorded(tmp_path):
-    state = tmp_path / "state"
-    store, texts = Store(state), GatedTexts(state)
+def store_one_csv(tmp_path) -> tuple[Store, Blob]:
+    """A store holding one committed CSV document, for the extraction to find."""
+    store = Store(tmp_path / "state")
     src = tmp_path / "in.csv"
     src.write_bytes(b"a,b\n1,2\n")
     fd = os.open(src, os.O_RDONLY)
@@ -45,6 +45,12 @@ def test_an_extraction_is_counted_only_once_its_text_is_recorded(tmp_path):
         os.close(fd)
     store.commit([Change(doc_id=doc_id_for("s", "file:///in.csv"), source="s", origin_uri="file:///in.csv",
                          blob=blob, job_id="job-00000001")])
+    return store, blob
+
+
+def test_an_extraction_is_counted_only_once_its_text_is_recorded(tmp_path):
+    store, blob = store_one_csv(tmp_path)
+    texts = GatedTexts(tmp_path / "state")
     cfg = config.parse({}, {}, base_dir=tmp_path)
     policy = Policy(Plugins().load().extractors, cfg)
     version = policy.extractors["csv"].version
@@ -82,18 +88,8 @@ class PartWritingPool:
 
 
 def test_a_worker_killed_mid_write_leaves_no_part_in_the_temp_folder(tmp_path):
-    state = tmp_path / "state"
-    store, texts = Store(state), Texts(state)
-    src = tmp_path / "in.csv"
-    src.write_bytes(b"a,b\n1,2\n")
-    fd = os.open(src, os.O_RDONLY)
-    try:
-        stored = store.blobs.put_file(fd)
-        blob = Blob(stored.sha256, stored.size, detect_mime(stored.head, "in.csv"))
-    finally:
-        os.close(fd)
-    store.commit([Change(doc_id=doc_id_for("s", "file:///in.csv"), source="s", origin_uri="file:///in.csv",
-                         blob=blob, job_id="job-00000001")])
+    store, _ = store_one_csv(tmp_path)
+    texts = Texts(tmp_path / "state")
     cfg = config.parse({}, {}, base_dir=tmp_path)
     extraction = Extraction(store, texts, Policy(Plugins().load().extractors, cfg), cfg.extract)
     extraction.pool = pool = PartWritingPool(extraction.pool)

@@ -91,6 +91,7 @@ class Handle:
 
     def __init__(self):
         self._cookie = _pm.magic_open(_pm.MAGIC_MIME_TYPE)
+        self._close = _pm.magic_close
         database = _map_database()
         self._database = database  # the pages it points into live as long as it does
         if database is None or not _load_shared(self._cookie, database):
@@ -115,6 +116,7 @@ class Handle:
             raise
 
     def __del__(self):
-        if getattr(self, "_cookie", None) and _pm.magic_close:
-            _pm.magic_close(self._cookie)
+        close = getattr(self, "_close", None)  # held here: module globals are gone at exit
+        if close is not None and self._cookie:
+            close(self._cookie)
             self._cookie = None

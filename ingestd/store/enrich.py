@@ -17,10 +17,22 @@ from ingestd.store.hashing import HEAD
 
 _GENERIC = {"application/octet-stream", "text/plain", "inode/x-empty", "application/x-empty"}
 
-try:  # libmagic is a system library; without it we still run, on extensions alone
-    from ingestd.store import libmagic as _magic
-except (ImportError, OSError):  # pragma: no cover - depends on the machine
-    _magic = None
+_magic = None  # ingestd.store.libmagic once loaded: at the first file, not at start-up
+_magic_tried = False
+
+
+def libmagic():
+    """The handle maker, or None where libmagic is not installed: then we run on
+    extensions alone. Loaded on first use, so a command that sniffs nothing never pays
+    for loading the library (and its database)."""
+    global _magic, _magic_tried
+    if not _magic_tried:
+        try:  # libmagic is a system library
+            from ingestd.store import libmagic as loaded
+        except (ImportError, OSError):  # pragma: no cover - depends on the machine
+            loaded = None
+        _magic, _magic_tried = loaded, True
+    return _magic
 
 # A libmagic handle per thread, each replaced after MAGIC_REUSE classifications.
 #
@@ -42,7 +54,8 @@ class _Detector:
         self._local = threading.local()
 
     def get(self):
-        if _magic is None:
+        maker = libmagic()
+        if maker is None:
             return None
         local = self._local
         handle = getattr(local, "handle", None)
@@ -51,7 +64,7 @@ class _Detector:
                 # Closed when this thread's caller lets go of it (freeing its tables); the
                 # freed pages are then handed back, or they would stay in this thread's arena.
                 weakref.finalize(handle, allocator.trim)
-            handle = local.handle = _magic.Handle()
+            handle = local.handle = maker.Handle()
             local.uses = 0
         local.uses += 1
         return handle

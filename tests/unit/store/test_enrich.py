@@ -15,7 +15,7 @@ from ingestd.store import enrich
 PDF = b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(17)
 
-pytestmark = pytest.mark.skipif(enrich._magic is None, reason="libmagic is not installed")
+pytestmark = pytest.mark.skipif(enrich.libmagic() is None, reason="libmagic is not installed")
 
 
 @pytest.mark.parametrize(("head", "name", "mime"), [

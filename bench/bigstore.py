@@ -1,6 +1,6 @@
 """A big state directory made in seconds, not by ingesting for hours: a million document
-records and a hundred thousand finished jobs, written straight in the formats ingestd
-itself writes.
+records (with the change feed that made them) and a hundred thousand finished jobs,
+written straight in the formats ingestd itself writes.
 
 Those formats are not copied here: a real `ingestd ingest` of one file makes a template
 state dir, and the generator takes the tables' DDL from its SQLite catalogue and the shape
@@ -144,6 +144,8 @@ def _open(path: Path, template: Template) -> sqlite3.Connection:
 
 
 def _finish(db: sqlite3.Connection, template: Template) -> None:
+    # the change feed's counter: the cursor of the last change written
+    db.execute("INSERT INTO feed (id, last, expired) VALUES (1, (SELECT coalesce(max(cursor), 0) FROM changes), 0)")
     db.execute("COMMIT")
     for kind, sql in template.ddl:  # indexes after the rows: one sort instead of a million inserts
         if kind != "table":
@@ -156,6 +158,8 @@ def _write_jobs(template: Template, state: Path, inbox: Path, ids: list[str], pe
     doc_cols, ver_cols = list(template.rows["documents"]), list(template.rows["versions"])
     insert_doc = f"INSERT INTO documents ({', '.join(doc_cols)}) VALUES ({', '.join('?' * len(doc_cols))})"
     insert_ver = f"INSERT INTO versions ({', '.join(ver_cols)}) VALUES ({', '.join('?' * len(ver_cols))})"
+    insert_change = ("INSERT INTO changes (type, doc_id, source, origin_uri, version, sha256, size, mime, job_id, at) "
+                     "VALUES (?,?,?,?,?,?,?,?,?,?)")  # the cursor is the next rowid: commit order
     keep = SAMPLE / max(1, documents)
     line_encoder = json.JSONEncoder(separators=(",", ":")).encode
     made = 0
@@ -163,17 +167,21 @@ def _write_jobs(template: Template, state: Path, inbox: Path, ids: list[str], pe
         created = _created(job_id)
         times = {"created": created, "modified": _iso(created - 60), "ingested": _iso(created + 0.5),
                  "older": _iso(created - 1), "older_job": ids[j - 1] if j else job_id}
-        doc_rows, ver_rows, lines = [], [], []
+        doc_rows, ver_rows, change_rows, lines = [], [], [], []
         for _ in range(per_job if j < len(ids) - 1 else max(per_job, documents - made)):
             doc, versions, line = _document(template, inbox, made, job_id, times, rng)
             doc_rows.append([doc[c] for c in doc_cols])
             ver_rows += [[v[c] for c in ver_cols] for v in versions]
+            change_rows += [("stored" if v["seq"] == 1 else "updated", v["doc_id"], SOURCE, v["origin_uri"], v["seq"],
+                             v["sha256"], v["size"], v["mime"], v["job_id"], v["ingested_at"])
+                            for v in sorted(versions, key=lambda v: v["seq"])]
             lines.append(line)
             if rng.random() < keep:
                 doc_sample.append(doc["doc_id"])
             made += 1
         db.executemany(insert_doc, doc_rows)
         db.executemany(insert_ver, ver_rows)
+        db.executemany(insert_change, change_rows)
         _write_manifest(template, state, job_id, j, created, lines, line_encoder)
     return made
 

@@ -109,6 +109,11 @@ def _subject_cell(r: dict) -> str:
     if r["case"] == "idle":
         return (f"{s['cpu_s']:.2f} CPU-s in {r['window_s']:.0f} s; RSS {s['current_rss_mib']:.0f} MiB "
                 f"(peak {s['peak_rss_mib']:.0f}); {s['wakeups_per_s']:.0f} wakeups/s")
+    if r["case"] == "feed-read":
+        return (f"{r['changes_per_s']:,.0f} changes/s replayed; a page: /changes {s['changes_page_ms']:.1f} ms, "
+                f"/documents {s['documents_page_ms']:.1f} ms")
+    if r["case"] == "feed-latency":
+        return f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
     cell = f"{s['wall_s']:.3f} s ({s['cpu_s']:.2f} CPU-s"
     if s.get("rss_mib") is not None:
         cell += f", {s['rss_mib']:.0f} MiB"
@@ -127,7 +132,9 @@ def _reference_cell(r: dict) -> str:
     if ref and r["case"] == "burst-20k" and r["summary"].get("oneshot"):
         return f"{r['reference']}: {ref['wall_s']:.3f} s; one-shot {r['summary']['oneshot']['wall_s']:.3f} s"
     if not ref:
-        return "-" if r["case"] in ("idle", "dashboard") else "not run (see notes)"
+        return "-" if r["case"] in ("idle", "dashboard", "feed-latency") else "not run (see notes)"
+    if r["case"] == "feed-read":
+        return f"{r['reference']}: /changes {ref['changes_page_ms']:.1f} ms, /documents {ref['documents_page_ms']:.1f} ms"
     return f"{r['reference']}: {ref['wall_s']:.3f} s"
 
 

@@ -76,6 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("document", parents=[common], help="show a document's record, provenance and versions")
     p.add_argument("doc_id")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("documents", parents=[common], help="list documents (current versions), in a stable order")
+    p.add_argument("--source")
+    p.add_argument("--include-deleted", action="store_true", help="list tombstoned documents too")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p = sub.add_parser("cat", parents=[common], help="write a document's content to stdout")
+    p.add_argument("doc_id")
+    p.add_argument("--version", type=int, metavar="N", help="an earlier version (its number), e.g. of a deleted document")
+    p = sub.add_parser("changes", parents=[common], help="the change feed, oldest first")
+    p.add_argument("--after", metavar="CURSOR", help="only changes after this cursor (default: from the first)")
+    p.add_argument("--follow", action="store_true", help="keep waiting for new changes (Ctrl-C to stop)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
     p = sub.add_parser("text", parents=[common], help="print a document's text (Markdown), or why there is none")
     p.add_argument("doc_id")
     p.add_argument("--json", action="store_true", help="the text's record (extractor, version, parts, error) instead")
@@ -364,14 +375,87 @@ def cmd_document(args) -> int:
         print(doc.model_dump_json(indent=2))
         return 0
     print(f"{doc.doc_id}  {doc.origin_uri}")
-    print(f"  source {doc.source}  job {doc.job_id}  ingested {doc.ingested_at}")
+    print(f"  source {doc.source}  version {doc.version} ({doc.kind})  job {doc.job_id}  ingested {doc.ingested_at}")
     print(f"  sha256 {doc.sha256}  size {doc.size}  mime {doc.mime}")
     if doc.deleted_at:
         print(f"  deleted at {doc.deleted_at} by job {doc.deleted_job}")
     if doc.damaged:
         print(f"  DAMAGED: {doc.damaged} (store the same bytes again to mend it)")
     for v in doc.versions:
-        print(f"  earlier: {v.ingested_at} sha256 {v.sha256} size {v.size} job {v.job_id}")
+        print(f"  earlier: v{v.version} ({v.kind}) {v.ingested_at} sha256 {v.sha256} size {v.size} job {v.job_id}")
+    return 0
+
+
+@contextmanager
+def _store(args):
+    """The catalogue, read-only, with the state held shared (never migrated) meanwhile."""
+    from ingestd.store.catalogue import Store
+
+    cfg, plugins = _setup(args, quiet=True)
+    state = _read_only(cfg, plugins)
+    try:
+        store = Store(cfg.daemon.state_dir)
+        try:
+            yield cfg, store
+        finally:
+            store.close()
+    finally:
+        state.close()
+
+
+def cmd_documents(args) -> int:
+    with _store(args) as (_, store):
+        after, cursor = None, None
+        while True:
+            page = store.list(source=args.source, include_deleted=args.include_deleted, limit=500, after=after,
+                              feed_cursor=cursor)
+            for doc in page.documents:
+                _print_listed(doc, args.json)
+            after, cursor = page.after, page.feed_cursor
+            if after is None:
+                break
+    if not args.json:
+        print(f"# follow on with: ingestd changes --after {cursor}", file=sys.stderr)
+    return 0
+
+
+def _print_listed(doc, as_json: bool) -> None:
+    if as_json:
+        print(doc.model_dump_json(exclude={"versions"}))
+        return
+    gone = "  (deleted)" if doc.deleted_at else ""
+    print(f"{doc.doc_id}  {doc.source:<16} v{doc.version:<3} {doc.size:>12}  {doc.mime:<24} {doc.origin_uri}{gone}")
+
+
+def cmd_cat(args) -> int:
+    import shutil
+
+    if not is_valid_id(args.doc_id):
+        raise UsageError(f"malformed document id {args.doc_id[:80]!r}")
+    with _store(args) as (_, store):
+        content = store.content(args.doc_id, args.version)
+    try:
+        with open(content.path, "rb") as src:
+            shutil.copyfileobj(src, sys.stdout.buffer, 1 << 20)
+        sys.stdout.buffer.flush()
+    except FileNotFoundError:
+        raise IngestdError(f"the content of {args.doc_id} version {content.version} is missing from the blob "
+                           f"store ({content.sha256}); run `ingestd verify`") from None
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the reader left: nothing to flush
+    return 0
+
+
+def cmd_changes(args) -> int:
+    from ingestd import follow
+
+    with _store(args) as (cfg, store):
+        for change in follow.changes(store, cfg, args.after, follow=args.follow):
+            if args.json:
+                print(json.dumps(change.as_dict(), ensure_ascii=False), flush=args.follow)
+            else:
+                print(f"{change.cursor}  {change.type:<8} {change.doc_id}  {change.source:<16} v{change.version:<3} "
+                      f"{change.sha256[:12]}  {change.origin_uri}", flush=args.follow)
     return 0
 
 
@@ -584,7 +668,8 @@ def _print_manifest(m: Manifest, as_json: bool) -> None:
 
 COMMANDS = {
     "run": cmd_run, "ingest": cmd_ingest, "check-config": cmd_check_config, "status": cmd_status,
-    "jobs": cmd_jobs, "document": cmd_document, "text": cmd_text, "reextract": cmd_reextract,
+    "jobs": cmd_jobs, "document": cmd_document, "documents": cmd_documents, "cat": cmd_cat, "changes": cmd_changes,
+    "text": cmd_text, "reextract": cmd_reextract,
     "plugins": cmd_plugins, "verify": cmd_verify, "migrate": cmd_migrate,
     "cluster": cmd_cluster,
 }

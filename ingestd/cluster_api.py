@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 from ingestd._lib import logs
 from ingestd._lib.version import VERSION
-from ingestd.api.backend import Busy, CredentialStatus, ItemsPage, Runtime, SourceView, Window
+from ingestd.api.backend import Busy, CredentialStatus, ItemsPage, NotServed, Runtime, SourceView, Window
 from ingestd.cluster import catalogue, jobs
 from ingestd.cluster.node import Node
 from ingestd.config import Source
@@ -24,6 +24,8 @@ from ingestd.errors import ConfigError, UsageError
 from ingestd.extract.lookup import TextState
 from ingestd.jobs.manifest import Manifest
 from ingestd.runtime.throughput import Throughput
+
+_NO_FEED = "the document listing, content downloads and the change feed are not served in cluster mode yet"
 
 
 class ClusterApi:
@@ -108,6 +110,26 @@ class ClusterApi:
 
     def extraction_stats(self):
         return None  # extraction is off in cluster mode
+
+    # -- documents and the change feed: not in cluster mode yet (docs/cluster.md) ----------
+
+    def documents(self, *, source, include_deleted, limit, after, feed_cursor):
+        raise NotServed(_NO_FEED)
+
+    def content(self, doc_id: str, version: int | None):
+        raise NotServed(_NO_FEED)
+
+    def changes(self, after: str | None, limit: int):
+        raise NotServed(_NO_FEED)
+
+    def on_change(self, listener) -> None:
+        """No feed here, so nothing to wake a long-poll: it ends empty when its wait is over."""
+
+    def last_change(self) -> int:
+        return 0
+
+    def poll_changes(self) -> None:
+        pass
 
     # -- sources ---------------------------------------------------------------------------
 

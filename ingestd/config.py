@@ -102,6 +102,7 @@ class DaemonConfig(Strict):
     workspace_retention: Duration = 7 * 86400.0
     originals_retention: Duration = 0.0  # 0: processed originals are kept for ever
     job_retention: Duration = 0.0  # 0: job records are kept for ever
+    change_retention: Duration = 0.0  # 0: the change feed keeps every change
     # what a file being stored must leave free on the state disk (the larger of the two)
     min_free_bytes: int = Field(default=64 << 20, ge=0)
     min_free_percent: float = Field(default=0.0, ge=0, le=50)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ingestd._lib import logs, redact
 from ingestd._lib.atomic import write_json
+from ingestd._lib.times import iso_from_timestamp
 from ingestd._lib.version import VERSION
 from ingestd.app import App, Findings, findings, load_config
 from ingestd.config import Config, Source
@@ -118,6 +119,8 @@ class Daemon:
         removed = housekeeping.sweep(self.app.state_dir, cfg.workspace_retention, cfg.originals_retention)
         if cfg.job_retention:
             removed["jobs"] = self.app.jobs.expire(cfg.job_retention)
+        if cfg.change_retention:
+            removed["changes"] = self.app.store.prune_changes(iso_from_timestamp(time.time() - cfg.change_retention))
         if any(removed.values()):
             self.log.info("housekeeping removed expired records", **removed)
 

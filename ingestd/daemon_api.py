@@ -72,6 +72,27 @@ class DaemonApi:
     def extraction_stats(self) -> Stats | None:
         return self.extraction.snapshot() if self.extraction is not None else None
 
+    # -- documents and the change feed ------------------------------------------------------
+
+    def documents(self, *, source, include_deleted, limit, after, feed_cursor):
+        return self.app.store.list(source=source, include_deleted=include_deleted, limit=limit, after=after,
+                                   feed_cursor=feed_cursor)
+
+    def content(self, doc_id: str, version: int | None):
+        return self.app.store.content(doc_id, version)
+
+    def changes(self, after: str | None, limit: int):
+        return self.app.store.feed.read_json(after, limit)
+
+    def on_change(self, listener) -> None:
+        self.app.store.feed.on_commit(lambda _last: listener())
+
+    def last_change(self) -> int:
+        return self.app.store.feed.latest()
+
+    def poll_changes(self) -> None:
+        self.app.store.feed.poll_others()
+
     # -- sources ----------------------------------------------------------------------------
 
     def sources(self) -> list[SourceView]:

@@ -7,6 +7,7 @@ from .common import Case
 from .dashboard import DASHBOARD
 from .drop import BURST, LATENCY
 from .extract import BURST_EXTRACT, FORMATS
+from .feed import FEED_LATENCY, FEED_READ
 from .idle import IDLE
 from .local import LARGE, SMALL
 from .million import MILLION
@@ -14,7 +15,7 @@ from .s3 import CHANGED, FIRST_LARGE, FIRST_SMALL, NOOP, PROXIED
 from .scale import BURST_20K, SCALE_100K
 from .startup import STARTUP
 
-ALL: list[Case] = [SMALL, LARGE, STARTUP, LATENCY, BURST, BURST_EXTRACT, FORMATS, BURST_20K, SCALE_100K, MILLION, BIG_STORE,
-                   DASHBOARD, FIRST_SMALL, PROXIED, NOOP, CHANGED, FIRST_LARGE, IDLE]
+ALL: list[Case] = [SMALL, LARGE, STARTUP, LATENCY, BURST, BURST_EXTRACT, FORMATS, BURST_20K, SCALE_100K, MILLION,
+                   BIG_STORE, FEED_LATENCY, FEED_READ, DASHBOARD, FIRST_SMALL, PROXIED, NOOP, CHANGED, FIRST_LARGE, IDLE]
 DEFAULT: list[Case] = [case for case in ALL if not case.opt_in]
 BY_NAME = {case.name: case for case in ALL}

@@ -11,6 +11,7 @@ is made, before any encoding (a JSON-escaped secret would no longer match).
 from __future__ import annotations
 
 import functools
+import json
 import re
 import threading
 from collections import deque
@@ -116,6 +117,18 @@ def _mask_cut_end(text: str, value: str) -> str:
     for n in range(min(HEAD, len(value)) - 1, TAIL_HEAD - 1, -1):
         if body.endswith(value[:n]):
             return body[:-n] + MASK + text[len(body):]
+    return text
+
+
+def scrub_json_text(text: str) -> str:
+    """`scrub_text` for JSON already written: a remembered value is masked as it is, and
+    in its JSON-escaped form (a `"` or `\\` in a secret is written escaped)."""
+    if not _values:
+        return text
+    for value in sorted(_values, key=len, reverse=True):
+        for form in {value, json.dumps(value, ensure_ascii=False)[1:-1]}:
+            if form in text:
+                text = text.replace(form, MASK)
     return text
 
 

@@ -17,10 +17,16 @@ from ingestd.plugin.connector import CredentialStatus
 from ingestd.jobs.lifecycle import JobsUnwritable
 from ingestd.runtime.queue import Busy
 from ingestd.runtime.throughput import Window
-from ingestd.store.catalogue import Document
+from ingestd.store.catalogue import Content, Document, Listing
+from ingestd.store.feed import JsonPage
 
-__all__ = ["Backend", "Busy", "CredentialStatus", "ExtractionStats", "ItemsPage", "JobsUnwritable", "Runtime",
+__all__ = ["Backend", "Busy", "CredentialStatus", "ExtractionStats", "ItemsPage", "JobsUnwritable", "NotServed", "Runtime",
            "SourceView", "TextState", "Window"]
+
+
+class NotServed(Exception):
+    """This backend does not serve the endpoint yet (cluster mode's feed): a typed 501 the
+    client can tell apart from a fault, not an internal error."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,28 @@ class Backend(Protocol):
     def document(self, doc_id: str) -> Document:
         """Raises NotFoundError."""
 
+    def documents(self, *, source: str | None, include_deleted: bool, limit: int, after: str | None,
+                  feed_cursor: str | None) -> Listing:
+        """A page of documents in doc_id order (store.catalogue.Store.list)."""
+
+    def content(self, doc_id: str, version: int | None) -> Content:
+        """Where a version's bytes are. Raises NotFoundError, and Tombstoned for the
+        current content of a deleted document."""
+
+    def changes(self, after: str | None, limit: int) -> JsonPage:
+        """A page of the change feed, each change as JSON text. Raises CursorExpired,
+        UsageError (malformed cursor)."""
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` after each commit that adds changes (from the committing
+        thread: it must only wake something up)."""
+
+    def last_change(self) -> int:
+        """The feed's last committed cursor as a number (in memory: no read)."""
+
+    def poll_changes(self) -> None:
+        """Look for changes committed by another process, calling the `on_change`
+        listeners if there are some (cheap: one small read)."""
     def document_text(self, doc_id: str) -> TextState:
         """Where the document's text stands (extracted, failed, pending, not extracted).
         Raises NotFoundError."""

@@ -135,8 +135,9 @@ class Collector:
     """Everything `/metrics` shows: the event counters, and gauges read from the daemon at
     scrape time (all in memory, O(sources))."""
 
-    def __init__(self, backend: Backend, metrics: Metrics, refused: Callable[[], dict[str, int]]):
-        self.backend, self.metrics, self.refused = backend, metrics, refused
+    def __init__(self, backend: Backend, metrics: Metrics, refused: Callable[[], dict[str, int]],
+                 held: Callable[[], int] = lambda: 0):
+        self.backend, self.metrics, self.refused, self.held = backend, metrics, refused, held
 
     def collect(self) -> Iterator[Metric]:
         b = self.backend
@@ -168,6 +169,10 @@ class Collector:
                        "(per_client: the address holds its share; full: every slot busy; evicted: made room).",
                        ["reason"], _zeros({(k,): v for k, v in self.refused().items()},
                                           [("per_client",), ("full",), ("evicted",)]))
+        yield _gauge("ingestd_http_requests_held", "Long-polls (GET /changes?wait=) waiting for a change now.",
+                     [], {(): self.held()})
+        yield _gauge("ingestd_changes_last_cursor", "The change feed's last cursor, as a number (0: no change yet).",
+                     [], {(): b.last_change()})
 
 
 def _hooks(lanes: dict[str, dict[str, float]]) -> Iterator[Metric]:

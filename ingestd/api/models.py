@@ -8,22 +8,30 @@ written (null where it has no value), and the document marks every one `required
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from ingestd._lib import redact
 from ingestd._lib.paths import ID_PATTERN
 from ingestd._lib.times import Timestamp
 from ingestd.config import SOURCE_NAME
 from ingestd.extract.lookup import TextState
 from ingestd.jobs.manifest import Counters, JobError, LiveProgress, Manifest, Status, Trigger
 from ingestd.store.catalogue import Document, Version
+from ingestd.store.feed import CURSOR_PATTERN, FeedChange, JsonPage
 
 MAX_PAGE = 500  # the most jobs one `GET /jobs` returns, and the most items one `GET /ingest/{id}/items`
 JobId = Annotated[str, StringConstraints(pattern=ID_PATTERN, min_length=8, max_length=64)]
 """A job id: checked against this before anything looks it up (no path can be smuggled in)."""
 DocId = Annotated[str, StringConstraints(pattern=ID_PATTERN, min_length=8, max_length=64)]
 SourceName = Annotated[str, StringConstraints(pattern=SOURCE_NAME, max_length=63)]
+Cursor = Annotated[str, StringConstraints(pattern=CURSOR_PATTERN)]
+"""A change-feed cursor: opaque, fixed width, ordered as a string."""
+MAX_DOCUMENTS = 500  # the most documents one `GET /documents` returns
+MAX_CHANGES = 1000  # the most changes one `GET /changes` returns
+MAX_WAIT = 30  # seconds a `GET /changes` long-poll may wait
 
 
 class Payload(BaseModel):
@@ -258,6 +266,12 @@ class ThroughputResponse(Payload):
 class DocumentLinks(Payload):
     self_: str = Field(alias="self")
     job: str
+    content: str
+
+
+def _links(doc: Document) -> DocumentLinks:
+    return DocumentLinks(self_=f"/documents/{doc.doc_id}", job=f"/ingest/{doc.job_id}",
+                         content=f"/documents/{doc.doc_id}/content?version={doc.version}")
 
 
 class TextError(Payload):
@@ -322,16 +336,19 @@ class TextFailedResponse(ErrorResponse):
     extractor_version: str
 
 
-class DocumentResponse(Payload):
-    """A document's current version, provenance and history.
+class DocumentSummary(Payload):
+    """A document's current version and provenance (`GET /documents` lists these).
 
-    The server-side blob path is left out on purpose: it tells a client about the host's
-    file layout and gives it nothing it can use over HTTP.
-    """
+    `version` numbers the document's versions from 1; `kind` is `content` (new bytes) or
+    `metadata` (the previous version's bytes with a new origin or metadata). The
+    server-side blob path is left out on purpose: it tells a client about the host's file
+    layout and gives it nothing it can use over HTTP."""
 
     doc_id: str
     source: str
     origin_uri: str
+    version: int
+    kind: str
     sha256: str
     size: int
     mime: str
@@ -341,12 +358,90 @@ class DocumentResponse(Payload):
     metadata: dict[str, Any]
     deleted_at: Timestamp | None
     deleted_job: str | None
-    versions: list[Version]
-    text: TextInfo
     links: DocumentLinks
 
     @classmethod
+    def of(cls, doc: Document) -> "DocumentSummary":
+        return cls(**doc.model_dump(exclude={"blob_path", "versions"}), links=_links(doc))
+
+
+class DocumentResponse(DocumentSummary):
+    """A document's current version, provenance and history (earlier versions, newest first)."""
+
+    versions: list[Version]
+    text: TextInfo
+
+    @classmethod
     def of(cls, doc: Document, text: TextState) -> "DocumentResponse":
-        data = doc.model_dump(exclude={"blob_path"})
-        return cls(**data, text=TextInfo.of(doc.doc_id, text),
-                   links=DocumentLinks(self_=f"/documents/{doc.doc_id}", job=f"/ingest/{doc.job_id}"))
+        return cls(**doc.model_dump(exclude={"blob_path"}), text=TextInfo.of(doc.doc_id, text), links=_links(doc))
+
+
+class DocumentsQuery(Input):
+    """`GET /documents` query parameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    source: SourceName | None = None
+    include_deleted: bool = Field(default=False, description="list tombstoned documents too")
+    limit: int = Field(default=100, ge=1, le=MAX_DOCUMENTS)
+    after: DocId | None = Field(default=None, description="page cursor: only documents after this doc_id")
+    next_after: Cursor | None = Field(
+        default=None, description="carried by `links.next` from the listing's first page: its feed cursor")
+
+
+class DocumentListResponse(Payload):
+    """Documents in doc_id order (stable), a page at a time: follow `links.next`.
+
+    `next_after` is the change-feed cursor taken when the listing's first page was read,
+    the same on every page: after listing, follow `GET /changes?after=<next_after>` and
+    nothing that changed meanwhile is missed (docs/change-feed.md, resync)."""
+
+    documents: list[DocumentSummary]
+    next_after: str
+    links: ListLinks
+
+
+class ContentQuery(Input):
+    """`GET /documents/{doc_id}/content` query parameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    version: int | None = Field(default=None, ge=1, le=2**62,
+                                description="a version's number; default: the current version")
+
+
+# -- the change feed -----------------------------------------------------------------------
+
+
+class ChangesQuery(Input):
+    """`GET /changes` query parameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    after: Cursor | None = Field(default=None, description="only changes after this cursor; default: from the first")
+    limit: int = Field(default=500, ge=1, le=MAX_CHANGES)
+    wait: float = Field(default=0, ge=0, le=MAX_WAIT,
+                        description="seconds to wait for a change when there is none yet (long-poll)")
+
+
+class ChangesResponse(Payload):
+    """Changes after `after`, oldest first; `next_after` is the `after` of the next call
+    (unchanged when there was nothing new). Skip change types you do not know."""
+
+    changes: list[FeedChange]
+    next_after: str
+
+    @staticmethod
+    def encode(page: JsonPage) -> bytes:
+        """This response's JSON, from a page whose changes SQLite wrote as JSON already:
+        building and encoding 500 objects here cost several times the query (the feed's
+        readers are measured in changes a second). Remembered secrets are scrubbed from
+        the text, as the service does for every other answer."""
+        text = '{"changes":[' + ",".join(page.changes) + '],"next_after":' + json.dumps(page.next_after) + "}"
+        return redact.scrub_json_text(text).encode()
+
+
+class CursorExpiredResponse(ErrorResponse):
+    """410 `cursor_expired`: the changes right after this cursor are no longer kept (or the
+    cursor is not from this store). Resync: list `resync` (`/documents`), then follow the
+    feed from the `next_after` the listing returns."""
+
+    oldest: str
+    resync: str

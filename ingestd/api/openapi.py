@@ -83,9 +83,9 @@ def _operation(route: Route, refs, secured: bool) -> dict[str, Any]:
 
 def _response(status: int, model, refs) -> dict[str, Any]:
     out: dict[str, Any] = {"description": HTTPStatus(status).phrase}
-    if isinstance(model, str):
-        schema = {"type": "string"} if model.startswith("text/") else {"type": "object"}
-        out["content"] = {model: {"schema": schema}}
+    if isinstance(model, str):  # a media type ("" for no body at all)
+        if model:
+            out["content"] = {model: {"schema": _raw_schema(model)}}
         return out
     models = model if isinstance(model, tuple) else (model,)
     schemas = [refs[(m, "serialization")] for m in models]
@@ -96,6 +96,14 @@ def _response(status: int, model, refs) -> dict[str, Any]:
     if status == 401:
         out["headers"] = {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}}
     return out
+
+
+def _raw_schema(media: str) -> dict[str, Any]:
+    if media.startswith("text/"):
+        return {"type": "string"}
+    if media in ("*/*", "application/octet-stream"):  # any bytes: a document's content, in its own MIME type
+        return {"type": "string", "format": "binary"}
+    return {"type": "object"}
 
 
 def _path_param(name: str, kind) -> dict[str, Any]:

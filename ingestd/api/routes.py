@@ -24,9 +24,16 @@ from ingestd.api.metrics import CONTENT_TYPE as METRICS_TYPE
 from ingestd.api.metrics import render
 from ingestd.api.models import (
     BusyResponse,
+    ChangesQuery,
+    ChangesResponse,
+    ContentQuery,
     CredentialInfo,
+    CursorExpiredResponse,
     DocId,
+    DocumentListResponse,
     DocumentResponse,
+    DocumentsQuery,
+    DocumentSummary,
     ErrorResponse,
     HealthResponse,
     IngestionStatusResponse,
@@ -48,10 +55,13 @@ from ingestd.api.models import (
     UnavailableResponse,
     UnhealthyResponse,
 )
+from ingestd.api.content import disposition
 from ingestd.api.transport.http import JSON, FileBody
+from ingestd.errors import ConfigError, NotFoundError, UsageError
+from ingestd.store.catalogue import Tombstoned
+from ingestd.store.feed import CursorExpired
 
 MARKDOWN = "text/markdown; charset=utf-8"
-from ingestd.errors import ConfigError, NotFoundError, UsageError
 
 
 class ApiError(Exception):
@@ -71,6 +81,7 @@ class Reply:
     body: BaseModel | bytes | FileBody
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = JSON
+    hold_until: float | None = None  # no answer yet: hold the request until then, or until woken
 
 
 @dataclass
@@ -83,6 +94,7 @@ class Request:
     query: BaseModel | None
     body: BaseModel | None
     detailed: bool  # authenticated (or no token configured): may see internal detail
+    received: float = 0.0  # monotonic time the request arrived (a held request keeps it)
 
 
 @dataclass
@@ -259,6 +271,62 @@ def get_document_text(ctx: Context, req: Request) -> Reply:
     return Reply(200, FileBody(fh, os.fstat(fh.fileno()).st_size, f'"{r.text_sha256}"'), headers, MARKDOWN)
 
 
+def list_documents(ctx: Context, req: Request) -> Reply:
+    q: DocumentsQuery = req.query
+    page = ctx.backend.documents(source=q.source, include_deleted=q.include_deleted, limit=q.limit, after=q.after,
+                                 feed_cursor=q.next_after)
+    params = {"source": q.source, "include_deleted": "true" if q.include_deleted else None, "limit": q.limit}
+    links = ListLinks(self_=_url("/documents", {**params, "after": q.after, "next_after": q.next_after}),
+                      next=_url("/documents", {**params, "after": page.after, "next_after": page.feed_cursor})
+                      if page.after else None)
+    body = DocumentListResponse(documents=[DocumentSummary.of(d) for d in page.documents],
+                                next_after=page.feed_cursor, links=links)
+    return Reply(200, body)
+
+
+def _url(path: str, params: dict) -> str:
+    return path + "?" + urlencode({k: v for k, v in params.items() if v is not None})
+
+
+def get_content(ctx: Context, req: Request) -> Reply:
+    """The bytes, streamed from the blob by the transport (ETag, Range, If-None-Match, HEAD)."""
+    q: ContentQuery = req.query
+    doc_id = req.params["doc_id"]
+    try:
+        content = ctx.backend.content(doc_id, q.version)
+    except Tombstoned:
+        raise ApiError(410, "deleted", "the document was deleted at its source; its earlier versions stay "
+                       "readable with ?version=N (GET /documents/{doc_id} lists them)") from None
+    except NotFoundError:
+        what = "no such document" if q.version is None else f"no such document, or it has no version {q.version}"
+        raise ApiError(404, "not_found", what) from None
+    try:
+        file = open(content.path, "rb")  # noqa: SIM115 - the transport closes it once sent
+    except FileNotFoundError:
+        raise ApiError(404, "content_missing", "the document's content is missing from the blob store; "
+                       "the operator should run `ingestd verify`") from None
+    headers = {"Content-Disposition": disposition(content.origin_uri, doc_id),
+               "Content-Security-Policy": "default-src 'none'; sandbox"}
+    return Reply(200, FileBody(file, content.size, etag=f'"{content.sha256}"'), headers, content_type=content.mime)
+
+
+def list_changes(ctx: Context, req: Request) -> Reply:
+    """The feed after `after`. With `wait` and nothing new, the request is held (no thread,
+    no slot) until a change commits or the wait is over, then answered."""
+    q: ChangesQuery = req.query
+    try:
+        page = ctx.backend.changes(q.after, q.limit)
+    except CursorExpired as exc:
+        raise ApiError(410, "cursor_expired", str(exc), CursorExpiredResponse(
+            error="cursor_expired", message=str(exc), oldest=exc.oldest, resync="/documents")) from None
+    except UsageError as exc:
+        raise ApiError(400, "invalid_query", str(exc)) from None
+    until = req.received + q.wait
+    if not page.changes and q.wait and not ctx.draining() and time.monotonic() < until:
+        return Reply(200, b"", hold_until=until)
+    return Reply(200, ChangesResponse.encode(page))
+
+
 def get_throughput(ctx: Context, req: Request) -> Reply:
     w = ctx.backend.throughput()
     return Reply(200, ThroughputResponse(slot_s=w.slot_s, end=iso_from_timestamp(w.end), files=w.files,
@@ -308,8 +376,18 @@ ROUTES: list[Route] = [
           {200: JobListResponse}, query=JobsQuery),
     Route("GET", "/sources", list_sources, "listSources", "Configured sources with their schedule and last job",
           {200: SourceListResponse}),
+    Route("GET", "/documents", list_documents, "listDocuments",
+          "Documents (current versions) in a stable order, a page at a time, with the feed cursor to follow on from",
+          {200: DocumentListResponse}, query=DocumentsQuery),
     Route("GET", "/documents/{doc_id}", get_document, "getDocument", "A document's record, provenance and versions",
           {200: DocumentResponse, 404: ErrorResponse}, params={"doc_id": DocId}),
+    Route("GET", "/documents/{doc_id}/content", get_content, "getDocumentContent",
+          "A document version's bytes, streamed (ETag, Range, If-None-Match)",
+          {200: "*/*", 206: "*/*", 304: "", 404: ErrorResponse,
+           410: ErrorResponse, 416: ErrorResponse}, params={"doc_id": DocId}, query=ContentQuery),
+    Route("GET", "/changes", list_changes, "listChanges",
+          "The change feed after a cursor, oldest first; `wait` long-polls for the next change",
+          {200: ChangesResponse, 410: CursorExpiredResponse}, query=ChangesQuery),
     Route("GET", "/documents/{doc_id}/text", get_document_text, "getDocumentText",
           "The document's text as UTF-8 Markdown (a derivative of its current version)",
           {200: "text/markdown", 404: ErrorResponse, 409: ErrorResponse, 422: TextFailedResponse},

@@ -21,7 +21,7 @@ from ingestd._lib import allocator, logs, redact
 from ingestd._lib.paths import display
 from ingestd.api import openapi
 from ingestd.api.auth import BearerAuth
-from ingestd.api.backend import Backend
+from ingestd.api.backend import Backend, NotServed
 from ingestd.api.hosts import HostCheck
 from ingestd.api.metrics import Collector, Metrics, registry_for
 from ingestd.api.models import ErrorResponse
@@ -54,10 +54,15 @@ class ApiServer:
         self._document: bytes | None = None
         limits = limits or Limits(max_per_client=cfg.max_connections_per_client)
         self.state = ServerState(limits, self.respond, self.finished, Pacer(cfg.max_requests_per_second), self.log)
-        registry = registry_for(Collector(backend, self.metrics, lambda: dict(self.state.refused)))
+        registry = registry_for(Collector(backend, self.metrics, lambda: dict(self.state.refused),
+                                         held=lambda: self.server.held))
         self.context = Context(backend=backend, registry=registry, openapi=self._openapi,
                                draining=lambda: self.state.draining)
         self.server = bind(cfg.host, cfg.port, self.state)
+        # held long-polls (GET /changes?wait=) are answered the moment a change commits;
+        # another process's commits are looked for while any is held
+        backend.on_change(self.server.wake_held)
+        self.state.poll_held = backend.poll_changes
         serve = functools.partial(self.server.serve_forever, poll_interval=0.1)  # stop() waits at most this
         self._thread = threading.Thread(target=serve, name="http", daemon=True)
 
@@ -90,8 +95,10 @@ class ApiServer:
         self._thread.start()
 
     def drain(self) -> None:
-        """The daemon is stopping: refuse new jobs, keep answering status requests."""
+        """The daemon is stopping: refuse new jobs, keep answering status requests, and
+        answer held long-polls now (empty) instead of when their wait is over."""
         self.state.draining = True
+        self.server.wake_held()
 
     def reload(self) -> None:
         """SIGHUP: re-read the token file (a bad one keeps the old token)."""
@@ -120,18 +127,23 @@ class ApiServer:
             reply = route.handler(self.context, request)
         except ApiError as exc:
             reply = Reply(exc.status, exc.body, headers=exc.headers)
+        except NotServed as exc:
+            reply = Reply(501, ErrorResponse(error="not_served", message=str(exc)))
         except Exception:
             self.log.exception("request failed", method=method_label(req.method), path=display(req.path)[:200])
             reply = Reply(500, ErrorResponse(error="internal", message="internal error; see the daemon log"))
-        return Response(reply.status, _encode(reply.body), reply.headers, reply.content_type, route_name)
+        return Response(reply.status, _encode(reply.body), reply.headers, reply.content_type, route_name,
+                        hold_until=reply.hold_until)
 
     def finished(self, x: Exchange) -> None:
         """The one access-log line and the metrics of every answer, the transport's own included."""
-        self.metrics.request(x.route, method_label(x.method), x.status, x.duration)
-        log = self.log.warning if x.duration > self.state.limits.slow_request else self.log.info
+        busy = x.duration - x.held  # a long-poll's wait is not slowness
+        self.metrics.request(x.route, method_label(x.method), x.status, busy)
+        log = self.log.warning if busy > self.state.limits.slow_request else self.log.info
         path = display(x.path)[:200] if x.path is not None else None
+        extra = {"held_ms": round(x.held * 1000, 2)} if x.held else {}
         log("http request", method=x.method[:32] if x.method else None, path=path, status=int(x.status),
-            duration_ms=round(x.duration * 1000, 2), client=x.client)
+            duration_ms=round(x.duration * 1000, 2), client=x.client, **extra)
 
     def _parse(self, req: HttpRequest) -> tuple[Route, Request]:
         """Host, then authentication, then the route: an anonymous client learns nothing
@@ -156,7 +168,7 @@ class ApiServer:
         params = {name: _valid_param(name, kind, raw_params[name]) for name, kind in route.params.items()}
         query = _valid_query(route, url.query)
         body = _valid_body(route, req)
-        return route, Request(req.method, url.path, params, query, body, detailed=authorized)
+        return route, Request(req.method, url.path, params, query, body, detailed=authorized, received=req.received)
 
 
 def _segments(path: str) -> list[str]:

@@ -65,7 +65,10 @@ class _Batch:
 
 
 class NoHooks:
-    def document_stored(self, document, job) -> None:
+    def document_stored(self, document, job, cursor) -> None:
+        pass
+
+    def document_deleted(self, document, job, cursor) -> None:
         pass
 
 
@@ -313,23 +316,25 @@ class _Run:
             return
         if batch.changes:
             self.p.store.flush()  # blobs durable before any record names them
-        done, gone = self.p.store.commit(
+        committed = self.p.store.commit(
             [c for _, c in batch.changes], [(d, self.manifest.job_id) for _, d in batch.deletes]
         )
-        stored = []
-        for (ev, change), result in zip(batch.changes, done):
+        for (ev, change), result in zip(batch.changes, committed.done):
             self._record(Outcome(ev, result, change.doc_id, change.blob.sha256), change)
-            if result == "ingested":
-                stored.append(change)
-        for (ev, doc_id), result in zip(batch.deletes, gone):
+        for (ev, doc_id), result in zip(batch.deletes, committed.gone):
             self._record(Outcome(ev, "deleted" if result == "deleted" else "unchanged", doc_id))
         self._judge_space([f for f in batch.failures if isinstance(f, _OutOfSpace)])
         for ev in batch.failures:
             self._record(Outcome(ev, "skipped" if ev.skip else "failed", code=ev.code, message=ev.message))
         self.items.flush()
         self.p.jobs.save(self.manifest)
-        for change in stored:
-            self.p.hooks.document_stored(change, self.manifest)
+        # hooks after the records and the manifest are durable, in feed order
+        for (_, change), entry in zip(batch.changes, committed.changed):
+            if entry is not None:  # a new version: content, or a metadata version
+                self.p.hooks.document_stored(change, self.manifest, entry.cursor)
+        for entry in committed.deleted:
+            if entry is not None:
+                self.p.hooks.document_deleted(entry, self.manifest, entry.cursor)
 
     def _judge_space(self, refused: list[_OutOfSpace]) -> None:
         """A file refused for space is retried later (`disk_full`), until it has been refused

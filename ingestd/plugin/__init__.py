@@ -19,7 +19,7 @@ from ingestd.plugin.connector import (
     Connector, CredentialStatus, Deleted, Event, Failed, JobContext, Outcome, OutcomeName, Requirement, Staged,
     Unchanged,
 )
-from ingestd.plugin.events import BlobInfo, Job, JobCounters, StoredDocument
+from ingestd.plugin.events import BlobInfo, DeletedDocument, Job, JobCounters, StoredDocument
 from ingestd.plugin.extractor import Boundary, Extracted, ExtractionError, Extractor, Limits
 from ingestd.plugin.migration import Step, StepContext
 from ingestd.plugin.options import (
@@ -31,9 +31,10 @@ from ingestd.plugin.watched import WatchedConnector
 
 __all__ = [
     "BlobInfo", "Boundary", "Code", "ConfigError", "ConfigPath", "Connector", "ConnectorError", "Credential",
-    "CredentialStatus", "DEFAULT_EVERY", "DEFAULT_IGNORE", "DeleteOptions", "Deleted", "Duration", "Event",
-    "Extracted", "ExtractionError", "Extractor", "Failed", "FilterOptions", "IngestdError", "Job", "JobContext",
-    "JobCounters", "Limits", "Outcome", "OutcomeName", "Progress", "Registry", "Requirement", "ScheduleOptions", "Source",
+    "CredentialStatus", "DEFAULT_EVERY", "DEFAULT_IGNORE", "DeleteOptions", "Deleted", "DeletedDocument", "Duration",
+    "Event", "Extracted", "ExtractionError", "Extractor", "Failed", "FilterOptions", "IngestdError", "Job", "JobContext",
+    "JobCounters", "Limits", "Outcome", "OutcomeName", "Progress", "Registry", "Requirement", "ScheduleOptions",
+    "Source",
     "Staged", "Step", "StepContext", "StoredDocument", "Strict", "Unchanged", "WatchOptions", "WatchedConnector",
     "__version__", "hookimpl", "io_error_code",
 ]

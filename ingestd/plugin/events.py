@@ -39,6 +39,23 @@ class StoredDocument(Protocol):
     metadata: Mapping[str, Any]
 
 
+class DeletedDocument(Protocol):
+    """`document` of `document_deleted`: the feed's change for the tombstone, with the
+    version that was current when the document went."""
+
+    cursor: str
+    type: str
+    doc_id: str
+    source: str
+    origin_uri: str
+    version: int
+    sha256: str
+    size: int
+    mime: str
+    job_id: str
+    at: str
+
+
 class JobCounters(Protocol):
     discovered: int
     ingested: int

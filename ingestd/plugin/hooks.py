@@ -23,7 +23,7 @@ from typing import Any
 
 import pluggy
 
-from ingestd.plugin.events import Job, StoredDocument, snapshot
+from ingestd.plugin.events import DeletedDocument, Job, StoredDocument, snapshot
 
 BUDGET_SECONDS = 30.0  # one call's time before it is given up on
 QUEUE_LIMIT = 1000  # calls waiting per plugin; more are dropped
@@ -66,9 +66,13 @@ class Hooks:
         self._lock = threading.Lock()
         self._recent = threading.local()  # per job thread: the last job snapshot and what it was of
 
-    def document_stored(self, document: StoredDocument, job: Job) -> None:
+    def document_stored(self, document: StoredDocument, job: Job, cursor: str | None = None) -> None:
         self._dispatch("document_stored", {"job_id": job.job_id, "source": job.source, "doc_id": document.doc_id},
-                       document=lambda: snapshot(document), job=lambda: self._job(job))
+                       document=lambda: snapshot(document), job=lambda: self._job(job), cursor=lambda: cursor)
+
+    def document_deleted(self, document: DeletedDocument, job: Job, cursor: str | None = None) -> None:
+        self._dispatch("document_deleted", {"job_id": job.job_id, "source": job.source, "doc_id": document.doc_id},
+                       document=lambda: snapshot(document), job=lambda: self._job(job), cursor=lambda: cursor)
 
     def job_finished(self, manifest: Job) -> None:
         self._dispatch("job_finished", {"job_id": manifest.job_id, "source": manifest.source},

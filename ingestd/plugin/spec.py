@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
-from ingestd.plugin.events import Job, StoredDocument
+from ingestd.plugin.events import DeletedDocument, Job, StoredDocument
 
 if TYPE_CHECKING:
     from ingestd.plugin.connector import Connector
@@ -49,19 +49,33 @@ def register_extractors(register: Callable[[type[Extractor]], None]) -> None:
 
 
 @hookspec
-def document_stored(document: StoredDocument, job: Job) -> None:
-    """A new document version was committed to the store (and the job's manifest saved).
+def document_stored(document: StoredDocument, job: Job, cursor: str) -> None:
+    """A new document version was committed to the store (and the job's manifest saved):
+    new content, or a metadata version (the same bytes with a new origin or metadata).
 
     `document`: `doc_id`, `source`, `origin_uri`, `blob` (`sha256`, `size`, `mime`),
-    `job_id`, `source_modified_at`, `metadata`; `job`: the job's manifest at that moment.
-    Both are read-only snapshots. Called on the plugin's own thread, in commit order, after
-    the job has moved on: a slow hook delays only the plugin's own later calls. Calls
-    beyond the plugin's queue are dropped (counted), so this is a notification, not a
-    delivery guarantee.
+    `job_id`, `source_modified_at`, `metadata`; `job`: the job's manifest at that moment;
+    `cursor`: the change's cursor in the change feed (`GET /changes`). `document` and
+    `job` are read-only snapshots. Called on the plugin's own thread, in commit order,
+    after the job has moved on: a slow hook delays only the plugin's own later calls.
+    Calls beyond the plugin's queue are dropped (counted), so this is a notification, not
+    a delivery guarantee: follow the change feed from the last `cursor` for that.
+    """
+
+
+@hookspec
+def document_deleted(document: DeletedDocument, job: Job, cursor: str) -> None:
+    """A document was tombstoned: its source no longer has it (and the job's manifest saved).
+
+    `document`: the feed's change, `doc_id`, `source`, `origin_uri` and the `version`,
+    `sha256`, `size` and `mime` that were current when it went; `job`: the deleting job's
+    manifest; `cursor`: the change's cursor in the change feed. Called like
+    `document_stored`, in the same queue, after the commit's `document_stored` calls.
     """
 
 
 @hookspec
 def job_finished(manifest: Job) -> None:
     """A job reached a terminal state; `manifest` is a read-only snapshot of its final
-    manifest. Called after every `document_stored` call of that job (same queue)."""
+    manifest. Called after every `document_stored` and `document_deleted` call of that job
+    (same queue)."""

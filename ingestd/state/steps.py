@@ -11,10 +11,18 @@ from __future__ import annotations
 from ingestd._lib.sqlite import open_db
 from ingestd.plugin.migration import Step, StepContext
 from ingestd.store import texts
+from ingestd.store import upgrade as catalogue
 
 
 def _nothing_else(ctx: StepContext) -> None:
     """The marker the runner writes after this step is the whole change."""
+
+
+def _change_feed(ctx: StepContext) -> None:
+    """One SQLite transaction (store/upgrade.py), durable when it returns, a no-op when done."""
+    ctx.progress("replaying the existing documents into the change feed")
+    written = catalogue.migrate(ctx.root / "documents.sqlite")
+    ctx.log.info("change feed created", changes_replayed=written)
 
 
 def _text_catalogue(ctx: StepContext) -> None:
@@ -31,6 +39,8 @@ CORE: list[Step] = [
          _nothing_else, read_safe=True),
     Step(3, "text-catalogue", "the catalogue gets its text tables: which extractor, in which version, made which "
          "text from which bytes, and the extraction queue's cursor", _text_catalogue, read_safe=True),
+    Step(4, "change-feed", "versions get a kind (content or metadata) and the change feed is created, replaying "
+         "every document's versions and tombstones in the order they were ingested", _change_feed),
 ]
 
 

@@ -3,8 +3,15 @@ blobs (`store.blobs`).
 
 Records live in SQLite (`documents.sqlite`, WAL, synchronous=FULL): a job's records are
 committed in one transaction, after the blobs they name are flushed, so a crash never
-leaves a record pointing at missing bytes. The store stores: what a file's bytes are
-(MIME type) is worked out by the pipeline before it gets here.
+leaves a record pointing at missing bytes. The same transaction appends what changed to
+the change feed (`store.feed`), which is how consumers follow the store. The store
+stores: what a file's bytes are (MIME type) is worked out by the pipeline before it gets
+here.
+
+History is append-only: a version row, once written, is never rewritten. Content that
+did not change but arrives with a new origin or metadata (a rename, an S3 rewrite of the
+same bytes under a new version id) makes a *metadata version*: a new row whose content
+fields (sha256, size, mime) repeat the previous one's, `kind = 'metadata'`.
 """
 
 from __future__ import annotations
@@ -23,8 +30,12 @@ from pydantic import BaseModel
 
 from ingestd._lib.sqlite import open_db
 from ingestd._lib.times import Timestamp, now_iso
-from ingestd.errors import Code, NotFoundError, StateError, StoreError
+from ingestd.errors import Code, IngestdError, MigrationPending, NotFoundError, StateError, StoreError
+from ingestd.store import feed as feed_mod
+from ingestd.store import upgrade
 from ingestd.store.blobs import Blobs
+from ingestd.store.feed import Feed, FeedChange
+from ingestd.store.readers import Readers
 from ingestd.store.space import Space
 
 _SCHEMA = """
@@ -36,7 +47,9 @@ CREATE TABLE IF NOT EXISTS documents (
     deleted_at TEXT,
     deleted_job TEXT
 );
-CREATE INDEX IF NOT EXISTS documents_source ON documents(source);
+CREATE INDEX IF NOT EXISTS documents_source_doc ON documents(source, doc_id);
+CREATE INDEX IF NOT EXISTS documents_live ON documents(doc_id) WHERE deleted_at IS NULL;
+CREATE INDEX IF NOT EXISTS documents_live_source ON documents(source, doc_id) WHERE deleted_at IS NULL;
 CREATE TABLE IF NOT EXISTS versions (
     doc_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -48,10 +61,12 @@ CREATE TABLE IF NOT EXISTS versions (
     ingested_at TEXT NOT NULL,
     job_id TEXT NOT NULL,
     metadata TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'content',
     PRIMARY KEY (doc_id, seq)
 );
 CREATE INDEX IF NOT EXISTS versions_sha256 ON versions(sha256);
 """
+KINDS = ("content", "metadata")  # a version's kind; permissions versions (issue 19) will add one
 
 # Marks, made the first time one is written (so no state needs migrating for them, and a
 # read-only command never creates them): files refused for want of space, and content
@@ -69,6 +84,11 @@ def doc_id_for(source: str, identity: str) -> str:
 
 
 class Version(BaseModel):
+    """One version of a document. `kind` is `content` (new bytes) or `metadata` (the same
+    bytes as the version before, with a new origin or metadata)."""
+
+    version: int = 0
+    kind: str = "content"
     sha256: str
     size: int
     mime: str
@@ -85,6 +105,8 @@ class Document(BaseModel):
     doc_id: str
     source: str
     origin_uri: str
+    version: int = 0
+    kind: str = "content"
     sha256: str
     size: int
     mime: str
@@ -121,6 +143,46 @@ class Change:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Committed:
+    """What one commit did: an outcome per change (`ingested`, or `unchanged` content) and
+    per tombstone (`deleted`, or `unchanged` when already gone), and the feed entry each
+    made (None when it made none). A metadata version is `unchanged` with an entry."""
+
+    done: list[str]
+    gone: list[str]
+    changed: list[FeedChange | None]
+    deleted: list[FeedChange | None]
+
+
+@dataclass
+class Listing:
+    """A page of documents in doc_id order; `after` pages on (None on the last page).
+    `feed_cursor` is the feed's last cursor when the listing's first page was read."""
+
+    documents: list[Document]
+    after: str | None
+    feed_cursor: str
+
+
+@dataclass(frozen=True)
+class Content:
+    """Where one version's bytes are, and what they are."""
+
+    doc_id: str
+    version: int
+    sha256: str
+    size: int
+    mime: str
+    origin_uri: str
+    path: Path
+
+
+class Tombstoned(IngestdError):
+    """The document was deleted at its source: it has no current content (earlier
+    versions stay readable by number)."""
+
+
 class Store:
     def __init__(self, state_dir: Path, space: Space | None = None):
         self.root = state_dir
@@ -128,10 +190,13 @@ class Store:
         self._lock = threading.Lock()
         self._db = _open(state_dir / "documents.sqlite")
         self._marked = False  # the mark tables exist (once seen, they stay)
+        self.readers = Readers(state_dir / "documents.sqlite")
+        self.feed = Feed(self.readers)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self.readers.close()
         self.blobs.close()
 
     def blob_path(self, sha256: str) -> Path:
@@ -157,40 +222,58 @@ class Store:
 
     # -- records ----------------------------------------------------------------------
 
-    def commit(self, changes: list[Change], tombstones: list[tuple[str, str]] = ()) -> tuple[list[str], list[str]]:
-        """Write records in one transaction; return the outcome of each change and tombstone.
+    def commit(self, changes: list[Change], tombstones: list[tuple[str, str]] = ()) -> Committed:
+        """Write records, and the feed entries for them, in one transaction.
 
-        A change whose content equals the document's current version is 'unchanged': no
-        new version, though a new origin URI or metadata (a rename) is recorded. A
-        tombstone is 'deleted', or 'unchanged' when the document was already gone.
-        """
-        with self._lock, self._transaction():
-            done = self._apply_all(changes)
-            gone = [self._tombstone(doc_id, job_id) for doc_id, job_id in tombstones]
-        return done, gone
-
-    def _apply_all(self, changes: list[Change]) -> list[str]:
-        """One lookup for the whole batch, then bulk writes: per-row round trips were the
-        largest cost of a small-file ingest."""
-        current = self._current({c.doc_id for c in changes})
-        results, versions, heads, renames = [], [], [], []
+        A change whose content, origin and metadata equal the document's current version
+        is `unchanged`, with no new version; with the same content but a new origin or
+        metadata it is `unchanged` content too, recorded as a metadata version. The feed's
+        cursors are allocated here, inside the write transaction (see store/feed.py)."""
         stamp = now_iso()
+        with self._lock, self._transaction():
+            done, rows = self._apply_all(changes, stamp)
+            gone, gone_rows = [], []
+            for doc_id, job_id in tombstones:
+                outcome, row = self._tombstone(doc_id, job_id, stamp)
+                gone.append(outcome)
+                gone_rows.append(row)
+            allocated = feed_mod.append(self._db, [r for r in rows + gone_rows if r is not None])
+        cursors = iter(allocated)
+        changed = [None if r is None else feed_mod.change(next(cursors), r) for r in rows]
+        deleted = [None if r is None else feed_mod.change(next(cursors), r) for r in gone_rows]
+        if allocated:
+            self.feed.published(allocated[-1])  # after COMMIT: waiters must find the changes there
+        return Committed(done, gone, changed, deleted)
+
+    def _apply_all(self, changes: list[Change], stamp: str) -> tuple[list[str], list[tuple | None]]:
+        """One lookup for the whole batch, then bulk writes: per-row round trips were the
+        largest cost of a small-file ingest. Returns each change's outcome and feed row."""
+        current = self._current({c.doc_id for c in changes})
+        results, rows, versions, heads = [], [], [], []
         for c in changes:
             meta = json.dumps(c.metadata, ensure_ascii=False, default=str)
-            seq, sha, deleted = current.get(c.doc_id, (0, None, None))
-            if sha == c.blob.sha256 and deleted is None:
-                renames.append((c.origin_uri, meta, c.doc_id, seq))
+            head = current.get(c.doc_id)
+            kind, blob = "content", (c.blob.sha256, c.blob.size, c.blob.mime)
+            if head is None:
+                change_type = "stored"
+            elif head.deleted:
+                change_type = "restored"
+            elif head.sha256 != c.blob.sha256:
+                change_type = "updated"
+            elif head.origin_uri == c.origin_uri and _same_metadata(head.metadata, meta):
                 results.append("unchanged")
+                rows.append(None)
                 continue
-            seq += 1
-            versions.append((c.doc_id, seq, c.blob.sha256, c.blob.size, c.blob.mime, c.origin_uri,
-                             c.source_modified_at, stamp, c.job_id, meta))
+            else:  # same bytes, new origin or metadata: never rewrite the old row
+                change_type, kind, blob = "updated", "metadata", (head.sha256, head.size, head.mime)
+            seq = (head.seq if head else 0) + 1
+            versions.append((c.doc_id, seq, *blob, c.origin_uri, c.source_modified_at, stamp, c.job_id, meta, kind))
             heads.append((c.doc_id, c.source, c.origin_uri, seq))
-            current[c.doc_id] = (seq, c.blob.sha256, None)
-            results.append("ingested")
-        self._db.executemany("UPDATE versions SET origin_uri=?, metadata=? WHERE doc_id=? AND seq=?", renames)
-        self._db.executemany("UPDATE documents SET origin_uri=? WHERE doc_id=?", [(r[0], r[2]) for r in renames])
-        self._db.executemany("INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?)", versions)
+            current[c.doc_id] = _Head(seq, *blob, c.origin_uri, meta, None)
+            results.append("ingested" if kind == "content" else "unchanged")
+            rows.append((change_type, c.doc_id, c.source, c.origin_uri, seq, *blob, c.job_id, stamp))
+        self._db.executemany("INSERT INTO versions (doc_id, seq, sha256, size, mime, origin_uri, source_modified_at, "
+                             "ingested_at, job_id, metadata, kind) VALUES (?,?,?,?,?,?,?,?,?,?,?)", versions)
         self._clear_marks(changes)
         self._db.executemany(
             "INSERT INTO documents (doc_id, source, origin_uri, current_seq) VALUES (?,?,?,?) "
@@ -198,42 +281,48 @@ class Store:
             "current_seq=excluded.current_seq, deleted_at=NULL, deleted_job=NULL",
             heads,
         )
-        return results
+        return results, rows
 
-    def _current(self, doc_ids: set[str]) -> dict[str, tuple]:
-        found: dict[str, tuple] = {}
+    def _current(self, doc_ids: set[str]) -> dict[str, "_Head"]:
+        found: dict[str, _Head] = {}
         ids = list(doc_ids)
         for start in range(0, len(ids), 500):
             # one statement whatever the batch size: `IN (?,?,…)` compiled and cached one
             # statement per distinct length, several MiB over a daemon's life
             rows = self._db.execute(
-                "SELECT d.doc_id, d.current_seq, v.sha256, d.deleted_at FROM documents d JOIN versions v "
-                "ON v.doc_id = d.doc_id AND v.seq = d.current_seq "
+                "SELECT d.doc_id, d.current_seq, v.sha256, v.size, v.mime, v.origin_uri, v.metadata, d.deleted_at "
+                "FROM documents d JOIN versions v ON v.doc_id = d.doc_id AND v.seq = d.current_seq "
                 "WHERE d.doc_id IN (SELECT value FROM json_each(?))",
                 (json.dumps(ids[start:start + 500]),),
             ).fetchall()
-            found.update((r[0], (r[1], r[2], r[3])) for r in rows)
+            found.update((r[0], _Head(*r[1:])) for r in rows)
         return found
 
-    def _tombstone(self, doc_id: str, job_id: str) -> str:
-        cur = self._db.execute(
-            "UPDATE documents SET deleted_at=?, deleted_job=? WHERE doc_id=? AND deleted_at IS NULL",
-            (now_iso(), job_id, doc_id),
-        )
-        return "deleted" if cur.rowcount else "unchanged"
+    def _tombstone(self, doc_id: str, job_id: str, stamp: str) -> tuple[str, tuple | None]:
+        row = self._db.execute(
+            "UPDATE documents SET deleted_at=?, deleted_job=? WHERE doc_id=? AND deleted_at IS NULL "
+            "RETURNING source, origin_uri, current_seq",
+            (stamp, job_id, doc_id),
+        ).fetchone()
+        if row is None:
+            return "unchanged", None
+        source, origin, seq = row
+        sha, size, mime = self._db.execute("SELECT sha256, size, mime FROM versions WHERE doc_id=? AND seq=?",
+                                           (doc_id, seq)).fetchone()
+        return "deleted", ("deleted", doc_id, source, origin, seq, sha, size, mime, job_id, stamp)
+
+    # -- reading ----------------------------------------------------------------------
 
     def get(self, doc_id: str) -> Document:
-        with self._lock:
-            head = self._db.execute(
+        with self.readers.snapshot() as db:
+            head = db.execute(
                 "SELECT source, origin_uri, current_seq, deleted_at, deleted_job FROM documents WHERE doc_id=?",
                 (doc_id,),
             ).fetchone()
             if head is None:
                 raise NotFoundError(f"no document {doc_id}")
-            rows = self._db.execute(
-                "SELECT seq, sha256, size, mime, origin_uri, source_modified_at, ingested_at, job_id, metadata "
-                "FROM versions WHERE doc_id=? ORDER BY seq DESC",
-                (doc_id,),
+            rows = db.execute(
+                f"SELECT {_VERSION_COLUMNS} FROM versions WHERE doc_id=? ORDER BY seq DESC", (doc_id,),
             ).fetchall()
         versions = {r[0]: _version(r) for r in rows}
         current = versions[head[2]]
@@ -243,6 +332,57 @@ class Store:
             versions=[v for seq, v in versions.items() if seq != head[2]],
             **current.model_dump(exclude={"origin_uri"}),
         )
+
+    def list(self, *, source: str | None = None, include_deleted: bool = False, limit: int = 100,
+             after: str | None = None, feed_cursor: str | None = None) -> Listing:
+        """A page of documents after doc_id `after`, in doc_id order (stable: ids never
+        change), each with its current version. O(limit) through the indexes.
+
+        `feed_cursor` is carried from the listing's first page to the next ones; on the
+        first page it is the feed's head, read in the same snapshot as the page, so a
+        consumer that follows the feed from it after listing misses nothing."""
+        where, args = ["d.doc_id > ?"], [after or ""]
+        if source is not None:
+            where.append("d.source = ?")
+            args.append(source)
+        if not include_deleted:
+            where.append("d.deleted_at IS NULL")
+        with self.readers.snapshot() as db:
+            if feed_cursor is None:
+                feed_cursor = feed_mod.format_cursor(db.execute("SELECT last FROM feed WHERE id = 1").fetchone()[0])
+            rows = db.execute(
+                "SELECT d.doc_id, d.source, d.origin_uri, d.deleted_at, d.deleted_job, "
+                f"{', '.join('v.' + c.strip() for c in _VERSION_COLUMNS.split(','))} "
+                "FROM documents d JOIN versions v ON v.doc_id = d.doc_id AND v.seq = d.current_seq "
+                f"WHERE {' AND '.join(where)} ORDER BY d.doc_id LIMIT ?",
+                (*args, limit + 1),
+            ).fetchall()
+        docs = [self._summary(r) for r in rows[:limit]]
+        return Listing(docs, docs[-1].doc_id if len(rows) > limit else None, feed_cursor)
+
+    def _summary(self, row) -> Document:
+        doc_id, source, origin, deleted_at, deleted_job = row[:5]
+        current = _version(row[5:])
+        return Document(doc_id=doc_id, source=source, deleted_at=deleted_at, deleted_job=deleted_job,
+                        blob_path=str(self.blob_path(current.sha256)), **current.model_dump())
+
+    def content(self, doc_id: str, version: int | None = None) -> Content:
+        """Where a version's bytes are: the current one, or version number `version`.
+        Raises NotFoundError (no such document or version) and Tombstoned (the current
+        content of a deleted document)."""
+        with self.readers.snapshot() as db:
+            head = db.execute("SELECT current_seq, deleted_at FROM documents WHERE doc_id=?", (doc_id,)).fetchone()
+            if head is None:
+                raise NotFoundError(f"no document {doc_id}")
+            if version is None and head[1] is not None:
+                raise Tombstoned(f"document {doc_id} was deleted at its source at {head[1]}; "
+                                 "its earlier versions stay readable by number")
+            seq = head[0] if version is None else version
+            row = db.execute("SELECT sha256, size, mime, origin_uri FROM versions WHERE doc_id=? AND seq=?",
+                             (doc_id, seq)).fetchone()
+        if row is None:
+            raise NotFoundError(f"document {doc_id} has no version {seq}")
+        return Content(doc_id, seq, row[0], row[1], row[2], row[3], self.blob_path(row[0]))
 
     def _damage(self, sha256: str) -> str | None:
         with self._lock:
@@ -258,18 +398,31 @@ class Store:
         return row[0] if row else None
 
     def count(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+        with self.readers.snapshot() as db:
+            return db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
 
     def totals(self) -> dict[str, tuple[int, int]]:
         """Per source: live documents and the bytes of their current versions. Reads every
-        record (a few ms per 10,000): callers cache it."""
-        with self._lock:
-            rows = self._db.execute(
+        record (a few ms per 10,000) on a read connection, so commits go on: callers cache it."""
+        with self.readers.snapshot() as db:
+            rows = db.execute(
                 "SELECT d.source, COUNT(*), COALESCE(SUM(v.size), 0) FROM documents d "
                 "JOIN versions v ON v.doc_id = d.doc_id AND v.seq = d.current_seq "
                 "WHERE d.deleted_at IS NULL GROUP BY d.source").fetchall()
         return {source: (count, size) for source, count, size in rows}
+
+    # -- the feed's upkeep --------------------------------------------------------------
+
+    def prune_changes(self, cutoff: str) -> int:
+        """Remove feed entries made before `cutoff` (an ISO time), a batch per transaction
+        so commits are never held up for long; returns how many went."""
+        removed = 0
+        while True:
+            with self._lock, self._transaction():
+                batch = Feed.prune_batch(self._db, cutoff)
+            removed += batch
+            if batch < feed_mod.PRUNE_BATCH:
+                return removed
 
     # -- marks: files refused for want of space, content found damaged ---------------
 
@@ -356,19 +509,46 @@ class Store:
             last = (rows[-1][0], rows[-1][2], rows[-1][3])
 
 
+@dataclass
+class _Head:
+    """A document's current version, as a commit compares against it."""
+
+    seq: int
+    sha256: str
+    size: int
+    mime: str
+    origin_uri: str
+    metadata: str
+    deleted: str | None
+
+
+def _same_metadata(stored: str, new: str) -> bool:
+    return stored == new or json.loads(stored) == json.loads(new)
+
+
+_VERSION_COLUMNS = ("seq, kind, sha256, size, mime, origin_uri, source_modified_at, ingested_at, job_id, metadata")
+
+
 def _version(row) -> Version:
     return Version(
-        sha256=row[1], size=row[2], mime=row[3], origin_uri=row[4], source_modified_at=row[5],
-        ingested_at=row[6], job_id=row[7], metadata=json.loads(row[8]),
+        version=row[0], kind=row[1], sha256=row[2], size=row[3], mime=row[4], origin_uri=row[5],
+        source_modified_at=row[6], ingested_at=row[7], job_id=row[8], metadata=json.loads(row[9]),
     )
 
 
 def _open(path: Path) -> sqlite3.Connection:
-    """The catalogue. A file that is not a database stops the start with one line
-    (StateError), not a traceback."""
+    """The writer's connection, with the schema in place: created whole in a new
+    catalogue; one written before the change feed must have been migrated (the state's
+    step 4, store/upgrade.py), which every start does before the store opens. A file
+    that is not a database stops the start with one line (StateError), not a traceback."""
     try:
+        if upgrade.needed(path):
+            raise MigrationPending(f"{path}: the catalogue predates the change feed; run `ingestd migrate` "
+                                   "(starting the daemon does it) before using it")
         db = open_db(path)
-        db.executescript(_SCHEMA)
+        db.executescript(_SCHEMA + feed_mod.SCHEMA)  # no write when the tables are there
+        if db.execute("SELECT 1 FROM feed WHERE id = 1").fetchone() is None:
+            db.execute(feed_mod.START)
     except sqlite3.OperationalError as exc:
         raise StoreError(f"{path}: cannot open the document store: {exc}") from None
     except sqlite3.DatabaseError as exc:
@@ -381,4 +561,5 @@ def damaged_message(path: Path, exc: Exception) -> str:
             "or move it aside to start an empty catalogue (its blobs stay), then run `ingestd verify`")
 
 
-__all__ = ["Store", "Document", "Version", "Blob", "Change", "doc_id_for"]
+__all__ = ["Store", "Document", "Version", "Blob", "Change", "Committed", "Content", "Listing", "Tombstoned",
+           "doc_id_for"]

@@ -74,6 +74,11 @@ def check_result(r: dict) -> None:
         assert subject["rss_mib"] > 0 and r["checks"][0]["unit"] == "MiB", r
     if name == "drop-latency":
         assert 0 < r["p50_s"] <= r["p99_s"] and r["settle_s"] > 0
+    elif name == "feed-latency":
+        assert 0 < r["p50_ms"] <= r["p99_ms"] and r["ratio"] is None and len(r["checks"]) == 1, r
+    elif name == "feed-read":
+        assert r["changes_per_s"] > 0 and subject["replayed"] > 0 and len(r["checks"]) == 3, r
+        assert isinstance(r["ratio"], float) and r["ratio"] > 0, r
     elif name == "idle":
         assert subject["current_rss_mib"] > 0 and r["ratio"] is None
     elif name == "extract-formats":  # throughput alone, no reference: a row per format instead

@@ -78,21 +78,7 @@ def run(kills: int, seed: int, workdir: Path, max_delay: float = 1.5, s3: bool =
     inbox, state = workdir / "inbox", workdir / "state"
     inbox.mkdir(parents=True)
     moto = _moto() if s3 else None
-    sources = [{"name": "inbox", "kind": "local", "path": "inbox", "settle_seconds": 0.1, "batch_max": 50}]
-    credentials = None
-    if moto is not None:
-        registry = workdir / "credentials.json"
-        registry.write_text(json.dumps({"s3": {"type": "aws", "access_key_id": "AKIACRASHCAMPAIGN001",
-                                               "secret_access_key": make_secret("crash")}}))
-        registry.chmod(0o600)
-        credentials = {"registry": str(registry)}
-        sources.append({"name": "bucket", "kind": "s3", "bucket": "docs", "endpoint_url": moto.url,
-                        "addressing_style": "path", "region": "us-east-1", "credentials": "s3", "every": "1s"})
-    config = write_config(
-        workdir / "ingestd.toml",
-        daemon={"state_dir": "state", "log_format": "json", "shutdown_timeout": 5},
-        http={"listen": "127.0.0.1:0"}, credentials=credentials, sources=sources,
-    )
+    config = campaign_config(workdir, moto, "crash")
     writer = Writer(inbox, rng)
     uploader = Uploader(moto, random.Random(seed + 1)) if moto is not None else None
     daemon = Daemon(config, state, workdir, env=_aws_isolation(workdir))
@@ -127,6 +113,25 @@ def run(kills: int, seed: int, workdir: Path, max_delay: float = 1.5, s3: bool =
     report.update(kills=kills, seed=seed, seconds=round(time.monotonic() - started, 1),
                   dropped_files=len(writer.expected))
     return report
+
+
+def campaign_config(workdir: Path, moto, name: str, **s3_options) -> Path:
+    """The config the kill campaigns run: the drop folder `inbox`, and (with moto) the
+    bucket `docs` synced every second with a registry credential; HTTP on a free port."""
+    sources = [{"name": "inbox", "kind": "local", "path": "inbox", "settle_seconds": 0.1, "batch_max": 50}]
+    credentials = None
+    if moto is not None:
+        registry = workdir / "credentials.json"
+        registry.write_text(json.dumps({"s3": {"type": "aws", "access_key_id": f"AKIA{name.upper():0<16}"[:20],
+                                               "secret_access_key": make_secret(name)}}))
+        registry.chmod(0o600)
+        credentials = {"registry": str(registry)}
+        sources.append({"name": "bucket", "kind": "s3", "bucket": "docs", "endpoint_url": moto.url,
+                        "addressing_style": "path", "region": "us-east-1", "credentials": "s3", "every": "1s",
+                        **s3_options})
+    return write_config(workdir / "ingestd.toml",
+                        daemon={"state_dir": "state", "log_format": "json", "shutdown_timeout": 5},
+                        http={"listen": "127.0.0.1:0"}, credentials=credentials, sources=sources)
 
 
 def _moto():

@@ -33,6 +33,18 @@ def test_load_memory_verdict_tells_noise_from_growth():
     assert verdict["rss_mib_per_minute_second_half"] == 0.15
 
 
+def test_churn_campaign_short(tmp_path):
+    """The change feed under churn and kills (issue 17): replaying it reproduces GET
+    /documents exactly, and a follower across the kills never sees a cursor go back."""
+    from tests.campaigns import churn
+
+    report = churn.run(documents=300, kills=2, seed=17, workdir=tmp_path, seconds=8.0)
+    assert report["missing"] == 0 and report["extra"] == 0
+    assert report["changed"] > 30 and report["deleted"] > 5 and report["live_documents"] > 250
+    assert report["changes"] > report["live_documents"]  # edits and deletions are changes too
+    assert report["follower_changes"] == report["changes"]
+
+
 def test_hostile_writers_campaign_short(tmp_path):
     from tests.campaigns import hostile_writers
 

@@ -299,6 +299,10 @@ def test_every_instance_serves_the_api_and_one_ingest_wins_each_round(cluster):
     served = [json.loads(urllib.request.urlopen(f"{b}/documents/{doc}", timeout=30).read()) for b in bases]
     assert all(s == served[0] for s in served)
     assert served[0]["sha256"] == hashlib.sha256(objects[uri.removeprefix(f"s3://{DOCS}/")]).hexdigest()
+    for path in ("/documents", f"/documents/{doc}/content", "/changes"):  # not served yet: a typed 501
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(bases[0] + path, timeout=30)
+        assert refused.value.code == 501 and json.loads(refused.value.read())["error"] == "not_served", path
     health = json.loads(urllib.request.urlopen(bases[0] + "/healthz", timeout=30).read())
     assert health["checks"]["database"]["ok"] is True
     sources = json.loads(urllib.request.urlopen(bases[1] + "/sources", timeout=30).read())

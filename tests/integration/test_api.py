@@ -376,9 +376,10 @@ def test_openapi_document_is_valid_and_lists_every_route(api):
     assert doc["openapi"] == "3.1.0"
     ops = {(path, method.upper()) for path, item in doc["paths"].items() for method in item}
     assert ops == {("/healthz", "GET"), ("/ingest", "POST"), ("/ingest/{job_id}", "GET"), ("/jobs", "GET"),
-                   ("/ingest/{job_id}/items", "GET"), ("/sources", "GET"), ("/documents/{doc_id}", "GET"),
-                   ("/documents/{doc_id}/text", "GET"), ("/throughput", "GET"), ("/metrics", "GET"),
-                   ("/openapi.json", "GET")}
+                   ("/ingest/{job_id}/items", "GET"), ("/sources", "GET"), ("/documents", "GET"),
+                   ("/documents/{doc_id}", "GET"), ("/documents/{doc_id}/content", "GET"),
+                   ("/documents/{doc_id}/text", "GET"), ("/changes", "GET"),
+                   ("/throughput", "GET"), ("/metrics", "GET"), ("/openapi.json", "GET")}
     assert set(doc["paths"]["/documents/{doc_id}/text"]["get"]["responses"]) >= {"200", "404", "409", "422"}
     post = doc["paths"]["/ingest"]["post"]
     assert set(post["responses"]) >= {"202", "400", "404", "408", "409", "411", "413", "415", "503"}

@@ -44,21 +44,38 @@ def test_missing_dependency_is_reported_with_the_remedy(tmp_path):
     assert "pip install 'ingestd[s3]'" in check.stderr and "Traceback" not in check.stderr
 
 
-def test_third_party_connector_and_document_stored_hook(tmp_path):
+def test_third_party_connector_and_document_hooks(tmp_path):
     folder = tmp_path / "fixture-data"
     folder.mkdir()
     for i in range(3):
         (folder / f"f{i}.txt").write_text(f"fixture {i}\n")
+    gone = tmp_path / "gone"
     config = write_config(tmp_path / "c.toml", daemon={"state_dir": "state"},
-                          sources=[{"name": "fx", "kind": "fixture", "folder": str(folder)}])
+                          sources=[{"name": "fx", "kind": "fixture", "folder": str(folder), "gone": str(gone)}])
     hook_log = tmp_path / "hook.log"
-    env = {**plugin_env(tmp_path, {"testplugin": "ingestd_testplugin"}), "INGESTD_TEST_HOOK_LOG": str(hook_log)}
+    plugins = {"testplugin": "ingestd_testplugin", "legacyhook": "ingestd_legacyhookplugin"}
+    env = {**plugin_env(tmp_path, plugins), "INGESTD_TEST_HOOK_LOG": str(hook_log)}
     result = run_cli("ingest", "fx", "--json", "--config", config, env=env)
     assert result.returncode == 0, result.stderr
     manifest = json.loads(result.stdout)
     assert manifest["kind"] == "fixture" and manifest["counters"]["ingested"] == 3
-    lines = hook_log.read_text().splitlines()
-    assert len(lines) == 3 and all(line.startswith(manifest["job_id"]) for line in lines)
+    lines = [line.split() for line in hook_log.read_text().splitlines()]
+    stored = [line for line in lines if line[0] == "stored"]
+    assert len(stored) == 3 and all(line[1] == manifest["job_id"] for line in stored)
+    assert sorted(line[4] for line in stored) == ["0000000000000001", "0000000000000002", "0000000000000003"]
+    assert sum(1 for line in lines if line[0] == "legacy") == 3  # a hook without `cursor` is still called
+
+    (folder / "f1.txt").unlink()
+    gone.write_text("f1.txt\n")
+    hook_log.unlink()
+    result = run_cli("ingest", "fx", "--json", "--config", config, env=env)
+    assert result.returncode == 0, result.stderr
+    second = json.loads(result.stdout)
+    assert second["counters"]["deleted"] == 1
+    deleted = [line.split() for line in hook_log.read_text().splitlines() if line.startswith("deleted")]
+    doc = json.loads(run_cli("changes", "--after", "0000000000000003", "--json", "--config", config, env=env).stdout)
+    assert deleted == [["deleted", second["job_id"], doc["doc_id"], doc["sha256"], "0000000000000004"]]
+    assert doc["type"] == "deleted" and doc["origin_uri"] == "fixture://f1.txt"
 
 
 def held_fixture_source(daemon_env, every: str):

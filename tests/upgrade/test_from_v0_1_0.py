@@ -32,19 +32,21 @@ def _same(expected: dict, actual: dict, what: str) -> list[str]:
 
 def test_the_daemon_migrated_the_state_before_using_it(upgraded):
     """0.1.0 wrote no schema marker (version 1); the daemon's start ran every step up to
-    this checkout's (v2: the marker, v3: the text catalogue), once, before READY, and the
-    SharePoint source's own (v2: a state file per library). The manifests keep the `schema`
+    this checkout's (v2: the marker, v3: the text catalogue, v4: the change feed), once,
+    before READY, and the SharePoint source's own (v2: a state file per library). The manifests keep the `schema`
     0.1.0 wrote (1), and the listings below read them."""
     state = upgraded.inst.state
     marker = json.loads((state / "SCHEMA.json").read_text())
-    steps = [(2, "schema-marker"), (3, "text-catalogue")]
-    assert marker["schema"] == 3 and [(h["version"], h["step"]) for h in marker["history"]] == steps
+    steps = [(2, "schema-marker"), (3, "text-catalogue"), (4, "change-feed")]
+    assert marker["schema"] == 4 and [(h["version"], h["step"]) for h in marker["history"]] == steps
     legal = json.loads((state / "sources" / "legal" / "SCHEMA.json").read_text())
     assert legal["kind"] == "sharepoint" and [h["step"] for h in legal["history"]] == ["per-library-state"]
     events = [e for e in upgraded.daemon.log_events() if e.get("logger") == "ingestd.state"]
-    assert [(e["event"], e.get("step")) for e in events] == [
-        (event, name) for name in ("schema-marker", "text-catalogue", "per-library-state")
-        for event in ("migration step starting", "migration step applied")], events
+    ran = [name for _, name in steps] + ["per-library-state"]
+    assert [(e["event"], e.get("step")) for e in events if e["event"].startswith("migration step")] == [
+        (event, name) for name in ran for event in ("migration step starting", "migration step applied")], events
+    assert [e["changes_replayed"] for e in events if e["event"] == "change feed created"] == [
+        sum(len(doc["versions"]) + 1 + bool(doc["deleted_at"]) for doc in upgraded.inst.answers["api"]["documents"].values())]
     assert {json.loads(p.read_text())["schema"] for p in (state / "jobs").glob("*.json")
             if p.name.split("-")[0] < upgraded.since} == {1}
 
@@ -214,6 +216,42 @@ def _rows_changed(a: Path, b: Path, rel: str) -> dict[str, int]:
         for db in dbs:
             db.close()
     return out
+
+
+def test_the_change_feed_replays_the_whole_store(upgraded):
+    """The upgrade backfills the feed: a consumer starting at the first cursor replays
+    every version and tombstone 0.1.0 stored, in cursor order, and ends with exactly the
+    live set `GET /documents` lists."""
+    d = upgraded.daemon
+    changes, after = [], None
+    while True:
+        status, body = d.get("/changes?limit=7" + (f"&after={after}" if after else ""))
+        assert status == 200, body
+        changes += body["changes"]
+        if not body["changes"]:
+            break
+        after = body["next_after"]
+    listed, path = [], "/documents?limit=5"
+    while path:
+        status, body = d.get(path)
+        assert status == 200, body
+        listed += body["documents"]
+        path = body["links"]["next"]
+    replayed: dict[str, tuple] = {}
+    for c in changes:
+        if c["type"] == "deleted":
+            replayed.pop(c["doc_id"], None)
+        else:
+            replayed[c["doc_id"]] = (c["version"], c["sha256"], c["origin_uri"])
+    assert replayed == {doc["doc_id"]: (doc["version"], doc["sha256"], doc["origin_uri"]) for doc in listed}
+    expected = upgraded.inst.answers["api"]["documents"]
+    assert set(replayed) == {doc_id for doc_id, doc in expected.items() if not doc["deleted_at"]}
+    assert {(c["doc_id"], c["version"]) for c in changes if c["type"] != "deleted"} == {
+        (doc_id, n) for doc_id, doc in expected.items() for n in range(1, len(doc["versions"]) + 2)}
+    assert sorted(c["doc_id"] for c in changes if c["type"] == "deleted") == sorted(
+        doc_id for doc_id, doc in expected.items() if doc["deleted_at"])
+    cursors = [c["cursor"] for c in changes]
+    assert cursors == sorted(set(cursors)) and cursors[0] == "0000000000000001"
 
 
 def test_documents_from_before_the_upgrade_get_their_text(upgraded):

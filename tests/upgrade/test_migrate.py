@@ -48,13 +48,14 @@ def test_check_says_what_migrate_does_and_writes_nothing(inst):
     check = cli(inst, "migrate", "--check")
     assert check.returncode == 3, check
     lines = check.stdout.splitlines()
-    assert lines[0] == f"state {state}: schema 1 → 3, 2 step(s) pending"
+    assert lines[0] == f"state {state}: schema 1 → 4, 3 step(s) pending"
     assert lines[1].startswith("  2 schema-marker: ")
     assert lines[2].startswith("  3 text-catalogue: ")
+    assert lines[3].startswith("  4 change-feed: ")
     assert "source bucket (s3): schema 1, up to date" in lines
     assert "source legal (sharepoint): schema 1 → 2, 1 step(s) pending" in lines
     assert any(line.startswith("  2 per-library-state: ") for line in lines)
-    assert lines[-1].startswith("3 pending: `ingestd migrate`")
+    assert lines[-1].startswith("4 pending: `ingestd migrate`")
     assert tree(state) == before, "--check wrote to the state"
 
     done = cli(inst, "migrate")
@@ -62,44 +63,43 @@ def test_check_says_what_migrate_does_and_writes_nothing(inst):
     applied = done.stdout.splitlines()
     assert [line.rsplit(" (", 1)[0] for line in applied] == [
         f"state {state}: applied 2 schema-marker", f"state {state}: applied 3 text-catalogue",
+        f"state {state}: applied 4 change-feed",
         "source legal (sharepoint): applied 2 per-library-state"], applied
     after = tree(state)
     legal = "sources/legal/"
     assert sorted(k for k in set(after) - set(before) if not k.startswith(legal)) == ["SCHEMA.json", "SCHEMA.lock"]
     changed = sorted(k for k, v in after.items() if k in before and v != before[k] and not k.startswith(legal))
-    assert changed == ["documents.sqlite"], "the steps changed more than the marker and the catalogue"
+    assert changed == ["documents.sqlite"], "the core steps changed more than the marker and the catalogue"
     # the SharePoint step moved its one library's file under libraries/ and indexed it
     assert f"{legal}sharepoint.sqlite" in after and f"{legal}SCHEMA.json" in after
     assert len([k for k in after if k.startswith(f"{legal}libraries/") and k.endswith(".sqlite")]) == 1
-    assert marker(state)["schema"] == 3
+    assert marker(state)["schema"] == 4
     assert [(h["version"], h["step"]) for h in marker(state)["history"]] == [(2, "schema-marker"),
-                                                                            (3, "text-catalogue")]
+                                                                            (3, "text-catalogue"), (4, "change-feed")]
 
     check = cli(inst, "migrate", "--check")
     assert (check.returncode, check.stdout.splitlines()[-1]) == (0, "up to date: nothing to migrate"), check
-    assert f"state {state}: schema 3, up to date" in check.stdout.splitlines()
+    assert f"state {state}: schema 4, up to date" in check.stdout.splitlines()
     again = cli(inst, "migrate")
     assert (again.returncode, again.stdout) == (0, "up to date: nothing to migrate\n")
     assert tree(state) == after, "a second migrate changed the state"
 
 
-def test_read_only_commands_read_an_unmigrated_state_without_migrating_it(inst):
-    """The steps so far are read-safe: `jobs`, `status`, `document` and `text` read a
-    0.1.0 state as it is (no text tables: nothing extracted), and leave it unmarked (only
-    a lock file appears)."""
+def test_read_only_commands_refuse_an_unmigrated_state_and_leave_it_alone(inst):
+    """The change-feed step (4) is not read-safe (this code reads only the catalogue it
+    makes): `jobs`, `document`, `text` and `changes` on a 0.1.0 state say to migrate,
+    exit 3, and leave it unmarked (only a lock file appears)."""
     state = inst / "state"
     answers = json.loads((inst / "recorded" / "answers.json").read_text())["cli"]
     before = tree(state)
-    jobs = cli(inst, "jobs", "--limit", "500", "--json")
-    assert jobs.returncode == 0, jobs
-    assert [j["job_id"] for j in json.loads(jobs.stdout)] == [j["job_id"] for j in answers["jobs_list"]]
     doc_id = sorted(answers["documents"])[0]
-    doc = cli(inst, "document", doc_id, "--json")
-    assert doc.returncode == 0 and json.loads(doc.stdout)["sha256"] == answers["documents"][doc_id]["sha256"]
-    text = cli(inst, "text", doc_id, "--json")
-    assert text.returncode == 0 and json.loads(text.stdout)["status"] in ("pending", "not_extracted"), text
+    for args in (("jobs", "--json"), ("document", doc_id, "--json"), ("text", doc_id, "--json"), ("changes",)):
+        result = cli(inst, *args)
+        assert result.returncode == 3, (args, result)
+        assert "pending: 4 change-feed" in result.stderr and "ingestd migrate" in result.stderr, (args, result)
     assert not (state / "SCHEMA.json").exists(), "a read-only command migrated"
-    assert set(tree(state)) - set(before) <= {"SCHEMA.lock", "documents.sqlite-wal", "documents.sqlite-shm"}
+    assert set(tree(state)) - set(before) <= {"SCHEMA.lock"}
+    assert {k: v for k, v in tree(state).items() if k in before} == before
 
 
 def test_a_state_from_a_newer_ingestd_is_refused_by_every_command(inst, tmp_path):

@@ -48,6 +48,7 @@ class Connection:
         self._scanned = 0
         self._head: Head | None = None
         self._discard = 0  # bytes of a refused body still to be dropped
+        self.held_s = 0.0  # how long the request being answered was held (a long-poll's wait)
         sock.setblocking(False)
 
     # -- the loop's half ------------------------------------------------------------------
@@ -151,8 +152,9 @@ class Connection:
 
     # -- a pool thread's half ---------------------------------------------------------------
 
-    def serve(self, pending: Pending) -> bool:
-        """Answer one request; whether the connection stays open for the next."""
+    def serve(self, pending: Pending) -> bool | float:
+        """Answer one request; whether the connection stays open for the next, or (a
+        float) the time until which the request is held unanswered."""
         state = self.state
         with state.tracking():
             if isinstance(pending, Refusal):
@@ -163,21 +165,25 @@ class Connection:
                 method, path, started = pending.method, pending.path, pending.received
                 with state.slot():
                     response = state.respond(pending)
+                if response.hold_until is not None:
+                    return float(response.hold_until)
                 keep = pending.keep_alive and not response.close and not state.draining
-            head, body = self._prepare(response, pending, keep)
-            self._finished(Exchange(method, path, response.status, response.route, time.monotonic() - started,
-                                    self.client))
+            status, head, body = self._prepare(response, pending, keep)
+            self._finished(Exchange(method, path, status, response.route, time.monotonic() - started,
+                                    self.client, held=self.held_s))
+            self.held_s = 0.0
             sent = self._write(head, body)
         self.idle_since = time.monotonic()
         return keep and sent
 
-    def _prepare(self, response: Response, pending: Pending, keep: bool) -> tuple[bytes, bytes | tuple]:
-        """The head to write, and the body: bytes, or (file, offset, count) to stream."""
+    def _prepare(self, response: Response, pending: Pending, keep: bool) -> tuple[int, bytes, bytes | tuple]:
+        """The status sent, the head to write, and the body: bytes, or (file, offset,
+        count) to stream."""
         head_only = isinstance(pending, Request) and pending.method == "HEAD"
         body = response.body
         if isinstance(body, FileBody):
             return self._prepare_file(response, body, pending, keep, head_only)
-        return self._render(response, keep, len(body)), b"" if head_only else body
+        return response.status, self._render(response, keep, len(body)), b"" if head_only else body
 
     def _prepare_file(self, response: Response, body: FileBody, pending: Pending, keep: bool, head_only: bool):
         chosen = files.plan(body, pending.headers)  # only a Request's answer can carry a file
@@ -185,14 +191,14 @@ class Connection:
             refusal = error(416, "range_not_satisfiable", f"the range asked for is outside the {body.size} bytes",
                             headers={**response.headers, **chosen.headers}, route=response.route)
             body.file.close()
-            return self._render(refusal, keep, len(refusal.body)), b"" if head_only else refusal.body
+            return 416, self._render(refusal, keep, len(refusal.body)), b"" if head_only else refusal.body
         reply = Response(chosen.status, b"", {**response.headers, **chosen.headers}, response.content_type,
                          response.route)
         length = None if chosen.status == 304 else chosen.count
         if head_only or chosen.status == 304:
             body.file.close()
-            return self._render(reply, keep, length), b""
-        return self._render(reply, keep, length), (body.file, chosen.offset, chosen.count)
+            return chosen.status, self._render(reply, keep, length), b""
+        return chosen.status, self._render(reply, keep, length), (body.file, chosen.offset, chosen.count)
 
     def _render(self, response: Response, keep: bool, length: int | None = None) -> bytes:
         headers = {"Server": SERVER, "Date": email.utils.formatdate(usegmt=True)}

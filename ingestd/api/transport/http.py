@@ -36,6 +36,10 @@ class Response:
     content_type: str = JSON
     route: str = "unmatched"  # the route template, for metrics and logs
     close: bool = False  # close the connection after this answer
+    # not an answer yet (a long-poll with nothing to say): the transport holds the request,
+    # without a thread or a slot, and asks again when woken (`Server.wake_held`) or at
+    # this monotonic time, whichever comes first
+    hold_until: float | None = None
 
 
 @dataclass

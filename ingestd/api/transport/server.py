@@ -8,6 +8,12 @@ one. Connection slots are shared fairly: one client address holds at most
 `max_per_client` of them, and when all are taken a newcomer displaces a connection that
 is only waiting (idle, or still dripping its request) from the address holding the most,
 so an attack spread over many addresses evicts itself rather than everyone else.
+
+A request the service cannot answer yet (a long-poll: `Response.hold_until`) is *held*:
+its connection goes back to the loop, without a thread or a compute slot, until the
+service wakes held requests (`wake_held`, e.g. when a change commits) or its time comes;
+then it is answered like any other. Held requests never expire as idle, are never
+evicted, and count against the connection limits like any open connection.
 """
 
 from __future__ import annotations
@@ -35,6 +41,16 @@ LINGER = 2.0  # seconds a closed connection's late bytes are read and dropped (s
 _LINGERING = object()  # selector data of a lingering socket
 
 
+class _Held:
+    """Selector data of a held request's connection: (the request, until when)."""
+
+    __slots__ = ("conn", "pending", "until", "since")
+
+    def __init__(self, conn: Connection, pending: Pending, until: float):
+        self.conn, self.pending, self.until = conn, pending, until
+        self.since = time.monotonic()
+
+
 class Server:
     def __init__(self, address: tuple[str, int], family: socket.AddressFamily, state: ServerState):
         self.state = state
@@ -53,6 +69,10 @@ class Server:
         self._deadlines: list = []  # heap of (deadline, n, connection); stale entries are skipped
         self._due: list = []  # heap of (time, n, connection, pending): requests waiting for the pacer
         self._lingering: dict[socket.socket, float] = {}  # closing sockets → when they are closed for good
+        self._held: dict[Connection, _Held] = {}  # requests held unanswered (long-polls)
+        self._held_until: list = []  # heap of (until, n, held); stale entries are skipped
+        self._wake_all = False  # set by wake_held (any thread): answer every held request again
+        self._next_poll = 0.0  # when poll_held is next due while requests are held
         self._order = itertools.count()
         self._lock = threading.Lock()
         self._running = False
@@ -77,9 +97,12 @@ class Server:
                         self._wake_r.recv(4096)
                     elif key.data is _LINGERING:
                         self._drop_late_bytes(key.fileobj)
+                    elif isinstance(key.data, _Held):
+                        self._held_readable(key.data)
                     else:
                         self._readable(key.data)
                 self._take_back()
+                self._release_held()
                 self._dispatch_due()
                 self._expire()
         finally:
@@ -93,6 +116,10 @@ class Server:
             timeout = min(timeout, self._deadlines[0][0] - now)
         if self._lingering:
             timeout = min(timeout, next(iter(self._lingering.values())) - now)
+        if self._held:
+            timeout = min(timeout, self._next_poll - now)
+            if self._held_until:
+                timeout = min(timeout, self._held_until[0][0] - now)
         return max(0.0, timeout)
 
     # -- accepting --------------------------------------------------------------------------
@@ -242,15 +269,16 @@ class Server:
         return self.state.queued < self.limits.max_queued
 
     def _work(self, conn: Connection, pending: Pending) -> None:
-        """One request, on a pool thread; then the connection goes back to the loop."""
-        keep = False
+        """One request, on a pool thread; then the connection goes back to the loop (with
+        its request, when the answer is to hold it)."""
+        keep: bool | float = False
         try:
             keep = conn.serve(pending)
         except Exception:
             self.state.log.exception("http connection failed", client=conn.client)
         with self._lock:
             if self._running:
-                self._back.put((conn, keep))
+                self._back.put((conn, keep, pending))
                 self._wake()
                 return
         conn.close()  # the loop has stopped: nobody lingers
@@ -258,13 +286,16 @@ class Server:
     def _take_back(self) -> None:
         while True:
             try:
-                conn, keep = self._back.get_nowait()
+                conn, keep, pending = self._back.get_nowait()
             except queue.Empty:
                 return
             if not keep:
                 self._close(conn)
                 continue
             conn.sock.setblocking(False)
+            if isinstance(keep, float):
+                self._hold(conn, pending, keep)
+                continue
             pending = self._take(conn)  # the client may have pipelined its next request
             if pending is False:
                 self._close(conn)
@@ -272,6 +303,66 @@ class Server:
                 self._park(conn)
             else:
                 self._pace(conn, pending)
+
+    # -- held requests (long-polls) ---------------------------------------------------------
+
+    def wake_held(self) -> None:
+        """Ask every held request again (from any thread): what it waited for may have come."""
+        self._wake_all = True
+        self._wake()
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def _hold(self, conn: Connection, pending: Pending, until: float) -> None:
+        held = _Held(conn, pending, until)
+        if not self._held:
+            self._next_poll = time.monotonic() + self.limits.held_poll
+        self._held[conn] = held
+        heapq.heappush(self._held_until, (until, next(self._order), held))
+        self._selector.register(conn.sock, selectors.EVENT_READ, held)
+
+    def _held_readable(self, held: _Held) -> None:
+        """The client of a held request closed (or sent more): close, or keep what it sent
+        (a pipelined request, answered after this one) up to a limit."""
+        conn = held.conn
+        if not conn.receive() or len(conn.buf) > self.limits.held_buffer:
+            self._unhold(held)
+            self._close(conn)
+
+    def _unhold(self, held: _Held) -> None:
+        self._selector.unregister(held.conn.sock)
+        del self._held[held.conn]
+
+    def _release_held(self) -> None:
+        """Answer the held requests that were woken or whose time has come; while any
+        are held, let the service look for what it cannot be told of (poll_held)."""
+        now = time.monotonic()
+        if self._wake_all:
+            self._wake_all = False
+            for held in list(self._held.values()):
+                self._resume(held)
+        while self._held_until and self._held_until[0][0] <= now:
+            held = heapq.heappop(self._held_until)[2]
+            if self._held.get(held.conn) is held:
+                self._resume(held)
+        if not self._held:
+            self._held_until.clear()
+        elif now >= self._next_poll:
+            self._next_poll = now + self.limits.held_poll
+            try:
+                self.state.poll_held()  # may call wake_held: seen at the next turn
+            except Exception:
+                self.state.log.exception("polling for held requests failed")
+
+    def _resume(self, held: _Held) -> None:
+        """Back to the queue of requests to answer: not through the pacer, which let it in
+        when it arrived (a wake-up of a hundred long-polls is one event, not a flood)."""
+        self._unhold(held)
+        now = time.monotonic()
+        held.conn.held_s += now - held.since
+        heapq.heappush(self._due, (now, next(self._order), held.conn, held.pending))
 
     def _close(self, conn: Connection) -> None:
         """Free the connection's slot at once; its socket lingers a moment (on the loop)."""
@@ -306,6 +397,8 @@ class Server:
         with self._lock:
             self._running = False
         self._take_back()
+        for held in list(self._held.values()):
+            self._resume(held)
         for _, _, conn, pending in self._due:
             self.state.enqueue()
             self.pool.submit(self._work, conn, pending)  # they asked first: answer them, then close

@@ -28,6 +28,8 @@ class Limits:
     max_body: int = 4 * 1024  # a trigger is `{"source": "..."}`; nothing legitimate is bigger
     drain_body: int = 64 * 1024  # a refused body up to this is read and dropped, so the client sees its 413
     slow_request: float = 1.0  # seconds; a request slower than this is logged at warning
+    held_poll: float = 1.0  # while requests are held (long-polls), `ServerState.poll_held` runs this often
+    held_buffer: int = 64 * 1024  # bytes a held request's client may send ahead before it is dropped
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Exchange:
     route: str
     duration: float
     client: str
+    held: float = 0.0  # of `duration`, the time the request was held waiting (a long-poll)
 
 
 class ServerState:
@@ -50,6 +53,9 @@ class ServerState:
         self.respond = respond  # the service: computes an answer (inside a slot)
         self.finished = finished  # the service: access log and metrics, once per answer
         self.pacer = pacer
+        # the service's look for what held requests wait on that it cannot be told of
+        # (another process's commit): called from the loop while any request is held
+        self.poll_held: Callable[[], None] = lambda: None
         self.draining = False  # set when the daemon stops: answers close their connections
         self.refused: Counter = Counter()  # connections refused at once, by reason
         self.inflight = 0
@@ -70,8 +76,10 @@ class ServerState:
                 self._idle.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
+        """Until no request is being answered, nor handed to a thread and not started yet
+        (the loop's last turn hands out what was waiting: held long-polls among them)."""
         with self._idle:
-            return self._idle.wait_for(lambda: self.inflight == 0, timeout=timeout)
+            return self._idle.wait_for(lambda: self.inflight == 0 and self.queued == 0, timeout=timeout)
 
     def enqueue(self) -> None:
         """A request is handed to a thread (counted from here, so the loop never hands out
@@ -82,6 +90,7 @@ class ServerState:
     def dequeue(self) -> None:
         with self._idle:
             self.queued -= 1
+            self._idle.notify_all()
 
     @contextlib.contextmanager
     def slot(self):

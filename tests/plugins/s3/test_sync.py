@@ -13,6 +13,8 @@ import pytest
 from ingestd_s3 import sync
 from ingestd_s3.keys import origin_uri
 
+from tests.support.helpers import wait_for
+
 from .kit import BUCKET, SOURCE
 
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n" + bytes(range(256))
@@ -132,14 +134,35 @@ def test_changed_objects_become_new_versions_even_at_the_same_size(s3env, moto):
     assert docs[uri("grow.txt")].size == 8 and docs[uri("keep.txt")].versions == []
 
 
-def test_rewriting_identical_bytes_fetches_once_and_stays_one_version(s3env, moto):
+def test_an_untouched_object_makes_no_version(s3env, moto):
     fill(moto, {"a.txt": b"same bytes"})
     s3env.run()
-    fill(moto, {"a.txt": b"same bytes"})  # same ETag; LastModified may move
     moto.log.clear()
     again = s3env.run()
     assert again["status"] == "succeeded" and again["counters"]["ingested"] == 0
+    assert moto.log.count("GET", per_object=True) == 0
     assert s3env.documents()[uri("a.txt")].versions == []
+
+
+def test_rewriting_identical_bytes_is_unchanged_content_in_a_metadata_version(s3env, moto):
+    """History is append-only: the rewrite's new LastModified is a new observation of the same
+    bytes (a metadata version), and the version before keeps its own LastModified."""
+    fill(moto, {"a.txt": b"same bytes"})
+    first = s3env.run()
+    before = s3env.documents()[uri("a.txt")].metadata["last_modified"]
+    stamp = moto.s3.head_object(Bucket=BUCKET, Key="a.txt")["LastModified"]
+    # same ETag; rewrite until S3's one-second LastModified has moved (a condition, not a delay)
+    wait_for(lambda: fill(moto, {"a.txt": b"same bytes"})
+             and moto.s3.head_object(Bucket=BUCKET, Key="a.txt")["LastModified"] != stamp,
+             timeout=30, interval=0.2, message="a LastModified after the first one")
+    again = s3env.run()
+    assert again["status"] == "succeeded"
+    assert (again["counters"]["ingested"], again["counters"]["unchanged"]) == (0, 1)
+    doc = s3env.documents()[uri("a.txt")]
+    [earlier] = doc.versions
+    assert (doc.kind, doc.sha256) == ("metadata", earlier.sha256)
+    assert earlier.metadata["last_modified"] == before and earlier.job_id == first["job_id"]
+    assert doc.metadata["last_modified"] != before
 
 
 def test_deleted_objects_become_tombstones_once(s3env, moto):

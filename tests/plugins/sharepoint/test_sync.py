@@ -85,11 +85,15 @@ def test_incremental_sync_adds_edits_renames_moves_and_deletes(sp):
     assert [v.sha256 for v in sp.doc(edit).versions] == [sha(b"version one")]
     assert sp.doc(edit).sha256 == sha(b"version two")
     renamed = sp.doc(rename)
-    assert renamed.origin_uri.endswith("/new-name.txt") and renamed.versions == []
-    assert renamed.metadata["path"] == "new-name.txt"
+    assert renamed.origin_uri.endswith("/new-name.txt") and renamed.metadata["path"] == "new-name.txt"
+    # a rename is a metadata version: the same bytes, and the version before keeps its name
+    [before] = renamed.versions
+    assert (renamed.kind, before.kind) == ("metadata", "content") and before.origin_uri.endswith("/old-name.txt")
+    assert renamed.sha256 == before.sha256 == sha(b"renamed content") and before.metadata["path"] == "old-name.txt"
     moved = sp.doc(move)
     assert moved.origin_uri.endswith("/B/C/moved.txt") and moved.metadata["path"] == "B/C/moved.txt"
-    assert moved.versions == [] and moved.sha256 == sha(b"moved content")
+    assert moved.kind == "metadata" and [v.origin_uri.rsplit("/", 2)[-2] for v in moved.versions] == ["A"]
+    assert moved.sha256 == sha(b"moved content")
     assert sp.doc(gone).deleted_at is not None and sp.doc(gone).deleted_job == m.job_id
     assert sp.doc(keep).versions == [] and sp.doc(keep).deleted_at is None
 

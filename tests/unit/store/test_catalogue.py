@@ -20,6 +20,10 @@ def put(store, tmp_path, data: bytes, name="f.txt"):
     return Blob(stored.sha256, stored.size, detect_mime(stored.head, name))
 
 
+def outcomes(committed):
+    return committed.done, committed.gone
+
+
 def change(store, blob, origin="file:///a", job="job-00000001"):
     return Change(doc_id=doc_id_for("s", origin), source="s", origin_uri=origin, blob=blob, job_id=job)
 
@@ -39,27 +43,27 @@ def test_blobs_are_content_addressed_and_stored_once(tmp_path):
 def test_versions_unchanged_and_tombstones(tmp_path):
     store = Store(tmp_path / "state")
     v1 = put(store, tmp_path, b"version one")
-    assert store.commit([change(store, v1)]) == (["ingested"], [])
-    assert store.commit([change(store, v1, job="job-00000002")]) == (["unchanged"], [])
+    assert outcomes(store.commit([change(store, v1)])) == (["ingested"], [])
+    assert outcomes(store.commit([change(store, v1, job="job-00000002")])) == (["unchanged"], [])
     v2 = put(store, tmp_path, b"version two")
-    assert store.commit([change(store, v2, job="job-00000003")]) == (["ingested"], [])
+    assert outcomes(store.commit([change(store, v2, job="job-00000003")])) == (["ingested"], [])
     doc = store.get(doc_id_for("s", "file:///a"))
     assert doc.sha256 == v2.sha256 and doc.job_id == "job-00000003"
     assert [v.sha256 for v in doc.versions] == [v1.sha256]
     assert doc.mime == "text/plain" and doc.size == len(b"version two")
-    assert store.commit([], [(doc.doc_id, "job-00000004")]) == ([], ["deleted"])
-    assert store.commit([], [(doc.doc_id, "job-00000005")]) == ([], ["unchanged"])
+    assert outcomes(store.commit([], [(doc.doc_id, "job-00000004")])) == ([], ["deleted"])
+    assert outcomes(store.commit([], [(doc.doc_id, "job-00000005")])) == ([], ["unchanged"])
     gone = store.get(doc.doc_id)
     assert gone.deleted_at and gone.deleted_job == "job-00000004"
     # the same content coming back revives the document as a new version
-    assert store.commit([change(store, v2, job="job-00000006")]) == (["ingested"], [])
+    assert outcomes(store.commit([change(store, v2, job="job-00000006")])) == (["ingested"], [])
     assert store.get(doc.doc_id).deleted_at is None
 
 
 def test_same_content_from_two_origins_is_two_documents_one_blob(tmp_path):
     store = Store(tmp_path / "state")
     blob = put(store, tmp_path, b"shared")
-    assert store.commit([change(store, blob, "file:///a"), change(store, blob, "file:///b")])[0] == ["ingested"] * 2
+    assert store.commit([change(store, blob, "file:///a"), change(store, blob, "file:///b")]).done == ["ingested"] * 2
     assert store.count() == 2
 
 

@@ -19,13 +19,13 @@ import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from ingestd import __version__, app, config as config_mod
 from ingestd._lib import logs, redact
 from ingestd._lib.paths import is_valid_id
-from ingestd.api.models import JobsQuery
 from ingestd.console import follow, summary
 from ingestd.console.line import LiveLines
 from ingestd.errors import (
@@ -36,6 +36,9 @@ from ingestd.jobs.manifest import Manifest
 from ingestd.plugin.manager import Plugins
 from ingestd.runtime import systemd
 from ingestd.state import chains as state_chains, runner as state_runner
+
+if TYPE_CHECKING:
+    from ingestd.api.models import JobsQuery
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -357,7 +360,10 @@ def _feed(cfg):
 
 
 def _jobs_query(args) -> JobsQuery:
-    """The API's own model for `GET /jobs`, so `--limit 0` is refused here as it is there."""
+    """The API's own model for `GET /jobs`, so `--limit 0` is refused here as it is there
+    (imported here: the API's models cost every other command's start-up ~10 ms)."""
+    from ingestd.api.models import JobsQuery
+
     try:
         return JobsQuery(source=args.source, status=args.status, limit=args.limit, before=args.before)
     except ValidationError as exc:

@@ -85,9 +85,12 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class Strict(BaseModel):
-    """Base of every config model: unknown keys are errors, values are immutable."""
+    """Base of every config model: unknown keys are errors, values are immutable. Their
+    validators are built when first used (`defer_build`): every connector's options
+    model is defined when its plugin loads, and a command builds only those its config
+    names."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class DaemonConfig(Strict):

@@ -29,6 +29,69 @@ def _drop_documents(_, __, event_dict):
     return event_dict
 
 
+class _Handler(logging.StreamHandler):
+    """The one handler on the root logger: library records come through `emit`, ours as
+    finished lines through `write_line`, under the same lock so lines never interleave."""
+
+    def write_line(self, line: str) -> None:
+        with self.lock:
+            self.stream.write(line + self.terminator)
+            self.flush()
+
+
+class _Direct:
+    """What structlog's bound loggers hand their rendered line to. Routing our own records
+    through stdlib logging cost two `LogRecord`s, a `findCaller` frame walk and a second
+    formatter pass per line (~60 µs; a daemon logs a line per document), for nothing the
+    line needs: the level filter and the handler are the stdlib ones, used directly."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._std = logging.getLogger(name)
+
+    @property
+    def disabled(self) -> bool:  # what filter_by_level reads, with isEnabledFor
+        return self._std.disabled
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802
+        return self._std.isEnabledFor(level)
+
+    def getEffectiveLevel(self) -> int:  # noqa: N802
+        return self._std.getEffectiveLevel()
+
+    def _write(self, level: int, line: str) -> None:
+        if not self._std.isEnabledFor(level):  # logging.disable(), as stdlib would
+            return
+        handlers = [h for h in logging.root.handlers if isinstance(h, _Handler)]
+        if not handlers:  # not set up (or torn down): stdlib's own fallback
+            self._std.log(level, line)
+        for h in handlers:
+            h.write_line(line)
+
+    def debug(self, line: str) -> None:
+        self._write(logging.DEBUG, line)
+
+    def info(self, line: str) -> None:
+        self._write(logging.INFO, line)
+
+    def warning(self, line: str) -> None:
+        self._write(logging.WARNING, line)
+
+    def error(self, line: str) -> None:
+        self._write(logging.ERROR, line)
+
+    def critical(self, line: str) -> None:
+        self._write(logging.CRITICAL, line)
+
+    warn = warning
+    exception = error
+    fatal = critical
+
+
+def _direct_factory(name: str = "ingestd", *_args) -> _Direct:
+    return _Direct(name)
+
+
 def setup(level: str = "info", fmt: str = "json", stream=None, documents: bool = True) -> None:
     """`documents=False`: no per-document records (a one-shot on a terminal, without -v)."""
     shared = [
@@ -45,7 +108,7 @@ def setup(level: str = "info", fmt: str = "json", stream=None, documents: bool =
         renderer = structlog.processors.JSONRenderer(ensure_ascii=False, default=str)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = _Handler(stream or sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -61,8 +124,8 @@ def setup(level: str = "info", fmt: str = "json", stream=None, documents: bool =
     structlog.configure(
         # filter first: a suppressed debug line must cost nothing on the per-file path
         processors=[structlog.stdlib.filter_by_level, *([] if documents else [_drop_documents]), *shared,
-                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+                    renderer],
+        logger_factory=_direct_factory,
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )

@@ -17,45 +17,56 @@ from ingestd.store.hashing import HEAD
 
 _GENERIC = {"application/octet-stream", "text/plain", "inode/x-empty", "application/x-empty"}
 
-try:  # libmagic is a system library; without it we still run, on extensions alone
-    import magic as _magic
-except (ImportError, OSError):  # pragma: no cover - depends on the machine
-    _magic = None
+_magic = None  # ingestd.store.libmagic once loaded: at the first file, not at start-up
+_magic_tried = False
 
-# One libmagic handle for the process, replaced after MAGIC_REUSE classifications.
+
+def libmagic():
+    """The handle maker, or None where libmagic is not installed: then we run on
+    extensions alone. Loaded on first use, so a command that sniffs nothing never pays
+    for loading the library (and its database)."""
+    global _magic, _magic_tried
+    if not _magic_tried:
+        try:  # libmagic is a system library
+            from ingestd.store import libmagic as loaded
+        except (ImportError, OSError):  # pragma: no cover - depends on the machine
+            loaded = None
+        _magic, _magic_tried = loaded, True
+    return _magic
+
+# A libmagic handle per thread, each replaced after MAGIC_REUSE classifications.
 #
-# Why: glibc's regexec, which libmagic uses, adds a 2-4 KiB table to a compiled regex for
-# every new state an input drives it into and never drops one. On varied input a handle
-# kept ~2.3 MiB of them after 3,000 files and ~0.2 MiB more each time the files it had seen
-# doubled: with a handle per enrich thread that was the daemon's only memory still growing
-# after hours (heaptrack, docs/reliability.md, Load), and each handle also mapped its own
-# 8 MiB copy of the magic database. One handle serves every thread (python-magic locks
-# around each call, and a 2 KiB sniff is short next to a copy); closing it now and then
-# gives all of its tables back, and the new one rebuilds what it needs as it goes.
+# Why replaced: glibc's regexec, which libmagic uses, adds a 2-4 KiB table to a compiled
+# regex for every new state an input drives it into and never drops one. On varied input a
+# handle kept ~2.3 MiB of them after 3,000 files and ~0.2 MiB more each time the files it
+# had seen doubled: that was the daemon's only memory still growing after hours (heaptrack,
+# docs/reliability.md, Load). Closing a handle now and then gives all of its tables back,
+# and the new one rebuilds what it needs as it goes.
+# Why per thread: one handle for the process serialised the enrich threads on its lock
+# (28% of their wall time in a 20,000-file one-shot). The handles share one mapped copy of
+# the magic database (ingestd/store/libmagic.py), so each costs only its own tables.
 MAGIC_REUSE = 20_000
 
 
 class _Detector:
     def __init__(self, reuse: int = MAGIC_REUSE):
         self.reuse = reuse
-        self._lock = threading.Lock()
-        self._handle = None
-        self._uses = 0
+        self._local = threading.local()
 
     def get(self):
-        if _magic is None:
+        maker = libmagic()
+        if maker is None:
             return None
-        with self._lock:
-            retired = None
-            if self._handle is None or self._uses >= self.reuse:
-                retired, self._handle, self._uses = self._handle, _magic.Magic(mime=True), 0
-            self._uses += 1
-            handle = self._handle
-        if retired is not None:
-            # Whichever thread lets go of it last closes it (freeing its tables), then hands
-            # the freed pages back: they are spread over the arenas of every thread that
-            # called it, and would otherwise stay resident, reused by none.
-            weakref.finalize(retired, allocator.trim)
+        local = self._local
+        handle = getattr(local, "handle", None)
+        if handle is None or local.uses >= self.reuse:
+            if handle is not None:
+                # Closed when this thread's caller lets go of it (freeing its tables); the
+                # freed pages are then handed back, or they would stay in this thread's arena.
+                weakref.finalize(handle, allocator.trim)
+            handle = local.handle = maker.Handle()
+            local.uses = 0
+        local.uses += 1
         return handle
 
 

@@ -51,3 +51,31 @@ def test_tracebacks_have_no_frame_locals():
         logs.get("t").exception("failed")
     (line,) = lines(stream)
     assert "ValueError: boom" in line["exception"] and "local-value-should-not-show" not in line["exception"]
+
+
+def test_our_records_skip_the_stdlib_record_round_trip_yet_keep_its_level_and_lock():
+    """A daemon logs a line per document: ours are rendered once and written by the root
+    handler directly (no LogRecord, no findCaller), library records still go through it."""
+    made = []
+    original = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(lambda *a, **kw: made.append(a[0]) or original(*a, **kw))
+    try:
+        stream = capture()
+        logs.get("ingestd.job").info("document stored", origin_uri="file:///a")
+        logs.get("ingestd.job").debug("below the level")
+        assert made == []
+        logging.getLogger("watchdog").warning("foreign")
+        assert made[0] == "watchdog"  # (the formatter copies it: a second one)
+    finally:
+        logging.setLogRecordFactory(original)
+    assert [o["event"] for o in lines(stream)] == ["document stored", "foreign"]
+    assert lines(stream)[0]["logger"] == "ingestd.job" and lines(stream)[0]["level"] == "info"
+
+
+def test_a_record_logged_before_setup_or_after_teardown_still_reaches_stdlib():
+    stream = capture()
+    logging.getLogger().handlers[:] = []
+    seen = io.StringIO()
+    logging.getLogger().addHandler(logging.StreamHandler(seen))
+    logs.get("t").warning("nobody set me up")
+    assert "nobody set me up" in seen.getvalue() and stream.getvalue() == ""

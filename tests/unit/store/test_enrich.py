@@ -1,5 +1,5 @@
-"""MIME detection: content first, the extension where content cannot tell, and one
-libmagic handle for the process, replaced now and then (it grows with what it has seen)."""
+"""MIME detection: content first, the extension where content cannot tell, and a libmagic
+handle per thread, replaced now and then (it grows with what it has seen)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ingestd.store import enrich
 PDF = b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(17)
 
-pytestmark = pytest.mark.skipif(enrich._magic is None, reason="libmagic is not installed")
+pytestmark = pytest.mark.skipif(enrich.libmagic() is None, reason="libmagic is not installed")
 
 
 @pytest.mark.parametrize(("head", "name", "mime"), [
@@ -56,15 +56,33 @@ def test_an_email_whose_first_part_is_html_is_an_email():
     assert enrich.detect_mime(head, "message.eml") == "message/rfc822"
 
 
-def test_one_handle_serves_every_thread():
+def test_each_thread_detects_with_a_handle_of_its_own_and_the_same_answers():
+    """Threads sniff at the same time on handles of their own (no shared lock to wait on),
+    all reading one mapped database, and answer what python-magic's own handle answers."""
+    import magic
+
+    samples = [PDF, PNG, _zip_led_by("docProps/app.xml"), bytes(range(256)) * 8, b"\x1f\x8b\x08\x00" + bytes(60),
+               b"<!DOCTYPE html><html><body>hi</body></html>", b"#!/bin/sh\necho hi\n", b"\x7fELF\x02\x01\x01" + bytes(57)]
+    expected = [magic.Magic(mime=True).from_buffer(s) for s in samples]
     detector = enrich._Detector(reuse=1000)
-    seen = []
-    threads = [threading.Thread(target=lambda: seen.append(detector.get())) for _ in range(4)]
+    start = threading.Barrier(2)
+    handles, answers = {}, {}
+
+    def work(n):
+        mine = detector.get()
+        start.wait(10)  # both hold a handle: from here they sniff side by side
+        answers[n] = [detector.get().from_buffer(s) for _ in range(30) for s in samples]
+        handles[n] = (mine, detector.get())
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(10)
-    assert len(seen) == 4 and all(handle is seen[0] for handle in seen)
+        thread.join(30)
+    assert answers[0] == answers[1] == expected * 30
+    (a, a_again), (b, b_again) = handles[0], handles[1]
+    assert a is a_again and b is b_again and a is not b
+    assert a.shares_database and b.shares_database
 
 
 def test_the_handle_is_closed_and_replaced_after_its_quota(monkeypatch):

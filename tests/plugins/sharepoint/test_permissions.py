@@ -185,6 +185,10 @@ def test_turning_permissions_on_versions_every_document_without_downloads(sp):
     assert all("permissions" in sp.doc(i).metadata for i in ids.values())
     assert all([(c.type, c.version) for c in sp.changes(i)] == [("stored", 1), ("acl_changed", 2)]
                for i in ids.values())  # permissions now known: a permissions version each
+    sp.write()
+    assert sp.run().status == "succeeded" and sp.downloads()[downloads:] == []
+    assert all("permissions" not in sp.doc(i).metadata and sp.changes(i)[-1].type == "acl_changed"
+               for i in ids.values())  # and no longer known: one more, saying nothing of who may read
 
 
 def test_an_app_not_allowed_to_read_permissions_is_told_which_it_needs(sp):

@@ -564,10 +564,10 @@ def _open(path: Path) -> sqlite3.Connection:
     catalogue; one written before the change feed must have been migrated (the state's
     step 4, store/upgrade.py), which every start does before the store opens. A file
     that is not a database stops the start with one line (StateError), not a traceback."""
-    if upgrade.needed(path):
-        raise MigrationPending(f"{path}: the catalogue predates the change feed; run `ingestd migrate` "
-                               "(starting the daemon does it) before using it")
     try:
+        if upgrade.needed(path):
+            raise MigrationPending(f"{path}: the catalogue predates the change feed; run `ingestd migrate` "
+                                   "(starting the daemon does it) before using it")
         db = open_db(path)
         db.executescript(_SCHEMA + feed_mod.SCHEMA)  # no write when the tables are there
         if db.execute("SELECT 1 FROM feed WHERE id = 1").fetchone() is None:

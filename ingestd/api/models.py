@@ -19,7 +19,7 @@ from ingestd._lib.times import Timestamp
 from ingestd.config import SOURCE_NAME
 from ingestd.extract.lookup import TextState
 from ingestd.jobs.manifest import Counters, JobError, LiveProgress, Manifest, Status, Trigger
-from ingestd.store.catalogue import Document, Version
+from ingestd.store.catalogue import KIND_DESCRIPTION, KINDS, Document, Version
 from ingestd.store.feed import CURSOR_PATTERN, FeedChange, JsonPage
 
 MAX_PAGE = 500  # the most jobs one `GET /jobs` returns, and the most items one `GET /ingest/{id}/items`
@@ -339,8 +339,9 @@ class TextFailedResponse(ErrorResponse):
 class DocumentSummary(Payload):
     """A document's current version and provenance (`GET /documents` lists these).
 
-    `version` numbers the document's versions from 1; `kind` is `content` (new bytes) or
-    `metadata` (the previous version's bytes with a new origin or metadata). The
+    `version` numbers the document's versions from 1; `kind` is `content` (new bytes),
+    `metadata` (the previous version's bytes with a new origin or metadata) or
+    `permissions` (the previous version's bytes and origin, new `permissions`). The
     server-side blob path is left out on purpose: it tells a client about the host's file
     layout and gives it nothing it can use over HTTP."""
 
@@ -348,7 +349,7 @@ class DocumentSummary(Payload):
     source: str
     origin_uri: str
     version: int
-    kind: str
+    kind: str = Field(description=KIND_DESCRIPTION, examples=list(KINDS))
     sha256: str
     size: int
     mime: str

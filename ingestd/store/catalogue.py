@@ -11,7 +11,12 @@ here.
 History is append-only: a version row, once written, is never rewritten. Content that
 did not change but arrives with a new origin or metadata (a rename, an S3 rewrite of the
 same bytes under a new version id) makes a *metadata version*: a new row whose content
-fields (sha256, size, mime) repeat the previous one's, `kind = 'metadata'`.
+fields (sha256, size, mime) repeat the previous one's, `kind = 'metadata'`. When the only
+thing that changed is the metadata's `permissions` (who may read the document, as a
+source such as SharePoint reports them), it is a *permissions version*, `kind =
+'permissions'`, and the feed says `acl_changed`; a version that changes permissions and
+anything else with them is a metadata version (`updated`), so a consumer that skips
+`acl_changed` misses nothing but permissions.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ingestd._lib.sqlite import open_db
 from ingestd._lib.times import Timestamp, now_iso
@@ -66,7 +71,9 @@ CREATE TABLE IF NOT EXISTS versions (
 );
 CREATE INDEX IF NOT EXISTS versions_sha256 ON versions(sha256);
 """
-KINDS = ("content", "metadata")  # a version's kind; permissions versions (issue 19) will add one
+KINDS = ("content", "metadata", "permissions")  # a version's kind
+KIND_DESCRIPTION = ("content: new bytes; metadata: the same bytes, a new origin or metadata; "
+                    "permissions: the same bytes and origin, new `permissions` only")
 
 # Marks, made the first time one is written (so no state needs migrating for them, and a
 # read-only command never creates them): files refused for want of space, and content
@@ -84,11 +91,12 @@ def doc_id_for(source: str, identity: str) -> str:
 
 
 class Version(BaseModel):
-    """One version of a document. `kind` is `content` (new bytes) or `metadata` (the same
-    bytes as the version before, with a new origin or metadata)."""
+    """One version of a document. `kind` is `content` (new bytes), `metadata` (the same
+    bytes as the version before, with a new origin or metadata) or `permissions` (the same
+    bytes and origin; only the metadata's `permissions` changed)."""
 
     version: int = 0
-    kind: str = "content"
+    kind: str = Field("content", description=KIND_DESCRIPTION, examples=list(KINDS))
     sha256: str
     size: int
     mime: str
@@ -106,7 +114,7 @@ class Document(BaseModel):
     source: str
     origin_uri: str
     version: int = 0
-    kind: str = "content"
+    kind: str = Field("content", description=KIND_DESCRIPTION, examples=list(KINDS))
     sha256: str
     size: int
     mime: str
@@ -298,7 +306,9 @@ class Store:
                 rows.append(None)
                 continue
             else:  # same bytes, new origin or metadata: never rewrite the old row
-                change_type, kind, blob = "updated", "metadata", (head.sha256, head.size, head.mime)
+                kind = "permissions" if _only_permissions(head, c.origin_uri, meta) else "metadata"
+                change_type = "acl_changed" if kind == "permissions" else "updated"
+                blob = (head.sha256, head.size, head.mime)
             seq = (head.seq if head else 0) + 1
             versions.append((c.doc_id, seq, *blob, c.origin_uri, c.source_modified_at, stamp, c.job_id, meta, kind))
             heads.append((c.doc_id, c.source, c.origin_uri, seq))
@@ -544,6 +554,19 @@ class _Head:
 
 def _same_metadata(stored: str, new: str) -> bool:
     return stored == new or json.loads(stored) == json.loads(new)
+
+
+def _only_permissions(head: "_Head", origin_uri: str, new: str) -> bool:
+    """Whether a same-bytes change differs from the current version in its metadata's
+    `permissions` alone: a permissions version (`acl_changed`)."""
+    if head.origin_uri != origin_uri:
+        return False
+    stored, meta = json.loads(head.metadata), json.loads(new)
+    if stored.get("permissions") == meta.get("permissions"):
+        return False
+    stored.pop("permissions", None)
+    meta.pop("permissions", None)
+    return stored == meta
 
 
 _VERSION_COLUMNS = ("seq, kind, sha256, size, mime, origin_uri, source_modified_at, ingested_at, job_id, metadata")

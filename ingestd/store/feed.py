@@ -1,8 +1,8 @@
 """The change feed: every change to a document, in commit order, readable from any point.
 
-Each change (a document stored, updated, deleted or restored) is a row in `changes`,
-written by the catalogue in the very transaction that changes the document, so the feed
-and the documents never disagree, not even after a crash.
+Each change (a document stored, updated, deleted, restored, or its permissions changed)
+is a row in `changes`, written by the catalogue in the very transaction that changes the
+document, so the feed and the documents never disagree, not even after a crash.
 
 **Cursors, and why they are gapless.** A change's cursor comes from one counter row
 (`feed.last`), advanced inside the committing transaction, never before it. SQLite has a
@@ -23,8 +23,9 @@ change". The counter lives in the database, so cursors survive restarts.
 
 **Types**: `stored` (a document's first version), `updated` (a new version: new content,
 or a metadata version with the same sha256), `deleted` (tombstoned), `restored` (a new
-version of a tombstoned document; it carries that version). Later work adds others
-(`acl_changed`, `text_extracted`): consumers must skip types they do not know.
+version of a tombstoned document; it carries that version), `acl_changed` (a permissions
+version: the same bytes and origin, only the metadata's `permissions` changed). Later work
+adds others (`text_extracted`): consumers must skip types they do not know.
 
 **Retention**: `prune` removes changes older than `daemon.change_retention` and records
 the last cursor it removed (`feed.expired`); a reader asking for changes after an older
@@ -41,6 +42,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
+from typing import Annotated
+
+from pydantic import Field
 
 from ingestd._lib import logs
 from ingestd._lib.times import Timestamp
@@ -50,7 +54,7 @@ from ingestd.store.readers import Readers
 WIDTH = 16
 FIRST = "0" * WIDTH  # before the first change
 CURSOR_PATTERN = rf"^[0-9]{{{WIDTH}}}$"
-TYPES = ("stored", "updated", "deleted", "restored")
+TYPES = ("stored", "updated", "deleted", "restored", "acl_changed")
 OTHERS_POLL = 1.0  # how often a waiter looks for commits made by another process
 PRUNE_BATCH = 10_000  # changes removed per transaction, so pruning never holds the writer long
 
@@ -90,10 +94,13 @@ class FeedChange:
     """One change to a document. `type`: `stored` (its first version), `updated` (a new
     version: new content, or a metadata version with the same sha256), `deleted`
     (tombstoned; the version that was current), `restored` (back after a deletion; the new
-    version). More types will come: skip those you do not know."""
+    version), `acl_changed` (a permissions version: the same sha256 and origin, new
+    `permissions` in the version's metadata). More types will come: skip those you do not
+    know."""
 
     cursor: str
-    type: str
+    type: Annotated[str, Field(description="what happened; skip a type you do not know (more will come)",
+                               examples=list(TYPES))]
     doc_id: str
     source: str
     origin_uri: str

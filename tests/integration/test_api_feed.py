@@ -241,6 +241,12 @@ def test_openapi_documents_the_hand_off(feed):
     content = doc["paths"]["/documents/{doc_id}/content"]["get"]["responses"]
     assert set(content) >= {"200", "206", "304", "404", "410", "416"}
     assert "410" in doc["paths"]["/changes"]["get"]["responses"]
+    schemas = doc["components"]["schemas"]
+    change_type = schemas["FeedChange"]["properties"]["type"]  # every type known, none closed off
+    assert change_type["examples"] == ["stored", "updated", "deleted", "restored", "acl_changed"]
+    assert "enum" not in change_type and "skip" in change_type["description"]
+    for name in ("Version", "DocumentSummary", "DocumentResponse"):
+        assert schemas[name]["properties"]["kind"]["examples"] == ["content", "metadata", "permissions"], name
 
 
 def test_retention_expires_old_cursors_and_listing_then_following_resyncs(tmp_path):

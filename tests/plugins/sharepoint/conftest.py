@@ -133,6 +133,15 @@ class SP:
         finally:
             store.close()
 
+    def changes(self, item_id: str | None = None, source: str = "docs") -> list:
+        """The change feed: all of it, or the changes to one item's document."""
+        store = Store(self.state)
+        try:
+            changes = store.feed.read(None, 100_000).changes
+        finally:
+            store.close()
+        return [c for c in changes if item_id is None or c.doc_id == doc_id_for(source, item_id)]
+
     def blob(self, sha256: str) -> bytes:
         return (self.state / "blobs" / "sha256" / sha256[:2] / sha256).read_bytes()
 

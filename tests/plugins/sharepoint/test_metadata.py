@@ -73,6 +73,13 @@ def test_a_column_only_edit_re_points_the_document_without_a_download(sp):
     assert doc.metadata["columns"] == {"Department": "Audit"} and doc.sha256 == first.sha256
     assert doc.metadata["etag"] != first.metadata["etag"]  # a column edit changes the item's eTag
     assert sp.doc(other).metadata["columns"] == {"Department": None}
+    assert sp.content_calls() == []  # Graph's /content never asked, this run or the first
+    [before] = doc.versions  # history kept: a metadata version over the content one, which is not rewritten
+    assert (doc.version, doc.kind, before.kind) == (2, "metadata", "content")
+    assert before.metadata["columns"] == {"Department": None} and before.metadata["etag"] == first.metadata["etag"]
+    assert [(c.type, c.version, c.sha256) for c in sp.changes(item)] == [
+        ("stored", 1, first.sha256), ("updated", 2, first.sha256)]
+    assert [c.type for c in sp.changes(other)] == ["stored"]
 
 
 def test_a_column_edit_between_the_two_reads_is_not_missed(sp):

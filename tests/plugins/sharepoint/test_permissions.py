@@ -102,14 +102,21 @@ def test_a_permission_only_change_re_points_what_it_reaches_without_a_download(s
     assert m.status == "succeeded" and (m.counters.ingested, m.counters.unchanged) == (0, 2)
     assert sp.downloads()[downloads:] == []
     assert permission_reads(sp, records) == [sp.drive.id_of("A/B")]  # B alone, from its sharedChanged
+    assert sp.content_calls() == []
     for path in ids:
         after = snapshot(sp, ids[path])
         if path in ("A/B/mid.txt", "A/B/C/deep.txt"):
+            doc = sp.doc(ids[path])
             assert after["digest"] != before_snapshots[path]["digest"]
             assert "Alex Wilber" in [e["granted_to"]["name"] for e in after["entries"]]
-            assert sp.doc(ids[path]).sha256 == content[path]
+            assert (doc.sha256, doc.version, doc.kind) == (content[path], 2, "permissions")
+            [before] = doc.versions  # the history keeps who could read it before
+            assert before.kind == "content" and before.metadata["permissions"] == before_snapshots[path]
+            assert [(c.type, c.version, c.sha256) for c in sp.changes(ids[path])] == [
+                ("stored", 1, content[path]), ("acl_changed", 2, content[path])]
         else:
             assert after == before_snapshots[path], path
+            assert [c.type for c in sp.changes(ids[path])] == ["stored"]
 
 
 def test_inheritance_restored_and_broken_moves_the_files_to_their_new_source(sp):
@@ -176,6 +183,12 @@ def test_turning_permissions_on_versions_every_document_without_downloads(sp):
     m = sp.run()
     assert m.status == "succeeded" and m.counters.unchanged == len(ids) and sp.downloads()[downloads:] == []
     assert all("permissions" in sp.doc(i).metadata for i in ids.values())
+    assert all([(c.type, c.version) for c in sp.changes(i)] == [("stored", 1), ("acl_changed", 2)]
+               for i in ids.values())  # permissions now known: a permissions version each
+    sp.write()
+    assert sp.run().status == "succeeded" and sp.downloads()[downloads:] == []
+    assert all("permissions" not in sp.doc(i).metadata and sp.changes(i)[-1].type == "acl_changed"
+               for i in ids.values())  # and no longer known: one more, saying nothing of who may read
 
 
 def test_an_app_not_allowed_to_read_permissions_is_told_which_it_needs(sp):

@@ -74,6 +74,29 @@ def test_same_bytes_with_new_metadata_is_a_new_metadata_version_not_an_edit(stor
     assert store.commit([change(b, job="job-00000003", metadata={"version_id": "v2"})]).changed == [None]
 
 
+def test_new_permissions_alone_are_a_permissions_version_and_acl_changed(store):
+    """Only `permissions` changed: `acl_changed`. Permissions and anything else (a rename,
+    a column): `updated`, so a consumer that skips `acl_changed` misses nothing else."""
+    b = blob(store, b"same bytes")
+    acl = lambda who, **more: {"path": "a", "permissions": {"digest": who, "entries": [{"who": who}]}, **more}
+    store.commit([change(b, metadata=acl("legal"))])
+    committed = store.commit([change(b, job="job-00000002", metadata=acl("legal+adele"))])
+    assert committed.done == ["unchanged"] and committed.changed[0].type == "acl_changed"
+    assert (committed.changed[0].sha256, committed.changed[0].version) == (b.sha256, 2)
+    store.commit([change(b, job="job-00000003", metadata=acl("legal+adele", columns={"Dept": "Audit"}))])
+    store.commit([change(b, job="job-00000004", metadata=acl("legal", columns={"Dept": "Legal"}))])
+    store.commit([Change(doc_id=doc_id_for("s", "file:///a"), source="s", origin_uri="file:///b", blob=b,
+                         job_id="job-00000005", metadata=acl("everyone", columns={"Dept": "Legal"}))])
+    store.commit([change(b, job="job-00000006", metadata=acl("everyone"))])  # back to /a, no columns
+    store.commit([change(b, job="job-00000007", metadata={"path": "a"})])  # permissions gone: acl_changed
+    doc = store.get(doc_id_for("s", "file:///a"))
+    kinds = [v.kind for v in sorted(doc.versions, key=lambda v: v.version)] + [doc.kind]
+    assert kinds == ["content", "permissions", "metadata", "metadata", "metadata", "metadata", "permissions"]
+    assert [c.type for c in everything(store)] == [
+        "stored", "acl_changed", "updated", "updated", "updated", "updated", "acl_changed"]
+    assert doc.versions[-1].metadata["permissions"]["digest"] == "legal"  # history kept, never rewritten
+
+
 def test_a_rename_of_the_same_document_is_a_metadata_version(store):
     b = blob(store, b"x")
     c = change(b, origin="sp://drive/old.txt")

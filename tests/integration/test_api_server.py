@@ -280,3 +280,35 @@ def test_requests_waiting_for_the_cpu_wait_parked_not_on_threads(live):
         release.set()
         for sock in socks:
             sock.close()
+
+
+def test_a_connection_evicted_in_the_turn_its_client_left_does_not_stop_the_loop(live):
+    """One select can report an accept that evicts a waiting connection and, after it, that
+    connection's own close: the stale event must be skipped, not unregister a closed socket
+    (that killed the HTTP thread under load: every later request timed out)."""
+    with own_server(live, max_connections=1) as (server, host, port):
+        loop = server.server
+        stalled, go = threading.Event(), threading.Event()
+        real = loop._dispatch_due
+
+        def stall_once():
+            if not stalled.is_set():
+                stalled.set()
+                go.wait(20)
+            real()
+
+        waiting = socket.create_connection((host, port), timeout=10)  # parked: it sends nothing
+        wait_for(lambda: loop.connections == 1, message="the first connection to be parked")
+        loop._dispatch_due = stall_once
+        loop.wake_held()  # one turn, which the stall holds at its end
+        loop._wake()
+        assert stalled.wait(10)
+        newcomer = socket.create_connection((host, port), timeout=10)  # ready first: the accept evicts
+        waiting.close()  # then the evicted one's close, in the same select
+        go.set()
+        try:
+            newcomer.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert read_response(newcomer.makefile("rb"))[0].startswith(b"HTTP/1.1 200 ")
+            assert client_for(server).get("/healthz").status == 200
+        finally:
+            newcomer.close()

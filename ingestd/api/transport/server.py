@@ -60,6 +60,7 @@ class Server:
         self.server_address = self.socket.getsockname()
         self.pool = Pool("http")
         self._selector = selectors.DefaultSelector()
+        self._fds: dict[socket.socket, tuple[int, object]] = {}  # each registered socket: (its number, its data)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_w.setblocking(False)  # a full pipe already means the loop will wake
         self._back: queue.SimpleQueue = queue.SimpleQueue()  # (connection, keep) from the workers
@@ -95,6 +96,8 @@ class Server:
                         self._accept()
                     elif key.fileobj is self._wake_r:
                         self._wake_r.recv(4096)
+                    elif self._fds.get(key.fileobj, (None, None))[1] is not key.data:
+                        continue  # let go (or re-registered) earlier in this turn, say evicted: stale
                     elif key.data is _LINGERING:
                         self._drop_late_bytes(key.fileobj)
                     elif isinstance(key.data, _Held):
@@ -182,7 +185,7 @@ class Server:
             return
         sock.setblocking(False)
         self._lingering[sock] = time.monotonic() + LINGER
-        self._selector.register(sock, selectors.EVENT_READ, _LINGERING)
+        self._register(sock, _LINGERING)
 
     def _drop_late_bytes(self, sock: socket.socket) -> None:
         try:
@@ -195,15 +198,25 @@ class Server:
         self._end_linger(sock)
 
     def _end_linger(self, sock: socket.socket) -> None:
-        self._selector.unregister(sock)
+        self._unregister(sock)
         del self._lingering[sock]
         sock.close()
 
     # -- reading ----------------------------------------------------------------------------
 
+    def _register(self, sock: socket.socket, data) -> None:
+        self._fds[sock] = (sock.fileno(), data)
+        self._selector.register(sock, selectors.EVENT_READ, data)
+
+    def _unregister(self, sock: socket.socket) -> None:
+        """By the number the socket had when registered: one closed meanwhile (fileno -1)
+        made `unregister` raise in the loop, and left its number in the selector's map,
+        where the next connection given that number would be refused as registered."""
+        self._selector.unregister(self._fds.pop(sock)[0])
+
     def _park(self, conn: Connection) -> None:
         self._parked.add(conn)
-        self._selector.register(conn.sock, selectors.EVENT_READ, conn)
+        self._register(conn.sock, conn)
         self._watch(conn)
 
     def _watch(self, conn: Connection) -> None:
@@ -211,7 +224,7 @@ class Server:
 
     def _unpark(self, conn: Connection) -> None:
         self._parked.discard(conn)
-        self._selector.unregister(conn.sock)
+        self._unregister(conn.sock)
 
     def _readable(self, conn: Connection) -> None:
         waiting = conn.started is None
@@ -321,7 +334,7 @@ class Server:
             self._next_poll = time.monotonic() + self.limits.held_poll
         self._held[conn] = held
         heapq.heappush(self._held_until, (until, next(self._order), held))
-        self._selector.register(conn.sock, selectors.EVENT_READ, held)
+        self._register(conn.sock, held)
 
     def _held_readable(self, held: _Held) -> None:
         """The client of a held request closed (or sent more): close, or keep what it sent
@@ -332,7 +345,7 @@ class Server:
             self._close(conn)
 
     def _unhold(self, held: _Held) -> None:
-        self._selector.unregister(held.conn.sock)
+        self._unregister(held.conn.sock)
         del self._held[held.conn]
 
     def _release_held(self) -> None:

@@ -75,7 +75,9 @@ def test_a_sparse_file_that_cannot_fit_is_refused_unwritten_then_given_up(tmp_pa
         def given_up():
             st = os.statvfs(disk)
             low_water.append(st.f_bavail * st.f_frsize)
-            return not sparse.exists() and d.idle()
+            # the error sidecar is written beside the moved file, after the move: wait for it too
+            sidecars = list((disk / "state" / "failed" / "inbox").glob("*/sparse.bin.error.json"))
+            return not sparse.exists() and bool(sidecars) and d.idle()
         wait_for(given_up, timeout=120, message="the sparse file to be given up")
         assert min(low_water) > 4 << 20, "the state disk filled up: the file was written before being refused"
         jobs = d.manifests()

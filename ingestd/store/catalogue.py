@@ -26,16 +26,15 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydantic import BaseModel, Field
 
-from ingestd._lib.sqlite import open_db
+from ingestd._lib.sqlite import open_db, write_transaction
 from ingestd._lib.times import Timestamp, now_iso
-from ingestd.errors import Code, IngestdError, MigrationPending, NotFoundError, StateError, StoreError
+from ingestd.errors import IngestdError, MigrationPending, NotFoundError, StateError, StoreError
 from ingestd.store import feed as feed_mod
 from ingestd.store import upgrade
 from ingestd.store.blobs import Blobs
@@ -503,17 +502,8 @@ class Store:
             ).fetchone()[0] == 2
         return self._marked
 
-    @contextmanager
     def _transaction(self):
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            yield
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-            raise StoreError(f"document store: {exc}", Code.DISK_FULL if full else Code.IO) from exc
+        return write_transaction(self._db, "document store")
 
     # -- for `ingestd verify` ---------------------------------------------------------
 

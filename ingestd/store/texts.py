@@ -22,9 +22,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingestd._lib.sqlite import open_db
+from ingestd._lib.sqlite import open_db, write_transaction
 from ingestd._lib.times import now_iso
-from ingestd.errors import Code, StoreError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS texts (
@@ -218,17 +217,9 @@ class Texts:
                  (str(cursor),))]
 
     def _write(self, statements: list[tuple]) -> None:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                for sql, args in statements:
-                    self._db.execute(sql, args)
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-                raise StoreError(f"text catalogue: {exc}", Code.DISK_FULL if full else Code.IO) from exc
+        with self._lock, write_transaction(self._db, "text catalogue"):
+            for sql, args in statements:
+                self._db.execute(sql, args)
 
     def _one(self, sql: str, args: tuple):
         rows = self._all(sql, args)

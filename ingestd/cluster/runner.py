@@ -57,15 +57,18 @@ class Runner:
     def _connect(self, purpose: str):
         return self.database.connect(autocommit=True, purpose=purpose)
 
-    def run(self, claim: jobs.Claim, connector: Connector, stop: threading.Event) -> Manifest:
+    def run(self, claim: jobs.Claim, connector: Connector, stop: threading.Event,
+            hint: list[str] | None = None) -> Manifest:
         """`stop` is the job's: the daemon sets it to stop the job (shutdown), the keeper
-        when the lease is lost (then `keeper.lost` says which)."""
+        when the lease is lost (then `keeper.lost` says which). `hint`: a watch job's
+        settled paths (`JobContext.hint`)."""
         manifest, lease = claim.manifest, claim.lease
         log = logs.get("ingestd.cluster", job_id=manifest.job_id, source=manifest.source)
         keeper = Keeper(lambda: self._connect("lease"), lease, self.ttl, stop).start()
         conn = self._connect("job")
         keeper.on_lost.append(lambda: cut(conn))
-        ctx = JobContext(job_id=manifest.job_id, source=connector.source, state_dir=self.state_dir, stop=stop, log=log)
+        ctx = JobContext(job_id=manifest.job_id, source=connector.source, state_dir=self.state_dir, stop=stop, log=log,
+                         hint=hint)
         job = _Job(self, conn, claim, ctx, log)
         log.info("job started", kind=manifest.kind, trigger=manifest.trigger, fence=lease.fence)
         state = self.state_dir / "sources" / manifest.source  # the connector's cursors (ctx.source_state)

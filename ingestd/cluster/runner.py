@@ -1,5 +1,6 @@
 """One claimed job on one instance: connector → hash → blob store → fenced catalogue
-commit → manifest in the database.
+commit (with the items' records, `job_items`, in the same transaction) → manifest in the
+database.
 
 Phase 1 of cluster mode runs this instead of `jobs.pipeline` (whose store and job store
 are the embedded ones); the two share the connector contract and the record rules, not

@@ -139,3 +139,36 @@ def test_a_burst_during_a_job_waits_for_the_next_job(cluster, tmp_path, s3):
     assert [m["counters"]["ingested"] for *_, m in rows] == [1, 5]
     one_version_each(cluster, 6)
     assert not list(inbox.iterdir())
+
+
+def test_a_node_killed_during_a_watch_job_loses_no_file(cluster, tmp_path, s3):
+    """SIGKILL in the middle of a watch job: the other instance's reaper ends the job
+    `interrupted` and queues a recovery job, which waits for the node (the folder is only
+    there); restarted, the node takes every file, each once."""
+    inbox = drop_cluster(cluster, tmp_path)
+    gate, uploading = threading.Event(), threading.Event()
+
+    def hold_uploads(req):
+        if req.bucket == BLOBS and req.method == "PUT" and req.per_object and not gate.is_set():
+            uploading.set()
+            gate.wait(60)
+
+    s3.log.hooks.append(hold_uploads)
+    cluster.start("a", "b")
+    files = {f"doc-{i}.txt": f"document {i}\n".encode() for i in range(4)}
+    for name, data in files.items():
+        drop(inbox, name, data)
+    assert uploading.wait(60), "the watch job never reached its upload"
+    cluster.instances["a"].kill()
+    gate.set()
+    rows = wait_for(lambda: (r := cluster.jobs()) and len(r) == 2 and r, timeout=120,
+                    message="b's reaper to end a's job and queue a recovery job")
+    assert [(r[1], r[2]) for r in rows] == [("failed", "watch"), ("queued", "recovery")]
+    assert rows[0][5]["errors"][-1]["code"] == "interrupted"
+    cluster.instances["a"].start()
+    b = Client(cluster.instances["b"].base_url)
+    wait_for(lambda: served(b, files), timeout=60, message="every file, after the node's restart")
+    wait_for(cluster.settled, timeout=60, message="the recovery job to finish")
+    assert {r[3] for r in cluster.jobs()} == {"a"}
+    one_version_each(cluster, len(files))
+    wait_for(lambda: not list(inbox.iterdir()), timeout=30, message="the originals moved away")

@@ -42,6 +42,19 @@ def served(client: Client, contents: dict[str, bytes]) -> bool:
     return got == want and {c["origin_uri"].rsplit("/", 1)[1] for c in changes} == set(want)
 
 
+def hold_uploads(s3) -> tuple[threading.Event, threading.Event]:
+    """Blob uploads wait until the first event is set; the second says one is waiting."""
+    gate, uploading = threading.Event(), threading.Event()
+
+    def hook(req):
+        if req.bucket == BLOBS and req.method == "PUT" and req.per_object and not gate.is_set():
+            uploading.set()
+            gate.wait(60)
+
+    s3.log.hooks.append(hook)
+    return gate, uploading
+
+
 def one_version_each(cluster, n: int) -> None:
     rows = cluster.conn.execute("SELECT d.origin_uri, count(v.seq) FROM documents d JOIN versions v USING (doc_id) "
                                 "GROUP BY d.origin_uri").fetchall()
@@ -107,14 +120,7 @@ def test_a_burst_during_a_job_waits_for_the_next_job(cluster, tmp_path, s3):
     and are kept by the watcher (one live job per source); released, the first job ends
     and the next one takes all five: none lost, none taken twice."""
     inbox = drop_cluster(cluster, tmp_path)
-    gate, uploading = threading.Event(), threading.Event()
-
-    def hold_uploads(req):
-        if req.bucket == BLOBS and req.method == "PUT" and req.per_object and not gate.is_set():
-            uploading.set()
-            gate.wait(60)
-
-    s3.log.hooks.append(hold_uploads)
+    gate, uploading = hold_uploads(s3)
     cluster.start("a", "b")
     a = Client(cluster.instances["a"].base_url)
     files = {"first.txt": b"the first file\n"}
@@ -146,14 +152,7 @@ def test_a_node_killed_during_a_watch_job_loses_no_file(cluster, tmp_path, s3):
     `interrupted` and queues a recovery job, which waits for the node (the folder is only
     there); restarted, the node takes every file, each once."""
     inbox = drop_cluster(cluster, tmp_path)
-    gate, uploading = threading.Event(), threading.Event()
-
-    def hold_uploads(req):
-        if req.bucket == BLOBS and req.method == "PUT" and req.per_object and not gate.is_set():
-            uploading.set()
-            gate.wait(60)
-
-    s3.log.hooks.append(hold_uploads)
+    gate, uploading = hold_uploads(s3)
     cluster.start("a", "b")
     files = {f"doc-{i}.txt": f"document {i}\n".encode() for i in range(4)}
     for name, data in files.items():

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from ingestd._lib import logs
 from ingestd._lib.times import iso
-from ingestd.store.feed import FIELDS, JsonPage, check_position, format_cursor, parse_cursor
+from ingestd.store.feed import FIELDS, JsonPage, Page, change, check_position, format_cursor, parse_cursor
 
 CHANNEL = "ingestd_changes"  # NOTIFY channel: changes committed (payload: the last cursor)
 POLL = 1.0  # how long a missed notification can go unnoticed while long-polls are held
@@ -46,6 +46,27 @@ def read(conn, after: str | None, limit: int) -> JsonPage:
     found = [r[2:] for r in rows if r[2] is not None]
     nxt = found[-1][0] if len(found) >= limit else max(last, position)
     return JsonPage([_json(r) for r in found], format_cursor(nxt))
+
+
+_FILTERED = ("WITH f AS (SELECT last, expired FROM feed WHERE id = 1) "
+             "SELECT f.last, f.expired, c.* FROM f LEFT JOIN LATERAL ("
+             "SELECT cursor, type, doc_id, source, origin_uri, version, sha256, size, mime, job_id, at "
+             "FROM changes WHERE cursor > %s AND (%s::text[] IS NULL OR source = ANY(%s::text[])) "
+             "ORDER BY cursor LIMIT %s) c ON true ORDER BY c.cursor")
+
+
+def read_changes(conn, after: str | None, limit: int, sources=None) -> Page:
+    """`read` as FeedChange objects, only those of `sources` when given: what a sink
+    delivers. A filtered page that reached the head moves `next_after` to it, as the
+    embedded feed does, so a sink passes over other sources' changes once."""
+    position = parse_cursor(after)
+    wanted = sorted(set(sources)) if sources is not None else None
+    rows = conn.execute(_FILTERED, (position, wanted, wanted, limit)).fetchall()
+    last, expired = rows[0][0], rows[0][1]
+    check_position(position, last, expired)
+    found = [r[2:] for r in rows if r[2] is not None]
+    nxt = found[-1][0] if len(found) >= limit else max(last, position)
+    return Page([change(r[0], (*r[1:-1], iso(r[-1]))) for r in found], format_cursor(nxt))
 
 
 def _json(row: tuple) -> str:

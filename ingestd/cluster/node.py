@@ -31,6 +31,7 @@ from ingestd.cluster import driver, instances, jobs, schedule, schema
 from ingestd.cluster.blobs import BlobStore
 from ingestd.cluster.keeper import cut
 from ingestd.cluster.runner import Runner
+from ingestd.cluster.sinks import ClusterSinks
 from ingestd.cluster.wake import Waker
 from ingestd.config import Config, Source
 from ingestd.credentials import Registry
@@ -73,6 +74,8 @@ class Node:
         self.state_dir = config.daemon.state_dir  # this instance's scratch: workspaces, connector cursors
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         self.runner = Runner(self.database, self.blobs, self.state_dir, self.cfg.lease_ttl)
+        self.sinks = ClusterSinks(self.database, self.id, self.cfg.lease_ttl, config.sinks, plugins.sinks, registry,
+                                  self.state_dir)
         self.sources = {s.name: s for s in config.sources if s.enabled}
         self.connectors: dict = {}
         self.running: dict[str, tuple[threading.Thread, threading.Event]] = {}
@@ -103,6 +106,7 @@ class Node:
                 self.schedules[name] = next_run_for(source)
                 schedule.arm(conn, name, datetime.now().astimezone())  # first run at once, unless armed
         instances.beat(conn, self.id)
+        self.sinks.start(conn)
 
     def _next_run(self, name: str, now: datetime) -> datetime | None:
         nxt = self.schedules.get(name)
@@ -163,6 +167,7 @@ class Node:
         for name, job_id in schedule.claim_due(conn, self.id, self._next_run):
             self.log.info("schedule fired", source=name, job_id=job_id)
         self._reap_threads()
+        self.sinks.tick(conn)
         while len(self.running) < self.config.daemon.workers and not self.stopping.is_set():
             claim = jobs.claim(conn, self.id, self.cfg.lease_ttl)
             if claim is None:
@@ -209,6 +214,7 @@ class Node:
         for thread, _stop in self.running.values():
             thread.join(self.config.daemon.shutdown_timeout)
         waker.close()
+        self.sinks.stop()  # after the jobs: what they committed is on its way out; the sinks are free at once
         try:
             if conn is None or conn.closed:
                 conn = self.database.connect(autocommit=True, purpose="main")
@@ -232,7 +238,8 @@ class Node:
         return {"database": {"ok": self.db_ok, "instance": self.id},
                 "workers": {"ok": True, "running": len(self.running), "size": self.config.daemon.workers},
                 "watchers": {"ok": True, "sources": {}},  # no drop folders are watched in cluster mode yet
-                "sources": {"ok": True, "unavailable": dict(self.unavailable)}}
+                "sources": {"ok": True, "unavailable": dict(self.unavailable)},
+                "sinks": self.sinks.health()}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -24,7 +24,8 @@ from collections.abc import Callable
 
 from ingestd._lib import logs
 from ingestd._lib.times import iso
-from ingestd.store.feed import FIELDS, JsonPage, Page, change, check_position, format_cursor, parse_cursor
+from ingestd.store.feed import (FIELDS, PRUNE_BATCH, JsonPage, Page, change, check_position, format_cursor,
+                                parse_cursor)
 
 CHANNEL = "ingestd_changes"  # NOTIFY channel: changes committed (payload: the last cursor)
 POLL = 1.0  # how long a missed notification can go unnoticed while long-polls are held
@@ -74,6 +75,44 @@ def _json(row: tuple) -> str:
     values["cursor"] = format_cursor(row[0])
     values["at"] = iso(row[-1])
     return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+
+
+PRUNE_LOCK = 0x696E6766  # "ingf": held by the one instance pruning the feed, for one batch
+
+_OLDEST = ("SELECT cursor, at < now() - make_interval(secs => %s) FROM changes WHERE cursor > %s "
+           "ORDER BY cursor LIMIT %s")
+
+
+def prune(conn, retention: float, batches: int | None = None) -> int | None:
+    """`daemon.change_retention` on the cluster's feed, as the embedded store applies it
+    (`store.feed.Feed.prune_batch`): remove the oldest changes made more than `retention`
+    seconds ago (by the database's clock), a batch per transaction, stopping at the first
+    change still young so the feed stays one contiguous run; `feed.expired` records the
+    last cursor removed, and a reader behind it gets 410 `cursor_expired`. No change is
+    kept for a sink that has not delivered it (as embedded: such a sink stops `expired`).
+    One instance at a time: each batch's transaction holds an advisory lock, and an
+    instance that cannot take it leaves the work to the one that has it (None). At most
+    `batches` batches when given (the caller comes back for the rest)."""
+    removed, done = 0, 0
+    while batches is None or done < batches:
+        done += 1
+        with conn.transaction(), conn.cursor() as cur:
+            if not cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (PRUNE_LOCK,)).fetchone()[0]:
+                return removed or None
+            expired = cur.execute("SELECT expired FROM feed WHERE id = 1").fetchone()[0]
+            upto = None
+            for cursor, old in cur.execute(_OLDEST, (retention, expired, PRUNE_BATCH)).fetchall():
+                if not old:
+                    break
+                upto = cursor
+            if upto is None:
+                return removed
+            batch = cur.execute("DELETE FROM changes WHERE cursor > %s AND cursor <= %s", (expired, upto)).rowcount
+            cur.execute("UPDATE feed SET expired = %s WHERE id = 1", (upto,))
+        removed += batch
+        if batch < PRUNE_BATCH:
+            return removed
+    return removed
 
 
 def head(conn) -> int:

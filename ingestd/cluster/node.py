@@ -27,18 +27,20 @@ from datetime import datetime, timedelta
 from ingestd._lib import logs
 from ingestd._lib.atomic import write_json
 from ingestd._lib.version import VERSION
-from ingestd.cluster import driver, instances, jobs, schedule, schema
+from ingestd.cluster import driver, feed, instances, jobs, schedule, schema
 from ingestd.cluster.blobs import BlobStore
 from ingestd.cluster.keeper import cut
 from ingestd.cluster.runner import Runner
 from ingestd.cluster.sinks import ClusterSinks
 from ingestd.cluster.wake import Waker
+from ingestd.store.feed import PRUNE_BATCH
 from ingestd.config import Config, Source
 from ingestd.credentials import Registry
 from ingestd.plugin.manager import Plugins
 from ingestd.plugin.options import DEFAULT_EVERY
 
 TICK = 1.0  # seconds: the longest the loop sleeps between reaps and claims
+HOUSEKEEPING = 3600.0  # seconds between two prunings of the feed (the embedded daemon's interval)
 
 
 def next_run_for(source: Source) -> Callable[[datetime], datetime]:
@@ -73,13 +75,14 @@ class Node:
         self.blobs = BlobStore.from_config(self.cfg, registry)
         self.state_dir = config.daemon.state_dir  # this instance's scratch: workspaces, connector cursors
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-        self.runner = Runner(self.database, self.blobs, self.state_dir, self.cfg.lease_ttl)
+        self.runner = Runner(self.database, self.blobs, self.state_dir, self.cfg.lease_ttl, hooks=plugins.hooks)
         self.sinks = ClusterSinks(self.database, self.id, self.cfg.lease_ttl, config.sinks, plugins.sinks, registry,
                                   self.state_dir)
         self.sources = {s.name: s for s in config.sources if s.enabled}
         self.connectors: dict = {}
         self.running: dict[str, tuple[threading.Thread, threading.Event]] = {}
         self.stopping = threading.Event()
+        self.pruned_at: float | None = None  # monotonic time of this instance's last look (None: at start)
         self.log = logs.get("ingestd.cluster", instance=self.id)
 
     # -- start -------------------------------------------------------------------------
@@ -168,11 +171,24 @@ class Node:
             self.log.info("schedule fired", source=name, job_id=job_id)
         self._reap_threads()
         self.sinks.tick(conn)
+        self._housekeeping(conn)
         while len(self.running) < self.config.daemon.workers and not self.stopping.is_set():
             claim = jobs.claim(conn, self.id, self.cfg.lease_ttl)
             if claim is None:
                 return
             self._launch(claim)
+
+    def _housekeeping(self, conn) -> None:
+        """At start, then hourly: the feed's retention (one instance at a time does it),
+        one batch a tick, so a long backlog never holds the loop past its guard."""
+        retention = self.config.daemon.change_retention
+        if not retention or (self.pruned_at is not None and time.monotonic() - self.pruned_at < HOUSEKEEPING):
+            return
+        removed = feed.prune(conn, retention, batches=1)
+        if removed:
+            self.log.info("housekeeping removed expired records", changes=removed)
+        if not removed or removed < PRUNE_BATCH:  # done (or another instance is at it): again in an hour
+            self.pruned_at = time.monotonic()
 
     def _launch(self, claim: jobs.Claim) -> None:
         stop = threading.Event()
@@ -224,6 +240,7 @@ class Node:
         _drop(conn)
         for connector in self.connectors.values():
             connector.close()
+        self.plugins.hooks.close()  # queued hook calls get a last chance to run
         if self.http is not None:
             self.http.stop()
         try:

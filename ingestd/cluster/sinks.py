@@ -303,8 +303,8 @@ class ClusterSinks:
                     if h.keeper.gone or (not h.runner.running and h.runner.state != "unavailable")}
             for name in gone:
                 del self.held[name]
-        for name, h in gone.items():
-            self._end(h)
+        for name, h in gone.items():  # off the loop: a deliver call may take its time to return
+            threading.Thread(target=self._end, args=(h,), name=f"sink-end-{name}", daemon=True).start()
             self.log.warning("sink let go", sink=name, fence=h.lease.fence, reason=h.keeper.reason or "taken over")
 
     def _end(self, h: _Held) -> None:

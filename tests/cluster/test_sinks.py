@@ -216,3 +216,22 @@ def test_the_fence_and_the_generation_refuse_a_stale_save(db):
     new.save("hook", format_cursor(10))  # after taking the reset up
     assert db.execute("SELECT cursor FROM sinks").fetchone()[0] == 10
     assert [s.holder for s in cluster_sinks.statuses(db, (config,))] == ["b"]
+
+
+def test_a_sink_with_sources_reads_only_theirs_and_passes_the_rest_once(db):
+    """`sources = [...]` on the cluster's feed, as embedded: a page holds only those
+    sources' changes, and a page that reached the head moves past the others'."""
+    from ingestd.cluster import feed
+
+    rows = [(n, "stored", f"d{n}", "one" if n % 3 else "two", f"s3://x/{n}", 1, "0" * 64, 1, "text/plain", "j")
+            for n in range(1, 10)]
+    db.cursor().executemany("INSERT INTO changes (cursor, type, doc_id, source, origin_uri, version, sha256, size, "
+                            "mime, job_id, at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())", rows)
+    db.execute("UPDATE feed SET last = 9")
+    page = feed.read_changes(db, None, 2, ["two"])
+    assert [c.cursor for c in page.changes] == [format_cursor(3), format_cursor(6)] and page.next_after == format_cursor(6)
+    page = feed.read_changes(db, page.next_after, 2, ["two"])
+    assert [c.cursor for c in page.changes] == [format_cursor(9)] and page.next_after == format_cursor(9)
+    everything = feed.read_changes(db, None, 100)
+    assert len(everything.changes) == 9 and everything.changes[0].source == "one"
+    assert feed.read_changes(db, format_cursor(9), 5, ["one"]).changes == []

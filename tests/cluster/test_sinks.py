@@ -19,20 +19,13 @@ from ingestd.store.feed import FIRST, format_cursor
 from tests.conftest import make_secret
 from tests.integration.test_api_support import Client, trigger, wait_job
 from tests.support.helpers import wait_for
-from tests.support.receiver import Receiver, verify
+from tests.integration.test_sinks import receiver  # noqa: F401 - the receiver fixture, shared
+from tests.support.receiver import verify
 
-from .nodes import TTL, contents, put_all
-from .conftest import DOCS
+from .nodes import contents, put_all
 
 DEADLINE = 120.0
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def start(cluster, receiver, tmp_path, n: int = 40, **options) -> bytes:

@@ -496,15 +496,23 @@ def cmd_changes(args) -> int:
 def cmd_sinks(args) -> int:
     """With a daemon running on this state directory, ask its API (a reset then takes
     effect at once, safely between two batches); without one, read and write the sinks'
-    cursor files, which the next start takes up."""
+    cursor files, which the next start takes up. On a cluster config, the sinks' rows in
+    the cluster's database (any instance's holder takes a reset up before its next batch)."""
     from ingestd import sinks_cmd
 
     cfg, plugins = _setup(args, quiet=True)
+    if cfg.cluster is not None:  # the cursors live in the cluster's database: no daemon needed
+        from ingestd.cluster import sinks as cluster_sinks
+
+        reset_sink = lambda _cfg, _opener, name, to: cluster_sinks.reset_command(cfg, name, to)  # noqa: E731
+        list_sinks = lambda _cfg, _opener: cluster_sinks.listing_command(cfg)  # noqa: E731
+    else:
+        reset_sink, list_sinks = sinks_cmd.reset, sinks_cmd.listing
     if args.action == "reset":
-        view = sinks_cmd.reset(cfg, lambda: _opened_store(cfg, plugins), args.name, args.to)
+        view = reset_sink(cfg, lambda: _opened_store(cfg, plugins), args.name, args.to)
         print(f"sink {view['name']}: cursor {view['cursor']} ({view['state']}); it delivers again from there")
         return 0
-    for view in sinks_cmd.listing(cfg, lambda: _opened_store(cfg, plugins)):
+    for view in list_sinks(cfg, lambda: _opened_store(cfg, plugins)):
         if args.json:
             print(json.dumps(view, ensure_ascii=False))
             continue

@@ -24,6 +24,7 @@ from ingestd._lib import logs
 from ingestd._lib.version import VERSION
 from ingestd.api.backend import Busy, CredentialStatus, ItemsPage, Runtime, SourceView, Window
 from ingestd.cluster import catalogue, feed, items, jobs
+from ingestd.cluster import sinks as cluster_sinks
 from ingestd.cluster.blobs import BlobStore
 from ingestd.cluster.node import Node
 from ingestd.config import Source
@@ -161,13 +162,19 @@ class ClusterApi:
     def poll_changes(self) -> None:
         self._watcher.poll()
 
-    # -- sinks: not in cluster mode yet (the config refuses [[sinks]] there) ---------------
+    # -- sinks: each delivered by one instance, shown by all (cluster.sinks) ---------------
 
     def sinks(self) -> list:
-        return []  # none can be configured, so /sinks and /metrics truthfully list none
+        with self._db() as conn:
+            return cluster_sinks.statuses(conn, self.node.config.sinks)
 
     def reset_sink(self, name: str, to: str):
-        raise NotFoundError(f"no sink named {name!r}: sinks do not run in cluster mode yet")
+        config = self.node.config.sink(name)
+        if config is None:
+            raise NotFoundError(f"no sink named {name!r}; GET /sinks lists them")
+        with self._db() as conn:
+            cluster_sinks.reset(conn, name, to)
+            return cluster_sinks.statuses(conn, (config,))[0]
 
     # -- sources ---------------------------------------------------------------------------
 

@@ -386,10 +386,6 @@ def parse(
     raw_sinks = data.get("sinks", []) if isinstance(data, dict) else []
     known = {item["name"] for item in raw_sources if isinstance(item, dict) and isinstance(item.get("name"), str)} \
         if isinstance(raw_sources, list) else set()
-    if top is not None and top.cluster is not None and raw_sinks:
-        errors.append(f"{label}: sinks: not served in cluster mode yet; remove the [[sinks]] tables or the "
-                      "[cluster] table (docs/cluster.md)")
-        raw_sinks = []
     sinks = _sinks(raw_sinks, sink_models or {}, known, context, label, errors) if isinstance(raw_sinks, list) else []
     if errors or top is None:
         raise ConfigError(errors)

@@ -460,7 +460,7 @@ class SinkInfo(Payload):
     """`state`: idle (caught up), delivering, stalled (one delivery running for minutes),
     retrying (failed; waiting to send the same batch again), expired (its cursor is older
     than the feed keeps: reset it), unavailable (could not start: see last_error),
-    disabled, stopped. `lag`: changes committed after its cursor."""
+    disabled, stopped; in cluster mode also unclaimed (no instance delivers it right now). `lag`: changes committed after its cursor."""
 
     name: str
     kind: str
@@ -474,6 +474,8 @@ class SinkInfo(Payload):
     last_delivery_at: Timestamp | None
     deliveries: SinkDeliveries
     delivered_changes: int
+    holder: str | None = Field(default=None, description="cluster mode: the instance delivering the sink now "
+                               "(none between two holders); always null on an embedded daemon")
 
 
 class SinkListResponse(Payload):

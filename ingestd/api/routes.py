@@ -364,7 +364,7 @@ def _sink_info(s: SinkStatus) -> SinkInfo:
         failing_since=iso_from_timestamp(s.failing_since) if s.failing_since is not None else None,
         last_delivery_at=iso_from_timestamp(s.last_delivery_at) if s.last_delivery_at is not None else None,
         deliveries=SinkDeliveries(ok=s.deliveries.get("ok", 0), failed=s.deliveries.get("failed", 0)),
-        delivered_changes=s.delivered_changes,
+        delivered_changes=s.delivered_changes, holder=s.holder,
     )
 
 

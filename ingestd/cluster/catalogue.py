@@ -30,7 +30,8 @@ from ingestd.cluster.feed import CHANNEL as CHANGES_CHANNEL
 from ingestd.cluster.leases import Lease
 from ingestd.errors import NotFoundError
 from ingestd.store.catalogue import Change, Document, Listing, Version, listing_filter, pick_version
-from ingestd.store.feed import format_cursor
+from ingestd.store.feed import FeedChange, format_cursor
+from ingestd.store.feed import change as feed_change
 
 TYPES = ("stored", "updated", "deleted", "restored")
 
@@ -43,6 +44,8 @@ class Committed:
     outcomes: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
     cursors: list[int] = field(default_factory=list)
+    changed: list[str | None] = field(default_factory=list)  # per change: its feed cursor (None: no new version)
+    deleted: list[FeedChange | None] = field(default_factory=list)  # per tombstone: its feed entry (None: gone already)
 
 
 @dataclass
@@ -71,9 +74,11 @@ def commit(conn, lease: Lease, changes: list[Change], tombstones: list[tuple[str
         cur.execute("SELECT now()")
         at = cur.fetchone()[0]
         versions, heads, feed = [], [], []
+        marks, dels = [], []  # where each change's and tombstone's feed entry is (for the hooks)
         for c in changes:
             outcome, entry = _apply(c, current.get(c.doc_id), versions, heads, Jsonb)
             out.outcomes.append(outcome)
+            marks.append(len(feed) if entry is not None else None)
             if entry is not None:  # a later change to the same document builds on this one
                 feed.append(entry)
                 current[c.doc_id] = _Current(entry[4], c.blob.sha256, c.blob.size, c.blob.mime, c.origin_uri,
@@ -88,9 +93,11 @@ def commit(conn, lease: Lease, changes: list[Change], tombstones: list[tuple[str
             now = current.get(doc_id)
             if now is None or now.deleted:
                 out.gone.append("unchanged")
+                dels.append(None)
                 continue
             cur.execute("UPDATE documents SET deleted_at = now(), deleted_job = %s WHERE doc_id = %s",
                         (job_id, doc_id))
+            dels.append(len(feed))
             feed.append(("deleted", doc_id, lease.source, now.origin_uri, now.seq, now.sha256, now.size, now.mime,
                          job_id))
             now.deleted = True
@@ -98,6 +105,8 @@ def commit(conn, lease: Lease, changes: list[Change], tombstones: list[tuple[str
         if also is not None:
             also(cur, out)
         out.cursors = _append(cur, feed, at)
+    out.changed = [format_cursor(out.cursors[i]) if i is not None else None for i in marks]
+    out.deleted = [feed_change(out.cursors[i], (*feed[i], iso(at))) if i is not None else None for i in dels]
     return out
 
 

@@ -24,7 +24,8 @@ from collections.abc import Callable
 
 from ingestd._lib import logs
 from ingestd._lib.times import iso
-from ingestd.store.feed import FIELDS, JsonPage, check_position, format_cursor, parse_cursor
+from ingestd.store.feed import (FIELDS, PRUNE_BATCH, JsonPage, Page, change, check_position, format_cursor,
+                                parse_cursor)
 
 CHANNEL = "ingestd_changes"  # NOTIFY channel: changes committed (payload: the last cursor)
 POLL = 1.0  # how long a missed notification can go unnoticed while long-polls are held
@@ -48,11 +49,70 @@ def read(conn, after: str | None, limit: int) -> JsonPage:
     return JsonPage([_json(r) for r in found], format_cursor(nxt))
 
 
+_FILTERED = ("WITH f AS (SELECT last, expired FROM feed WHERE id = 1) "
+             "SELECT f.last, f.expired, c.* FROM f LEFT JOIN LATERAL ("
+             "SELECT cursor, type, doc_id, source, origin_uri, version, sha256, size, mime, job_id, at "
+             "FROM changes WHERE cursor > %s AND (%s::text[] IS NULL OR source = ANY(%s::text[])) "
+             "ORDER BY cursor LIMIT %s) c ON true ORDER BY c.cursor")
+
+
+def read_changes(conn, after: str | None, limit: int, sources=None) -> Page:
+    """`read` as FeedChange objects, only those of `sources` when given: what a sink
+    delivers. A filtered page that reached the head moves `next_after` to it, as the
+    embedded feed does, so a sink passes over other sources' changes once."""
+    position = parse_cursor(after)
+    wanted = sorted(set(sources)) if sources is not None else None
+    rows = conn.execute(_FILTERED, (position, wanted, wanted, limit)).fetchall()
+    last, expired = rows[0][0], rows[0][1]
+    check_position(position, last, expired)
+    found = [r[2:] for r in rows if r[2] is not None]
+    nxt = found[-1][0] if len(found) >= limit else max(last, position)
+    return Page([change(r[0], (*r[1:-1], iso(r[-1]))) for r in found], format_cursor(nxt))
+
+
 def _json(row: tuple) -> str:
     values = dict(zip(FIELDS, row))
     values["cursor"] = format_cursor(row[0])
     values["at"] = iso(row[-1])
     return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+
+
+PRUNE_LOCK = 0x696E6766  # "ingf": held by the one instance pruning the feed, for one batch
+
+_OLDEST = ("SELECT cursor, at < now() - make_interval(secs => %s) FROM changes WHERE cursor > %s "
+           "ORDER BY cursor LIMIT %s")
+
+
+def prune(conn, retention: float, batches: int | None = None) -> int | None:
+    """`daemon.change_retention` on the cluster's feed, as the embedded store applies it
+    (`store.feed.Feed.prune_batch`): remove the oldest changes made more than `retention`
+    seconds ago (by the database's clock), a batch per transaction, stopping at the first
+    change still young so the feed stays one contiguous run; `feed.expired` records the
+    last cursor removed, and a reader behind it gets 410 `cursor_expired`. No change is
+    kept for a sink that has not delivered it (as embedded: such a sink stops `expired`).
+    One instance at a time: each batch's transaction holds an advisory lock, and an
+    instance that cannot take it leaves the work to the one that has it (None). At most
+    `batches` batches when given (the caller comes back for the rest)."""
+    removed, done = 0, 0
+    while batches is None or done < batches:
+        done += 1
+        with conn.transaction(), conn.cursor() as cur:
+            if not cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (PRUNE_LOCK,)).fetchone()[0]:
+                return removed or None
+            expired = cur.execute("SELECT expired FROM feed WHERE id = 1").fetchone()[0]
+            upto = None
+            for cursor, old in cur.execute(_OLDEST, (retention, expired, PRUNE_BATCH)).fetchall():
+                if not old:
+                    break
+                upto = cursor
+            if upto is None:
+                return removed
+            batch = cur.execute("DELETE FROM changes WHERE cursor > %s AND cursor <= %s", (expired, upto)).rowcount
+            cur.execute("UPDATE feed SET expired = %s WHERE id = 1", (upto,))
+        removed += batch
+        if batch < PRUNE_BATCH:
+            return removed
+    return removed
 
 
 def head(conn) -> int:

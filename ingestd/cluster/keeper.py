@@ -26,8 +26,10 @@ from ingestd.cluster.leases import Lease, LeaseLost
 
 class Keeper:
     def __init__(self, connect: Callable[[], object], lease: Lease, ttl: float, stop: threading.Event,
-                 *, clock: Callable[[], float] = time.monotonic):
+                 *, clock: Callable[[], float] = time.monotonic,
+                 beat: Callable[[object, Lease, float], None] = leases.heartbeat):
         self.connect = connect
+        self.renew = beat  # a source's lease by default; a sink's (`cluster.sinks.heartbeat`) likewise
         self.lease = lease
         self.ttl = ttl
         self.stop = stop  # the job's: set when the lease is lost
@@ -76,7 +78,7 @@ class Keeper:
                     if self._done.is_set():  # closed (or lost) while connecting
                         _close_quietly(conn)
                         return
-                leases.heartbeat(conn, self.lease, self.ttl)
+                self.renew(conn, self.lease, self.ttl)
                 self._last_ok = self.clock()
                 self.beats += 1
             except LeaseLost as exc:

@@ -27,12 +27,14 @@ from datetime import datetime, timedelta
 from ingestd._lib import logs
 from ingestd._lib.atomic import write_json
 from ingestd._lib.version import VERSION
-from ingestd.cluster import driver, instances, jobs, schedule, schema
+from ingestd.cluster import driver, feed, instances, jobs, schedule, schema
 from ingestd.cluster.blobs import BlobStore
 from ingestd.cluster.drops import Drops
 from ingestd.cluster.keeper import cut
 from ingestd.cluster.runner import Runner
+from ingestd.cluster.sinks import ClusterSinks
 from ingestd.cluster.wake import Waker
+from ingestd.store.feed import PRUNE_BATCH
 from ingestd.config import Config, Source
 from ingestd.credentials import Registry
 from ingestd.errors import ConfigError
@@ -40,6 +42,7 @@ from ingestd.plugin.manager import Plugins
 from ingestd.plugin.options import DEFAULT_EVERY
 
 TICK = 1.0  # seconds: the longest the loop sleeps between reaps and claims
+HOUSEKEEPING = 3600.0  # seconds between two prunings of the feed (the embedded daemon's interval)
 
 
 def next_run_for(source: Source) -> Callable[[datetime], datetime]:
@@ -77,11 +80,14 @@ class Node:
         self.blobs = BlobStore.from_config(self.cfg, registry)
         self.state_dir = config.daemon.state_dir  # this instance's scratch: workspaces, connector cursors
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-        self.runner = Runner(self.database, self.blobs, self.state_dir, self.cfg.lease_ttl)
+        self.runner = Runner(self.database, self.blobs, self.state_dir, self.cfg.lease_ttl, hooks=plugins.hooks)
+        self.sinks = ClusterSinks(self.database, self.id, self.cfg.lease_ttl, config.sinks, plugins.sinks, registry,
+                                  self.state_dir)
         self.sources = {s.name: s for s in config.sources if s.enabled}
         self.connectors: dict = {}
         self.running: dict[str, tuple[threading.Thread, threading.Event]] = {}
         self.stopping = threading.Event()
+        self.pruned_at: float | None = None  # monotonic time of this instance's last look (None: at start)
         self.log = logs.get("ingestd.cluster", instance=self.id)
         self.drops = Drops(watcher, self.database.connect, self.log) if watcher is not None else None
 
@@ -111,6 +117,7 @@ class Node:
             elif source.node == self.id and self.drops is not None:
                 self._watch(source)
         instances.beat(conn, self.id)
+        self.sinks.start(conn)
 
     def _connector(self, source: Source):
         """The source's connector on this instance: one, shared by its watcher and its jobs."""
@@ -190,11 +197,25 @@ class Node:
         for name, job_id in schedule.claim_due(conn, self.id, self._next_run):
             self.log.info("schedule fired", source=name, job_id=job_id)
         self._reap_threads()
+        self.sinks.tick(conn)
+        self._housekeeping(conn)
         while len(self.running) < self.config.daemon.workers and not self.stopping.is_set():
             claim = jobs.claim(conn, self.id, self.cfg.lease_ttl)
             if claim is None:
                 return
             self._launch(claim)
+
+    def _housekeeping(self, conn) -> None:
+        """At start, then hourly: the feed's retention (one instance at a time does it),
+        one batch a tick, so a long backlog never holds the loop past its guard."""
+        retention = self.config.daemon.change_retention
+        if not retention or (self.pruned_at is not None and time.monotonic() - self.pruned_at < HOUSEKEEPING):
+            return
+        removed = feed.prune(conn, retention, batches=1)
+        if removed:
+            self.log.info("housekeeping removed expired records", changes=removed)
+        if not removed or removed < PRUNE_BATCH:  # done (or another instance is at it): again in an hour
+            self.pruned_at = time.monotonic()
 
     def _launch(self, claim: jobs.Claim) -> None:
         stop = threading.Event()
@@ -241,6 +262,7 @@ class Node:
         for thread, _stop in self.running.values():
             thread.join(self.config.daemon.shutdown_timeout)
         waker.close()
+        self.sinks.stop()  # after the jobs: what they committed is on its way out; the sinks are free at once
         try:
             if conn is None or conn.closed:
                 conn = self.database.connect(autocommit=True, purpose="main")
@@ -250,6 +272,7 @@ class Node:
         _drop(conn)
         for connector in self.connectors.values():
             connector.close()
+        self.plugins.hooks.close()  # queued hook calls get a last chance to run
         if self.http is not None:
             self.http.stop()
         try:
@@ -264,7 +287,8 @@ class Node:
         return {"database": {"ok": self.db_ok, "instance": self.id},
                 "workers": {"ok": True, "running": len(self.running), "size": self.config.daemon.workers},
                 "watchers": self._watchers(),
-                "sources": {"ok": True, "unavailable": dict(self.unavailable)}}
+                "sources": {"ok": True, "unavailable": dict(self.unavailable)},
+                "sinks": self.sinks.health()}
 
     def _watchers(self) -> dict:
         if self.drops is None:

@@ -39,7 +39,7 @@ from ingestd.jobs import items as items_file
 from ingestd.jobs.manifest import JobError, Manifest
 # one set of rules for what core takes from a connector, embedded or not (pipeline-private
 # today; a shared module once the job-lifecycle work settles where they live)
-from ingestd.jobs.pipeline import _admit, _Batch, _open_staged, _Refused, _unchanged_since
+from ingestd.jobs.pipeline import NoHooks, _admit, _Batch, _open_staged, _Refused, _unchanged_since
 from ingestd.plugin.connector import Connector, Deleted, Failed, JobContext, Outcome, Staged
 from ingestd.store.catalogue import Blob, Change, doc_id_for
 from ingestd.store.blobs import measure
@@ -49,7 +49,8 @@ from ingestd.store.hashing import copy_hashing
 class Runner:
     """Runs claims for one instance: `run(claim, connector)` returns the job's final manifest."""
 
-    def __init__(self, database, blobs: BlobStore, state_dir, ttl: float):
+    def __init__(self, database, blobs: BlobStore, state_dir, ttl: float, hooks=None):
+        self.hooks = hooks or NoHooks()  # plugins' downstream hooks, called as the embedded pipeline calls them
         self.database = database
         self.blobs = blobs
         self.state_dir = state_dir
@@ -96,7 +97,14 @@ class Runner:
             keeper.close()
             _close(conn)
         log.info("job finished", status=status, counters=manifest.counters.model_dump(), fence=lease.fence)
+        self._announce(manifest)
         return manifest
+
+    def _announce(self, manifest: Manifest) -> None:
+        """`job_finished`, by the instance that recorded the job's end, after it did."""
+        finished = getattr(self.hooks, "job_finished", None)
+        if finished is not None:
+            finished(manifest)
 
     @staticmethod
     def _finish(connector: Connector, ctx: JobContext, job: "_Job", status: str, log) -> None:
@@ -113,7 +121,9 @@ class Runner:
         log.error("job stopped: lease lost", reason=why, fence=job.claim.lease.fence)
         try:
             with self._connect("lost") as conn:
-                return jobs.lost(conn, job.claim.lease, job.claim.manifest, f"lease lost: {why}")
+                manifest = jobs.lost(conn, job.claim.lease, job.claim.manifest, f"lease lost: {why}")
+            self._announce(manifest)
+            return manifest
         except Exception as exc:  # noqa: BLE001 - the database is gone too: the reaper records it
             log.warning("could not record the lost lease", error=str(exc).splitlines()[0] if str(exc) else repr(exc))
             job.claim.manifest.status = "failed"
@@ -215,12 +225,19 @@ class _Job:
             listed = [r for r in (items_file.record(o, c) for o, c in done) if r is not None]
             after[0] = items.insert(cur, self.manifest.job_id, self.next_item, listed)
 
-        catalogue.commit(self.conn, self.claim.lease, [c for _, c in batch.changes],
-                         [(d, self.manifest.job_id) for _, d in batch.deletes], also=records)
+        committed = catalogue.commit(self.conn, self.claim.lease, [c for _, c in batch.changes],
+                                     [(d, self.manifest.job_id) for _, d in batch.deletes], also=records)
         self.next_item = after[0]
         for outcome, change in done:
             self._record(outcome, change)
         jobs.update(self.conn, self.claim.lease, self.manifest)
+        # hooks after the commit, in feed order, as the embedded pipeline calls them
+        for (_ev, change), cursor in zip(batch.changes, committed.changed):
+            if cursor is not None:  # a new version: content, or a metadata version
+                self.r.hooks.document_stored(change, self.manifest, cursor)
+        for entry in committed.deleted:
+            if entry is not None:
+                self.r.hooks.document_deleted(entry, self.manifest, entry.cursor)
 
     def _record(self, outcome: Outcome, change: Change | None = None) -> None:
         c = self.manifest.counters

@@ -145,9 +145,34 @@ CREATE TABLE feed (
 INSERT INTO feed (id, last, expired) VALUES (1, 0, 0);
 """
 
+# one row per configured sink: its durable cursor, moved only by the holder of the newest
+# fence while its lease lasts (ingestd.cluster.sinks); `generation` counts resets, so a
+# batch read before a reset cannot move the cursor after it; the rest is what GET /sinks
+# shows on every instance
+SINKS = """
+CREATE TABLE IF NOT EXISTS sinks (
+    name text PRIMARY KEY,
+    kind text NOT NULL,
+    cursor bigint NOT NULL DEFAULT 0,
+    generation bigint NOT NULL DEFAULT 0,
+    fence bigint NOT NULL DEFAULT 0,
+    holder text,
+    lease_expires_at timestamptz,
+    saved_at timestamptz,
+    state text,
+    last_error jsonb,
+    failing_since timestamptz,
+    last_delivery_at timestamptz,
+    delivered_ok bigint NOT NULL DEFAULT 0,
+    delivered_failed bigint NOT NULL DEFAULT 0,
+    delivered_changes bigint NOT NULL DEFAULT 0
+);
+"""
+
 STEPS: list[Step] = [
     Step(1, "base", "instances, sources (leases, fences, schedules, state pointers), jobs and items, "
          "documents, versions, the change feed", BASE),
+    Step(2, "sinks", "sinks: a durable cursor per sink, fenced, with its lease and last error", SINKS),
 ]
 
 

@@ -51,3 +51,40 @@ def save(state_dir: Path, name: str, cursor: str, *, durable: bool = True) -> No
     """`durable=False` for a cursor moved past changes the sink filters out: losing that
     write in a crash costs a second look at them, never a delivery."""
     write_json(path(state_dir, name), {"sink": name, "cursor": cursor, "saved_at": now_iso()}, durable=durable)
+
+
+class CursorMoved(Exception):
+    """The stored cursor was reset elsewhere (another instance's API or CLI) since this
+    runner read it: the batch in flight must not move it; deliver again from `cursor`."""
+
+    def __init__(self, cursor: str):
+        super().__init__(f"the sink's cursor was reset to {cursor}")
+        self.cursor = cursor
+
+
+class NotHolder(Exception):
+    """This runner no longer holds the sink (its lease went to another instance): it must
+    stop and never write the cursor again."""
+
+
+class FileCursors:
+    """Where an embedded daemon's sinks keep their cursors: the files above. The cluster's
+    equivalent (`ingestd.cluster.sinks`) keeps them in PostgreSQL, fenced; a SinkRunner
+    talks to either through these three calls."""
+
+    def __init__(self, state_dir: Path):
+        self.state_dir = state_dir
+
+    def load(self, name: str) -> str:
+        return load(self.state_dir, name)
+
+    def save(self, name: str, cursor: str, *, durable: bool = True) -> None:
+        save(self.state_dir, name, cursor, durable=durable)
+
+    def moved(self, name: str) -> str | None:
+        """A cursor set by someone else since the last load/save (never, for a file only
+        this daemon writes)."""
+        return None
+
+    def note(self, name: str, status) -> None:
+        """What the sink is doing, for whoever asks another instance (nobody, embedded)."""

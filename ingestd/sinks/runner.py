@@ -12,6 +12,11 @@ Why it cannot slow ingestion or lose a change:
   removed stops the sink (state `expired`) until an operator resets it.
 - Waiting uses the feed's commit notification (`Feed.on_commit`): the sink wakes when a
   change commits, and looks for another process's commits every OTHERS_POLL.
+
+Either backend: the runner needs a feed (`read`, `on_commit`, `poll_others`) and a cursor
+store (`load`, `save`, `moved`, `note`): the embedded daemon's are the SQLite feed and one
+file per sink (`cursor.FileCursors`); a cluster instance's are PostgreSQL's feed and the
+sink's row, written only under the sink's lease and fence (`ingestd.cluster.sinks`).
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ from ingestd._lib.times import iso_from_timestamp
 from ingestd.config import SinkConfig
 from ingestd.errors import ConfigError
 from ingestd.plugin.sink import DeliveryError, Sink
-from ingestd.sinks import cursor as cursors
 from ingestd.sinks.backoff import Backoff
+from ingestd.sinks.cursor import CursorMoved, FileCursors, NotHolder
 from ingestd.store.feed import OTHERS_POLL, CursorExpired, Feed, parse_cursor
 
 STALLED_AFTER = 120.0  # seconds in one `deliver` call before the sink is shown as stalled
@@ -56,12 +61,14 @@ class SinkStatus:
     last_delivery_at: float | None  # Unix time of the last accepted batch
     deliveries: dict[str, int] = field(default_factory=dict)  # result → batches: ok, failed
     delivered_changes: int = 0
+    holder: str | None = None  # cluster mode: the instance delivering it now
 
 
 class SinkRunner:
     def __init__(self, config: SinkConfig, cls: type[Sink] | None, feed: Feed, state_dir, registry=None,
-                 unavailable: str | None = None):
+                 unavailable: str | None = None, cursors=None):
         self.config, self.feed, self.state_dir = config, feed, state_dir
+        self.cursors = cursors if cursors is not None else FileCursors(state_dir)
         self._cls, self._registry = cls, registry
         self._log = logs.get("ingestd.sinks").bind(sink=config.name)
         self._lock = threading.Lock()
@@ -91,7 +98,7 @@ class SinkRunner:
         if not self.config.enabled or self.state == "unavailable":
             return
         try:
-            self.cursor = cursors.load(self.state_dir, self.config.name)
+            self.cursor = self.cursors.load(self.config.name)
             self.sink = self._cls(self.config.name, self.config.options, self._registry)
         except ConfigError as exc:
             self._unavailable("config", "; ".join(exc.lines))
@@ -107,6 +114,11 @@ class SinkRunner:
         self._thread = threading.Thread(target=self._run, name=f"sink-{self.config.name}", daemon=True)
         self._thread.start()
         self._log.info("sink started", kind=self.config.kind, cursor=self.cursor)
+
+    @property
+    def running(self) -> bool:
+        """Its thread is delivering or waiting (False once stopped, or never started)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def signal_stop(self) -> None:
         """Ask the thread to end after its batch in flight; `stop` then waits for it."""
@@ -149,6 +161,8 @@ class SinkRunner:
         while not self._stopping.is_set():
             self._control.clear()
             self._kick.clear()
+            if self._adopt() is False:
+                continue
             with self._lock:
                 generation, after = self._generation, self.cursor
             try:
@@ -165,6 +179,39 @@ class SinkRunner:
                 if page.next_after != after:  # moved past other sources' changes
                     self._advance(generation, page.next_after, 0)
                 self._idle()
+
+    def _adopt(self, quiet: bool = False) -> bool | None:
+        """Take up a cursor reset elsewhere (another cluster instance's API): True when
+        one was taken up, None when there was none, False when the store could not be
+        asked (retried like a failed batch, unless `quiet`) or the sink is no longer this
+        runner's."""
+        try:
+            moved = self.cursors.moved(self.config.name)
+        except NotHolder:
+            self._retire()
+            return False
+        except Exception as exc:  # the database away for a moment
+            if not quiet:
+                self._failed("cursor", f"reading the sink's cursor failed: {type(exc).__name__}: {exc}")
+            return False
+        if moved is None:
+            return None
+        self._take(moved)
+        return True
+
+    def _take(self, cursor: str) -> None:
+        with self._lock:
+            self._generation += 1
+            self.cursor = cursor
+        self._backoff.reset()
+        self._log.info("sink cursor reset elsewhere; delivering from it", cursor=cursor)
+
+    def _retire(self) -> None:
+        """The sink went to another holder: stop, and never write its cursor again."""
+        with self._lock:
+            self._retired = True
+        self._stopping.set()
+        self._log.warning("sink taken over by another instance; stopping here")
 
     def _idle(self) -> None:
         self.state = "idle"
@@ -189,6 +236,7 @@ class SinkRunner:
             self.last_delivery_at = time.time()
             self.failing_since = None
             self._backoff.reset()
+            self._note()
 
     def _advance(self, generation: int, to: str, count: int) -> bool:
         """Move and save the cursor, unless a reset came meanwhile (it wins) or this runner
@@ -196,9 +244,23 @@ class SinkRunner:
         with self._lock:
             if self._retired or generation != self._generation:
                 return False
-            cursors.save(self.state_dir, self.config.name, to, durable=count > 0)
-            self.cursor = to
-        return True
+            try:
+                self.cursors.save(self.config.name, to, durable=count > 0)
+            except CursorMoved as moved:
+                self._generation += 1
+                self.cursor = moved.cursor
+                return False
+            except NotHolder:
+                self._retired = True
+                self._stopping.set()
+                return False
+            except Exception as exc:  # the database away: the batch comes again (at-least-once)
+                error = exc
+            else:
+                self.cursor = to
+                return True
+        self._failed("cursor", f"saving the sink's cursor failed: {type(error).__name__}: {error}")
+        return False
 
     def _failed(self, code: str, message: str) -> None:
         now = time.time()
@@ -208,6 +270,7 @@ class SinkRunner:
             self.failing_since = now
         delay = self._backoff.next()
         self.state = "retrying"
+        self._note()
         self._log.warning("sink delivery failed; retrying", kind=self.config.kind, code=code,
                           reason=self.last_error.message, retry_in_s=round(delay, 3), attempt=self._backoff.failures)
         self._control.wait(delay)
@@ -217,8 +280,18 @@ class SinkRunner:
         if self.failing_since is None:
             self.failing_since = time.time()
         self.state = "expired"
+        self._note()
         self._log.error("sink cursor expired; reset it to go on", cursor=self.cursor, oldest=exc.oldest)
-        self._control.wait()  # until a reset or a stop
+        # until a reset (here, or on another instance: its cursor store says so) or a stop
+        while not self._control.wait(OTHERS_POLL):
+            if self._adopt(quiet=True) is not None:
+                return
+
+    def _note(self) -> None:
+        try:
+            self.cursors.note(self.config.name, self.status(0))
+        except Exception as exc:  # only what other instances show: never a reason to stop
+            self._log.warning("could not record the sink's state", error=f"{type(exc).__name__}: {exc}")
 
     # -- control --------------------------------------------------------------------------
 
@@ -228,7 +301,7 @@ class SinkRunner:
         parse_cursor(to)
         with self._lock:
             self._generation += 1
-            cursors.save(self.state_dir, self.config.name, to)
+            self.cursors.save(self.config.name, to)
             self.cursor = to
         self._backoff.reset()
         self._control.set()

@@ -30,7 +30,8 @@ def s3_source(name: str, bucket: str, s3_url: str, every: float = 3600, **extra)
 
 def instance_config(home: Path, name: str, *, database_url: str, s3_url: str, registry: Path, ttl: float,
                     every: float = 3600, log_level: str = "info", http: bool = False, cluster: bool = True,
-                    sources: list[dict] | None = None) -> Path:
+                    sources: list[dict] | None = None, sinks: list[dict] | None = None,
+                    daemon: dict | None = None) -> Path:
     """One instance's ingestd.toml; `cluster=False` writes the same daemon embedded (no
     `[cluster]` table), for tests that hold both backends to one contract."""
     home.mkdir(parents=True, exist_ok=True)
@@ -40,9 +41,10 @@ def instance_config(home: Path, name: str, *, database_url: str, s3_url: str, re
     return write_config(
         home / "ingestd.toml",
         daemon={"state_dir": str(home / "state"), "log_format": "json", "log_level": log_level,
-                "shutdown_timeout": 10},
+                "shutdown_timeout": 10, **(daemon or {})},
         http={"listen": "127.0.0.1:0"} if http else {"enabled": False},
         credentials={"registry": str(registry)},
         sources=sources if sources is not None else [s3_source("bucket", DOCS, s3_url, every)],
+        **({"sinks": sinks} if sinks else {}),
         **tables,
     )

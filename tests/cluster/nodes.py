@@ -30,11 +30,15 @@ class Cluster:
         self.urls: dict[str, str] = {}  # an instance reaching the database another way (a proxy)
         self.http = False
         self.sources: list[dict] | None = None  # None: one s3 source, `bucket` (kit.instance_config)
+        self.sinks: list[dict] | None = None  # [[sinks]] tables, the same on every instance
+        self.daemon: dict = {}  # more [daemon] keys, the same on every instance
+        self.env: dict = {}  # the instances' environment (plugins installed by entry point, …)
         self.conn = pg.connect(autocommit=True)
 
     def config(self, name: str):
         return instance_config(self.root / name, name, database_url=self.urls.get(name, self.pg.url), s3_url=self.moto.url,
-                               registry=self.registry, ttl=TTL, http=self.http, sources=self.sources)
+                               registry=self.registry, ttl=TTL, http=self.http, sources=self.sources,
+                               sinks=self.sinks, daemon=self.daemon)
 
     def cli(self, *args, name="a"):
         result = run_cli(*args, "--config", self.config(name), timeout=120)
@@ -45,7 +49,7 @@ class Cluster:
         for name in names:
             home = self.root / name
             cfg = self.config(name)
-            self.instances[name] = Daemon(cfg, home / "state", home).start()
+            self.instances[name] = Daemon(cfg, home / "state", home, env=self.env).start()
 
     def stop_instances(self) -> None:
         for d in self.instances.values():

@@ -64,29 +64,26 @@ def test_bad_cluster_values_are_one_line_each(tmp_path):
         == {"cluster.blob_store", "cluster.lease_ttl", "cluster.instance_id"}
 
 
-def test_sinks_in_a_cluster_config_are_refused_in_one_line(tmp_path):
-    """Sinks follow the embedded daemon's feed; cluster mode does not serve them yet
-    (docs/cluster.md), so a `[[sinks]]` table there is a config error, not a silent no-op."""
+def test_sinks_in_a_cluster_config_are_checked_as_embedded_ones(tmp_path):
+    """Sinks run in cluster mode (cluster.sinks): a `[[sinks]]` table there is accepted,
+    and a bad one is refused in one line naming it, the secret never printed."""
     (tmp_path / "inbox").mkdir()
     secret = tmp_path / "hook.secret"
     secret.write_text("s3cret-hmac-key-do-not-print\n")
     secret.chmod(0o600)
-    path = write_config(tmp_path / "ingestd.toml", daemon={"state_dir": str(tmp_path / "state")},
-                        sources=[{**SOURCE, "path": str(tmp_path / "inbox")}], cluster=CLUSTER,
-                        sinks=[{"name": "hook", "kind": "webhook", "url": "http://127.0.0.1:9/x",
-                                "secret_file": str(secret)},
-                               {"name": "other", "kind": "no-such-kind"}])
-    for args in (("check-config",), ("run",)):
-        result = ingestd(*args, "--config", path)
-        assert result.returncode == 78, result.stderr
-        line, = result.stderr.strip().splitlines()
-        assert line.startswith(f"{path}: sinks:") and "cluster mode" in line and "docs/cluster.md" in line
-        assert "s3cret" not in result.stderr and "Traceback" not in result.stderr
-    del_cluster = write_config(tmp_path / "embedded.toml", daemon={"state_dir": str(tmp_path / "state")},
-                               sources=[{**SOURCE, "path": str(tmp_path / "inbox")}],
-                               sinks=[{"name": "hook", "kind": "webhook", "url": "http://127.0.0.1:9/x",
-                                       "secret_file": str(secret)}])
-    assert ingestd("check-config", "--config", del_cluster).returncode == 0  # the same sink is fine embedded
+    hook = {"name": "hook", "kind": "webhook", "url": "http://127.0.0.1:9/x", "secret_file": str(secret)}
+    good = write_config(tmp_path / "ingestd.toml", daemon={"state_dir": str(tmp_path / "state")},
+                        sources=[{**SOURCE, "path": str(tmp_path / "inbox")}], cluster=CLUSTER, sinks=[hook])
+    result = ingestd("check-config", "--config", good)
+    assert result.returncode == 0, result.stderr
+    bad = write_config(tmp_path / "bad.toml", daemon={"state_dir": str(tmp_path / "state")},
+                       sources=[{**SOURCE, "path": str(tmp_path / "inbox")}], cluster=CLUSTER,
+                       sinks=[hook, {"name": "other", "kind": "no-such-kind"}])
+    result = ingestd("check-config", "--config", bad)
+    assert result.returncode == 78, result.stderr
+    line, = result.stderr.strip().splitlines()
+    assert line.startswith(f"{bad}: sinks") and "no-such-kind" in line
+    assert "s3cret" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_the_local_catalogue_commands_refuse_a_cluster_config(tmp_path):

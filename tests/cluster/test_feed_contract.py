@@ -9,6 +9,8 @@ once, in order."""
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import threading
 import time
 
@@ -17,6 +19,7 @@ import pytest
 from ingestd.api.models import DocumentSummary
 from ingestd.store.feed import FIELDS
 from tests.integration.test_api_support import Client, trigger, wait_job
+from tests.integration.test_plugins import plugin_env
 from tests.support.helpers import wait_for
 from tests.support.procs import Daemon
 
@@ -34,15 +37,34 @@ class Embedded:
 
     def __init__(self, root, moto):
         registry = write_registry(root / "credentials.json", "unused")
-        home = root / "embedded"
-        config = instance_config(home, "e", database_url="", s3_url=moto.url, registry=registry, ttl=TTL, http=True,
-                                 cluster=False)
-        self.daemon = Daemon(config, home / "state", home).start()
+        self.home, self.moto, self.registry = root / "embedded", moto, registry
+        self.start()
+
+    def start(self, env: dict | None = None, **daemon) -> None:
+        config = instance_config(self.home, "e", database_url="", s3_url=self.moto.url, registry=self.registry, ttl=TTL,
+                                 http=True, cluster=False, daemon=daemon)
+        self.daemon = Daemon(config, self.home / "state", self.home, env=env).start()
         self.writer = self.reader = Client(self.daemon.base_url)
+
+    def restart(self, env: dict | None = None, **daemon) -> None:
+        """Stopped, then started with these [daemon] keys (and environment)."""
+        assert self.daemon.stop() == 0
+        closed(self.daemon)
+        self.start(env, **daemon)
+
+    def pid_of(self, job_id: str) -> int:
+        """The process that ran the job."""
+        return self.daemon.proc.pid
 
     def stop(self) -> None:
         self.daemon.stop()
         self.daemon.notify.close()
+
+
+def closed(daemon: Daemon) -> None:
+    """A stopped daemon's notify socket closed and removed: a new one binds the same path."""
+    daemon.notify.close()
+    os.unlink(daemon.notify.path)
 
 
 class TwoInstances:
@@ -51,9 +73,25 @@ class TwoInstances:
     def __init__(self, cluster):
         self.cluster = cluster
         cluster.http = True
-        cluster.start("a", "b")
-        self.writer = Client(cluster.instances["a"].base_url)
-        self.reader = Client(cluster.instances["b"].base_url)
+        self.start()
+
+    def start(self) -> None:
+        self.cluster.start("a", "b")
+        self.writer = Client(self.cluster.instances["a"].base_url)
+        self.reader = Client(self.cluster.instances["b"].base_url)
+
+    def restart(self, env: dict | None = None, **daemon) -> None:
+        """Both stopped, then started with these [daemon] keys (and environment)."""
+        self.cluster.stop_instances()
+        for d in self.cluster.instances.values():
+            closed(d)
+        self.cluster.daemon, self.cluster.env = daemon, env or {}
+        self.start()
+
+    def pid_of(self, job_id: str) -> int:
+        """The process of the instance that ran the job."""
+        name = self.cluster.conn.execute("SELECT instance_id FROM jobs WHERE job_id = %s", (job_id,)).fetchone()[0]
+        return self.cluster.instances[name].proc.pid
 
     def stop(self) -> None:
         pass  # the cluster fixture stops its instances
@@ -257,3 +295,61 @@ def test_concurrent_writers_on_two_instances_and_a_follower_that_misses_nothing(
     assert seen == [str(n).zfill(16) for n in range(1, total + 1)]
     sources = [s for (s,) in cluster.conn.execute("SELECT source FROM changes ORDER BY cursor").fetchall()]
     assert sources != sorted(sources), "the two jobs' commits did not interleave: nothing concurrent was tested"
+
+
+def test_retention_expires_old_cursors_and_listing_then_following_resyncs(backend):
+    """`daemon.change_retention`, applied at start (embedded: its housekeeping; cluster: by
+    one instance, under an advisory lock): a consumer that was away longer gets 410
+    `cursor_expired` naming the oldest cursor kept, and resyncs by listing, then following
+    from the listing's cursor; the counter goes on."""
+    seen, head = follow(backend.reader)
+    assert len(seen) == len(OBJECTS)
+    backend.restart(change_retention="1ms")
+    r = backend.reader
+    gone = wait_for(lambda: (a := r.get(f"/changes?after={seen[0]['cursor']}")).status == 410 and a.json, timeout=60,
+                    message="the changes made before the restart pruned")
+    assert gone["error"] == "cursor_expired" and gone["oldest"] == head and gone["resync"] == "/documents"
+    r.get("/changes").error(410, "cursor_expired")  # from the first change: gone too
+    assert r.get(f"/changes?after={head}").json == {"changes": [], "next_after": head}  # the head is still good
+    docs, cursors = listing(r)
+    assert len(docs) == len(OBJECTS) and cursors == {head}
+    backend.moto.put("d/six.txt", b"six\n", bucket=DOCS)
+    assert run_job(backend)["status"] == "succeeded"
+    after, _ = follow(r, head)
+    assert [c["cursor"] for c in after] == [str(len(OBJECTS) + 1).zfill(16)], "the counter went on"
+
+
+def test_plugin_hooks_follow_the_feed_after_the_commit(backend, tmp_path):
+    """`document_stored`, `document_deleted` and `job_finished` from a plugin installed by
+    entry point: called by the process that committed the job, after the commit, with the
+    feed's cursor, in feed order, the job's end last; hooks that raise never break the job."""
+    _, head = follow(backend.reader)
+    calls_file = tmp_path / "hooks.jsonl"
+    env = {**plugin_env(tmp_path, {"feedhooks": "ingestd_feedhooks"}), "INGESTD_TEST_FEEDHOOKS_SEEN": str(calls_file),
+           "INGESTD_TEST_FEEDHOOKS_RAISE": "1"}
+    backend.restart(env)
+    wait_for(lambda: settled(backend.writer), timeout=120, message="any job at start to finish")
+    backend.moto.s3.delete_object(Bucket=DOCS, Key="a/one.txt")
+    backend.moto.put("b/three.txt", b"three, rewritten\n", bucket=DOCS)
+    backend.moto.put("d/six.txt", b"six\n", bucket=DOCS)
+    job = run_job(backend)
+    assert job["status"] == "succeeded"  # every hook call raised: the job is untouched
+    after, _ = follow(backend.reader, head)
+    assert sorted(c["type"] for c in after) == ["deleted", "stored", "updated"]
+
+    def calls() -> list[dict]:
+        lines = calls_file.read_text().splitlines() if calls_file.exists() else []
+        return [json.loads(line) for line in lines]
+
+    wait_for(lambda: any(c["hook"] == "job_finished" and c["job_id"] == job["job_id"] for c in calls()), timeout=60,
+             message="job_finished called")
+    mine = [c for c in calls() if c["job_id"] == job["job_id"]]
+    *documents, end = mine
+    assert [(c["hook"], c["cursor"], c["doc_id"]) for c in documents] == [
+        ("document_deleted" if c["type"] == "deleted" else "document_stored", c["cursor"], c["doc_id"]) for c in after]
+    for call, change in zip(documents, after):
+        assert call["sha256"] == change["sha256"] and call["source"] == "bucket"
+    gone = next(c for c in documents if c["hook"] == "document_deleted")
+    assert (gone["type"], gone["version"]) == ("deleted", 1)
+    assert (end["hook"], end["status"], end["ingested"], end["deleted"]) == ("job_finished", "succeeded", 2, 1)
+    assert {c["pid"] for c in mine} == {backend.pid_of(job["job_id"])}  # the instance that committed

@@ -12,7 +12,8 @@ from ingestd.cluster.schema import Step
 from ingestd.errors import MigrationPending, SchemaTooNew
 
 TABLES = {"schema_version", "schema_history", "instances", "sources", "jobs", "job_items", "documents", "versions",
-          "changes", "feed"}
+          "changes", "feed", "sinks"}
+LATEST = schema.latest()
 
 
 def tables(conn) -> set[str]:
@@ -23,15 +24,29 @@ def test_init_creates_every_table_and_records_its_version(pg):
     with pg.connect(autocommit=True) as conn:
         assert schema.version(conn) == 0
         done = schema.migrate(conn)
-        assert done == ["cluster database: applied 1 base"]
+        assert done == ["cluster database: applied 1 base", "cluster database: applied 2 sinks"]
         assert tables(conn) == TABLES
-        assert schema.check(conn) == 1
-        assert [(v, s) for v, s, _at, _by in schema.history(conn)] == [(1, "base")]
+        assert schema.check(conn) == LATEST == 2
+        assert [(v, s) for v, s, _at, _by in schema.history(conn)] == [(1, "base"), (2, "sinks")]
+
+
+def test_a_step_1_database_gains_the_sinks_table_and_keeps_its_rows(pg):
+    """A database made by the previous ingestd (step 1 only, with a source row) is migrated
+    by step 2 alone; running init again is a no-op."""
+    with pg.connect(autocommit=True) as conn:
+        assert schema.migrate(conn, schema.STEPS[:1]) == ["cluster database: applied 1 base"]
+        conn.execute("INSERT INTO sources (name, kind) VALUES ('bucket', 's3')")
+        with pytest.raises(MigrationPending, match="pending: 2 sinks"):
+            schema.check(conn)
+        assert schema.migrate(conn) == ["cluster database: applied 2 sinks"]
+        assert "sinks" in tables(conn) and schema.check(conn) == 2
+        assert conn.execute("SELECT name FROM sources").fetchall() == [("bucket",)]
+        assert schema.migrate(conn) == []
 
 
 def test_init_again_changes_nothing(db):
     assert schema.migrate(db) == []
-    assert len(schema.history(db)) == 1
+    assert len(schema.history(db)) == LATEST
 
 
 def test_instances_starting_at_once_migrate_once(pg):
@@ -50,22 +65,24 @@ def test_instances_starting_at_once_migrate_once(pg):
     for t in threads:
         t.join(60)
     assert not errors
-    assert sorted(len(r) for r in results) == [0, 0, 0, 1]
+    assert sorted(line for r in results for line in r) == [  # each step once, whoever ran it
+        f"cluster database: applied {s.version} {s.name}" for s in schema.STEPS]
     with pg.connect(autocommit=True) as conn:
-        assert schema.version(conn) == 1 and len(schema.history(conn)) == 1
+        assert schema.version(conn) == LATEST and len(schema.history(conn)) == LATEST
 
 
 def test_a_step_that_fails_midway_leaves_the_previous_version_whole(db):
     """DDL is transactional: a step killed (here: failing) after its first statement
     leaves neither its tables nor its version; the next run applies it from the start."""
-    steps = [*schema.STEPS, Step(2, "broken", "creates a table, then fails", "CREATE TABLE extra (x int); SELECT 1/0;")]
+    nxt = LATEST + 1
+    steps = [*schema.STEPS, Step(nxt, "broken", "creates a table, then fails", "CREATE TABLE extra (x int); SELECT 1/0;")]
     with pytest.raises(Exception, match="division by zero"):
         schema.migrate(db, steps)
-    assert schema.version(db) == 1
+    assert schema.version(db) == LATEST
     assert "extra" not in tables(db)
-    fixed = [*schema.STEPS, Step(2, "fixed", "creates a table", "CREATE TABLE extra (x int);")]
-    assert schema.migrate(db, fixed) == ["cluster database: applied 2 fixed"]
-    assert "extra" in tables(db) and schema.version(db) == 2
+    fixed = [*schema.STEPS, Step(nxt, "fixed", "creates a table", "CREATE TABLE extra (x int);")]
+    assert schema.migrate(db, fixed) == [f"cluster database: applied {nxt} fixed"]
+    assert "extra" in tables(db) and schema.version(db) == nxt
 
 
 def test_a_newer_schema_is_refused(db):

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Receiver:
     def __init__(self, port: int = 0):
         self.posts: list[dict] = []  # {"headers", "body", "status"} for every POST, answered or not
-        self.script: list[int | str] = []  # answers for the next POSTs: a status, or "hang"
+        self.script: list[int | str] = []  # answers for the next POSTs: a status, "hang", or "hold" (200 on release)
         self.release = threading.Event()  # ends every hang
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -28,11 +28,14 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver._lock:
                     answer = receiver.script.pop(0) if receiver.script else 200
-                    receiver.posts.append({"headers": dict(self.headers), "body": body, "status": answer,
-                                           "path": self.path})
+                    receiver.posts.append({"headers": dict(self.headers), "body": body,
+                                           "status": 200 if answer == "hold" else answer, "path": self.path})
                 if answer == "hang":
                     receiver.release.wait(60)
                     return
+                if answer == "hold":  # answered 200 once released: a sender paused meanwhile finds it later
+                    receiver.release.wait(60)
+                    answer = 200
                 self.send_response(answer)
                 self.send_header("Content-Length", "2")
                 self.end_headers()

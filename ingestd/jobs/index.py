@@ -40,6 +40,19 @@ class JobIndex:
             _remove(self._groups[source, old], job_id)
         _insert(self._groups.setdefault((source, status), []), job_id)
 
+    def load(self, rows) -> None:
+        """Add many finished jobs at once, given as (id, source, status) in id order and
+        not yet indexed: appends only, O(n) (a start-up indexes every job this way)."""
+        for job_id, source, status in rows:
+            if self._all and self._all[-1] >= job_id:
+                self.put(job_id, source, status)  # out of order or known: the careful way
+                continue
+            self._all.append(job_id)
+            group = self._groups.get((source, status))
+            if group is None:
+                group = self._groups[source, status] = []
+            _insert(group, job_id)
+
     def drop_before(self, cutoff: str, keep: set[str]) -> list[str]:
         """Forget every job whose id sorts before `cutoff` (created earlier), except those
         in `keep`; returns the forgotten ids. One slice per list, however many go."""

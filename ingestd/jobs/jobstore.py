@@ -16,11 +16,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ingestd._lib.atomic import remove_stale_temps, write_json
+from ingestd._lib.atomic import write_json
 from ingestd._lib.files import unlink_quietly
 from ingestd._lib.paths import is_valid_id
 from ingestd._lib.times import now_iso, parse_iso
 from ingestd.errors import Code, ConnectorError, NotFoundError, StoreError, UsageError
+from ingestd.jobs.finished import Finished, FinishedFile
 from ingestd.jobs.index import JobIndex
 from ingestd.jobs.locks import source_lock
 from ingestd.jobs.manifest import JobError, LiveProgress, Manifest, Status, TERMINAL, Trigger
@@ -73,6 +74,7 @@ class JobStore:
         self._last_success: dict[str, tuple[float, str]] = {}  # source → (finished, job_id)
         self._progress: dict[str, tuple[Progress, list[int]]] = {}  # running job → (meter, [version written])
         self._io = threading.Lock()  # one manifest write at a time: a slower writer never lands an older state
+        self._finished = FinishedFile(self.dir)
         self.unreadable: list[str] = []
         self.write_error: OSError | None = None  # the last manifest write that failed, until one succeeds
 
@@ -122,6 +124,7 @@ class JobStore:
                     self._unsaved[manifest.job_id] = copy
                 raise
             self.write_error = None
+            self._note_finished(copy)
             with self._lock:
                 self._unsaved.pop(manifest.job_id, None)
                 pending = list(self._unsaved.values())
@@ -130,9 +133,22 @@ class JobStore:
                     write_json(self.path(stale.job_id), stale.to_json())
                 except OSError:
                     return
+                self._note_finished(stale)
                 with self._lock:
                     if self._unsaved.get(stale.job_id) is stale:
                         del self._unsaved[stale.job_id]
+
+    def _note_finished(self, m: Manifest) -> None:
+        """A final manifest is on disk: add its line to the finished-jobs file (the next
+        start reads that line instead of the manifest). Best effort: without the line, the
+        next start reads the manifest. Call holding `_io`, right after the write."""
+        if not m.terminal:
+            return
+        try:
+            inode = os.stat(self.path(m.job_id)).st_ino
+        except OSError:
+            return
+        self._finished.append(Finished(m.job_id, m.status, m.finished_at or "", str(inode), m.source))
 
     # -- live progress -----------------------------------------------------------------
 
@@ -232,27 +248,71 @@ class JobStore:
 
     def load_all(self) -> int:
         """Index every manifest on disk (at start, or for CLI reads); returns how many.
-        Only live jobs stay in memory in full."""
-        remove_stale_temps(self.dir)
-        bad = []
+        Only live jobs stay in memory in full. A finished job whose line in the finished-jobs
+        file matches its manifest file is indexed from that line; every other manifest is
+        read, and the file is mended for the next start."""
+        names = self._scan_dir()
+        lines, bad_lines = self._finished.read()
+        known: list[Finished] = []
+        unread: list[tuple[str, str]] = []
+        for job_id, inode in names:
+            entry = lines.get(job_id)
+            if entry is not None and entry.inode == inode:
+                known.append(entry)
+            else:
+                unread.append((job_id, inode))
+        found, others, bad_names = self._read_manifests(unread)
+        finished = sorted([*known, *found], key=lambda e: e.job_id)
         with self._lock:
-            self._index, self._live, self._cache, self._last_success = JobIndex(), {}, OrderedDict(), {}
-        # in id order: each id then lands at the end of the index's sorted lists (directory
-        # order made nearly every insert one into the middle: O(n²) over 100,000 jobs)
-        for entry in sorted(os.scandir(self.dir), key=lambda e: e.name):
-            if not entry.name.endswith(".json") or entry.name.startswith("."):
-                continue
-            m = _read(Path(entry.path))
-            if m is None:
-                bad.append(entry.name)
-                continue
-            with self._lock:
+            self._index, self._live, self._cache = JobIndex(), {}, OrderedDict()
+            self._index.load((e.job_id, e.source, e.status) for e in finished)  # in id order: O(n)
+            self._last_success = _last_successes(finished)
+            for m in others:
                 self._remember(m, cache=False)  # the cache fills with what is asked for
-        with self._lock:
             for m in self._unsaved.values():  # this process's newest state wins over the disk's
                 self._remember(m)
-            self.unreadable = bad
-            return len(self._index)
+            self.unreadable = bad_names
+            count = len(self._index)
+        self._mend_finished(finished, found, stale=len(lines) - len(known), bad=bad_lines)
+        return count
+
+    def _scan_dir(self) -> list[tuple[str, str]]:
+        """(job id, inode) of every manifest, in id order; a crash's temp files go."""
+        names = []
+        for entry in os.scandir(self.dir):
+            name = entry.name
+            if name.startswith("."):
+                if name.endswith(".tmp"):
+                    unlink_quietly(Path(entry.path))
+            elif name.endswith(".json"):
+                names.append((name[:-5], str(entry.inode())))
+        names.sort()
+        return names
+
+    def _read_manifests(self, unread: list[tuple[str, str]]) -> tuple[list[Finished], list[Manifest], list[str]]:
+        """Read the manifests the finished-jobs file did not answer for: the lines the
+        finished ones should have, the other manifests (live ones), and the names of those
+        that could not be read."""
+        found, others, bad = [], [], []
+        for job_id, inode in unread:
+            m = _read(self.dir / f"{job_id}.json")
+            if m is None:
+                bad.append(f"{job_id}.json")
+            elif m.terminal and m.job_id == job_id:
+                found.append(Finished(m.job_id, m.status, m.finished_at or "", inode, m.source))
+            else:
+                others.append(m)
+        return found, others, bad
+
+    def _mend_finished(self, finished: list[Finished], found: list[Finished], stale: int, bad: int) -> None:
+        """Append the lines the finished-jobs file lacked; rewrite it whole instead when it
+        has a torn or malformed line, or many that no longer count (expired jobs)."""
+        if bad or stale > max(100, len(finished) // 10):
+            self._finished.rewrite(finished)
+            return
+        for entry in found:
+            if not self._finished.append(entry):
+                return
 
     def get(self, job_id: str) -> Manifest:
         path = self.path(job_id)  # validates before touching the disk
@@ -382,6 +442,17 @@ class JobStore:
 
 def _items_file(job_id: str) -> str:
     return f"{job_id}.items.jsonl"
+
+
+def _last_successes(finished: list[Finished]) -> dict[str, tuple[float, str]]:
+    """Each source's newest succeeded job (finish times compare as text: one format)."""
+    best: dict[str, Finished] = {}
+    for e in finished:
+        if e.status == "succeeded" and e.finished_at:
+            held = best.get(e.source)
+            if held is None or (e.finished_at, e.job_id) >= (held.finished_at, held.job_id):
+                best[e.source] = e
+    return {source: (parse_iso(e.finished_at).timestamp(), e.job_id) for source, e in best.items()}
 
 
 def _read(path: Path) -> Manifest | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from ingestd._lib.atomic import write_bytes
@@ -46,19 +47,15 @@ def line(entry: Finished) -> bytes | None:
     return ("\t".join((_MARK, *entry)) + "\n").encode()
 
 
-def _entries(lines: list[str]) -> tuple[dict[str, Finished], int]:
-    """Entries by job id (a later line for an id wins) and how many lines did not count.
-    Ids are not checked here: a line counts only for a manifest file of its id's name."""
-    out: dict[str, Finished] = {}
-    bad = 0
-    make = Finished._make
-    for text in lines:
-        fields = text.split("\t")
-        if len(fields) != 6 or fields[0] != _MARK or fields[2] not in TERMINAL or not fields[3] or not fields[5]:
-            bad += 1
-            continue
-        out[fields[1]] = make(fields[1:])
-    return out, bad
+def _parse(raw: bytes) -> Finished | None:
+    """A line's entry, or None for a line that does not count (torn, malformed). Ids are not
+    checked here: a line counts only for a manifest file of its id's name."""
+    fields = raw.decode("utf-8", "replace").split("\t")
+    if len(fields) != 6 or fields[0] != _MARK or fields[2] not in TERMINAL or not fields[3] \
+            or not fields[5].endswith("\n") or len(fields[5]) < 2:
+        return None
+    fields[5] = fields[5][:-1]
+    return Finished._make(fields[1:])
 
 
 class FinishedFile:
@@ -90,26 +87,27 @@ class FinishedFile:
         finally:
             os.close(fd)
 
-    def read(self) -> tuple[dict[str, Finished], int]:
-        """The entries by job id, and how many lines did not count (torn, malformed, or
-        all of them when the file is of an unknown format)."""
+    def entries(self) -> Iterator[Finished | None]:
+        """Each line's entry in file order (a later line for a job wins), None for a line
+        that does not count; nothing when the file is missing, and one None when it is
+        unreadable or of an unknown format. Read a line at a time: a start holds no copy of
+        the file, and each line's garbage is gone before the next (the survivors, the ids,
+        stay packed instead of scattered through memory freed around them)."""
         try:
             with open(self.path, "rb") as f:
-                raw = f.read()
+                if f.readline() != _HEADER:
+                    yield None
+                    return
+                for raw in f:
+                    yield _parse(raw)
         except FileNotFoundError:
-            return {}, 0
+            return
         except OSError:
-            return {}, 1
-        lines = raw.decode("utf-8", "replace").split("\n")
-        torn = 1 if lines.pop() else 0  # a last line without its newline: a crash mid-append
-        if not lines or lines[0] + "\n" != _HEADER.decode():
-            return {}, len(lines) + torn
-        out, bad = _entries(lines[1:])
-        return out, bad + torn
+            yield None
 
     def rewrite(self, entries) -> bool:
         """Replace the file with these entries (atomically); False if the disk refused."""
-        body = b"".join(data for data in map(line, entries) if data is not None)
+        body = b"".join(data for data in map(line, entries) if data is not None)  # ~85 bytes a job
         try:
             write_bytes(self.path, _HEADER + body)
         except OSError:

@@ -252,41 +252,41 @@ class JobStore:
         file matches its manifest file is indexed from that line; every other manifest is
         read, and the file is mended for the next start."""
         names = self._scan_dir()
-        lines, bad_lines = self._finished.read()
-        known: list[Finished] = []
-        unread: list[tuple[str, str]] = []
-        for job_id, inode in names:
-            entry = lines.get(job_id)
-            if entry is not None and entry.inode == inode:
-                known.append(entry)
+        counted = _Counted()
+        for entry in self._finished.entries():
+            if entry is None:
+                counted.bad += 1
+            elif names.get(entry.job_id) == entry.inode:
+                del names[entry.job_id]  # a second line for it no longer counts
+                counted.add(entry)
             else:
-                unread.append((job_id, inode))
-        found, others, bad_names = self._read_manifests(unread)
-        finished = sorted([*known, *found], key=lambda e: e.job_id)
+                counted.stale += 1
+        found, others, bad_names = self._read_manifests(sorted(names.items()))
+        for entry in found:
+            counted.add(entry)
         with self._lock:
             self._index, self._live, self._cache = JobIndex(), {}, OrderedDict()
-            self._index.load((e.job_id, e.source, e.status) for e in finished)  # in id order: O(n)
-            self._last_success = _last_successes(finished)
+            self._index.load(counted.groups)
+            self._last_success = counted.last_success()
             for m in others:
                 self._remember(m, cache=False)  # the cache fills with what is asked for
             for m in self._unsaved.values():  # this process's newest state wins over the disk's
                 self._remember(m)
             self.unreadable = bad_names
             count = len(self._index)
-        self._mend_finished(finished, found, stale=len(lines) - len(known), bad=bad_lines)
+        self._mend_finished(counted, found)
         return count
 
-    def _scan_dir(self) -> list[tuple[str, str]]:
-        """(job id, inode) of every manifest, in id order; a crash's temp files go."""
-        names = []
+    def _scan_dir(self) -> dict[str, str]:
+        """Every manifest's job id → the inode of its file (as text); a crash's temp files go."""
+        names = {}
         for entry in os.scandir(self.dir):
             name = entry.name
             if name.startswith("."):
                 if name.endswith(".tmp"):
                     unlink_quietly(Path(entry.path))
             elif name.endswith(".json"):
-                names.append((name[:-5], str(entry.inode())))
-        names.sort()
+                names[name[:-5]] = str(entry.inode())
         return names
 
     def _read_manifests(self, unread: list[tuple[str, str]]) -> tuple[list[Finished], list[Manifest], list[str]]:
@@ -304,11 +304,14 @@ class JobStore:
                 others.append(m)
         return found, others, bad
 
-    def _mend_finished(self, finished: list[Finished], found: list[Finished], stale: int, bad: int) -> None:
+    def _mend_finished(self, counted: "_Counted", found: list[Finished]) -> None:
         """Append the lines the finished-jobs file lacked; rewrite it whole instead when it
         has a torn or malformed line, or many that no longer count (expired jobs)."""
-        if bad or stale > max(100, len(finished) // 10):
-            self._finished.rewrite(finished)
+        if counted.bad or counted.stale > max(100, counted.total // 10):
+            names = self._scan_dir()
+            keep = {e.job_id: e for e in self._finished.entries() if e is not None and names.get(e.job_id) == e.inode}
+            keep.update((e.job_id, e) for e in found)
+            self._finished.rewrite(sorted(keep.values()))
             return
         for entry in found:
             if not self._finished.append(entry):
@@ -444,15 +447,26 @@ def _items_file(job_id: str) -> str:
     return f"{job_id}.items.jsonl"
 
 
-def _last_successes(finished: list[Finished]) -> dict[str, tuple[float, str]]:
-    """Each source's newest succeeded job (finish times compare as text: one format)."""
-    best: dict[str, Finished] = {}
-    for e in finished:
-        if e.status == "succeeded" and e.finished_at:
-            held = best.get(e.source)
-            if held is None or (e.finished_at, e.job_id) >= (held.finished_at, held.job_id):
-                best[e.source] = e
-    return {source: (parse_iso(e.finished_at).timestamp(), e.job_id) for source, e in best.items()}
+class _Counted:
+    """What a start gathers from finished jobs without holding a record per job: the ids per
+    (source, status), each source's newest success, and the lines that did not count."""
+
+    def __init__(self):
+        self.groups: dict[tuple[str, str], list[str]] = {}
+        self._best: dict[str, tuple[str, str]] = {}  # source → (finished_at, job_id) of its newest success
+        self.total = self.bad = self.stale = 0
+
+    def add(self, e: Finished) -> None:
+        self.total += 1
+        group = self.groups.get((e.source, e.status))
+        if group is None:
+            group = self.groups[e.source, e.status] = []
+        group.append(e.job_id)
+        if e.status == "succeeded" and (e.finished_at, e.job_id) > self._best.get(e.source, ("", "")):
+            self._best[e.source] = (e.finished_at, e.job_id)  # finish times compare as text: one format
+
+    def last_success(self) -> dict[str, tuple[float, str]]:
+        return {source: (parse_iso(at).timestamp(), job_id) for source, (at, job_id) in self._best.items()}
 
 
 def _read(path: Path) -> Manifest | None:

@@ -330,6 +330,8 @@ class Watcher:
             self._push(entry.due, folder.name, path)
         elif snap is None or taken:
             del folder.pending[path]  # gone, or a finished job already handled it as it is
+            if snap is None:  # inotify no longer reports deletions: this is where one is noticed
+                folder.retries.pop(path, None)
         elif snap != entry.snap or entry.opens > 0:
             entry.snap, entry.due = snap, now + folder.options.settle_seconds
             self._push(entry.due, folder.name, path)

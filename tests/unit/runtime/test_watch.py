@@ -360,3 +360,19 @@ def test_a_tree_moved_in_is_walked_once_not_once_per_folder(watcher, folder, tmp
     os.rename(tree, folder / "tree")
     wait_for(lambda: len(watcher.jobs.files()) == 24, timeout=15)
     assert counting.scans[1:] == [str(folder / "tree")]  # not again for each of its 36 folders
+
+
+def test_a_failed_file_deleted_before_its_retry_leaves_no_retry_count(watcher, folder, tmp_path):
+    """Deletions are no longer reported by inotify (IN_DELETE left out of the mask): the
+    settle loop, which finds the file gone when its retry is due, forgets its retry count."""
+    opts = LocalOptions(path=folder, settle_seconds=1.0, rescan_seconds=3600)
+    watcher.add("drop", LocalConnector(Source(name="drop", kind="local", enabled=True, options=opts), None,
+                                       tmp_path / "state"))
+    (folder / "bad.txt").write_text("x")
+    wait_for(lambda: watcher.jobs.files() == ["bad.txt"], timeout=10)
+    watcher.job_done("drop", watcher.jobs.batches[0][2], ok=False)  # looked at again in 1 s + 2 s
+    state = watcher._folders["drop"]
+    assert list(state.retries) == [str(folder / "bad.txt")]
+    (folder / "bad.txt").unlink()
+    wait_for(lambda: not state.pending, timeout=15)
+    assert state.retries == {}

@@ -462,7 +462,8 @@ class _Counted:
         if group is None:
             group = self.groups[e.source, e.status] = []
         group.append(e.job_id)
-        if e.status == "succeeded" and (e.finished_at, e.job_id) > self._best.get(e.source, ("", "")):
+        newest = self._best.get(e.source, ("", ""))
+        if e.status == "succeeded" and e.finished_at and (e.finished_at, e.job_id) > newest:
             self._best[e.source] = (e.finished_at, e.job_id)  # finish times compare as text: one format
 
     def last_success(self) -> dict[str, tuple[float, str]]:

@@ -157,3 +157,13 @@ def test_expired_jobs_leave_the_file_at_a_later_start(tmp_path):
     assert len(lines(tmp_path)) == 150
     assert len(listed(tmp_path)) == 1
     assert len(lines(tmp_path)) == 1
+
+
+def test_a_finished_manifest_without_its_finish_time_is_indexed_and_not_a_last_success(tmp_path):
+    done = made(tmp_path)
+    odd = done[-1].to_json() | {"job_id": "20270101T000000000000Z-0000beef", "finished_at": None,
+                                 "items_file": "20270101T000000000000Z-0000beef.items.jsonl"}
+    write_json(tmp_path / "jobs" / f"{odd['job_id']}.json", odd)
+    jobs = JobStore(tmp_path)
+    assert jobs.load_all() == 9
+    assert odd["job_id"] not in {m.job_id for m in jobs.last_succeeded()}

@@ -40,6 +40,14 @@ class JobIndex:
             _remove(self._groups[source, old], job_id)
         _insert(self._groups.setdefault((source, status), []), job_id)
 
+    def load(self, groups: dict[tuple[str, str], list[str]]) -> None:
+        """Index many jobs at once, given as their ids per (source, status), into an empty
+        index: a sort per list, O(n log n) (one insert at a time cost O(n) each when ids came
+        out of order, as a directory listing or a file of finished jobs gives them)."""
+        for key, ids in groups.items():
+            self._groups[key] = sorted(ids)
+        self._all = sorted(job_id for ids in groups.values() for job_id in ids)
+
     def drop_before(self, cutoff: str, keep: set[str]) -> list[str]:
         """Forget every job whose id sorts before `cutoff` (created earlier), except those
         in `keep`; returns the forgotten ids. One slice per list, however many go."""

@@ -16,11 +16,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ingestd._lib.atomic import remove_stale_temps, write_json
+from ingestd._lib.atomic import write_json
 from ingestd._lib.files import unlink_quietly
 from ingestd._lib.paths import is_valid_id
 from ingestd._lib.times import now_iso, parse_iso
 from ingestd.errors import Code, ConnectorError, NotFoundError, StoreError, UsageError
+from ingestd.jobs.finished import Finished, FinishedFile
 from ingestd.jobs.index import JobIndex
 from ingestd.jobs.locks import source_lock
 from ingestd.jobs.manifest import JobError, LiveProgress, Manifest, Status, TERMINAL, Trigger
@@ -73,6 +74,7 @@ class JobStore:
         self._last_success: dict[str, tuple[float, str]] = {}  # source → (finished, job_id)
         self._progress: dict[str, tuple[Progress, list[int]]] = {}  # running job → (meter, [version written])
         self._io = threading.Lock()  # one manifest write at a time: a slower writer never lands an older state
+        self._finished = FinishedFile(self.dir)
         self.unreadable: list[str] = []
         self.write_error: OSError | None = None  # the last manifest write that failed, until one succeeds
 
@@ -122,6 +124,7 @@ class JobStore:
                     self._unsaved[manifest.job_id] = copy
                 raise
             self.write_error = None
+            self._note_finished(copy)
             with self._lock:
                 self._unsaved.pop(manifest.job_id, None)
                 pending = list(self._unsaved.values())
@@ -130,9 +133,22 @@ class JobStore:
                     write_json(self.path(stale.job_id), stale.to_json())
                 except OSError:
                     return
+                self._note_finished(stale)
                 with self._lock:
                     if self._unsaved.get(stale.job_id) is stale:
                         del self._unsaved[stale.job_id]
+
+    def _note_finished(self, m: Manifest) -> None:
+        """A final manifest is on disk: add its line to the finished-jobs file (the next
+        start reads that line instead of the manifest). Best effort: without the line, the
+        next start reads the manifest. Call holding `_io`, right after the write."""
+        if not m.terminal:
+            return
+        try:
+            inode = os.stat(self.path(m.job_id)).st_ino
+        except OSError:
+            return
+        self._finished.append(Finished(m.job_id, m.status, m.finished_at or "", str(inode), m.source))
 
     # -- live progress -----------------------------------------------------------------
 
@@ -232,27 +248,74 @@ class JobStore:
 
     def load_all(self) -> int:
         """Index every manifest on disk (at start, or for CLI reads); returns how many.
-        Only live jobs stay in memory in full."""
-        remove_stale_temps(self.dir)
-        bad = []
+        Only live jobs stay in memory in full. A finished job whose line in the finished-jobs
+        file matches its manifest file is indexed from that line; every other manifest is
+        read, and the file is mended for the next start."""
+        names = self._scan_dir()
+        counted = _Counted()
+        for entry in self._finished.entries():
+            if entry is None:
+                counted.bad += 1
+            elif names.get(entry.job_id) == entry.inode:
+                del names[entry.job_id]  # a second line for it no longer counts
+                counted.add(entry)
+            else:
+                counted.stale += 1
+        found, others, bad_names = self._read_manifests(sorted(names.items()))
+        for entry in found:
+            counted.add(entry)
         with self._lock:
-            self._index, self._live, self._cache, self._last_success = JobIndex(), {}, OrderedDict(), {}
-        # in id order: each id then lands at the end of the index's sorted lists (directory
-        # order made nearly every insert one into the middle: O(n²) over 100,000 jobs)
-        for entry in sorted(os.scandir(self.dir), key=lambda e: e.name):
-            if not entry.name.endswith(".json") or entry.name.startswith("."):
-                continue
-            m = _read(Path(entry.path))
-            if m is None:
-                bad.append(entry.name)
-                continue
-            with self._lock:
+            self._index, self._live, self._cache = JobIndex(), {}, OrderedDict()
+            self._index.load(counted.groups)
+            self._last_success = counted.last_success()
+            for m in others:
                 self._remember(m, cache=False)  # the cache fills with what is asked for
-        with self._lock:
             for m in self._unsaved.values():  # this process's newest state wins over the disk's
                 self._remember(m)
-            self.unreadable = bad
-            return len(self._index)
+            self.unreadable = bad_names
+            count = len(self._index)
+        self._mend_finished(counted, found)
+        return count
+
+    def _scan_dir(self) -> dict[str, str]:
+        """Every manifest's job id → the inode of its file (as text); a crash's temp files go."""
+        names = {}
+        for entry in os.scandir(self.dir):
+            name = entry.name
+            if name.startswith("."):
+                if name.endswith(".tmp"):
+                    unlink_quietly(Path(entry.path))
+            elif name.endswith(".json"):
+                names[name[:-5]] = str(entry.inode())
+        return names
+
+    def _read_manifests(self, unread: list[tuple[str, str]]) -> tuple[list[Finished], list[Manifest], list[str]]:
+        """Read the manifests the finished-jobs file did not answer for: the lines the
+        finished ones should have, the other manifests (live ones), and the names of those
+        that could not be read."""
+        found, others, bad = [], [], []
+        for job_id, inode in unread:
+            m = _read(self.dir / f"{job_id}.json")
+            if m is None:
+                bad.append(f"{job_id}.json")
+            elif m.terminal and m.job_id == job_id:
+                found.append(Finished(m.job_id, m.status, m.finished_at or "", inode, m.source))
+            else:
+                others.append(m)
+        return found, others, bad
+
+    def _mend_finished(self, counted: "_Counted", found: list[Finished]) -> None:
+        """Append the lines the finished-jobs file lacked; rewrite it whole instead when it
+        has a torn or malformed line, or many that no longer count (expired jobs)."""
+        if counted.bad or counted.stale > max(100, counted.total // 10):
+            names = self._scan_dir()
+            keep = {e.job_id: e for e in self._finished.entries() if e is not None and names.get(e.job_id) == e.inode}
+            keep.update((e.job_id, e) for e in found)
+            self._finished.rewrite(sorted(keep.values()))
+            return
+        for entry in found:
+            if not self._finished.append(entry):
+                return
 
     def get(self, job_id: str) -> Manifest:
         path = self.path(job_id)  # validates before touching the disk
@@ -382,6 +445,29 @@ class JobStore:
 
 def _items_file(job_id: str) -> str:
     return f"{job_id}.items.jsonl"
+
+
+class _Counted:
+    """What a start gathers from finished jobs without holding a record per job: the ids per
+    (source, status), each source's newest success, and the lines that did not count."""
+
+    def __init__(self):
+        self.groups: dict[tuple[str, str], list[str]] = {}
+        self._best: dict[str, tuple[str, str]] = {}  # source → (finished_at, job_id) of its newest success
+        self.total = self.bad = self.stale = 0
+
+    def add(self, e: Finished) -> None:
+        self.total += 1
+        group = self.groups.get((e.source, e.status))
+        if group is None:
+            group = self.groups[e.source, e.status] = []
+        group.append(e.job_id)
+        newest = self._best.get(e.source, ("", ""))
+        if e.status == "succeeded" and e.finished_at and (e.finished_at, e.job_id) > newest:
+            self._best[e.source] = (e.finished_at, e.job_id)  # finish times compare as text: one format
+
+    def last_success(self) -> dict[str, tuple[float, str]]:
+        return {source: (parse_iso(at).timestamp(), job_id) for source, (at, job_id) in self._best.items()}
 
 
 def _read(path: Path) -> Manifest | None:

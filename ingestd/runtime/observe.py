@@ -33,11 +33,23 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-# What the watcher acts on. Leaving out the directory-modified events watchdog makes up for
-# every file created, deleted or moved (its parent "changed") halves the events a burst
-# puts through watchdog's threads, which compete with ingestion for the GIL.
+# What the watcher acts on when polling. Leaving out the directory-modified events watchdog
+# makes up for every file created, deleted or moved (its parent "changed") halves the events a
+# burst puts through watchdog's threads, which compete with ingestion for the GIL.
 EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileDeletedEvent, FileOpenedEvent,
           FileClosedEvent, FileClosedNoWriteEvent, DirCreatedEvent, DirMovedEvent]
+# With inotify, the event list is also the kernel's mask (watchdog builds it from the list), so
+# what is left out is never queued, read or turned into objects. Only what can announce a new or
+# changed file, or a writer still at work, is asked for: IN_CREATE and IN_MOVED_TO (files, and
+# folders to watch and scan), IN_MOVED_FROM (pairs renames inside the tree), IN_CLOSE_WRITE (a
+# write ended), IN_OPEN with IN_CLOSE_NOWRITE (a writer that pauses with the file open is waited
+# for; a reader's open is balanced by its close), IN_DELETE_SELF (the folder went). Left out:
+# IN_MODIFY (every write of every writer: the quiet period, the snap compared when it ends and
+# IN_CLOSE_WRITE already cover writes), IN_ATTRIB (the daemon's own link of each file into
+# processed/; a mode or owner change is not a new version) and IN_DELETE (the daemon's own unlink
+# of each original; a pending file that goes is found gone when its quiet period ends).
+INOTIFY_EVENTS = [FileCreatedEvent, FileMovedEvent, FileOpenedEvent, FileClosedEvent, FileClosedNoWriteEvent,
+                  DirCreatedEvent, DirMovedEvent]
 OPEN_EVENTS = [FileOpenedEvent, FileClosedEvent, FileClosedNoWriteEvent]
 _LIMITS = (errno.ENOSPC, errno.EMFILE)
 
@@ -65,7 +77,7 @@ class Observers:
 
     def _start_inotify(self, handler) -> None:
         try:
-            self._start(Observer(), handler, EVENTS)
+            self._start(Observer(), handler, INOTIFY_EVENTS)
         except OSError as exc:
             if exc.errno not in _LIMITS:
                 raise

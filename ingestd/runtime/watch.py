@@ -72,7 +72,7 @@ class _Folder:
     restarts: int = 0
     next_rescan: float = 0.0
     trigger: str = "watch"
-    scan_dirs: list[str] = field(default_factory=list)
+    scan_dirs: set[str] = field(default_factory=set)  # folders that appeared, to scan at the next tick
     ready_since: float = 0.0
     retries: dict[str, int] = field(default_factory=dict)
     reported: set[str] = field(default_factory=set)
@@ -167,12 +167,10 @@ class Watcher:
 
     def _on_event(self, name: str, event) -> None:
         if isinstance(event, (DirCreatedEvent, DirMovedEvent)):
+            if event.is_synthetic:  # made up for a folder inside a tree whose top's own event came first
+                return
             target = event.dest_path if isinstance(event, DirMovedEvent) else event.src_path
-            with self._cond:
-                folder = self._folders.get(name)
-                if folder is not None:
-                    folder.scan_dirs.append(os.fsdecode(target))
-                    self._cond.notify_all()
+            self._queue_scan(name, os.fsdecode(target))
             return
         if event.is_directory:
             return
@@ -187,6 +185,17 @@ class Watcher:
             self.touch(name, os.fsdecode(event.src_path), opened=-1)
         else:  # created, modified, attrib
             self.touch(name, os.fsdecode(event.src_path))
+
+    def _queue_scan(self, name: str, directory: str) -> None:
+        """Scan a folder that appeared (made, or moved in). Not when it lies in one already
+        waiting for its scan: that scan, still to come, finds it and what it holds. Without
+        this, a tree moved in was walked again from every folder in it: O(files x depth)."""
+        with self._cond:
+            folder = self._folders.get(name)
+            if folder is None or _within_any(directory, folder.scan_dirs):
+                return
+            folder.scan_dirs.add(directory)
+            self._cond.notify_all()
 
     def touch(self, name: str, path: str, opened: int = 0, delay: float = 0.0) -> None:
         """Something happened to `path`: (re)start its quiet period (plus `delay`). The entry
@@ -321,6 +330,8 @@ class Watcher:
             self._push(entry.due, folder.name, path)
         elif snap is None or taken:
             del folder.pending[path]  # gone, or a finished job already handled it as it is
+            if snap is None:  # inotify no longer reports deletions: this is where one is noticed
+                folder.retries.pop(path, None)
         elif snap != entry.snap or entry.opens > 0:
             entry.snap, entry.due = snap, now + folder.options.settle_seconds
             self._push(entry.due, folder.name, path)
@@ -335,14 +346,14 @@ class Watcher:
             rescan_all, self._rescan_all = self._rescan_all, False
             work = []
             for folder in self._folders.values():
-                dirs, folder.scan_dirs = folder.scan_dirs, []
+                dirs, folder.scan_dirs = folder.scan_dirs, set()
                 if rescan_all or now >= folder.next_rescan:
                     folder.next_rescan = now + folder.options.rescan_seconds
                     dirs = [folder.root]
                 if dirs and folder.problem != "missing":
                     work.append((folder, dirs))
         for folder, dirs in work:
-            for directory in dirs:
+            for directory in _outermost(dirs):
                 for found in folder.connector.scan(directory):
                     if isinstance(found, str):
                         self._touch_from_scan(folder, found)
@@ -482,3 +493,23 @@ class Watcher:
             "open_check": bool(obs and obs.open_check), "restarts": f.restarts,
             "pending": len(f.pending), "ready": len(f.ready), "held": len(f.held),
         }
+
+
+def _within_any(directory: str, folders: set[str]) -> bool:
+    """Whether `directory` is one of `folders` or lies inside one: O(depth)."""
+    while True:
+        if directory in folders:
+            return True
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return False
+        directory = parent
+
+
+def _outermost(dirs) -> list[str]:
+    """The folders to scan: none inside another of them (that one's scan covers it)."""
+    out: list[str] = []
+    for directory in sorted(set(dirs), key=lambda d: d.split(os.sep)):  # a folder, then all inside it
+        if not out or not (directory == out[-1] or directory.startswith(out[-1] + os.sep)):
+            out.append(directory)
+    return out

@@ -304,3 +304,75 @@ def test_a_file_a_successful_job_left_unchanged_is_retried_with_growing_delays(w
     wait_for(lambda: done, timeout=10)
     time.sleep(3.0)  # the measurement window: how many times it was queued in 3 s
     assert len(done) <= 5, f"queued {len(done)} times in 3 s"
+
+
+def test_a_drop_reaches_the_handler_as_few_events_per_file(tmp_path, monkeypatch):
+    """Issue 20: each file the daemon took cost five events through watchdog's threads, three
+    of them the daemon's own doing (its link into processed/, its unlink; a writer's every
+    write too). The inotify mask now leaves out IN_MODIFY, IN_ATTRIB and IN_DELETE."""
+    jobs = RealJobs(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    names = [f"f{i:02d}.txt" for i in range(30)]
+    for name in names:
+        (outside / name).write_text(f"content of {name}")
+    watcher = jobs.start()
+    seen: list[str] = []
+    original = watcher._on_event
+    monkeypatch.setattr(watcher, "_on_event", lambda name, event: (seen.append(type(event).__name__),
+                                                                   original(name, event)))
+    try:
+        for name in names:
+            os.rename(outside / name, jobs.root / name)  # moved in: one IN_MOVED_TO each
+        wait_for(lambda: sum(m.counters.ingested for m in jobs.jobs) == 30 and not os.listdir(jobs.root),
+                 timeout=30)
+        jobs.idle_for(0.5)
+    finally:
+        jobs.stop()
+    counts = {kind: seen.count(kind) for kind in set(seen)}
+    assert not {"FileModifiedEvent", "FileDeletedEvent"} & set(counts), counts
+    assert len(seen) <= 3 * len(names), counts  # moved in, and the job's own open and close
+
+
+class _Counting(LocalConnector):
+    """The local connector, counting the scans the watcher asks of it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scans: list[str] = []
+
+    def scan(self, start=None):
+        self.scans.append(start)
+        return super().scan(start)
+
+
+def test_a_tree_moved_in_is_walked_once_not_once_per_folder(watcher, folder, tmp_path):
+    opts = LocalOptions(path=folder, settle_seconds=0.1, rescan_seconds=3600)
+    counting = _Counting(Source(name="drop", kind="local", enabled=True, options=opts), None, tmp_path / "state")
+    watcher.add("drop", counting)
+    wait_for(lambda: len(counting.scans) == 1, timeout=10)  # the catch-up scan
+    tree = tmp_path / "tree"
+    for i in range(12):
+        deep = tree / f"g{i}" / "h" / "i"
+        deep.mkdir(parents=True)
+        for part in (tree / f"g{i}", deep):
+            (part / f"f{i}.txt").write_text("x")
+    os.rename(tree, folder / "tree")
+    wait_for(lambda: len(watcher.jobs.files()) == 24, timeout=15)
+    assert counting.scans[1:] == [str(folder / "tree")]  # not again for each of its 36 folders
+
+
+def test_a_failed_file_deleted_before_its_retry_leaves_no_retry_count(watcher, folder, tmp_path):
+    """Deletions are no longer reported by inotify (IN_DELETE left out of the mask): the
+    settle loop, which finds the file gone when its retry is due, forgets its retry count."""
+    opts = LocalOptions(path=folder, settle_seconds=1.0, rescan_seconds=3600)
+    watcher.add("drop", LocalConnector(Source(name="drop", kind="local", enabled=True, options=opts), None,
+                                       tmp_path / "state"))
+    (folder / "bad.txt").write_text("x")
+    wait_for(lambda: watcher.jobs.files() == ["bad.txt"], timeout=10)
+    watcher.job_done("drop", watcher.jobs.batches[0][2], ok=False)  # looked at again in 1 s + 2 s
+    state = watcher._folders["drop"]
+    assert list(state.retries) == [str(folder / "bad.txt")]
+    (folder / "bad.txt").unlink()
+    wait_for(lambda: not state.pending, timeout=15)
+    assert state.retries == {}

@@ -182,3 +182,28 @@ def test_a_403_stops_the_job_as_auth_and_reports_no_signature_material(s3env, mo
     text = str(job) + "".join(s3env.outputs)
     assert SIGNATURE not in text and "StringToSign" not in text and "secret-ish" not in text
     assert moto.log.count("GET", key="a.txt") == 1
+
+
+def test_each_get_is_signed_with_the_credentials_of_its_moment(moto):
+    """Refreshable credentials (a role, an instance profile) are asked at every GET: a refresh
+    signs the next request with the new keys."""
+    from datetime import datetime, timedelta, timezone
+
+    from botocore.credentials import RefreshableCredentials
+
+    issued = iter(f"AKIAREFRESHED{i:07d}" for i in range(100))
+
+    def fetch():  # inside botocore's advisory window: refreshed at every use
+        return {"access_key": next(issued), "secret_key": "s", "token": None,
+                "expiry_time": (datetime.now(timezone.utc) + timedelta(minutes=5)).isoformat()}
+
+    moto.put("a.txt", b"a")
+    client = _client(moto)
+    client._request_signer._credentials = RefreshableCredentials.create_from_metadata(fetch(), fetch, "test")
+    get = lean.getter(client, BUCKET)
+    moto.log.clear()
+    for _ in range(2):
+        get("a.txt")["Body"].read()
+    with moto.log.lock:
+        signers = [r.access_key for r in moto.log.requests if r.key == "a.txt"]
+    assert len(signers) == 2 and len(set(signers)) == 2 and all(k.startswith("AKIAREFRESHED") for k in signers)

@@ -19,6 +19,7 @@ from ingestd.errors import Code, ConnectorError, io_error_code
 from ingestd.plugin import Failed, Progress, Staged
 from ingestd.plugin.kit import safe_parts, unlink_quietly
 
+from . import lean
 from .keys import canonical_time, is_folder_marker, object_name, origin_uri, plain_etag
 from .objects import Listed, Token
 from .remote import RemoteError, translate
@@ -42,6 +43,7 @@ class Fetcher:
                  stop: threading.Event, abort: threading.Event, progress: Progress | None = None):
         self.client = client
         self.bucket = bucket
+        self._get = lean.getter(client, bucket)
         self.workspace = workspace
         self.limit = limit
         self.min_age = min_age
@@ -64,7 +66,7 @@ class Fetcher:
         uri = origin_uri(self.bucket, obj.key)
         path = self._path(obj.key, seq)
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=obj.key)
+            response = self._get(obj.key)
         except Exception as exc:
             return self._refused(exc, uri, obj)
         body = response["Body"]

@@ -28,11 +28,14 @@ def command(*args: str) -> list[str]:
 
 
 def write_config(path: Path, state_dir: Path, sources: list[dict], *, http: bool = False,
-                 registry: Path | None = None, log_level: str = "info", extract: bool = True) -> Path:
-    """A config as production would have it: JSON logs at info, durable store."""
+                 registry: Path | None = None, log_level: str = "info", extract: bool = True,
+                 per_client: int | None = None) -> Path:
+    """A config as production would have it: JSON logs at info, durable store. `per_client`:
+    the connections one address may hold, for a harness whose many clients share 127.0.0.1."""
     lines = ["[daemon]", f"state_dir = {toml_value(state_dir)}", 'log_format = "json"',
              f"log_level = {toml_value(log_level)}", "shutdown_timeout = 20"]
     lines += ["[http]", 'listen = "127.0.0.1:0"'] if http else ["[http]", "enabled = false"]
+    lines += [f"max_connections_per_client = {per_client}"] if http and per_client else []
     lines += [] if extract else ["[extract]", "enabled = false"]
     if registry is not None:
         lines += ["[credentials]", f"registry = {toml_value(registry)}"]

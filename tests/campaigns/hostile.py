@@ -34,6 +34,7 @@ STATE_LAYOUT = [re.compile(p) for p in (
     rf"blobs/sha256/[0-9a-f]{{2}}/{_HEX64}",
     r"documents\.sqlite(-wal|-shm|-journal)?",
     rf"jobs/{_JOB}\.(json|items\.jsonl)",
+    r"jobs/\.finished-jobs",  # the finished jobs' index, read at start (docs/reliability.md)
     r"locks/[a-z0-9][a-z0-9_-]*\.lock",
     r"SCHEMA\.(json|lock)",  # the state's schema marker and migration lock (docs/upgrading.md)
     r"sources/[a-z0-9][a-z0-9_-]*/(s3-objects|sharepoint)\.sqlite(-wal|-shm|-journal)?",
@@ -107,6 +108,8 @@ class WriteWatch:
         for path in paths:
             if isinstance(path, int) or path is None or path in (":memory:", b":memory:", ""):
                 continue  # by descriptor: the open that made it was seen
+            if path in (os.devnull, os.fsencode(os.devnull)):
+                continue  # subprocess's stand-in for a closed stream (ctypes asks ldconfig for libmagic)
             try:
                 text = os.fsdecode(path)
                 real = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(text))), os.path.basename(text))

@@ -24,7 +24,7 @@ from ingestd._lib import logs
 from ingestd._lib.version import VERSION
 from ingestd.api.backend import Busy, CredentialStatus, ItemsPage, Runtime, SourceView, Window
 from ingestd.cluster import catalogue, feed, items, jobs
-from ingestd.cluster.blobs import BlobStore
+from ingestd.cluster.blobs import BlobStore, BlobStoreError
 from ingestd.cluster.node import Node
 from ingestd.config import Source
 from ingestd.errors import ConfigError, NotFoundError, UsageError
@@ -41,7 +41,11 @@ class BlobContent(Content):
     blobs: BlobStore | None = None
 
     def open(self) -> BinaryIO:
-        return self.blobs.reader(self.sha256)
+        try:
+            return self.blobs.reader(self.sha256)
+        except BlobStoreError as exc:  # answered 503; the detail is for the operator's log only
+            logs.get("ingestd.http").warning("blob store unavailable", doc_id=self.doc_id, error=str(exc))
+            raise
 
 
 class ClusterApi:

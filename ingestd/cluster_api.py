@@ -23,6 +23,7 @@ from typing import BinaryIO
 from ingestd._lib import logs
 from ingestd._lib.version import VERSION
 from ingestd.api.backend import Busy, CredentialStatus, ItemsPage, Runtime, SourceView, Window
+from ingestd.api.service import ApiServer
 from ingestd.cluster import catalogue, feed, items, jobs
 from ingestd.cluster.blobs import BlobStore, BlobStoreError
 from ingestd.cluster.node import Node
@@ -207,8 +208,17 @@ class ClusterApi:
                        active={s: st for s, st in live})
 
 
-def serve(node: Node):
-    """The API server for `node` (bound now: a busy port stops the start cleanly)."""
-    from ingestd.api.service import ApiServer
+class ClusterServer(ApiServer):
+    """The API server of a cluster instance: its stop also closes the API's database
+    connections, so the server sees them ended rather than abandoned at the process's exit."""
 
-    return ApiServer(ClusterApi(node), node.config.http)
+    def stop(self, *args, **kwargs) -> None:
+        try:
+            super().stop(*args, **kwargs)
+        finally:
+            self.backend.close()
+
+
+def serve(node: Node) -> ClusterServer:
+    """The API server for `node` (bound now: a busy port stops the start cleanly)."""
+    return ClusterServer(ClusterApi(node), node.config.http)

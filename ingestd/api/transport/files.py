@@ -99,6 +99,8 @@ def _copy(sock: socket.socket, file, offset: int, count: int) -> int:
         n = file.readinto(block[:min(BLOCK, count - sent)])
         if not n:
             break  # shorter than it said: the caller sees the shortfall
-        sock.sendall(block[:n])
+        pending = block[:n]
+        while pending:  # send(), not sendall(): the timeout bounds each wait, as with sendfile
+            pending = pending[sock.send(pending):]
         sent += n
     return sent

@@ -23,9 +23,10 @@ from typing import BinaryIO
 from ingestd._lib import logs
 from ingestd._lib.version import VERSION
 from ingestd.api.backend import Busy, CredentialStatus, ItemsPage, Runtime, SourceView, Window
+from ingestd.api.service import ApiServer
 from ingestd.cluster import catalogue, feed, items, jobs
 from ingestd.cluster import sinks as cluster_sinks
-from ingestd.cluster.blobs import BlobStore
+from ingestd.cluster.blobs import BlobStore, BlobStoreError
 from ingestd.cluster.node import Node
 from ingestd.config import Source
 from ingestd.errors import ConfigError, NotFoundError, UsageError
@@ -42,7 +43,11 @@ class BlobContent(Content):
     blobs: BlobStore | None = None
 
     def open(self) -> BinaryIO:
-        return self.blobs.reader(self.sha256)
+        try:
+            return self.blobs.reader(self.sha256)
+        except BlobStoreError as exc:  # answered 503; the detail is for the operator's log only
+            logs.get("ingestd.http").warning("blob store unavailable", doc_id=self.doc_id, error=str(exc))
+            raise
 
 
 class ClusterApi:
@@ -210,8 +215,17 @@ class ClusterApi:
                        active={s: st for s, st in live})
 
 
-def serve(node: Node):
-    """The API server for `node` (bound now: a busy port stops the start cleanly)."""
-    from ingestd.api.service import ApiServer
+class ClusterServer(ApiServer):
+    """The API server of a cluster instance: its stop also closes the API's database
+    connections, so the server sees them ended rather than abandoned at the process's exit."""
 
-    return ApiServer(ClusterApi(node), node.config.http)
+    def stop(self, *args, **kwargs) -> None:
+        try:
+            super().stop(*args, **kwargs)
+        finally:
+            self.backend.close()
+
+
+def serve(node: Node) -> ClusterServer:
+    """The API server for `node` (bound now: a busy port stops the start cleanly)."""
+    return ClusterServer(ClusterApi(node), node.config.http)

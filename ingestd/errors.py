@@ -54,6 +54,11 @@ class ConfigError(IngestdError):
         super().__init__("\n".join(self.lines))
 
 
+class Unavailable(IngestdError):
+    """A store the daemon reads from (the cluster's blob store) failed or could not be
+    reached: retryable, so the API answers `503` rather than `500`."""
+
+
 class StoreError(IngestdError):
     """The document or job store could not be written; `code` says whether space ran out."""
 

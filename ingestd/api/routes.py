@@ -63,7 +63,7 @@ from ingestd.api.models import (
 )
 from ingestd.api.content import disposition
 from ingestd.api.transport.http import JSON, FileBody
-from ingestd.errors import ConfigError, NotFoundError, UsageError
+from ingestd.errors import ConfigError, NotFoundError, Unavailable, UsageError
 from ingestd.store.catalogue import Tombstoned
 from ingestd.store.feed import CursorExpired
 
@@ -311,6 +311,9 @@ def get_content(ctx: Context, req: Request) -> Reply:
     except FileNotFoundError:
         raise ApiError(404, "content_missing", "the document's content is missing from the blob store; "
                        "the operator should run `ingestd verify`") from None
+    except Unavailable:  # the cluster's blob store is down or failing: worth asking again
+        raise ApiError(503, "blob_store_unavailable", "the blob store holding the content could not be read; "
+                       "ask again later", headers={"Retry-After": "5"}) from None
     headers = {"Content-Disposition": disposition(content.origin_uri, doc_id),
                "Content-Security-Policy": "default-src 'none'; sandbox"}
     return Reply(200, FileBody(file, content.size, etag=f'"{content.sha256}"'), headers, content_type=content.mime)

@@ -33,15 +33,15 @@ from typing import BinaryIO
 from ingestd._lib import logs
 from ingestd.config import ClusterConfig
 from ingestd.credentials import Registry
-from ingestd.errors import ConfigError, IngestdError
+from ingestd.errors import ConfigError, Unavailable
 
 MULTIPART = 64 << 20  # larger files go up in parts
 PART = 16 << 20  # S3's parts must be ≥ 5 MiB (but the last); 10,000 parts at most: 156 GiB
 ATTEMPTS = 5
 
 
-class BlobStoreError(IngestdError):
-    """The blob store refused or failed a request (after retries)."""
+class BlobStoreError(Unavailable):
+    """The blob store refused or failed a request (after retries), or was unreachable."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class BlobStore:
         return self._exists(self.key(sha256))
 
     def _exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self.s3.head_object(Bucket=self.bucket, Key=key)
@@ -156,6 +156,8 @@ class BlobStore:
         except ClientError as exc:
             if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                 return False
+            raise BlobStoreError(f"s3://{self.bucket}/{key}: HEAD: {exc}") from None
+        except BotoCoreError as exc:  # unreachable (refused, reset, timed out), after botocore's retries
             raise BlobStoreError(f"s3://{self.bucket}/{key}: HEAD: {exc}") from None
 
     def put_file(self, path: Path, sha256: str) -> Stored:

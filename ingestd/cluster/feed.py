@@ -144,8 +144,13 @@ class Watcher:
         blocks: called from the API's loop)."""
         self._wanted.set()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 3 * POLL) -> None:
+        """Stop listening and wait (a little) for the thread to close its connection."""
         self._stop.set()
+        with self._lock:
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def _run(self) -> None:
         down = False  # logged once per outage, not once per retry

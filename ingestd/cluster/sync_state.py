@@ -13,6 +13,7 @@ saved it. The marker file in the directory names the snapshot the copy was made 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import shutil
 import tarfile
@@ -78,6 +79,23 @@ def pack(directory: Path) -> bytes:
             else:
                 tar.addfile(info)
     return out.getvalue()
+
+
+def problem(key: str, data: bytes) -> str | None:
+    """What is wrong with the snapshot stored under `key`, as a restore would meet it, or
+    None: its bytes must hash to its name, and it must be a tar a restore extracts (no
+    entry pointing outside the state directory)."""
+    if hashlib.sha256(data).hexdigest() != key.rsplit("/", 1)[-1]:
+        return "its bytes do not match its name (damaged or overwritten)"
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for member in tar.getmembers():
+                tarfile.data_filter(member, "/state")  # what `restore`'s filter would refuse
+    except tarfile.FilterError as exc:
+        return f"a restore would refuse it: {exc}"
+    except (tarfile.TarError, EOFError) as exc:
+        return f"it is not a readable snapshot: {exc}"
+    return None
 
 
 def _marked(directory: Path) -> str | None:

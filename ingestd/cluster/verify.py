@@ -7,6 +7,11 @@ hash order) and the database's versions (`ORDER BY sha256 COLLATE "C"`: byte ord
 S3 lists). Plain, it trusts each object's name and compares sizes from the listing (one
 LIST per 1,000 blobs, no reads); `deep` reads every blob and hashes it.
 
+Each source's sync-state pointer is checked too (one GET per source, plain or deep): the
+snapshot it names is on S3, under that source's folder, its bytes hash to its name, and it
+is a tar a restore would extract. A bad one fails the restore of the source's next job on
+an instance whose own copy is not that snapshot.
+
 It also checks what only the database can get wrong: a document whose current version
 row is missing, and a feed whose counter is behind a cursor it has handed out. Repair is
 not offered here: a cluster's blob is missing or damaged on S3, where the remedy is the
@@ -19,8 +24,9 @@ import hashlib
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
+from ingestd.cluster import sync_state
 from ingestd.cluster.blobs import BlobStore
-from ingestd.store.verify import Report, verify
+from ingestd.store.verify import Finding, Report, verify
 
 
 class S3Blobs:
@@ -84,12 +90,38 @@ class Records:
         raise NotImplementedError("cluster verify does not repair")
 
 
-def run(conn, blobs: BlobStore, *, deep: bool) -> Report:
-    return verify(S3Blobs(blobs, deep), Records(conn))
+class ClusterReport(Report):
+    states: int = 0  # source state snapshots checked
 
 
-def describe(report: Report) -> list[str]:
-    lines = [f"{report.blobs} blobs, {report.versions} versions, {report.unreferenced} blobs no version names"]
+def run(conn, blobs: BlobStore, *, deep: bool) -> ClusterReport:
+    report = ClusterReport(**verify(S3Blobs(blobs, deep), Records(conn)).model_dump())
+    for source, key in conn.execute("SELECT name, state_key FROM sources WHERE state_key IS NOT NULL ORDER BY name"):
+        report.states += 1
+        wrong = state_problem(blobs, source, key)
+        if wrong is not None:
+            report.findings.append(Finding(problem="source_state", detail=f"source {source!r}: {key}: {wrong}"))
+    return report
+
+
+def state_problem(blobs: BlobStore, source: str, key: str) -> str | None:
+    """What is wrong with the snapshot `source`'s pointer names, or None."""
+    from botocore.exceptions import ClientError
+
+    if not key.startswith(blobs._path("state", source) + "/"):
+        return "the pointer names an object outside the source's state folder"
+    try:
+        data = blobs.s3.get_object(Bucket=blobs.bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+            return "missing from the blob store (the source's next job cannot restore its cursor)"
+        raise
+    return sync_state.problem(key, data)
+
+
+def describe(report: ClusterReport) -> list[str]:
+    lines = [f"{report.blobs} blobs, {report.versions} versions, {report.unreferenced} blobs no version names, "
+             f"{report.states} source states"]
     for f in report.findings:
         docs = f" (documents {', '.join(f.documents[:5])}{' …' if len(f.documents) > 5 else ''})" if f.documents else ""
         lines.append(f"{f.problem}: {f.sha256 + ': ' if f.sha256 else ''}{f.detail}{docs}")

@@ -29,7 +29,8 @@ from pydantic import BaseModel
 
 from ingestd.store.blobs import is_sha256
 
-Problem = Literal["catalogue", "blob_corrupt", "blob_stray", "blob_missing", "record_size"]
+# source_state: cluster mode only (a source's sync-state snapshot missing, damaged or unreadable)
+Problem = Literal["catalogue", "blob_corrupt", "blob_stray", "blob_missing", "record_size", "source_state"]
 
 
 class Finding(BaseModel):

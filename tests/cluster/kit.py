@@ -31,12 +31,14 @@ def s3_source(name: str, bucket: str, s3_url: str, every: float = 3600, **extra)
 def instance_config(home: Path, name: str, *, database_url: str, s3_url: str, registry: Path, ttl: float,
                     every: float = 3600, log_level: str = "info", http: bool = False, cluster: bool = True,
                     sources: list[dict] | None = None, sinks: list[dict] | None = None,
-                    daemon: dict | None = None) -> Path:
+                    daemon: dict | None = None, blob_url: str | None = None) -> Path:
     """One instance's ingestd.toml; `cluster=False` writes the same daemon embedded (no
-    `[cluster]` table), for tests that hold both backends to one contract."""
+    `[cluster]` table), for tests that hold both backends to one contract. `blob_url`: the
+    blob store reached another way than the sources (a proxy to stop)."""
     home.mkdir(parents=True, exist_ok=True)
     tables = {"cluster": {"database_url": database_url, "database_credentials": "pg",
-                          "blob_store": f"s3://{BLOBS}/store", "endpoint_url": s3_url, "addressing_style": "path",
+                          "blob_store": f"s3://{BLOBS}/store", "endpoint_url": blob_url or s3_url,
+                          "addressing_style": "path",
                           "credentials": "minio", "instance_id": name, "lease_ttl": ttl}} if cluster else {}
     return write_config(
         home / "ingestd.toml",

@@ -28,6 +28,7 @@ class Cluster:
         self.registry = write_registry(root / "credentials.json", pg.password)
         self.instances: dict[str, Daemon] = {}
         self.urls: dict[str, str] = {}  # an instance reaching the database another way (a proxy)
+        self.blob_urls: dict[str, str] = {}  # … or the blob store
         self.http = False
         self.sources: list[dict] | None = None  # None: one s3 source, `bucket` (kit.instance_config)
         self.sinks: list[dict] | None = None  # [[sinks]] tables, the same on every instance
@@ -38,7 +39,7 @@ class Cluster:
     def config(self, name: str):
         return instance_config(self.root / name, name, database_url=self.urls.get(name, self.pg.url), s3_url=self.moto.url,
                                registry=self.registry, ttl=TTL, http=self.http, sources=self.sources,
-                               sinks=self.sinks, daemon=self.daemon)
+                               sinks=self.sinks, daemon=self.daemon, blob_url=self.blob_urls.get(name))
 
     def cli(self, *args, name="a"):
         result = run_cli(*args, "--config", self.config(name), timeout=120)

@@ -219,7 +219,7 @@ class Connection:
                 file, offset, count = body
                 with file:
                     self.sock.sendall(head)
-                    return self.sock.sendfile(file, offset, count) == count
+                    return files.send(self.sock, file, offset, count) == count
             self.sock.sendall(head + body)
             return True
         except (TimeoutError, OSError):

@@ -155,7 +155,7 @@ def run(plan: Plan, workdir: Path, api_rounds: int = 0, progress=lambda line: No
             if api_rounds:  # the killed instance back first: the race is run on all three
                 from tests.cluster.race import api_race
 
-                cluster.start(report["killed"])
+                cluster.restart(report["killed"])
                 report["api_race"] = api_race(cluster, "s3-0", origins.buckets["s3-0"], api_rounds)
         finally:
             cluster.stop_instances()

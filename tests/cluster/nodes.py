@@ -52,6 +52,10 @@ class Cluster:
         for name in names:
             self.instances[name].wait_ready()
 
+    def restart(self, name: str) -> None:
+        """An instance that was killed or stopped, back on its own state directory."""
+        self.instances[name].start()
+
     def stop_instances(self) -> None:
         for d in self.instances.values():
             if d.proc.poll() is None:

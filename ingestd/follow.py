@@ -9,14 +9,12 @@ not read), the database is polled with a growing pause, from POLL_MIN up to POLL
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
+from ingestd._lib.daemon_file import live_daemon
 from ingestd._lib.token_file import read_token
 from ingestd.config import Config
 from ingestd.store.feed import FeedChange, parse_cursor
@@ -84,19 +82,4 @@ def daemon_pid(config: Config) -> int | None:
 
 
 def _running(config: Config) -> dict | None:
-    try:
-        info = json.loads((Path(config.daemon.state_dir) / "daemon.json").read_bytes())
-        info["pid"] = int(info["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return info if _alive(info["pid"]) else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
+    return live_daemon(config.daemon.state_dir)

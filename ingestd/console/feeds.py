@@ -5,13 +5,14 @@ once a second while a job's progress moves). Both give `Manifest`s, so one displ
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from urllib.parse import urlencode
 
+from ingestd._lib.daemon_file import live_daemon
 from ingestd.config import Config
 from ingestd.errors import IngestdError, NotFoundError
 from ingestd.jobs.jobstore import JobStore
+from ingestd.jobs.locks import held_by_someone
 from ingestd.jobs.manifest import Manifest
 
 ACTIVE = ("running", "queued")
@@ -30,7 +31,16 @@ class DiskFeed:
     def active(self, source: str | None) -> list[Manifest]:
         store = JobStore(self.state_dir)
         store.load_all()
-        return [m for status in ACTIVE for m in store.list(source=source, status=status, limit=500)]
+        return [m for status in ACTIVE for m in store.list(source=source, status=status, limit=500)
+                if not self.abandoned(m)]
+
+    def abandoned(self, m: Manifest) -> bool:
+        """Still marked queued or running, but no process can be running it: no daemon
+        lives on this state directory and nobody holds the source's lock (a process that
+        dies mid-job cannot mark its job; the next job of that source will, as
+        `interrupted`). Without this a watcher of such a job would wait forever."""
+        return (m.status in ACTIVE and live_daemon(self.state_dir) is None
+                and not held_by_someone(self.state_dir, m.source))
 
 
 class ApiFeed:
@@ -53,6 +63,9 @@ class ApiFeed:
             _, body = self._get(f"/jobs?{query}")
             out += [_manifest(row) for row in body["jobs"]]
         return out
+
+    def abandoned(self, m: Manifest) -> bool:
+        return False  # the daemon answering recovers what its own earlier life left running
 
     def answers(self) -> bool:
         """Whether the daemon serves jobs to this caller (the token included)."""
@@ -113,15 +126,5 @@ def _api(cfg: Config) -> ApiFeed | None:
 
 def _running_daemon(state_dir: Path) -> str | None:
     """The HTTP address of the daemon that runs on `state_dir`, if one does."""
-    try:
-        info = json.loads((state_dir / "daemon.json").read_bytes())
-        pid, address = int(info["pid"]), info["http"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except PermissionError:
-        pass  # alive: another user's
-    except OSError:
-        return None  # a stale file: the daemon died without removing it
+    address = (live_daemon(state_dir) or {}).get("http")
     return address if isinstance(address, str) and ":" in address else None

@@ -4,14 +4,26 @@ and for jobs another process runs (polled through a feed until they end)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ingestd.console.line import LiveLines
+from ingestd.errors import IngestdError
 from ingestd.console.render import Meter, line
 from ingestd.jobs.manifest import Manifest
 
 REDRAW = 0.25  # seconds: a few times a second, as rsync and rclone do
+ABANDONED = 2.0  # seconds a job must look abandoned before a watcher gives up on it
+
+
+class JobAbandoned(IngestdError):
+    """A watched job is still marked live but no process runs it."""
+
+    def __init__(self, m: Manifest):
+        super().__init__(f"job {m.job_id} is still marked {m.status}, but no process runs it any more (the one "
+                         f"that did stopped without finishing it); the next job of source {m.source!r} "
+                         "records it as interrupted")
 
 
 def done(m: Manifest) -> bool:
@@ -49,14 +61,21 @@ def drawing(poll: Callable[[], Manifest | None], lines: LiveLines | None) -> Ite
         lines.clear()
 
 
-def follow_job(feed, job_id: str, lines: LiveLines | None, pause=threading.Event().wait) -> Manifest:
-    """Poll `job_id` through `feed` until it is done, drawing its line; the final manifest."""
+def follow_job(feed, job_id: str, lines: LiveLines | None, pause=threading.Event().wait,
+               clock=time.monotonic) -> Manifest:
+    """Poll `job_id` through `feed` until it is done, drawing its line; the final manifest.
+    A job no process runs any more (its process was killed) ends the wait with an error
+    once that has held for ABANDONED seconds, instead of waiting forever."""
     meter = Meter()
+    abandoned_since = None
     try:
         while True:
             m = feed.job(job_id)
             if done(m):
                 return m
+            abandoned_since = (abandoned_since or clock()) if feed.abandoned(m) else None
+            if abandoned_since is not None and clock() - abandoned_since >= ABANDONED:
+                raise JobAbandoned(m)
             if lines:
                 lines.draw([line(m, meter)])
             pause(feed.interval)

@@ -52,3 +52,26 @@ def source_lock(state_dir: Path, source: str):
             held._clear()  # a job that ended, however it ended, is not left behind
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def held_by_someone(state_dir: Path, source: str) -> bool:
+    """Whether any process holds `source`'s lock now, read from the kernel's table
+    (/proc/locks) rather than by trying the lock: a try, however brief, would make a
+    process starting a job at that instant fail `busy`. Matched by inode number alone
+    (a stacked filesystem may report another device than the kernel's table): a rare
+    false "held" only makes a watcher wait, as it did before it could tell."""
+    try:
+        inode = os.stat(state_dir / "locks" / f"{source}.lock").st_ino
+    except FileNotFoundError:
+        return False
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as table:
+            rows = table.read().splitlines()
+    except OSError:
+        return True  # cannot tell: assume a holder, as before
+    for row in rows:
+        fields = [f for f in row.split() if f != "->"]  # "->" marks a waiter: someone holds it too
+        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].rpartition(":")[2] == str(inode):
+            return True
+    return False
+

@@ -29,6 +29,7 @@ from ingestd.plugin.kit import (
 
 from .memory import FAILED, LEFT, TAKEN, Memory
 from .memory import FILE as MEMORY_FILE
+from .moves import Journal
 from .options import LocalOptions
 from .originals import Item, Originals
 
@@ -215,7 +216,9 @@ class LocalConnector(WatchedConnector):
             tree = self._fresh_tree()
         except OSError:
             raise ConnectorError(Code.NOT_FOUND, f"drop folder {self.root} does not exist") from None
-        events = (self.describe(p) for p in ctx.hint) if ctx.hint is not None else self._scan_events(tree)
+        finished = self._finish_left_moves(tree, ctx)
+        events = ((self.describe(p) for p in ctx.hint if str(p) not in finished) if ctx.hint is not None
+                  else self._scan_events(tree))
         known = 0
         for event in events:
             if ctx.stop.is_set():
@@ -226,6 +229,17 @@ class LocalConnector(WatchedConnector):
             yield event
         if known:
             ctx.log.info("kept files unchanged since taken, not read again", files=known)
+
+    def _journal(self) -> Journal:
+        return Journal(self.state_dir / "sources" / self.source.name)
+
+    def _finish_left_moves(self, tree: Dir, ctx: JobContext) -> set[str]:
+        """Originals a killed job left both in the folder and in the state directory
+        (moves.py): the folder's name goes now. Their paths, so a hint skips them."""
+        done = self._journal().finish_left(tree, self.state_dir)
+        if done:
+            ctx.log.info("finished moving originals a stopped job had left in both places", files=len(done))
+        return {self._prefix + rel for rel in done}
 
     def _scan_events(self, tree: Dir):
         for parent, parts, kind in self._walk(tree, None):
@@ -301,21 +315,35 @@ class LocalConnector(WatchedConnector):
         except OSError:
             tree = None  # the folder is gone, and its originals with it
         originals = Originals(tree, str(self.state_dir), self.source.name, ctx, self.options.after)
+        decisions = list(_decisions(outcomes))
+        journal = self._journal()
         try:
-            for out in outcomes:
-                item = out.event.token
-                if not isinstance(item, Item) or isinstance(out.event, Unchanged):
-                    continue
-                if out.outcome in ("ingested", "unchanged"):
+            journal.note(originals.intended(decisions))  # before the first link: see moves.py
+            for item, code, message in decisions:
+                if code is None:
                     originals.taken(item)
-                elif out.code not in RETRY_LATER and out.code != Code.NOT_FOUND:
-                    originals.refused(item, out.code, out.message or "")
+                else:
+                    originals.refused(item, code, message)
         finally:
             originals.close()
+        journal.clear()
         memory = self._mem(create=bool(originals.rows))
         if memory is not None:
             memory.remember(originals.rows)
             memory.forget(originals.moved)
+
+
+def _decisions(outcomes: list[Outcome]):
+    """(item, None, "") for each original taken, (item, code, message) for each refused for
+    good; an original to try again later is left out (it stays where it is)."""
+    for out in outcomes:
+        item = out.event.token
+        if not isinstance(item, Item) or isinstance(out.event, Unchanged):
+            continue
+        if out.outcome in ("ingested", "unchanged"):
+            yield item, None, ""
+        elif out.code not in RETRY_LATER and out.code != Code.NOT_FOUND:
+            yield item, out.code, out.message or ""
 
 
 def _lstat_or_none(tree: Dir, parts: list[str]) -> os.stat_result | None:

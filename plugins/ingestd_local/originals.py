@@ -27,6 +27,7 @@ from ingestd.plugin import JobContext
 from ingestd.plugin.kit import MAX_DEPTH, Dir, Folders, Identity, copy_into, display, identity, safe_name, safe_parts
 
 from .memory import FAILED, LEFT, TAKEN, Snap
+from .moves import Move
 
 GONE, REPLACED, STUCK, DONE = "gone", "replaced", "stuck", "done"
 _LINK_REFUSED = (errno.EPERM, errno.EACCES, errno.EMLINK, errno.ENOTSUP)
@@ -66,21 +67,41 @@ class Originals:
         if self._state is not None:
             self._state.close()
 
+    def area(self, code: Code | None) -> str | None:
+        """Where an original goes: `processed` or `failed` (an area of the state directory),
+        None when it stays or is deleted. `code` is None for one taken, else why it was
+        refused for good. A refused hard link stays: a name of a file that may live outside
+        the folder never enters the state directory (a recursive chmod there would reach it)."""
+        if self.after == "keep":
+            return None
+        if code is None:
+            return "processed" if self.after == "move" else None
+        return None if code == Code.HARDLINK else "failed"
+
+    def intended(self, decisions: list[tuple[Item, Code | None, str]]) -> list[Move]:
+        """The moves `taken`/`refused` will make for these decisions, for the journal."""
+        out = []
+        for item, code, _message in decisions:
+            area = self.area(code)
+            ident = (item.read or self._identity(item)) if area is not None else None
+            if ident is not None:
+                out.append(Move(tuple(item.parts), (area, self.source, self.ctx.job_id, *self._target_parts(item)),
+                                ident))
+        return out
+
     def taken(self, item: Item) -> None:
         """An ingested (or unchanged) original: move, delete or keep it."""
         if self.after == "keep":
             if item.read is not None:
                 self.rows.append((item.rel, snap_of(item.read), TAKEN))
             return
-        result = self._move(item, "processed") if self.after == "move" else self._delete(item)
+        result = self._move(item, "processed") if self.area(None) else self._delete(item)
         self._settle(item, result, LEFT)
 
     def refused(self, item: Item, code: Code, message: str) -> None:
         """An original refused for good: to `failed/` with its error beside it, or, in a keep
-        folder, remembered as failed until it changes. A hard link stays where it is, also
-        remembered: a name of a file that may live outside the folder never enters the state
-        directory (a recursive chmod there would reach that file)."""
-        if self.after == "keep" or code == Code.HARDLINK:
+        folder and for a hard link, remembered as failed until it changes."""
+        if self.area(code) is None:
             now = item.read or self._identity(item)
             if now is not None:
                 self.rows.append((item.rel, snap_of(now), FAILED))
@@ -153,14 +174,18 @@ class Originals:
 
     # -- the state directory's side ----------------------------------------------------------
 
-    def _target(self, area: str, item: Item) -> tuple[Dir, str]:
-        """The folder and name an original goes to: `<area>/<source>/<job_id>/<rel>`,
-        sanitised; a path nested deeper than MAX_DEPTH goes flat, named after all of it."""
+    @staticmethod
+    def _target_parts(item: Item) -> list[str]:
+        """The original's path below `<area>/<source>/<job_id>/`: its own, sanitised; a path
+        nested deeper than MAX_DEPTH goes flat, named after all of it."""
         folders = item.parts[:-1]
         if len(folders) >= MAX_DEPTH:
-            folders, name = [], safe_name(item.rel)
-        else:
-            folders, name = (safe_parts(folders) if folders else []), safe_name(item.parts[-1])
+            return [safe_name(item.rel)]
+        return [*(safe_parts(folders) if folders else []), safe_name(item.parts[-1])]
+
+    def _target(self, area: str, item: Item) -> tuple[Dir, str]:
+        """The folder and name an original goes to: `<area>/<source>/<job_id>/<path>`."""
+        *folders, name = self._target_parts(item)
         key = (area, tuple(folders))
         folder = self._folders.get(key)
         if folder is None:

@@ -61,8 +61,9 @@ class Fetched:
 class _Sink:
     """The workspace file plus the hashes of what has been written to it."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, progress=None):
         self.path = path
+        self.progress = progress  # told each chunk's bytes: core does not count an owned file's
         self.fh = open(path, "wb")
         self.restart()
         self.resumed = 0
@@ -82,6 +83,8 @@ class _Sink:
         self.sha256.update(chunk)
         self.qxh.update(chunk)
         self.size += len(chunk)
+        if self.progress is not None:
+            self.progress.advance(bytes=len(chunk))
 
     def close(self) -> None:
         self.fh.close()
@@ -91,9 +94,10 @@ class _Sink:
                        self.request_id, self.resumed, self.content_calls)
 
 
-def fetch(http, source: Source, dest: Path, limit: int | None) -> Fetched:
-    """Download to `dest`; raise ConnectorError (the file removed) on any failure."""
-    sink = _Sink(dest)
+def fetch(http, source: Source, dest: Path, limit: int | None, progress=None) -> Fetched:
+    """Download to `dest`, telling `progress` the bytes as they come; raise
+    ConnectorError (the file removed) on any failure."""
+    sink = _Sink(dest, progress)
     try:
         _fetch_into(http, source, sink, limit)
         sink.close()

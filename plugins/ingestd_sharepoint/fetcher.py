@@ -43,13 +43,14 @@ class Task:
 
 
 class Fetcher:
-    def __init__(self, opts, describe: Describe, root: str, drive_id: str, workspace, log):
+    def __init__(self, opts, describe: Describe, root: str, drive_id: str, workspace, log, progress=None):
         self.opts = opts
         self.describe = describe
         self.root = root
         self.drive_id = drive_id
         self.workspace = workspace  # callable: the job's workspace directory (made on first use)
         self.log = log
+        self.progress = progress  # the job's progress seam: told the bytes each download moves
 
     def event(self, http, task: Task):
         item, limit = task.item, self.opts.max_file_size
@@ -117,7 +118,8 @@ class Fetcher:
         def dest(suffix: str) -> Path:
             return safe_join(self.workspace(), f"{item.id}{suffix}.download")
 
-        return Job(http, self._source, dest, self.opts.max_file_size, lambda item_id: self._reread(http, item_id))
+        return Job(http, self._source, dest, self.opts.max_file_size, lambda item_id: self._reread(http, item_id),
+                   self.progress)
 
     def _source(self, item: Item) -> Source:
         content = f"{self.root}/drives/{seg(self.drive_id)}/items/{seg(item.id)}/content"

@@ -53,13 +53,14 @@ class Job:
     dest: Callable[[str], Path]  # a workspace file for a name suffix
     limit: int | None
     reread: Callable[[str], Item | None]
+    progress: object = None  # the job's progress seam, told the bytes downloaded
 
 
 def retrieve(job: Job, item: Item) -> Got | Gone:
     current = item
     for _ in range(MAX_CHASES + 1):
         try:
-            got = fetch(job.http, job.source(current), job.dest(""), job.limit)
+            got = fetch(job.http, job.source(current), job.dest(""), job.limit, job.progress)
         except ConnectorError as exc:
             if exc.code == Code.NOT_FOUND and job.reread(current.id) is None:
                 return Gone()
@@ -97,7 +98,7 @@ def _reread(job: Job, item: Item, got: Fetched) -> Item | None:
 def _second_opinion(job: Job, first: Fetched, item: Item, problem: str) -> Got:
     """Bytes that differ from an unchanged listing: served so, or damaged on the way?"""
     try:
-        second = fetch(job.http, job.source(item), job.dest(".again"), job.limit)
+        second = fetch(job.http, job.source(item), job.dest(".again"), job.limit, job.progress)
     except BaseException:
         unlink_quietly(first.path)
         raise

@@ -46,7 +46,8 @@ class Run:
         for sync in self.syncs:
             self._prepare(sync)
         self._check_deletes()
-        self.ctx.progress.expect(items=sum(sync.planned() for sync in self.syncs))
+        self.ctx.progress.expect(items=sum(sync.planned() for sync in self.syncs),
+                                 bytes=sum(sync.planned_bytes() for sync in self.syncs))
         self.ctx.progress.phase("downloading")
         for sync in self.syncs:
             if self.ctx.stop.is_set():

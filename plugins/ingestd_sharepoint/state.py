@@ -254,6 +254,13 @@ class State:
     def count(self, action: str) -> int:
         return self.db.execute("SELECT COUNT(*) FROM plan WHERE action=?", (action,)).fetchone()[0]
 
+    def download_bytes(self) -> int:
+        """The listed sizes of the planned downloads (this listing's, else the last one
+        kept, for an item retried unchanged): the job's total for its progress line."""
+        return self.db.execute(
+            "SELECT COALESCE(SUM(COALESCE(s.size, i.size, 0)), 0) FROM plan p LEFT JOIN seen s ON s.id=p.id "
+            "LEFT JOIN items i ON i.id=p.id WHERE p.action='download'").fetchone()[0]
+
     def planned(self, action: str) -> Iterator[tuple[str, str | None]]:
         """(id, path) of every item planned for `action`, read in batches so the
         caller may write to other tables between them."""

@@ -58,7 +58,8 @@ class Sync:
         self.describe = Describe(target)
         self.access = (Access(state, http, self.root, target.drive_id, graph_url, options.permission_changes)
                        if options.permissions and not retired else None)
-        self.fetcher = Fetcher(options, self.describe, self.root, target.drive_id, lambda: ctx.workspace, ctx.log)
+        self.fetcher = Fetcher(options, self.describe, self.root, target.drive_id, lambda: ctx.workspace, ctx.log,
+                               ctx.progress)
         self.served_differs = 0  # downloads whose bytes differ from their listing, this job
         self.broken: ConnectorError | None = None  # the library could not be read: reported, others go on
         self.gone = False  # its drive answered 404
@@ -116,6 +117,9 @@ class Sync:
         if self.broken is not None:
             return 1
         return self.state.refused_count() + sum(self.state.count(a) for a in ("delete", "repoint", "download"))
+
+    def planned_bytes(self) -> int:
+        return 0 if self.broken is not None else self.state.download_bytes()
 
     def deletes(self) -> tuple[int, int]:
         """(documents this run would tombstone, live documents before it)."""

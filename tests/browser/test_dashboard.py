@@ -200,12 +200,17 @@ def test_a_running_job_updates_live_on_the_list_and_on_its_page(site, chrome, sh
     chrome.find_element(By.LINK_TEXT, job_id).click()
     until(chrome, lambda dr: dr.execute_script("return document.body.dataset.ready") == "job")
     seen: list[tuple[str, int]] = []
+    progress: list[tuple[str, str, str]] = []  # (status, phase, items done) as the Progress line showed them
 
     def observe(dr):
-        state, counters = dr.execute_script(
+        state, counters, shown = dr.execute_script(
             "const c = {}; for (const dt of document.querySelectorAll('#counters dt')) "
             "c[dt.textContent] = dt.nextElementSibling.textContent;"
-            "const s = document.querySelector('#job-facts [data-state]'); return [s && s.dataset.state, c]")
+            "const p = document.querySelector('#job-progress');"
+            "const s = document.querySelector('#job-facts [data-state]');"
+            "return [s && s.dataset.state, c, p && [p.dataset.phase, p.dataset.done, p.textContent]]")
+        if shown and (not progress or progress[-1][:3] != (state, *shown[:2])):
+            progress.append((state, *shown))
         ingested = int(counters.get("ingested", "0").replace(",", ""))
         if not seen or seen[-1] != (state, ingested):
             seen.append((state, ingested))
@@ -219,6 +224,10 @@ def test_a_running_job_updates_live_on_the_list_and_on_its_page(site, chrome, sh
     assert len(moving) >= 2, seen  # the counters moved while it ran, seen without a reload
     assert seen[-1] == ("succeeded", PACED_FILES), seen
     assert "so far" not in text(chrome, "#job-facts")
+    # a running job's progress line moved with it, and went when it ended
+    assert len({done for state, _phase, done, _text in progress if state == "running" and int(done) > 0}) >= 2, progress
+    assert all(" items" in line for *_, line in progress), progress
+    assert not chrome.find_elements(By.ID, "job-progress")
     chrome.back()
     until(chrome, lambda dr: dr.execute_script("return document.body.dataset.ready") == "jobs")
     until(chrome, lambda dr: first_status(dr) == "succeeded", message="the list to catch up")

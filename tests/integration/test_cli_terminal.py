@@ -142,6 +142,36 @@ def test_status_follow_watches_a_job_another_process_runs(gated):
         one_shot.wait()
 
 
+def test_following_a_job_whose_process_was_killed_ends_with_an_error(gated):
+    """A one-shot killed mid-job cannot mark its job: the watchers used to wait on its
+    `running` manifest forever. They tell it from a job still running (the source's lock)."""
+    one_shot = subprocess.Popen([sys.executable, "-m", "ingestd", "ingest", "remote", "--config", str(gated.config)],
+                                env={**os.environ, **gated.env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        job = wait_for(lambda: next(iter(m for m in manifests(gated.state) if m.get("progress")), None),
+                       timeout=60, message="the one-shot's job running")
+        disk = feeds.DiskFeed(gated.state)
+        running = disk.job(job["job_id"])
+        assert running.status == "running" and not disk.abandoned(running)  # its process holds the lock
+        assert [m.job_id for m in disk.active(None)] == [job["job_id"]]
+    finally:
+        one_shot.kill()
+        one_shot.wait()
+    assert disk.job(job["job_id"]).status == "running" and disk.abandoned(disk.job(job["job_id"]))
+    watched = run_cli("status", job["job_id"], "--follow", "--config", gated.config, env=gated.env, timeout=30)
+    assert watched.returncode == 1 and watched.stdout == ""
+    assert watched.stderr.strip() == (
+        f"ingestd: job {job['job_id']} is still marked running, but no process runs it any more (the one that did "
+        "stopped without finishing it); the next job of source 'remote' records it as interrupted")
+    nothing = run_cli("jobs", "--follow", "--config", gated.config, env=gated.env, timeout=30)
+    assert nothing.returncode == 0 and nothing.stdout == "no job is running or queued\n"
+    gated.release()
+    after = run_cli("ingest", "remote", "--json", "--config", gated.config, env=gated.env)  # the next job closes it
+    assert after.returncode == 1, after.stderr
+    closed = next(m for m in manifests(gated.state) if m["job_id"] == job["job_id"])
+    assert closed["status"] == "failed" and closed["errors"][-1]["code"] == "interrupted"
+
+
 def test_jobs_follow_reads_a_running_daemon(tmp_path):
     token = tmp_path / "token"
     token.write_text("t" * 32)

@@ -464,6 +464,18 @@ async function jobs(params) {
   }, 5000);
 }
 
+// A running job's `progress` (docs/progress.md): what it is doing and how far it is, with a
+// bar once the connector said how much to expect. Null when the job is not running.
+function progressView(p) {
+  if (!p) return null;
+  const of = (done, total, fmt) => total === null || total === undefined ? fmt(done) : `${fmt(done)} of ${fmt(total)}`;
+  const parts = [p.phase, `${of(p.items_done, p.items_total, num)} items`];
+  if (p.bytes_done || p.bytes_total) parts.push(of(p.bytes_done, p.bytes_total, bytes));
+  const bar = p.items_total ? h("progress", { max: p.items_total, value: Math.min(p.items_done, p.items_total),
+    "aria-label": "items done" }) : null;
+  return h("span", { id: "job-progress", dataset: { phase: p.phase, done: p.items_done } }, bar, " ", parts.join(" · "));
+}
+
 function errorGroups(job) {
   const groups = new Map();
   for (const e of job.errors) {
@@ -489,7 +501,8 @@ async function job(id, params) {
       get(`ingest/${id}/items` + query({ limit: PAGE, after })).catch((e) => ({ failed: e }))]);
     head.replaceChildren(dl([["Status", badge(j.status)], ["Source", link(`#/jobs?source=${encodeURIComponent(j.source)}`, j.source)],
       ["Kind", j.kind], ["Trigger", j.trigger], ["Created", when(j.created_at)], ["Started", when(j.started_at)],
-      ["Finished", when(j.finished_at)], ["Duration", duration(j)]], { id: "job-facts" }));
+      ["Finished", when(j.finished_at)], ["Duration", duration(j)],
+      j.progress ? ["Progress", progressView(j.progress)] : null], { id: "job-facts" }));
     const c = j.counters;
     counters.replaceChildren(dl(Object.entries(c).map(([k, v]) => [k, k === "bytes" ? bytes(v) : num(v)]),
       { id: "counters", class: "facts counters" }));

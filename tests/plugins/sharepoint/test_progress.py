@@ -1,5 +1,6 @@
 """What a SharePoint job tells a person watching it (docs/progress.md): `listing` while it
-reads the delta and plans, then how many items to expect and `downloading`."""
+reads the delta and plans, then how many items and bytes to expect and `downloading`, the
+bytes counted as they arrive (core does not count a file the connector hands over owned)."""
 
 import threading
 
@@ -21,4 +22,8 @@ def test_a_sync_reports_listing_then_the_items_to_expect(sp):
     finally:
         connector.finish(ctx, [], "failed")  # nothing recorded: the run lets its state go
     assert len(seen) == len(files)
+    total = sum(len(data) for data in files.values())
     assert all(s["phase"] == "downloading" and s["items_total"] == len(files) for s in seen)
+    assert all(s["bytes_total"] == total for s in seen)
+    moved = [s["bytes_done"] for s in seen]  # each staged file's bytes are counted by the time it is handed over
+    assert moved == sorted(moved) and moved[-1] == total and moved[0] > 0

@@ -110,4 +110,4 @@ def test_opt_in_cases_run_only_when_named():
     """`make bench` must stay a run of reasonable length: the million-file case is asked for."""
     names = [case.name for case in DEFAULT]
     assert "oneshot-1m" not in names and {"burst-20k", "scale-100k", "big-store", "s3-latency", "startup"} <= set(names)
-    assert [case.name for case in ALL if case.opt_in] == ["oneshot-1m", "dashboard"]
+    assert [case.name for case in ALL if case.opt_in] == ["oneshot-1m", "dashboard", "cluster-scale"]

@@ -192,7 +192,10 @@ def cmd_run(args) -> int:
         from ingestd.cluster.node import Node
         from ingestd.cluster_api import serve
 
-        return Node(cfg, plugins, ready=systemd.ready, http=serve if cfg.http.enabled else None).run()
+        from ingestd.runtime.watch import Watcher
+
+        return Node(cfg, plugins, ready=systemd.ready, http=serve if cfg.http.enabled else None,
+                    watcher=Watcher).run()
     return run_daemon(cfg, plugins, config_mod.locate(args.config))
 
 

@@ -5,8 +5,8 @@ makes the others' answers 409 `busy`, naming it).
 
 The document listing, content (streamed from the S3 blob store) and the change feed
 (`cluster.feed`: gapless across instances, long-polls woken by LISTEN/NOTIFY) keep the
-embedded daemon's contract. Phase 1 limits (docs/cluster.md): a job's per-item records
-are not kept yet (its items page is empty), the throughput chart counts this instance's
+embedded daemon's contract, and so do a job's per-item records (`job_items`). Phase 1
+limits (docs/cluster.md): the throughput chart counts this instance's
 jobs only, `/sources` counts no documents per source, and requests share one database
 connection per instance.
 """
@@ -23,7 +23,7 @@ from typing import BinaryIO
 from ingestd._lib import logs
 from ingestd._lib.version import VERSION
 from ingestd.api.backend import Busy, CredentialStatus, ItemsPage, Runtime, SourceView, Window
-from ingestd.cluster import catalogue, feed, jobs
+from ingestd.cluster import catalogue, feed, items, jobs
 from ingestd.cluster.blobs import BlobStore
 from ingestd.cluster.node import Node
 from ingestd.config import Source
@@ -93,8 +93,12 @@ class ClusterApi:
             return jobs.listing(conn, source=source, status=status, limit=limit, before=before)
 
     def job_items(self, job_id: str, offset: int, limit: int) -> ItemsPage:
-        manifest = self.job(job_id)  # NotFoundError for an unknown job
-        return ItemsPage([], None if manifest.terminal else offset)
+        """The job's `job_items` rows from row `offset` (the embedded contract: `next_after`
+        is null once the job is finished and read to the end)."""
+        with self._db() as conn:
+            manifest = jobs.get(conn, job_id)  # NotFoundError for an unknown job
+            records, end, more = items.page(conn, job_id, offset, limit)
+        return ItemsPage(records, end if more or not manifest.terminal else None)
 
     def last_succeeded(self) -> list[Manifest]:
         with self._db() as conn:

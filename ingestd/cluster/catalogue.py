@@ -21,6 +21,7 @@ never rewritten); a document deleted at the source is tombstoned and comes back
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ingestd._lib.times import iso, parse_iso
@@ -55,9 +56,12 @@ class _Current:
     deleted: bool
 
 
-def commit(conn, lease: Lease, changes: list[Change], tombstones: list[tuple[str, str]] = ()) -> Committed:
+def commit(conn, lease: Lease, changes: list[Change], tombstones: list[tuple[str, str]] = (),
+           also: Callable[[object, Committed], None] | None = None) -> Committed:
     """Write a job's records and their feed entries in one transaction, if `lease` still
-    holds the source (else `LeaseLost`, and nothing is written)."""
+    holds the source (else `LeaseLost`, and nothing is written). `also(cursor, outcomes)`
+    writes what must land with them or not at all (the job's item records), in the same
+    transaction, before the feed row is locked."""
     from psycopg.types.json import Jsonb
 
     out = Committed()
@@ -91,6 +95,8 @@ def commit(conn, lease: Lease, changes: list[Change], tombstones: list[tuple[str
                          job_id))
             now.deleted = True
             out.gone.append("deleted")
+        if also is not None:
+            also(cur, out)
         out.cursors = _append(cur, feed, at)
     return out
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ingestd._lib.times import now_iso, parse_iso
 from ingestd._lib.version import VERSION
-from ingestd.cluster import schema, sync_state
+from ingestd.cluster import items, schema, sync_state
 from ingestd.cluster import verify as cluster_verify
 from ingestd.cluster.blobs import BlobStore
 from ingestd.cluster.embedded import Embedded
@@ -314,8 +314,7 @@ def _job(cur, m: Manifest, embedded: Embedded, node: str | None) -> None:
                  _time(m.finished_at), Jsonb(m.to_json())))
     if cur.fetchone() is None:
         return  # imported by an earlier run, items and all
-    cur.executemany("INSERT INTO job_items (job_id, seq, item) VALUES (%s, %s, %s)",
-                    [(m.job_id, n, Jsonb(item)) for n, item in enumerate(embedded.items(m))])
+    items.insert(cur, m.job_id, 0, list(embedded.items(m)))
 
 
 PHASE_RUNNERS = {"blobs": _blobs, "documents": _documents, "changes": _changes, "sources": _sources, "jobs": _jobs}

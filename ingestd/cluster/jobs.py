@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from ingestd._lib.times import now_iso, parse_iso
 from ingestd.cluster import leases
 from ingestd.cluster.leases import Lease, LeaseLost
-from ingestd.errors import Code, IngestdError, NotFoundError
+from ingestd.errors import Code, NotFoundError
+from ingestd.jobs import lifecycle
 from ingestd.jobs.jobstore import new_job_id
 from ingestd.jobs.manifest import TERMINAL, JobError, Manifest, Trigger
 
@@ -30,12 +31,9 @@ CHANNEL = "ingestd_jobs"  # NOTIFY channel: a job was queued (payload: the sourc
 LIVE = ("queued", "running")
 
 
-class Busy(IngestdError):
-    """The source already has a job queued or running (on any instance): `manifest`."""
-
-    def __init__(self, manifest: Manifest):
-        self.manifest = manifest
-        super().__init__(f"source {manifest.source!r} already has job {manifest.job_id} {manifest.status}")
+class Busy(lifecycle.Busy):
+    """The source already has a job queued or running (on any instance): `manifest`. The
+    embedded `Busy`, so the drop-folder watcher keeps a refused batch for the next job."""
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ A database that cannot be reached is not fatal: the loop logs it and tries again
 jobs it was running stop themselves at ttl/2 (their keepers), and another instance's
 reaper takes the sources over after the ttl.
 
-What phase 1 does not do yet (docs/cluster.md): watch drop folders
-(a `local` source pinned to this node runs when asked or scheduled), keep sync state in
-the blob store.
+Drop folders: a watched source (`local`) pinned to this instance (`node`) is watched here
+as the embedded daemon watches it (`drops`); its settled files become jobs in the
+database, claimed here. Other instances never watch it (nor claim its jobs).
 """
 
 from __future__ import annotations
@@ -29,11 +29,13 @@ from ingestd._lib.atomic import write_json
 from ingestd._lib.version import VERSION
 from ingestd.cluster import driver, instances, jobs, schedule, schema
 from ingestd.cluster.blobs import BlobStore
+from ingestd.cluster.drops import Drops
 from ingestd.cluster.keeper import cut
 from ingestd.cluster.runner import Runner
 from ingestd.cluster.wake import Waker
 from ingestd.config import Config, Source
 from ingestd.credentials import Registry
+from ingestd.errors import ConfigError
 from ingestd.plugin.manager import Plugins
 from ingestd.plugin.options import DEFAULT_EVERY
 
@@ -54,7 +56,10 @@ def next_run_for(source: Source) -> Callable[[datetime], datetime]:
 
 class Node:
     def __init__(self, config: Config, plugins: Plugins, *, ready: Callable[[str], None] = lambda text: None,
-                 http: Callable[["Node"], object] | None = None):
+                 http: Callable[["Node"], object] | None = None, watcher: Callable | None = None):
+        """`http` builds the API server and `watcher(submit, busy)` the drop-folder watcher
+        (`runtime.watch.Watcher`): the caller's, since the API and the runtime sit above
+        this layer. Without a watcher, pinned drop folders run only when asked."""
         self.config = config
         self.started_at = time.time()
         self.http_factory = http  # builds the API server (the caller's: the API sits above this layer)
@@ -78,6 +83,7 @@ class Node:
         self.running: dict[str, tuple[threading.Thread, threading.Event]] = {}
         self.stopping = threading.Event()
         self.log = logs.get("ingestd.cluster", instance=self.id)
+        self.drops = Drops(watcher, self.database.connect, self.log) if watcher is not None else None
 
     # -- start -------------------------------------------------------------------------
 
@@ -102,7 +108,24 @@ class Node:
             if not self.plugins.connectors[source.kind].watched:
                 self.schedules[name] = next_run_for(source)
                 schedule.arm(conn, name, datetime.now().astimezone())  # first run at once, unless armed
+            elif source.node == self.id and self.drops is not None:
+                self._watch(source)
         instances.beat(conn, self.id)
+
+    def _connector(self, source: Source):
+        """The source's connector on this instance: one, shared by its watcher and its jobs."""
+        return self.connectors.get(source.name) or self.connectors.setdefault(
+            source.name, self.plugins.connectors[source.kind](source, self.registry, self.state_dir))
+
+    def _watch(self, source: Source) -> None:
+        """Watch a drop folder pinned here: observer, then the start-up scan (what arrived
+        while this instance was down). One that cannot be watched is reported, not fatal."""
+        try:
+            self.drops.add(source, self._connector(source))
+        except (ConfigError, OSError) as exc:
+            reason = "; ".join(exc.lines) if isinstance(exc, ConfigError) else f"{exc.strerror}: {exc.filename}"
+            self.unavailable[source.name] = reason
+            self.log.error("source not watched", source=source.name, reason=reason)
 
     def _next_run(self, name: str, now: datetime) -> datetime | None:
         nxt = self.schedules.get(name)
@@ -117,6 +140,8 @@ class Node:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         conn = self.database.connect(autocommit=True, purpose="main")
         self._start(conn)
+        if self.drops is not None:
+            self.drops.start()  # the folders were added by _start: their start-up scans run now
         waker = Waker(self.database.connect)
         self.db_ok = True
         if self.http_factory is not None:
@@ -157,6 +182,8 @@ class Node:
 
     def _tick(self, conn) -> None:
         instances.beat(conn, self.id)
+        if self.drops is not None:
+            self.drops.refresh(conn)
         for r in jobs.reap(conn, self.id):
             self.log.warning("reaped an expired lease", source=r.failed.source, job_id=r.failed.job_id,
                              fence=r.fence, recovery=r.recovery.job_id if r.recovery else None)
@@ -179,12 +206,12 @@ class Node:
     def _run_job(self, claim: jobs.Claim, stop: threading.Event) -> None:
         name = claim.manifest.source
         source = self.sources.get(name)
+        manifest = claim.manifest
         try:
             if source is None:
                 raise RuntimeError(f"source {name!r} is not configured on instance {self.id}")
-            connector = self.connectors.get(name) or self.connectors.setdefault(
-                name, self.plugins.connectors[source.kind](source, self.registry, self.state_dir))
-            manifest = self.runner.run(claim, connector, stop)
+            hint = self.drops.hint(manifest.job_id) if self.drops is not None else None
+            manifest = self.runner.run(claim, self._connector(source), stop, hint=hint)
             for listener in list(self.listeners):
                 try:
                     listener(manifest)
@@ -192,6 +219,9 @@ class Node:
                     self.log.exception("job listener failed", job_id=manifest.job_id)
         except Exception:  # noqa: BLE001 - the lease expires and the reaper records the job
             self.log.exception("job could not run", source=name, job_id=claim.manifest.job_id)
+        finally:
+            if self.drops is not None and name in self.drops.kinds:
+                self.drops.done(manifest)  # its files back to the watcher: gone, or looked at again
 
     def _reap_threads(self) -> None:
         for job_id, (thread, _stop) in list(self.running.items()):
@@ -204,6 +234,8 @@ class Node:
         self.log.info("stopping", running_jobs=len(self.running))
         if self.http is not None:
             self.http.drain()
+        if self.drops is not None:
+            self.drops.stop()  # no new watch jobs; what settled stays in the folder for the next start
         for _thread, stop in self.running.values():
             stop.set()
         for thread, _stop in self.running.values():
@@ -231,8 +263,14 @@ class Node:
         jobs running here, and the sources that cannot run here."""
         return {"database": {"ok": self.db_ok, "instance": self.id},
                 "workers": {"ok": True, "running": len(self.running), "size": self.config.daemon.workers},
-                "watchers": {"ok": True, "sources": {}},  # no drop folders are watched in cluster mode yet
+                "watchers": self._watchers(),
                 "sources": {"ok": True, "unavailable": dict(self.unavailable)}}
+
+    def _watchers(self) -> dict:
+        if self.drops is None:
+            return {"ok": True, "sources": {}}
+        watched = self.drops.health()
+        return {"ok": all(w["alive"] for w in watched.values()) and self.drops.alive(), "sources": watched}
 
 
 def _first_line(exc: BaseException) -> str:

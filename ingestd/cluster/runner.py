@@ -1,5 +1,6 @@
 """One claimed job on one instance: connector → hash → blob store → fenced catalogue
-commit → manifest in the database.
+commit (with the items' records, `job_items`, in the same transaction) → manifest in the
+database.
 
 Phase 1 of cluster mode runs this instead of `jobs.pipeline` (whose store and job store
 are the embedded ones); the two share the connector contract and the record rules, not
@@ -29,11 +30,12 @@ import uuid
 from pathlib import Path
 
 from ingestd._lib import logs
-from ingestd.cluster import catalogue, jobs, sync_state
+from ingestd.cluster import catalogue, items, jobs, sync_state
 from ingestd.cluster.blobs import BlobStore
 from ingestd.cluster.keeper import Keeper, cut
 from ingestd.cluster.leases import LeaseLost
 from ingestd.errors import Code, ConnectorError, IngestdError, io_error_code
+from ingestd.jobs import items as items_file
 from ingestd.jobs.manifest import JobError, Manifest
 # one set of rules for what core takes from a connector, embedded or not (pipeline-private
 # today; a shared module once the job-lifecycle work settles where they live)
@@ -56,15 +58,18 @@ class Runner:
     def _connect(self, purpose: str):
         return self.database.connect(autocommit=True, purpose=purpose)
 
-    def run(self, claim: jobs.Claim, connector: Connector, stop: threading.Event) -> Manifest:
+    def run(self, claim: jobs.Claim, connector: Connector, stop: threading.Event,
+            hint: list[str] | None = None) -> Manifest:
         """`stop` is the job's: the daemon sets it to stop the job (shutdown), the keeper
-        when the lease is lost (then `keeper.lost` says which)."""
+        when the lease is lost (then `keeper.lost` says which). `hint`: a watch job's
+        settled paths (`JobContext.hint`)."""
         manifest, lease = claim.manifest, claim.lease
         log = logs.get("ingestd.cluster", job_id=manifest.job_id, source=manifest.source)
         keeper = Keeper(lambda: self._connect("lease"), lease, self.ttl, stop).start()
         conn = self._connect("job")
         keeper.on_lost.append(lambda: cut(conn))
-        ctx = JobContext(job_id=manifest.job_id, source=connector.source, state_dir=self.state_dir, stop=stop, log=log)
+        ctx = JobContext(job_id=manifest.job_id, source=connector.source, state_dir=self.state_dir, stop=stop, log=log,
+                         hint=hint)
         job = _Job(self, conn, claim, ctx, log)
         log.info("job started", kind=manifest.kind, trigger=manifest.trigger, fence=lease.fence)
         state = self.state_dir / "sources" / manifest.source  # the connector's cursors (ctx.source_state)
@@ -130,6 +135,7 @@ class _Job:
         self.batch = _Batch()
         self.outcomes: list[Outcome] = []
         self.error: JobError | None = None
+        self.next_item = 0  # the job's next job_items row
 
     def consume(self, events) -> None:
         for event in events:
@@ -195,20 +201,25 @@ class _Job:
         return ev, change
 
     def commit(self) -> None:
-        """One fenced transaction for the batch's records and feed entries, then the
-        manifest's counters (fenced too)."""
+        """One fenced transaction for the batch's records, feed entries and item records
+        (`job_items`, as the embedded items file), then the manifest's counters (fenced too)."""
         batch, self.batch = self.batch, _Batch()
         self.manifest.counters.filtered = self.ctx.filtered
         if not len(batch):
             return
-        done = catalogue.commit(self.conn, self.claim.lease, [c for _, c in batch.changes],
-                                [(d, self.manifest.job_id) for _, d in batch.deletes])
-        for (ev, change), result in zip(batch.changes, done.outcomes):
-            self._record(Outcome(ev, result, change.doc_id, change.blob.sha256), change)
-        for (ev, doc_id), result in zip(batch.deletes, done.gone):
-            self._record(Outcome(ev, "deleted" if result == "deleted" else "unchanged", doc_id))
-        for ev in batch.failures:
-            self._record(Outcome(ev, "skipped" if ev.skip else "failed", code=ev.code, message=ev.message))
+        done: list[tuple[Outcome, Change | None]] = []
+        after = [self.next_item]
+
+        def records(cur, committed: catalogue.Committed) -> None:  # in the commit's transaction
+            done[:] = _outcomes(batch, committed)
+            listed = [r for r in (items_file.record(o, c) for o, c in done) if r is not None]
+            after[0] = items.insert(cur, self.manifest.job_id, self.next_item, listed)
+
+        catalogue.commit(self.conn, self.claim.lease, [c for _, c in batch.changes],
+                         [(d, self.manifest.job_id) for _, d in batch.deletes], also=records)
+        self.next_item = after[0]
+        for outcome, change in done:
+            self._record(outcome, change)
         jobs.update(self.conn, self.claim.lease, self.manifest)
 
     def _record(self, outcome: Outcome, change: Change | None = None) -> None:
@@ -232,6 +243,19 @@ class _Job:
         m = self.manifest
         m.status = "failed" if self.error else ("partial" if m.counters.failed else "succeeded")
         return m.status
+
+
+def _outcomes(batch: _Batch, done: catalogue.Committed) -> list[tuple[Outcome, Change | None]]:
+    """The batch's outcomes in the order the embedded pipeline records them: changes,
+    deletions, failures."""
+    out: list[tuple[Outcome, Change | None]] = []
+    for (ev, change), result in zip(batch.changes, done.outcomes):
+        out.append((Outcome(ev, result, change.doc_id, change.blob.sha256), change))
+    for (ev, doc_id), result in zip(batch.deletes, done.gone):
+        out.append((Outcome(ev, "deleted" if result == "deleted" else "unchanged", doc_id), None))
+    for ev in batch.failures:
+        out.append((Outcome(ev, "skipped" if ev.skip else "failed", code=ev.code, message=ev.message), None))
+    return out
 
 
 def _job_error(exc: Exception, log) -> JobError:

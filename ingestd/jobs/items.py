@@ -70,3 +70,18 @@ def _line_start(fh, offset: int) -> int:
             offset += len(rest) if rest.endswith(b"\n") else 0
             fh.seek(offset)
     return offset
+
+
+def record(outcome, change=None) -> dict[str, Any] | None:
+    """The items-file record of one outcome (`plugin.connector.Outcome`, with the
+    `store.catalogue.Change` it committed, if any); None for `unchanged`, which is
+    counted, not listed. The cluster runner writes the same records to `job_items`."""
+    if outcome.outcome == "unchanged":
+        return None
+    ev = outcome.event
+    out = {"origin_uri": ev.origin_uri, "doc_id": outcome.doc_id, "outcome": outcome.outcome}
+    if change is not None:
+        out.update(sha256=change.blob.sha256, size=change.blob.size, mime=change.blob.mime)
+    elif outcome.code is not None:
+        out.update(error=outcome.code.value, message=outcome.message)
+    return out

@@ -2,7 +2,8 @@
 
 Starts a private PostgreSQL (Debian's binaries, `initdb` in a temp dir, a free loopback
 port), moto's S3 on 127.0.0.1 (the blob store, and a `docs` bucket with a few objects as a
-source), creates the schema, and starts three `ingestd run` instances (a, b, c). It prints
+source, and a drop folder watched by instance a), creates the schema, and starts three
+`ingestd run` instances (a, b, c). It prints
 the commands to look around, and stops everything on Ctrl-C. Nothing system-wide is
 started or changed: the database's files are removed at the end; the instances' configs
 and logs stay in their temp dir for a look.
@@ -20,7 +21,7 @@ from pathlib import Path
 from tests.conftest import make_secret
 from tests.plugins.s3.kit import MotoS3
 
-from .kit import BLOBS, DOCS, instance_config, write_registry
+from .kit import BLOBS, DOCS, instance_config, s3_source, write_registry
 from .pgserver import PostgresServer, bindir
 
 INSTANCES = ("a", "b", "c")
@@ -41,8 +42,12 @@ def main() -> int:
         for i in range(20):
             moto.put(f"demo/{i:02d}.txt", f"document {i}\n".encode(), bucket=DOCS)
         registry = write_registry(root / "credentials.json", pg.password)
+        inbox = root / "inbox"
+        inbox.mkdir()
+        sources = [s3_source("bucket", DOCS, moto.url, 60),
+                   {"name": "inbox", "kind": "local", "path": str(inbox), "node": INSTANCES[0]}]
         configs = {n: instance_config(root / n, n, database_url=pg.url(db), s3_url=moto.url, registry=registry,
-                                      ttl=10, every=60, http=True) for n in INSTANCES}
+                                      ttl=10, every=60, http=True, sources=sources) for n in INSTANCES}
         subprocess.run([sys.executable, "-m", "ingestd", "cluster", "init", "--config", str(configs["a"])], check=True)
         for name, cfg in configs.items():
             log = open(root / f"{name}.log", "wb")
@@ -55,6 +60,7 @@ cluster running: PostgreSQL {pg.url(db)}, S3 {moto.url} (blobs s3://{BLOBS}/stor
 instances {', '.join(INSTANCES)}: configs and logs under {root}
   APIs: {', '.join(f'{n} http://{addr}' for n, addr in zip(INSTANCES, apis))}
   curl -X POST -H 'Content-Type: application/json' -d '{{"source": "bucket"}}' http://{apis[0]}/ingest
+  cp SOME_FILE {inbox}/   (instance {INSTANCES[0]} watches it; then: curl http://{apis[2]}/changes)
   {sys.executable} -m ingestd cluster status --config {a}
   {sys.executable} -m ingestd cluster ingest bucket --config {a}
   {sys.executable} -m ingestd cluster job JOB_ID --config {a}

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from ingestd.cluster import items as cluster_items
+from ingestd.jobs.items import read_page
 from tests.support.helpers import run_cli, wait_for, write_config
 from tests.support.procs import Daemon
 
@@ -168,6 +170,9 @@ def test_an_embedded_store_imported_through_two_kills_equals_the_original(host, 
     jobs = {p.name[:-5] for p in (host.state / "jobs").glob("*.json")}
     assert {r[0] for r in db.execute("SELECT job_id FROM jobs")} == jobs
     assert db.execute("SELECT count(*) FROM job_items").fetchone()[0] > 0
+    for job_id in jobs:  # each job's items, as an instance serves them, are the embedded file's records
+        records = read_page(host.state / "jobs" / f"{job_id}.items.jsonl", 0, 10**6)[0]
+        assert cluster_items.page(db, job_id, 0, 10**6)[0] == records
     shas = {v[3] for v in embedded["versions"]}
     listed = s3.s3.list_objects_v2(Bucket=BUCKET, Prefix="store/blobs/")["Contents"]
     assert {o["Key"].rsplit("/", 1)[1] for o in listed} == shas

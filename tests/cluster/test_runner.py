@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from ingestd.app import load_config
-from ingestd.cluster import jobs
+from ingestd.cluster import items, jobs
 from ingestd.cluster.blobs import BlobStore
 from ingestd.cluster.runner import Runner
 from ingestd.credentials import Registry
@@ -74,6 +74,17 @@ def test_a_drop_folder_job_refuses_what_core_refuses(pg, db, s3, tmp_path):
     assert {e.code.value for e in done.errors} == {"too_large", "empty", "symlink", "unsupported"}
     assert stored(s3) == {hashlib.sha256(b"a document").hexdigest()}  # never the symlink's target
     assert jobs.get(db, done.job_id).status == "partial"
+    # the item records, as the embedded items file holds them (errors and all)
+    records, end, more = items.page(db, done.job_id, 0, 100)
+    assert (end, more) == (5, False)
+    assert sorted((r["origin_uri"].rsplit("/", 1)[1], r["outcome"], r.get("error")) for r in records) == [
+        ("big.txt", "failed", "too_large"), ("empty.txt", "skipped", "empty"), ("good.txt", "ingested", None),
+        ("link.txt", "skipped", "symlink"), ("pipe", "skipped", "unsupported")]
+    good = next(r for r in records if r["outcome"] == "ingested")
+    assert good == {"origin_uri": good["origin_uri"], "doc_id": good["doc_id"], "outcome": "ingested",
+                    "sha256": hashlib.sha256(b"a document").hexdigest(), "size": 10, "mime": "text/plain"}
+    assert all(set(r) == {"origin_uri", "doc_id", "outcome", "error", "message"} and r["message"]
+               for r in records if r["outcome"] != "ingested")
 
 
 @pytest.mark.parametrize("claim", ["zeros", "none", "honest"])
@@ -98,3 +109,40 @@ def test_what_a_connector_claims_about_an_owned_file_is_checked(pg, db, s3, tmp_
     hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
     assert rows == [(f"claims://{name}", hashes[name], len(data)) for name, data in files.items()]
     assert stored(s3) == set(hashes.values())
+
+
+def test_a_fenced_out_holders_item_rows_never_land(pg, db, s3, tmp_path):
+    """The item records go in the catalogue commit's fenced transaction: a holder whose
+    lease was taken over commits neither documents nor item rows."""
+    from ingestd._lib import logs
+    from ingestd.cluster.leases import LeaseLost
+    from ingestd.cluster.runner import _Job
+    from ingestd.plugin.connector import JobContext
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for i in range(3):
+        (inbox / f"f{i}.txt").write_bytes(f"document {i}".encode())
+    source = {"name": "inbox", "kind": "local", "path": str(inbox), "node": "a", "settle_seconds": 0}
+    path = write_config(tmp_path / "ingestd.toml", daemon={"state_dir": str(tmp_path / "state")},
+                        cluster={"database_url": pg.url, "blob_store": f"s3://{BUCKET}/p", "instance_id": "a"},
+                        sources=[source])
+    plugins = Plugins().load()
+    cfg = load_config(path, plugins)
+    add_sources(db, "inbox", node="a", kind="local")
+    jobs.enqueue(db, "inbox", "local", "cli")
+    claim = jobs.claim(db, "a", ttl=30)
+    connector = plugins.connectors["local"](cfg.source("inbox"), Registry(None), cfg.daemon.state_dir)
+    runner = Runner(Db(pg), BlobStore(s3.client(), BUCKET, "p"), cfg.daemon.state_dir, ttl=30)
+    ctx = JobContext(job_id=claim.manifest.job_id, source=connector.source, state_dir=cfg.daemon.state_dir,
+                     stop=threading.Event(), log=logs.get("test"))
+    with pg.connect(autocommit=True) as conn:
+        job = _Job(runner, conn, claim, ctx, logs.get("test"))
+        job.consume(connector.stage(ctx))
+        assert len(job.batch) == 3  # staged and uploaded, not yet committed
+        db.execute("UPDATE sources SET lease_expires_at = now() - interval '1 second'")
+        assert jobs.reap(db, "b") and jobs.claim(db, "a", ttl=30).lease.fence > claim.lease.fence
+        with pytest.raises(LeaseLost):
+            job.commit()
+    assert db.execute("SELECT count(*) FROM job_items").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM versions").fetchone()[0] == 0

@@ -43,7 +43,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 
 $(BENCH_STAMP): pyproject.toml $(shell find ingestd plugins -name '*.py' -o -path 'ingestd/api/ui/*')
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/python -m pip install --quiet '.[s3,sharepoint,text]'
+	$(BENCH_VENV)/bin/python -m pip install --quiet '.[s3,sharepoint,text,cluster]'
 	$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall .
 	rm -rf build
 	touch $(BENCH_STAMP)

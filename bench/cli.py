@@ -139,7 +139,7 @@ def _ingestd_version() -> str:
                                cwd=HERE.parent, capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return version
-    how = "as a user installs it, `pip install '.[s3,sharepoint,text]'`" if ingest.INSTALLED else "from the dev venv"
+    how = "as a user installs it, `pip install '.[s3,sharepoint,text,cluster]'`" if ingest.INSTALLED else "from the dev venv"
     return f"{version} @ {commit}{' + uncommitted changes' if dirty else ''}, {how}" if commit else version
 
 

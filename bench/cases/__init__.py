@@ -3,6 +3,7 @@ idle, which needs the S3 server running). DEFAULT is what `make bench` runs; opt
 run when named (`--case NAME`) and, on tiny inputs, in the smoke variant."""
 
 from .bigstore import BIG_STORE
+from .cluster import CLUSTER_SCALE
 from .common import Case
 from .dashboard import DASHBOARD
 from .drop import BURST, LATENCY
@@ -17,6 +18,7 @@ from .sinks import SINK_LATENCY
 from .startup import STARTUP
 
 ALL: list[Case] = [SMALL, LARGE, STARTUP, LATENCY, BURST, BURST_EXTRACT, FORMATS, BURST_20K, SCALE_100K, MILLION, BIG_STORE,
-                   FEED_LATENCY, SINK_LATENCY, FEED_READ, DASHBOARD, FIRST_SMALL, PROXIED, NOOP, CHANGED, FIRST_LARGE, IDLE]
+                   FEED_LATENCY, SINK_LATENCY, FEED_READ, DASHBOARD, FIRST_SMALL, PROXIED, NOOP, CHANGED, FIRST_LARGE,
+                   CLUSTER_SCALE, IDLE]
 DEFAULT: list[Case] = [case for case in ALL if not case.opt_in]
 BY_NAME = {case.name: case for case in ALL}

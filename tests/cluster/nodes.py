@@ -3,6 +3,7 @@ store): start them, stop them, look at what they wrote."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -30,6 +31,7 @@ class Cluster:
         self.urls: dict[str, str] = {}  # an instance reaching the database another way (a proxy)
         self.blob_urls: dict[str, str] = {}  # … or the blob store
         self.http = False
+        self.ttl = TTL
         self.sources: list[dict] | None = None  # None: one s3 source, `bucket` (kit.instance_config)
         self.sinks: list[dict] | None = None  # [[sinks]] tables, the same on every instance
         self.daemon: dict = {}  # more [daemon] keys, the same on every instance
@@ -38,7 +40,7 @@ class Cluster:
 
     def config(self, name: str):
         return instance_config(self.root / name, name, database_url=self.urls.get(name, self.pg.url), s3_url=self.moto.url,
-                               registry=self.registry, ttl=TTL, http=self.http, sources=self.sources,
+                               registry=self.registry, ttl=self.ttl, http=self.http, sources=self.sources,
                                sinks=self.sinks, daemon=self.daemon, blob_url=self.blob_urls.get(name))
 
     def cli(self, *args, name="a"):
@@ -47,10 +49,17 @@ class Cluster:
         return result
 
     def start(self, *names: str) -> None:
+        """Started together, then waited for: each begins claiming as soon as it is up."""
         for name in names:
             home = self.root / name
             cfg = self.config(name)
-            self.instances[name] = Daemon(cfg, home / "state", home, env=self.env).start()
+            self.instances[name] = Daemon(cfg, home / "state", home, env=self.env).start(ready=False)
+        for name in names:
+            self.instances[name].wait_ready()
+
+    def restart(self, name: str) -> None:
+        """An instance that was killed or stopped, back on its own state directory."""
+        self.instances[name].start()
 
     def stop_instances(self) -> None:
         for d in self.instances.values():
@@ -99,3 +108,31 @@ def put_all(moto, objects: dict[str, bytes]) -> None:
         moto.put(key, body, bucket=DOCS)
 
 
+
+
+@contextlib.contextmanager
+def standalone(root):
+    """A Cluster outside pytest (the campaigns, the benchmark): its own private PostgreSQL,
+    moto's server with the blob store's and the source bucket, and the schema."""
+    from tests.conftest import make_secret
+
+    from tests.plugins.s3.kit import MotoS3
+
+    from .conftest import Database
+    from .pgserver import PostgresServer
+
+    server = PostgresServer(make_secret("pg")).start()
+    moto = cluster = None
+    try:
+        moto = MotoS3()
+        moto.s3.create_bucket(Bucket=BUCKET)
+        moto.s3.create_bucket(Bucket=DOCS)
+        cluster = Cluster(root, Database(server, server.create_database()), moto)
+        assert cluster.cli("cluster", "init").returncode == 0
+        yield cluster
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        if moto is not None:
+            moto.stop()
+        server.stop()

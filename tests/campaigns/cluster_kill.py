@@ -175,9 +175,12 @@ def _campaign(plan: Plan, cluster, origins: Origins, progress) -> dict:
         lambda: next((r for r in running(cluster) if r[3] >= plan.kill_after), None), timeout=600,
         interval=0.05, message=f"a job to commit {plan.kill_after} items")
     origins.delay[0] = HOLD
-    victims = [r for r in running(cluster) if r[2] == victim]
     cluster.instances[victim].kill()
     killed_at = time.monotonic()
+    # what it was running when it died, read after the kill: a job of its that committed its
+    # end between a look before the kill and the kill itself is not one the kill interrupted
+    # (the dead write nothing more, and the reaper waits a lease's length)
+    victims = [r for r in running(cluster) if r[2] == victim]
     origins.delay[0] = 0
     progress(f"killed {victim} with {len(victims)} job(s) running ({source}: {done} items)")
     survivors = [n for n in INSTANCES if n != victim]

@@ -70,16 +70,12 @@ def _wait_on_daemon(config: Config, after: str) -> bool:
 
 def _daemon_url(config: Config) -> str | None:
     """The API of the daemon running on this state directory, from its `daemon.json`."""
-    info = _running(config)
+    info = live_daemon(config.daemon.state_dir)
     address = info.get("http") if info else None
     return f"http://{address}" if address else None
 
 
 def daemon_pid(config: Config) -> int | None:
     """The pid of the daemon running on this state directory (with or without its API)."""
-    info = _running(config)
+    info = live_daemon(config.daemon.state_dir)
     return info["pid"] if info else None
-
-
-def _running(config: Config) -> dict | None:
-    return live_daemon(config.daemon.state_dir)

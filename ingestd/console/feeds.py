@@ -31,8 +31,10 @@ class DiskFeed:
     def active(self, source: str | None) -> list[Manifest]:
         store = JobStore(self.state_dir)
         store.load_all()
-        return [m for status in ACTIVE for m in store.list(source=source, status=status, limit=500)
-                if not self.abandoned(m)]
+        listed = [m for status in ACTIVE for m in store.list(source=source, status=status, limit=500)]
+        if listed and live_daemon(self.state_dir) is None:  # asked once for the page, not per job
+            listed = [m for m in listed if held_by_someone(self.state_dir, m.source)]
+        return listed
 
     def abandoned(self, m: Manifest) -> bool:
         """Still marked queued or running, but no process can be running it: no daemon

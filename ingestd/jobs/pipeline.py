@@ -26,6 +26,7 @@ from ingestd._lib import logs
 from ingestd._lib.times import iso_from_timestamp
 from ingestd.errors import Code, ConnectorError, IngestdError, StoreError, io_error_code
 from ingestd.jobs.items import ItemsWriter
+from ingestd.jobs.items import record as item_record
 from ingestd.jobs.lifecycle import Lifecycle, remove_workspace
 from ingestd.jobs.locks import Held, source_lock
 from ingestd.jobs.manifest import JobError, Manifest
@@ -358,18 +359,16 @@ class _Run:
         setattr(c, outcome.outcome, getattr(c, outcome.outcome) + 1)
         self.outcomes.append(outcome)
         ev = outcome.event
-        if outcome.outcome == "unchanged":  # counted, not listed in the items file
+        record = item_record(outcome, change)
+        if record is None:  # unchanged: counted, not listed in the items file
             if self.verbose:
                 self.log.info("document unchanged", origin_uri=ev.origin_uri, doc_id=outcome.doc_id)
             return
-        record = {"origin_uri": ev.origin_uri, "doc_id": outcome.doc_id, "outcome": outcome.outcome}
         if change is not None:
             c.bytes += change.blob.size
-            record.update(sha256=change.blob.sha256, size=change.blob.size, mime=change.blob.mime)
             if self.verbose:
                 self.log.info("document stored", **record)
         elif isinstance(ev, Failed):
-            record.update(error=ev.code.value, message=ev.message)
             self.manifest.add_error(JobError(code=ev.code, message=ev.message, item=ev.origin_uri,
                                              request_id=ev.request_id))
             self.log.warning("document failed" if not ev.skip else "document skipped", **record)

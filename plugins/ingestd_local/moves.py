@@ -81,6 +81,8 @@ class Journal:
 
 
 def _finish(tree: Dir, state: Dir, move: Move) -> bool:
+    if not all(_plain(p) for p in (*move.parts, *move.target)):
+        return False  # not a name a job wrote: never followed out of the held folders
     try:
         with tree.walk(move.parts[:-1]) as parent, state.walk(move.target[:-1]) as target:
             here = identity(parent.stat(move.parts[-1]))
@@ -91,3 +93,7 @@ def _finish(tree: Dir, state: Dir, move: Move) -> bool:
             return True
     except OSError:
         return False  # either name gone or out of reach: nothing half done to finish
+
+
+def _plain(name: str) -> bool:
+    return name not in ("", ".", "..") and "/" not in name and "\0" not in name

@@ -71,6 +71,8 @@ def check_result(r: dict) -> None:
         assert r["summary"]["reference"]["wall_s"] > 0 and len(r["checks"]) == 5, r
     elif name == "startup":
         assert r["imports_ms"]["(all imports)"] > 0 and r["checks"][0]["unit"] == "s", r
+        floor = r["summary"]["mandated_imports"]  # the libraries alone: above the bare interpreter
+        assert floor["cpu_s"] > r["summary"]["reference"]["cpu_s"] and floor["wall_s"] > 0, r
     elif name == "oneshot-1m":
         assert subject["rss_mib"] > 0 and r["checks"][0]["unit"] == "MiB", r
     if name == "drop-latency":

@@ -32,17 +32,18 @@ class DiskFeed:
         store = JobStore(self.state_dir)
         store.load_all()
         listed = [m for status in ACTIVE for m in store.list(source=source, status=status, limit=500)]
-        if listed and live_daemon(self.state_dir) is None:  # asked once for the page, not per job
-            listed = [m for m in listed if held_by_someone(self.state_dir, m.source)]
-        return listed
+        daemon = live_daemon(self.state_dir) if listed else None  # asked once for the page, not per job
+        return [m for m in listed if not self._unattended(m, daemon)]
 
     def abandoned(self, m: Manifest) -> bool:
         """Still marked queued or running, but no process can be running it: no daemon
         lives on this state directory and nobody holds the source's lock (a process that
         dies mid-job cannot mark its job; the next job of that source will, as
         `interrupted`). Without this a watcher of such a job would wait forever."""
-        return (m.status in ACTIVE and live_daemon(self.state_dir) is None
-                and not held_by_someone(self.state_dir, m.source))
+        return m.status in ACTIVE and self._unattended(m, live_daemon(self.state_dir))
+
+    def _unattended(self, m: Manifest, daemon: dict | None) -> bool:
+        return daemon is None and not held_by_someone(self.state_dir, m.source)
 
 
 class ApiFeed:
